@@ -1,0 +1,669 @@
+"""QONNX -> a2qhls IR.
+
+Loads a QONNX file with onnx/qonnx (shape inference only: node names and the
+graph are kept as the exporter wrote them), then lowers it once into the plain
+dataclasses of :mod:`a2qhls.ir`. Nothing downstream touches protobuf.
+
+What is accepted (what Brevitas 0.13 ``export_qonnx`` writes for MLPs with both
+torch exporters, and what a2qhls's own front end writes):
+
+* one float graph input, optionally ``Flatten``/``Reshape``d, then a ``Quant``;
+* layers ``Gemm`` (any ``transB``) or ``MatMul`` whose weight is a constant
+  ``Quant`` (optionally behind ``Transpose``), with an optional bias (``Gemm``'s C
+  or an ``Add``), given as a float constant or a ``Quant`` of a constant;
+* ``[Relu ->] Quant`` activations between layers;
+* ``Mul`` by a positive constant on an accumulator (a scale);
+* the last layer's float output, or a quantized one.
+
+Integer weights are the weight ``Quant`` folded exactly as QONNX's executor
+computes it (float32 ``x / scale + zeropt``, clip, the node's rounding mode),
+minus the zero-point.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .errors import A2QError
+from .ir import Dense, InputQuant, IntType, Model, Requant, TensorInfo
+
+SUPPORTED_OPS = (
+    "Quant",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Relu",
+    "Transpose",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "Constant",
+)
+ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
+METADATA_KEY = "a2qhls.layers"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read_onnx(path: str):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not os.path.exists(path):
+        raise A2QError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise A2QError(f"{path}: is a directory, expected a QONNX (.onnx) file")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, TypeError) as e:
+        raise A2QError(f"{path}: not a valid ONNX file (protobuf parse failed: {str(e).splitlines()[0]})") from e
+    except Exception as e:  # onnx raises a variety of types for damaged files
+        raise A2QError(f"{path}: not a valid ONNX file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if not proto.HasField("graph") or proto.ir_version == 0 or len(proto.graph.node) == 0:
+        raise A2QError(f"{path}: not an ONNX model (no graph or no nodes found)")
+    base = os.path.dirname(os.path.abspath(path))
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    for t in proto.graph.initializer:
+        if uses_external_data(t):
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            if not os.path.exists(os.path.join(base, loc)):
+                raise A2QError(f"{path}: external data file '{loc}' of tensor '{t.name}' not found next to the model")
+    try:
+        load_external_data_for_model(proto, base)
+    except Exception as e:
+        raise A2QError(f"{path}: could not load external data ({type(e).__name__}: {e})") from e
+    return proto
+
+
+def _layer_annotations(proto) -> dict:
+    """Per-node annotations (quantizer kind, target accumulator width) written by our export."""
+    out: dict = {}
+    for p in proto.metadata_props:
+        if p.key == METADATA_KEY:
+            try:
+                data = json.loads(p.value)
+            except json.JSONDecodeError as e:
+                raise A2QError(f"metadata '{METADATA_KEY}' is not valid JSON: {e}") from e
+            if isinstance(data, dict):
+                out.update({str(k): v for k, v in data.items() if isinstance(v, dict)})
+    for node in proto.graph.node:
+        for p in getattr(node, "metadata_props", []):
+            if p.key == "a2qhls.target_acc_bits":
+                out.setdefault(node.name, {})["target_acc_bits"] = int(p.value)
+            elif p.key == "a2qhls.quant":
+                out.setdefault(node.name, {})["quant"] = p.value
+    return out
+
+
+# ----------------------------------------------------------------------------- values
+
+
+@dataclass
+class QConst:
+    """A constant that went through a ``Quant``: integers (zero-point removed) and their scale."""
+
+    ints: np.ndarray  # q - zero_point
+    scale: np.ndarray  # broadcastable to ints
+    dtype: IntType
+    value: np.ndarray  # the dequantized float value, as qonnx computes it
+
+
+@dataclass
+class IntState:
+    """A dynamic tensor that is an integer tensor of our IR."""
+
+    tensor: str
+
+
+@dataclass
+class AccState:
+    """A dynamic tensor that is a layer's accumulator, seen through float post-ops."""
+
+    dense: Dense
+    scale: np.ndarray  # [channels], float64
+    offset: np.ndarray  # [channels], float64
+    relu: bool = False
+
+
+@dataclass
+class FloatInput:
+    """The float graph input (possibly reshaped)."""
+
+    shape: tuple
+
+
+@dataclass
+class _Ctx:
+    path: str
+    consts: dict = field(default_factory=dict)  # name -> np.ndarray or QConst
+    state: dict = field(default_factory=dict)  # name -> IntState | AccState | FloatInput
+    consumers: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)
+    ops: list = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+    finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
+
+    def where(self, node) -> str:
+        return f"{self.path}: node '{node.name}' ({node.op_type})"
+
+
+def quant_ints(x: np.ndarray, scale, zeropt, bits: int, signed: bool, narrow: bool, rounding: str) -> np.ndarray:
+    """The integers ``q`` a QONNX ``Quant`` produces, computed in the dtype qonnx uses."""
+    from qonnx.custom_op.general.quant import max_int, min_int, resolve_rounding_mode
+
+    y = x / scale
+    y = y + zeropt
+    lo, hi = min_int(signed, narrow, bits), max_int(signed, narrow, bits)
+    y = np.where(y > hi, np.asarray(hi).astype(y.dtype), y)
+    y = np.where(y < lo, np.asarray(lo).astype(y.dtype), y)
+    y = resolve_rounding_mode(rounding)(y)
+    return y
+
+
+def _attr(node, name, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def _const_array(ctx: _Ctx, name: str) -> Optional[np.ndarray]:
+    v = ctx.consts.get(name)
+    if isinstance(v, QConst):
+        return v.value
+    return v
+
+
+def _quant_params(ctx: _Ctx, node):
+    """Scale, zero-point, bit width and attributes of a Quant node; all must be constant."""
+    names = ("scale", "zero-point", "bit width")
+    vals = []
+    for nm, inp in zip(names, node.input[1:4]):
+        v = _const_array(ctx, inp)
+        if v is None:
+            raise A2QError(
+                f"{ctx.where(node)}: the {nm} input '{inp}' is not a constant; "
+                "a2qhls supports Quant nodes with constant scale, zero-point and bit width"
+            )
+        vals.append(np.asarray(v))
+    scale, zp, bits = vals
+    if bits.size != 1 or float(bits.reshape(-1)[0]) != int(bits.reshape(-1)[0]):
+        raise A2QError(f"{ctx.where(node)}: bit width {bits.reshape(-1).tolist()} is not a single integer")
+    b = int(bits.reshape(-1)[0])
+    if not 1 <= b <= 32:
+        raise A2QError(f"{ctx.where(node)}: bit width {b} is outside the supported range 1..32")
+    signed = bool(_attr(node, "signed", 1))
+    narrow = bool(_attr(node, "narrow", 0))
+    rounding = str(_attr(node, "rounding_mode", "ROUND")).upper()
+    if rounding not in ROUNDING_MODES:
+        raise A2QError(f"{ctx.where(node)}: rounding mode '{rounding}' is not supported (supported: {', '.join(ROUNDING_MODES)})")
+    if b == 1 and signed:
+        raise A2QError(f"{ctx.where(node)}: signed 1-bit (bipolar) Quant is not supported; use 1-bit unsigned or >= 2 bits")
+    if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
+        raise A2QError(f"{ctx.where(node)}: scale must be finite and positive")
+    if np.any(zp != np.round(zp)):
+        raise A2QError(f"{ctx.where(node)}: non-integer zero-point is not supported")
+    return scale, zp, b, signed, narrow, rounding
+
+
+def _single_zero_point(ctx, node, zp) -> int:
+    flat = np.unique(np.asarray(zp).reshape(-1))
+    if flat.size != 1:
+        raise A2QError(f"{ctx.where(node)}: per-channel zero-points are not supported; use a per-tensor zero-point")
+    return int(flat[0])
+
+
+# ----------------------------------------------------------------------------- node handlers
+
+
+def _on_quant(ctx: _Ctx, node) -> None:
+    scale, zp, bits, signed, narrow, rounding = _quant_params(ctx, node)
+    src = node.input[0]
+    out = node.output[0]
+    if src in ctx.consts:
+        x = _const_array(ctx, src)
+        zpi = _single_zero_point(ctx, node, zp)
+        q = quant_ints(x, scale, zp, bits, signed, narrow, rounding)
+        ints = np.round(q).astype(np.int64) - zpi
+        value = (q - zp) * scale
+        ctx.consts[out] = QConst(ints=ints, scale=np.asarray(scale), dtype=IntType(bits, signed, narrow, zpi), value=value)
+        return
+    st = ctx.state.get(src)
+    zpi = _single_zero_point(ctx, node, zp)
+    dtype = IntType(bits, signed, narrow, zpi)
+    if isinstance(st, FloatInput):
+        if np.asarray(scale).size != 1:
+            raise A2QError(f"{ctx.where(node)}: per-channel input quantization is not supported; use a per-tensor scale")
+        op = InputQuant(
+            name=node.name,
+            inputs=[src],
+            outputs=[out],
+            scale=np.asarray(scale, dtype=np.float32).reshape(()),
+            zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
+            out_type=dtype,
+            rounding_mode=rounding,
+        )
+        ctx.ops.append(op)
+        ctx.tensors[out] = TensorInfo(out, st.shape, dtype, _scale_vec(scale, st.shape[-1]), np.zeros(st.shape[-1]))
+        ctx.state[out] = IntState(out)
+        return
+    if isinstance(st, AccState):
+        dense = st.dense
+        acc_name = dense.outputs[0]
+        _finalize_acc(ctx, ctx.where(node), st)
+        C = dense.channels
+        op = Requant(
+            name=node.name,
+            inputs=[acc_name],
+            outputs=[out],
+            relu=st.relu,
+            scale=np.asarray(scale, dtype=np.float32).reshape(-1) if np.asarray(scale).size > 1 else np.asarray(scale, dtype=np.float32).reshape(()),
+            zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
+            out_type=dtype,
+            rounding_mode=rounding,
+        )
+        if op.scale.ndim == 1 and op.scale.size != C:
+            raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
+        ctx.ops.append(op)
+        ctx.tensors[out] = TensorInfo(out, (C,), dtype, _scale_vec(scale, C), np.zeros(C))
+        ctx.state[out] = IntState(out)
+        return
+    if isinstance(st, IntState):
+        raise A2QError(
+            f"{ctx.where(node)}: re-quantizing an already quantized tensor ('{src}') is not supported; "
+            "a2qhls supports Quant on the graph input and on a layer's output ([Relu ->] Quant)"
+        )
+    raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+
+
+def _scale_vec(scale, C: int) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(s, (C,)).copy() if s.size in (1, C) else s
+
+
+def _finalize_acc(ctx: _Ctx, where: str, st: AccState) -> None:
+    """Record the accumulator's real-value mapping on its tensor (once per accumulator)."""
+    name = st.dense.outputs[0]
+    info = ctx.tensors[name]
+    if name in ctx.finalized:
+        if not (np.array_equal(info.scale, st.scale) and np.array_equal(info.offset, st.offset)):
+            raise A2QError(f"{where}: an accumulator consumed with two different scalings is not supported")
+        return
+    info.scale = st.scale.copy()
+    info.offset = st.offset.copy()
+    ctx.finalized.add(name)
+
+
+def _weight_of(ctx: _Ctx, node, name: str, layout: str) -> QConst:
+    """The constant, quantized weight of a layer as [channels, K] integers."""
+    w = ctx.consts.get(name)
+    if w is None:
+        raise A2QError(f"{ctx.where(node)}: the weight '{name}' is not a constant; supported: a constant weight behind a Quant")
+    if not isinstance(w, QConst):
+        raise A2QError(
+            f"{ctx.where(node)}: float weights '{name}' reach the layer without a Quant node; "
+            "quantize the weights (a Quant on the weight initializer) before a2qhls can size the accumulator"
+        )
+    if w.ints.ndim != 2:
+        raise A2QError(f"{ctx.where(node)}: weight '{name}' has shape {list(w.ints.shape)}; only 2-D weights are supported")
+    scale = np.broadcast_to(np.asarray(w.scale, dtype=np.float64), w.ints.shape)
+    if layout == "KC":  # [K, C] as MatMul / Gemm(transB=0) store it
+        ints, scale = w.ints.T, scale.T
+    else:
+        ints = w.ints
+    # per output channel scale: constant along K
+    if not np.all(scale == scale[:, :1]):
+        raise A2QError(f"{ctx.where(node)}: the weight scale varies along the input dimension; only per-tensor or per-output-channel weight scales are supported")
+    return QConst(ints=np.ascontiguousarray(ints), scale=scale[:, 0].copy(), dtype=w.dtype, value=w.value)
+
+
+def _layer_input(ctx: _Ctx, node, name: str) -> TensorInfo:
+    st = ctx.state.get(name)
+    if isinstance(st, IntState):
+        info = ctx.tensors[st.tensor]
+        if np.unique(info.scale).size != 1:
+            raise A2QError(f"{ctx.where(node)}: the input '{name}' has per-channel scales; a layer input needs a per-tensor scale")
+        return info
+    if name in ctx.consts:
+        raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")
+    raise A2QError(
+        f"{ctx.where(node)}: the input '{name}' is not quantized; "
+        "insert a Quant node (e.g. a QuantIdentity or QuantReLU) before every MatMul/Gemm"
+    )
+
+
+def _make_dense(ctx: _Ctx, node, x: TensorInfo, w: QConst, out: str) -> AccState:
+    C, K = w.ints.shape
+    if x.channels != K:
+        raise A2QError(f"{ctx.where(node)}: input has {x.channels} features but the weight expects {K}")
+    ann = ctx.annotations.get(node.name, {})
+    tgt = ann.get("target_acc_bits")
+    dense = Dense(
+        name=node.name,
+        inputs=[x.name],
+        outputs=[out],
+        weight=w.ints,
+        weight_type=w.dtype,
+        weight_scale=w.scale,
+        bias=None,
+        source_op=node.op_type,
+        target_acc_bits=int(tgt) if tgt is not None else None,
+        quant_kind=ann.get("quant"),
+    )
+    ctx.ops.append(dense)
+    s_in = float(x.scale.reshape(-1)[0])
+    acc_scale = s_in * w.scale.astype(np.float64)
+    ctx.tensors[out] = TensorInfo(out, (C,), None, acc_scale.copy(), np.zeros(C))
+    return AccState(dense=dense, scale=acc_scale, offset=np.zeros(C))
+
+
+def _add_bias(ctx: _Ctx, node, st: AccState, bname: str, out: str) -> AccState:
+    C = st.dense.channels
+    b = ctx.consts.get(bname)
+    if b is None:
+        raise A2QError(f"{ctx.where(node)}: adding a non-constant tensor '{bname}' to an accumulator is not supported")
+    if isinstance(b, QConst):
+        ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
+        bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
+        same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
+        sole_use = len(ctx.consumers.get(st.dense.outputs[0], [])) <= 1
+        if ints is not None and same_scale and st.dense.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
+            # an integer bias in accumulator units: it becomes part of the accumulator
+            st.dense.bias = np.asarray(ints, dtype=np.int64).copy()
+            return AccState(st.dense, st.scale, st.offset, st.relu)
+        val = b.value
+    else:
+        val = b
+    val = np.asarray(val, dtype=np.float64).reshape(-1)
+    if val.size not in (1, C):
+        raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
+    if st.relu:
+        raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
+    return AccState(st.dense, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
+
+
+def _on_gemm(ctx: _Ctx, node) -> None:
+    if int(_attr(node, "transA", 0)) != 0:
+        raise A2QError(f"{ctx.where(node)}: transA=1 is not supported")
+    x = _layer_input(ctx, node, node.input[0])
+    layout = "CK" if int(_attr(node, "transB", 0)) == 1 else "KC"
+    w = _weight_of(ctx, node, node.input[1], layout)
+    alpha, beta = float(_attr(node, "alpha", 1.0)), float(_attr(node, "beta", 1.0))
+    if alpha <= 0:
+        raise A2QError(f"{ctx.where(node)}: alpha must be positive, got {alpha}")
+    st = _make_dense(ctx, node, x, w, node.output[0])
+    st.scale = st.scale * alpha
+    if len(node.input) > 2 and node.input[2]:
+        if beta != 1.0:
+            b = _const_array(ctx, node.input[2])
+            if b is None:
+                raise A2QError(f"{ctx.where(node)}: bias '{node.input[2]}' is not a constant")
+            ctx.consts[node.input[2] + "__beta"] = np.asarray(b, dtype=np.float64) * beta
+            st = _add_bias(ctx, node, st, node.input[2] + "__beta", node.output[0])
+        else:
+            st = _add_bias(ctx, node, st, node.input[2], node.output[0])
+    ctx.state[node.output[0]] = st
+
+
+def _on_matmul(ctx: _Ctx, node) -> None:
+    x = _layer_input(ctx, node, node.input[0])
+    w = _weight_of(ctx, node, node.input[1], "KC")
+    ctx.state[node.output[0]] = _make_dense(ctx, node, x, w, node.output[0])
+
+
+def _on_add(ctx: _Ctx, node) -> None:
+    a, b = node.input[0], node.input[1]
+    if a in ctx.consts and b not in ctx.consts:
+        a, b = b, a
+    st = ctx.state.get(a)
+    if isinstance(st, AccState):
+        ctx.state[node.output[0]] = _add_bias(ctx, node, st, b, node.output[0])
+        return
+    raise A2QError(f"{ctx.where(node)}: only adding a constant bias to a MatMul/Gemm output is supported")
+
+
+def _on_mul(ctx: _Ctx, node) -> None:
+    a, b = node.input[0], node.input[1]
+    if a in ctx.consts and b not in ctx.consts:
+        a, b = b, a
+    st = ctx.state.get(a)
+    c = _const_array(ctx, b)
+    if isinstance(st, AccState) and c is not None:
+        C = st.dense.channels
+        c = np.asarray(c, dtype=np.float64).reshape(-1)
+        if c.size not in (1, C) or np.any(c <= 0):
+            raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
+        ctx.state[node.output[0]] = AccState(st.dense, st.scale * c, st.offset * c, st.relu)
+        return
+    raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")
+
+
+def _on_relu(ctx: _Ctx, node) -> None:
+    st = ctx.state.get(node.input[0])
+    if isinstance(st, AccState):
+        ctx.state[node.output[0]] = AccState(st.dense, st.scale, st.offset, True)
+        return
+    raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output (before its activation Quant) only")
+
+
+def _on_reshape(ctx: _Ctx, node) -> None:
+    src, out = node.input[0], node.output[0]
+    if src in ctx.consts:
+        _fold_const(ctx, node)
+        return
+    st = ctx.state.get(src)
+    out_shape = ctx.shapes.get(out)
+    if isinstance(st, FloatInput):
+        if out_shape is None or len(out_shape) != 2:
+            raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported")
+        ctx.state[out] = FloatInput((int(out_shape[1]),))
+        return
+    if isinstance(st, IntState) and len(ctx.tensors[st.tensor].shape) == 1 and (out_shape is None or len(out_shape) == 2):
+        ctx.state[out] = st
+        return
+    if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):
+        ctx.state[out] = st
+        return
+    raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape that keeps [batch, features] is supported")
+
+
+def _fold_const(ctx: _Ctx, node) -> None:
+    """Evaluate a shape-only op on constants (keeps Quant'ed integers)."""
+    src = ctx.consts[node.input[0]]
+    out = node.output[0]
+    if node.op_type == "Identity":
+        ctx.consts[out] = src
+        return
+    if node.op_type == "Transpose":
+        perm = _attr(node, "perm")
+        if isinstance(src, QConst):
+            s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
+            ctx.consts[out] = QConst(np.transpose(src.ints, perm), np.transpose(s, perm), src.dtype, np.transpose(src.value, perm))
+        else:
+            ctx.consts[out] = np.transpose(src, perm)
+        return
+    if node.op_type in ("Reshape", "Flatten"):
+        if node.op_type == "Reshape":
+            shape = _const_array(ctx, node.input[1])
+            if shape is None:
+                raise A2QError(f"{ctx.where(node)}: non-constant shape")
+            tgt = [int(d) for d in np.asarray(shape).reshape(-1)]
+        else:
+            axis = int(_attr(node, "axis", 1))
+            shp = (src.ints if isinstance(src, QConst) else np.asarray(src)).shape
+            tgt = [int(np.prod(shp[:axis])), -1]
+        if isinstance(src, QConst):
+            s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
+            ctx.consts[out] = QConst(src.ints.reshape(tgt), s.reshape(tgt), src.dtype, src.value.reshape(tgt))
+        else:
+            ctx.consts[out] = np.asarray(src).reshape(tgt)
+        return
+    raise A2QError(f"{ctx.where(node)}: cannot fold this op on constants")
+
+
+HANDLERS = {
+    "Quant": _on_quant,
+    "Gemm": _on_gemm,
+    "MatMul": _on_matmul,
+    "Add": _on_add,
+    "Mul": _on_mul,
+    "Relu": _on_relu,
+    "Flatten": _on_reshape,
+    "Reshape": _on_reshape,
+}
+
+
+# ----------------------------------------------------------------------------- main entry
+
+
+def load_qonnx(path: str) -> Model:
+    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`."""
+    path = str(path)
+    proto = _read_onnx(path)
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    ctx = _Ctx(path=path)
+    ctx.annotations = _layer_annotations(proto)
+
+    quant_types = {"Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear", "Trunc"}
+    if not any(n.op_type in quant_types for n in graph.node):
+        raise A2QError(
+            f"{path}: a float model with no Quant nodes; a2qhls needs a quantized QONNX model "
+            "(e.g. exported with brevitas.export.export_qonnx or 'a2qhls train')"
+        )
+    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS]
+    if unsupported:
+        n = unsupported[0]
+        raise A2QError(
+            f"{path}: node '{n.name}' has unsupported op {n.op_type}; supported ops: {', '.join(SUPPORTED_OPS)}"
+        )
+
+    for t in graph.initializer:
+        ctx.consts[t.name] = numpy_helper.to_array(t)
+    for n in graph.node:
+        if n.op_type == "Constant":
+            from onnx import helper
+
+            for a in n.attribute:
+                if a.name == "value":
+                    ctx.consts[n.output[0]] = numpy_helper.to_array(a.t)
+                elif a.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                    ctx.consts[n.output[0]] = np.asarray(helper.get_attribute_value(a))
+    for n in graph.node:
+        for i in n.input:
+            ctx.consumers.setdefault(i, []).append(n)
+
+    _infer_shapes(proto, ctx)
+
+    dyn_inputs = [i for i in graph.input if i.name not in ctx.consts]
+    if len(dyn_inputs) != 1:
+        raise A2QError(f"{path}: expected exactly one graph input, found {len(dyn_inputs)} ({', '.join(i.name for i in dyn_inputs)})")
+    inp = dyn_inputs[0]
+    in_shape = ctx.shapes.get(inp.name)
+    if in_shape is None:
+        dims = inp.type.tensor_type.shape.dim
+        in_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    in_shape = tuple(in_shape)
+    if len(in_shape) < 2 or any(d is None or d <= 0 for d in in_shape[1:]):
+        raise A2QError(f"{path}: input '{inp.name}' must be [batch, features...] with fixed feature dimensions, got {list(in_shape)}")
+    per_sample = tuple(int(d) for d in in_shape[1:])
+    ctx.state[inp.name] = FloatInput(per_sample)
+
+    for i, node in enumerate(_toposort(graph, ctx)):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+        if node.op_type == "Constant":
+            continue
+        if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
+            if node.op_type in ("Transpose", "Reshape", "Flatten", "Identity"):
+                _fold_const(ctx, node)
+                continue
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} on constants only is not supported; supported on constants: Quant, Transpose, Reshape, Flatten, Identity")
+        if node.op_type == "Identity":
+            src = node.input[0]
+            if src in ctx.state:
+                ctx.state[node.output[0]] = ctx.state[src]
+            continue
+        if node.op_type == "Transpose":
+            raise A2QError(f"{ctx.where(node)}: Transpose of an activation is not supported (only of constant weights)")
+        HANDLERS[node.op_type](ctx, node)
+
+    outputs, out_names = [], []
+    for o in graph.output:
+        st = ctx.state.get(o.name)
+        if isinstance(st, AccState):
+            if st.relu:
+                raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
+            _finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
+            outputs.append(st.dense.outputs[0])
+        elif isinstance(st, IntState):
+            outputs.append(st.tensor)
+        else:
+            raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
+        out_names.append(o.name)
+
+    if not any(isinstance(op, Dense) for op in ctx.ops):
+        raise A2QError(f"{path}: no MatMul/Gemm layer found; a2qhls compiles models with at least one layer")
+    name = proto.graph.name or os.path.splitext(os.path.basename(path))[0]
+    return Model(
+        name=name,
+        input_name=inp.name,
+        input_shape=per_sample,
+        ops=ctx.ops,
+        tensors=ctx.tensors,
+        outputs=outputs,
+        output_names=out_names,
+        source=os.path.abspath(path),
+    )
+
+
+def _infer_shapes(proto, ctx: _Ctx) -> None:
+    """Shapes of value infos (after qonnx's shape inference when it succeeds)."""
+    try:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        mw = ModelWrapper(proto.__deepcopy__() if hasattr(proto, "__deepcopy__") else proto)
+        mw = mw.transform(InferShapes())
+        g = mw.model.graph
+    except Exception:
+        g = proto.graph
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims:
+            ctx.shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def _toposort(graph, ctx: _Ctx) -> list:
+    """Nodes in topological order (exporters usually write them so already)."""
+    produced = set(ctx.consts) | {i.name for i in graph.input} | {""}
+    pending = list(graph.node)
+    order = []
+    while pending:
+        progress = False
+        rest = []
+        for n in pending:
+            if all(i in produced for i in n.input):
+                order.append(n)
+                produced.update(n.output)
+                progress = True
+            else:
+                rest.append(n)
+        pending = rest
+        if not progress:
+            n = pending[0]
+            missing = [i for i in n.input if i not in produced]
+            raise A2QError(f"{ctx.path}: node '{n.name}' ({n.op_type}) reads '{missing[0]}', which nothing produces")
+    return order

@@ -1,0 +1,192 @@
+"""a2qhls's own intermediate representation: plain dataclasses, no protobuf.
+
+A :class:`Model` is a list of ops in topological order over named tensors.
+Every tensor between ops is an integer tensor in channels-last layout whose
+real value is ``scale * (q - zero_point) + offset`` (``scale`` and ``offset``
+broadcast over the last axis). Ops say what they compute on integers; passes
+(``a2qhls.passes``) fill in derived facts such as accumulator widths and
+thresholds; codegen and the numpy simulator read the result.
+
+New layer kinds (convolution, pooling, residual add) are new op dataclasses
+with ``inputs``/``outputs`` like the ones below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from .bounds import int_range, value_range
+
+
+@dataclass(frozen=True)
+class IntType:
+    """An integer data type: ``bits`` wide, signed or not, narrow or not, with a zero-point.
+
+    ``q`` (the stored integer) lies in ``int_range``; the value entering arithmetic
+    is ``q - zero_point``.
+    """
+
+    bits: int
+    signed: bool
+    narrow: bool = False
+    zero_point: int = 0
+
+    @property
+    def qmin(self) -> int:
+        return int_range(self.bits, self.signed, self.narrow)[0]
+
+    @property
+    def qmax(self) -> int:
+        return int_range(self.bits, self.signed, self.narrow)[1]
+
+    @property
+    def vmin(self) -> int:
+        """Smallest value ``q - zero_point``."""
+        return value_range(self.bits, self.signed, self.narrow, self.zero_point)[0]
+
+    @property
+    def vmax(self) -> int:
+        """Largest value ``q - zero_point``."""
+        return value_range(self.bits, self.signed, self.narrow, self.zero_point)[1]
+
+    def __str__(self) -> str:
+        s = ("int" if self.signed else "uint") + str(self.bits)
+        if self.narrow:
+            s += "n"
+        if self.zero_point:
+            s += f"(zp={self.zero_point})"
+        return s
+
+
+@dataclass
+class TensorInfo:
+    """A tensor between ops. ``dtype`` is None for an accumulator whose width a pass decides."""
+
+    name: str
+    shape: tuple  # per sample, channels last, no batch dimension
+    dtype: Optional[IntType]
+    scale: np.ndarray  # real = scale * (q - zero_point) + offset, broadcast over the last axis
+    offset: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return int(self.shape[-1])
+
+
+@dataclass
+class InputQuant:
+    """Quantizes the float graph input exactly as a QONNX ``Quant`` node does."""
+
+    name: str
+    inputs: list  # [graph input name]
+    outputs: list  # [integer tensor]
+    scale: np.ndarray
+    zero_point: np.ndarray
+    out_type: IntType
+    rounding_mode: str
+
+    op = "InputQuant"
+
+
+@dataclass
+class Dense:
+    """``acc[j] = bias[j] + sum_i weight[j, i] * (x[i] - zp_in)`` on integers.
+
+    ``weight`` is ``[channels, K]`` with the weight zero-point already removed.
+    ``bias`` (accumulator units, or None) is part of the accumulator; a float bias
+    that is not in accumulator units lives in the output tensor's ``offset``.
+    """
+
+    name: str
+    inputs: list  # [input tensor]
+    outputs: list  # [accumulator tensor]
+    weight: np.ndarray
+    weight_type: IntType
+    weight_scale: np.ndarray  # [channels]
+    bias: Optional[np.ndarray]
+    source_op: str = "MatMul"  # the QONNX op it came from
+    target_acc_bits: Optional[int] = None  # from the model's annotations
+    quant_kind: Optional[str] = None  # e.g. "a2q", "a2q+", from the model's annotations
+    # filled by passes.accumulator.size_accumulators
+    acc: Optional["AccumulatorReport"] = None
+
+    op = "Dense"
+
+    @property
+    def K(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass
+class Requant:
+    """Integer accumulator -> integer activation, reproducing ``[Relu ->] Quant``.
+
+    Real input ``v = scale_in * acc + offset_in`` (from the input tensor); output
+    ``q = clip(round(relu?(v) / scale + zero_point), qmin, qmax)``. A pass turns this
+    into per-channel integer thresholds (``thresholds``): ``q = qmin + #{t: acc >= T[j, t]}``.
+    """
+
+    name: str
+    inputs: list
+    outputs: list
+    relu: bool
+    scale: np.ndarray  # output scale, [channels] or scalar
+    zero_point: np.ndarray
+    out_type: IntType
+    rounding_mode: str
+    thresholds: Optional[np.ndarray] = None  # [channels, qmax - qmin], filled by a pass
+
+    op = "Requant"
+
+
+Op = Union[InputQuant, Dense, Requant]
+
+
+@dataclass
+class AccumulatorReport:
+    """What the accumulator sizing pass derived for one layer."""
+
+    acc_bits: int  # exact layer width: max over channels
+    acc_min: int
+    acc_max: int
+    per_channel_bits: np.ndarray
+    per_channel_min: np.ndarray
+    per_channel_max: np.ndarray
+    datatype_bits: int
+    a2q_bits: int
+    a2qplus_bits: int
+    worst_channel: int
+    adversarial_max: np.ndarray  # input values (q - zp) reaching acc_max of the worst channel
+    adversarial_min: np.ndarray
+    exceeds_target: bool = False
+
+
+@dataclass
+class Model:
+    name: str
+    input_name: str  # float graph input
+    input_shape: tuple  # per sample
+    ops: list
+    tensors: dict  # name -> TensorInfo
+    outputs: list  # tensor names that leave the graph
+    output_names: list = field(default_factory=list)  # the graph's own output names
+    source: str = ""
+
+    def producer(self, tensor: str):
+        for op in self.ops:
+            if tensor in op.outputs:
+                return op
+        return None
+
+    def consumers(self, tensor: str) -> list:
+        return [op for op in self.ops if tensor in op.inputs]
+
+    def layers(self) -> list:
+        """The ops that own an accumulator, in topological order."""
+        return [op for op in self.ops if isinstance(op, Dense)]

@@ -534,6 +534,9 @@ def load_qonnx(path: str) -> Model:
     from onnx import numpy_helper
 
     graph = proto.graph
+    for i, n in enumerate(graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
     ctx = _Ctx(path=path)
     ctx.annotations = _layer_annotations(proto)
 
@@ -565,6 +568,7 @@ def load_qonnx(path: str) -> Model:
         for i in n.input:
             ctx.consumers.setdefault(i, []).append(n)
 
+    _check_quant_params_constant(graph, ctx)
     _infer_shapes(proto, ctx)
 
     dyn_inputs = [i for i in graph.input if i.name not in ctx.consts]
@@ -581,9 +585,7 @@ def load_qonnx(path: str) -> Model:
     per_sample = tuple(int(d) for d in in_shape[1:])
     ctx.state[inp.name] = FloatInput(per_sample)
 
-    for i, node in enumerate(_toposort(graph, ctx)):
-        if not node.name:
-            node.name = f"{node.op_type}_{i}"
+    for node in _toposort(graph, ctx):
         if node.op_type == "Constant":
             continue
         if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
@@ -627,6 +629,25 @@ def load_qonnx(path: str) -> Model:
         output_names=out_names,
         source=os.path.abspath(path),
     )
+
+
+def _check_quant_params_constant(graph, ctx: _Ctx) -> None:
+    """Every Quant's scale, zero-point and bit width must be computable from constants alone."""
+    const = set(ctx.consts)
+    for n in _toposort(graph, ctx):
+        if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
+            const.update(n.output)
+    for n in graph.node:
+        if n.op_type != "Quant":
+            continue
+        if len(n.input) < 4:
+            raise A2QError(f"{ctx.where(n)}: expected 4 inputs (x, scale, zeropt, bitwidth), found {len(n.input)}")
+        for what, name in zip(("scale", "zero-point", "bit width"), n.input[1:4]):
+            if name not in const:
+                raise A2QError(
+                    f"{ctx.where(n)}: the {what} input '{name}' is not a constant; "
+                    "a2qhls supports Quant nodes with constant scale, zero-point and bit width"
+                )
 
 
 def _infer_shapes(proto, ctx: _Ctx) -> None:

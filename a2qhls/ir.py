@@ -171,7 +171,7 @@ class AccumulatorReport:
 class Model:
     name: str
     input_name: str  # float graph input
-    input_shape: tuple  # per sample
+    input_shape: tuple  # per sample, as the float graph input takes it (may be flattened before InputQuant)
     ops: list
     tensors: dict  # name -> TensorInfo
     outputs: list  # tensor names that leave the graph

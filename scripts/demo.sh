@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on the bundled default model: a digits MLP trained and exported by
+# Brevitas 0.13.4 with A2Q+ weights at a 12-bit target (examples/digits_a2qplus_p12.onnx).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:-examples/digits_a2qplus_p12.onnx}
+A2QHLS=.venv/bin/a2qhls
+"$A2QHLS" inspect "$MODEL" || true   # exit 1 only flags a layer above its target width

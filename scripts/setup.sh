@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a2qhls on a fresh machine: a virtual environment in .venv with the CPU
+# build of torch (from the machine's local package store; constraints.txt pins it),
+# a2qhls itself and its test, training and co-simulation dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# torch first, pinned to the CPU wheel: an unpinned torch would pull a multi-GB CUDA build
+.venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[torch,cosim,test]"

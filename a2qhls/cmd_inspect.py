@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
 
 
 def layer_record(model: Model, dense, per_channel: bool = True) -> dict:
-    """The JSON-ready facts of one sized layer."""
+    """The JSON-ready facts of one sized op (a layer, or an average pool's window sum)."""
     r = dense.acc
     in_type = model.tensors[dense.inputs[0]].dtype
     rec = {
@@ -29,8 +29,8 @@ def layer_record(model: Model, dense, per_channel: bool = True) -> dict:
         "K": dense.K,
         "channels": dense.channels,
         "input_type": str(in_type),
-        "weight_type": str(dense.weight_type),
-        "has_bias": dense.bias is not None,
+        "weight_type": str(dense.weight_type) if hasattr(dense, "weight_type") else "-",
+        "has_bias": getattr(dense, "bias", None) is not None,
         "acc_bits": r.acc_bits,
         "acc_min": r.acc_min,
         "acc_max": r.acc_max,
@@ -38,8 +38,8 @@ def layer_record(model: Model, dense, per_channel: bool = True) -> dict:
         "acc_bits_a2q": r.a2q_bits,
         "acc_bits_a2qplus": r.a2qplus_bits,
         "acc_bits_per_channel": [int(b) for b in r.per_channel_bits],
-        "target_acc_bits": dense.target_acc_bits,
-        "quant": dense.quant_kind,
+        "target_acc_bits": getattr(dense, "target_acc_bits", None),
+        "quant": getattr(dense, "quant_kind", None),
         "exceeds_target": r.exceeds_target,
         "worst_channel": r.worst_channel,
         "adversarial_input_max": [int(v) for v in r.adversarial_max],
@@ -89,7 +89,7 @@ def render_text(model: Model, records: list[dict], per_channel: bool) -> str:
 
 def run(args) -> int:
     model = size_accumulators(load_qonnx(args.model))
-    records = [layer_record(model, d, per_channel=True) for d in model.layers()]
+    records = [layer_record(model, op, per_channel=True) for op in model.accumulating_ops()]
     if args.json:
         doc = {"model": os.path.abspath(args.model), "layers": records}
         if not args.per_channel:

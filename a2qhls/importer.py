@@ -29,12 +29,16 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Dense, InputQuant, IntType, Model, Requant, TensorInfo
+from .ir import Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo
 
 SUPPORTED_OPS = (
     "Quant",
     "Gemm",
     "MatMul",
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
     "Add",
     "Mul",
     "Relu",
@@ -117,16 +121,22 @@ class QConst:
 
 @dataclass
 class IntState:
-    """A dynamic tensor that is an integer tensor of our IR."""
+    """A dynamic tensor that is an integer tensor of our IR.
+
+    ``flattened`` marks an ``[H, W, C]`` tensor that the ONNX graph flattened in
+    channels-first order; a layer consuming it permutes its weight columns to our
+    channels-last order instead of moving any data.
+    """
 
     tensor: str
+    flattened: bool = False
 
 
 @dataclass
 class AccState:
     """A dynamic tensor that is a layer's accumulator, seen through float post-ops."""
 
-    dense: Dense
+    layer: object  # the Dense / Conv / Pool(avg) that owns the accumulator
     scale: np.ndarray  # [channels], float64
     offset: np.ndarray  # [channels], float64
     relu: bool = False
@@ -255,14 +265,15 @@ def _on_quant(ctx: _Ctx, node) -> None:
             rounding_mode=rounding,
         )
         ctx.ops.append(op)
-        ctx.tensors[out] = TensorInfo(out, st.shape, dtype, _scale_vec(scale, st.shape[-1]), np.zeros(st.shape[-1]))
+        shape = st.shape if len(st.shape) == 1 else (*st.shape[1:], st.shape[0])  # CHW -> HWC
+        ctx.tensors[out] = TensorInfo(out, shape, dtype, _scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
         ctx.state[out] = IntState(out)
         return
     if isinstance(st, AccState):
-        dense = st.dense
-        acc_name = dense.outputs[0]
+        acc_name = st.layer.outputs[0]
         _finalize_acc(ctx, ctx.where(node), st)
-        C = dense.channels
+        acc_shape = ctx.tensors[acc_name].shape
+        C = acc_shape[-1]
         op = Requant(
             name=node.name,
             inputs=[acc_name],
@@ -276,7 +287,7 @@ def _on_quant(ctx: _Ctx, node) -> None:
         if op.scale.ndim == 1 and op.scale.size != C:
             raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
         ctx.ops.append(op)
-        ctx.tensors[out] = TensorInfo(out, (C,), dtype, _scale_vec(scale, C), np.zeros(C))
+        ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, _scale_vec(scale, C), np.zeros(C))
         ctx.state[out] = IntState(out)
         return
     if isinstance(st, IntState):
@@ -294,7 +305,7 @@ def _scale_vec(scale, C: int) -> np.ndarray:
 
 def _finalize_acc(ctx: _Ctx, where: str, st: AccState) -> None:
     """Record the accumulator's real-value mapping on its tensor (once per accumulator)."""
-    name = st.dense.outputs[0]
+    name = st.layer.outputs[0]
     info = ctx.tensors[name]
     if name in ctx.finalized:
         if not (np.array_equal(info.scale, st.scale) and np.array_equal(info.offset, st.offset)):
@@ -345,8 +356,16 @@ def _layer_input(ctx: _Ctx, node, name: str) -> TensorInfo:
 
 def _make_dense(ctx: _Ctx, node, x: TensorInfo, w: QConst, out: str) -> AccState:
     C, K = w.ints.shape
-    if x.channels != K:
-        raise A2QError(f"{ctx.where(node)}: input has {x.channels} features but the weight expects {K}")
+    size = int(np.prod(x.shape))
+    if size != K:
+        raise A2QError(f"{ctx.where(node)}: input has {size} features but the weight expects {K}")
+    st = ctx.state.get(node.input[0])
+    if len(x.shape) == 3:
+        if not (isinstance(st, IntState) and st.flattened):
+            raise A2QError(f"{ctx.where(node)}: a layer on a feature map needs a Flatten before it")
+        H, W, Cin = x.shape
+        perm = np.arange(K).reshape(Cin, H, W).transpose(1, 2, 0).reshape(-1)  # ours (h, w, c) -> ONNX (c, h, w)
+        w = QConst(np.ascontiguousarray(w.ints[:, perm]), w.scale, w.dtype, w.value)
     ann = ctx.annotations.get(node.name, {})
     tgt = ann.get("target_acc_bits")
     dense = Dense(
@@ -365,11 +384,11 @@ def _make_dense(ctx: _Ctx, node, x: TensorInfo, w: QConst, out: str) -> AccState
     s_in = float(x.scale.reshape(-1)[0])
     acc_scale = s_in * w.scale.astype(np.float64)
     ctx.tensors[out] = TensorInfo(out, (C,), None, acc_scale.copy(), np.zeros(C))
-    return AccState(dense=dense, scale=acc_scale, offset=np.zeros(C))
+    return AccState(layer=dense, scale=acc_scale, offset=np.zeros(C))
 
 
 def _add_bias(ctx: _Ctx, node, st: AccState, bname: str, out: str) -> AccState:
-    C = st.dense.channels
+    C = st.layer.channels
     b = ctx.consts.get(bname)
     if b is None:
         raise A2QError(f"{ctx.where(node)}: adding a non-constant tensor '{bname}' to an accumulator is not supported")
@@ -377,11 +396,11 @@ def _add_bias(ctx: _Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
         bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
         same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
-        sole_use = len(ctx.consumers.get(st.dense.outputs[0], [])) <= 1
-        if ints is not None and same_scale and st.dense.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
+        sole_use = len(ctx.consumers.get(st.layer.outputs[0], [])) <= 1
+        if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
-            st.dense.bias = np.asarray(ints, dtype=np.int64).copy()
-            return AccState(st.dense, st.scale, st.offset, st.relu)
+            st.layer.bias = np.asarray(ints, dtype=np.int64).copy()
+            return AccState(st.layer, st.scale, st.offset, st.relu)
         val = b.value
     else:
         val = b
@@ -390,7 +409,7 @@ def _add_bias(ctx: _Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
     if st.relu:
         raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
-    return AccState(st.dense, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
+    return AccState(st.layer, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
 
 
 def _on_gemm(ctx: _Ctx, node) -> None:
@@ -440,11 +459,11 @@ def _on_mul(ctx: _Ctx, node) -> None:
     st = ctx.state.get(a)
     c = _const_array(ctx, b)
     if isinstance(st, AccState) and c is not None:
-        C = st.dense.channels
+        C = st.layer.channels
         c = np.asarray(c, dtype=np.float64).reshape(-1)
         if c.size not in (1, C) or np.any(c <= 0):
             raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
-        ctx.state[node.output[0]] = AccState(st.dense, st.scale * c, st.offset * c, st.relu)
+        ctx.state[node.output[0]] = AccState(st.layer, st.scale * c, st.offset * c, st.relu)
         return
     raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")
 
@@ -452,7 +471,7 @@ def _on_mul(ctx: _Ctx, node) -> None:
 def _on_relu(ctx: _Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
     if isinstance(st, AccState):
-        ctx.state[node.output[0]] = AccState(st.dense, st.scale, st.offset, True)
+        ctx.state[node.output[0]] = AccState(st.layer, st.scale, st.offset, True)
         return
     raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output (before its activation Quant) only")
 
@@ -469,8 +488,9 @@ def _on_reshape(ctx: _Ctx, node) -> None:
             raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported")
         ctx.state[out] = FloatInput((int(out_shape[1]),))
         return
-    if isinstance(st, IntState) and len(ctx.tensors[st.tensor].shape) == 1 and (out_shape is None or len(out_shape) == 2):
-        ctx.state[out] = st
+    if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
+        shape = ctx.tensors[st.tensor].shape
+        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 and shape[:2] != (1, 1) or st.flattened)
         return
     if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):
         ctx.state[out] = st
@@ -512,7 +532,102 @@ def _fold_const(ctx: _Ctx, node) -> None:
     raise A2QError(f"{ctx.where(node)}: cannot fold this op on constants")
 
 
+def _spatial_attrs(ctx: _Ctx, node, kernel) -> tuple:
+    if str(_attr(node, "auto_pad", "NOTSET")) not in ("NOTSET", ""):
+        raise A2QError(f"{ctx.where(node)}: auto_pad is not supported; give explicit pads")
+    if any(int(d) != 1 for d in (_attr(node, "dilations", None) or [1, 1])):
+        raise A2QError(f"{ctx.where(node)}: dilation other than 1 is not supported")
+    if int(_attr(node, "ceil_mode", 0)) != 0:
+        raise A2QError(f"{ctx.where(node)}: ceil_mode=1 is not supported")
+    stride = tuple(int(v) for v in (_attr(node, "strides", None) or [1, 1]))
+    p = [int(v) for v in (_attr(node, "pads", None) or [0, 0, 0, 0])]
+    if len(kernel) != 2 or len(stride) != 2 or len(p) != 4:
+        raise A2QError(f"{ctx.where(node)}: only 2-D kernels are supported")
+    return tuple(int(k) for k in kernel), stride, (p[0], p[1], p[2], p[3])
+
+
+def _feature_map(ctx: _Ctx, node) -> TensorInfo:
+    x = _layer_input(ctx, node, node.input[0])
+    if len(x.shape) != 3:
+        raise A2QError(f"{ctx.where(node)}: expects a [batch, C, H, W] input, got a per-sample shape of {list(x.shape)}")
+    return x
+
+
+def _on_conv(ctx: _Ctx, node) -> None:
+    x = _feature_map(ctx, node)
+    w = ctx.consts.get(node.input[1])
+    if not isinstance(w, QConst):
+        _weight_of(ctx, node, node.input[1], "CK")  # raises the matching error
+    if w.ints.ndim != 4:
+        raise A2QError(f"{ctx.where(node)}: only 2-D convolutions (4-D weights) are supported")
+    kernel, stride, pads = _spatial_attrs(ctx, node, _attr(node, "kernel_shape", None) or w.ints.shape[2:])
+    groups = int(_attr(node, "group", 1))
+    cout, cin_g = w.ints.shape[:2]
+    if x.shape[2] != cin_g * groups:
+        raise A2QError(f"{ctx.where(node)}: input has {x.shape[2]} channels, weight expects {cin_g * groups}")
+    if groups != 1 and not (cin_g == 1 and cout == groups):
+        raise A2QError(f"{ctx.where(node)}: grouped convolution with groups={groups} is supported only as depthwise (groups = channels)")
+    scale = np.broadcast_to(np.asarray(w.scale, dtype=np.float64), w.ints.shape).reshape(cout, -1)
+    if not np.all(scale == scale[:, :1]):
+        raise A2QError(f"{ctx.where(node)}: only per-tensor or per-output-channel weight scales are supported")
+    ann = ctx.annotations.get(node.name, {})
+    conv = Conv(
+        name=node.name,
+        inputs=[x.name],
+        outputs=[node.output[0]],
+        weight=np.ascontiguousarray(w.ints.transpose(0, 2, 3, 1)),
+        weight_type=w.dtype,
+        weight_scale=scale[:, 0].copy(),
+        bias=None,
+        kernel=kernel,
+        stride=stride,
+        pads=pads,
+        groups=groups,
+        in_shape=tuple(x.shape),
+        target_acc_bits=int(ann["target_acc_bits"]) if ann.get("target_acc_bits") is not None else None,
+        quant_kind=ann.get("quant"),
+    )
+    ctx.ops.append(conv)
+    acc_scale = float(x.scale.reshape(-1)[0]) * conv.weight_scale
+    ctx.tensors[node.output[0]] = TensorInfo(node.output[0], conv.out_shape, None, acc_scale.copy(), np.zeros(cout))
+    st = AccState(layer=conv, scale=acc_scale, offset=np.zeros(cout))
+    if len(node.input) > 2 and node.input[2]:
+        st = _add_bias(ctx, node, st, node.input[2], node.output[0])
+    ctx.state[node.output[0]] = st
+
+
+def _on_pool(ctx: _Ctx, node) -> None:
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, IntState):
+        raise A2QError(f"{ctx.where(node)}: pooling is supported on a quantized tensor only (put it after a Quant)")
+    x = _feature_map(ctx, node)
+    if node.op_type == "GlobalAveragePool":
+        kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
+    else:
+        kernel, stride, pads = _spatial_attrs(ctx, node, _attr(node, "kernel_shape"))
+    mode = "max" if node.op_type == "MaxPool" else "avg"
+    if mode == "max" and any(pads):
+        raise A2QError(f"{ctx.where(node)}: padded MaxPool is not supported")
+    if mode == "avg" and any(pads) and int(_attr(node, "count_include_pad", 0)) != 1:
+        raise A2QError(f"{ctx.where(node)}: padded AveragePool needs count_include_pad=1")
+    pool = Pool(node.name, [x.name], [node.output[0]], mode, kernel, stride, pads, tuple(x.shape), source_op=node.op_type)
+    ctx.ops.append(pool)
+    out = node.output[0]
+    C = x.shape[2]
+    if mode == "max":
+        ctx.tensors[out] = TensorInfo(out, pool.out_shape, x.dtype, x.scale.copy(), x.offset.copy())
+        ctx.state[out] = IntState(out)
+        return
+    scale = np.full(C, float(x.scale.reshape(-1)[0]) / pool.K)
+    ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), np.zeros(C))
+    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C))
+
+
 HANDLERS = {
+    "Conv": _on_conv,
+    "MaxPool": _on_pool,
+    "AveragePool": _on_pool,
+    "GlobalAveragePool": _on_pool,
     "Quant": _on_quant,
     "Gemm": _on_gemm,
     "MatMul": _on_matmul,
@@ -609,15 +724,15 @@ def load_qonnx(path: str) -> Model:
             if st.relu:
                 raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
             _finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
-            outputs.append(st.dense.outputs[0])
+            outputs.append(st.layer.outputs[0])
         elif isinstance(st, IntState):
             outputs.append(st.tensor)
         else:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
         out_names.append(o.name)
 
-    if not any(isinstance(op, Dense) for op in ctx.ops):
-        raise A2QError(f"{path}: no MatMul/Gemm layer found; a2qhls compiles models with at least one layer")
+    if not any(isinstance(op, (Dense, Conv)) for op in ctx.ops):
+        raise A2QError(f"{path}: no MatMul/Gemm/Conv layer found; a2qhls compiles models with at least one layer")
     name = proto.graph.name or os.path.splitext(os.path.basename(path))[0]
     return Model(
         name=name,

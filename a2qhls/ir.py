@@ -123,6 +123,106 @@ class Dense:
         return int(self.weight.shape[0])
 
 
+def _out_hw(in_shape, kernel, stride, pads) -> tuple:
+    (H, W), (kh, kw), (sh, sw), (t, l, b, r) = in_shape[:2], kernel, stride, pads
+    return ((H + t + b - kh) // sh + 1, (W + l + r - kw) // sw + 1)
+
+
+def window_masks(in_shape, kernel, stride, pads) -> list:
+    """The distinct ``[kh, kw]`` boolean masks (True = a real input, False = padding) of a sliding window."""
+    (H, W), (kh, kw), (sh, sw), (t, l) = in_shape[:2], kernel, stride, pads[:2]
+    oh, ow = _out_hw(in_shape, kernel, stride, pads)
+    rows = {tuple(0 <= oy * sh - t + dy < H for dy in range(kh)) for oy in range(oh)}
+    cols = {tuple(0 <= ox * sw - l + dx < W for dx in range(kw)) for ox in range(ow)}
+    return [np.outer(r, c) for r in sorted(rows) for c in sorted(cols)]
+
+
+@dataclass
+class Conv:
+    """2-D convolution on a channels-last integer tensor ``[H, W, C_in]``.
+
+    ``weight`` is ``[C_out, kh, kw, C_in // groups]`` integers (zero-point removed), so a
+    channel's taps flatten in the same (row, column, channel) order as a channels-last
+    sliding window. Padding inserts the input's zero-point, i.e. the value 0.
+    ``groups == C_in == C_out`` is a depthwise convolution (K = kh * kw).
+    """
+
+    name: str
+    inputs: list
+    outputs: list
+    weight: np.ndarray
+    weight_type: IntType
+    weight_scale: np.ndarray  # [C_out]
+    bias: Optional[np.ndarray]
+    kernel: tuple  # (kh, kw)
+    stride: tuple  # (sh, sw)
+    pads: tuple  # (top, left, bottom, right)
+    groups: int
+    in_shape: tuple  # (H, W, C_in)
+    source_op: str = "Conv"
+    target_acc_bits: Optional[int] = None
+    quant_kind: Optional[str] = None
+    acc: Optional["AccumulatorReport"] = None
+
+    op = "Conv"
+
+    @property
+    def K(self) -> int:
+        return int(np.prod(self.weight.shape[1:]))
+
+    @property
+    def channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_shape[2] == self.channels
+
+    @property
+    def out_shape(self) -> tuple:
+        return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
+
+    def window_masks(self) -> list:
+        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
+
+
+@dataclass
+class Pool:
+    """Max or average pooling over ``kernel`` windows of a channels-last tensor.
+
+    ``mode == "avg"`` keeps the integer window sum (an accumulator, sized like a layer
+    whose weights are all 1); the division is the following requantization's job.
+    """
+
+    name: str
+    inputs: list
+    outputs: list
+    mode: str  # "max" | "avg"
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    in_shape: tuple
+    source_op: str = "MaxPool"
+    acc: Optional["AccumulatorReport"] = None
+
+    op = "Pool"
+
+    @property
+    def K(self) -> int:
+        return int(self.kernel[0] * self.kernel[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.in_shape[2])
+
+    @property
+    def out_shape(self) -> tuple:
+        return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
+
+    def window_masks(self) -> list:
+        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
+
+
 @dataclass
 class Requant:
     """Integer accumulator -> integer activation, reproducing ``[Relu ->] Quant``.
@@ -145,7 +245,7 @@ class Requant:
     op = "Requant"
 
 
-Op = Union[InputQuant, Dense, Requant]
+Op = Union[InputQuant, Dense, Conv, Pool, Requant]
 
 
 @dataclass
@@ -188,5 +288,9 @@ class Model:
         return [op for op in self.ops if tensor in op.inputs]
 
     def layers(self) -> list:
-        """The ops that own an accumulator, in topological order."""
-        return [op for op in self.ops if isinstance(op, Dense)]
+        """The ops with weights and an accumulator (Dense, Conv), in topological order."""
+        return [op for op in self.ops if isinstance(op, (Dense, Conv))]
+
+    def accumulating_ops(self) -> list:
+        """Every op that owns an accumulator: layers and average pooling."""
+        return [op for op in self.ops if isinstance(op, (Dense, Conv)) or (isinstance(op, Pool) and op.mode == "avg")]

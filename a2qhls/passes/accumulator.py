@@ -1,54 +1,84 @@
 """Accumulator sizing: the minimal safe width of every layer from its integer weights.
 
-For each :class:`~a2qhls.ir.Dense` it derives, per output channel, the exact
-worst-case accumulator range over every input the layer's input type allows
-(bias and zero-point included; A2QPLUS.md bound 4), the minimal signed width
-per channel, and the layer width (max over channels). Alongside, for
-comparison, the data-type, A2Q and A2Q+ widths from the same weights. The
-worst channel and its adversarial input vectors are kept for co-simulation.
+For each op that owns an accumulator (:class:`~a2qhls.ir.Dense`, :class:`~a2qhls.ir.Conv`,
+average :class:`~a2qhls.ir.Pool`) it derives, per output channel, the exact worst-case
+accumulator range over every input the layer's input type allows (bias and zero-point
+included; A2QPLUS.md bound 4; for a convolution, over every window, where padding
+contributes the zero-point, i.e. the value 0), the minimal signed width per channel, and
+the layer width (max over channels). Alongside, for comparison, the data-type, A2Q and
+A2Q+ widths from the same weights. The worst channel and its adversarial input vectors
+are kept for co-simulation.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import bounds
-from ..ir import AccumulatorReport, Dense, Model
+from ..ir import AccumulatorReport, Conv, Dense, Model, Pool
 
 
-def size_layer(dense: Dense, in_type) -> AccumulatorReport:
-    """The :class:`AccumulatorReport` of one layer whose input has integer type ``in_type``."""
-    w = dense.weight
+def _matrix_and_masks(op) -> tuple[np.ndarray, list]:
+    """The op as ``[channels, K]`` integer weights and the distinct 0/1 masks of real (unpadded) taps."""
+    if isinstance(op, Dense):
+        return op.weight, [np.ones(op.K, dtype=np.int64)]
+    if isinstance(op, Conv):
+        w = op.weight.reshape(op.channels, -1)
+        cin_g = op.weight.shape[3]
+    else:  # average pool: a per-channel window sum
+        w = np.ones((op.channels, op.K), dtype=np.int64)
+        cin_g = 1
+    masks = [np.repeat(m.reshape(-1), cin_g).astype(np.int64) for m in op.window_masks()]
+    return w, masks
+
+
+def size_layer(op, in_type) -> AccumulatorReport:
+    """The :class:`AccumulatorReport` of one op whose input has integer type ``in_type``."""
+    w, masks = _matrix_and_masks(op)
+    bias = getattr(op, "bias", None)
     x_min, x_max = in_type.vmin, in_type.vmax
-    lo, hi = bounds.exact_channel_range(w, x_min, x_max, dense.bias)
+    lo = hi = None
+    best_mask_hi = best_mask_lo = None
+    for k, m in enumerate(masks):
+        l_m, h_m = bounds.exact_channel_range(w * m, x_min, x_max, bias)
+        if lo is None:
+            lo, hi = l_m, h_m
+            best_mask_hi = np.zeros(len(h_m), dtype=np.int64)
+            best_mask_lo = np.zeros(len(l_m), dtype=np.int64)
+            continue
+        up, down = h_m > hi, l_m < lo
+        hi, lo = np.where(up, h_m, hi), np.where(down, l_m, lo)
+        best_mask_hi[up], best_mask_lo[down] = k, k
     per_bits = bounds.signed_bits_for_range(lo, hi)
     acc_bits = int(per_bits.max())
     # the worst channel: widest, ties broken by the larger magnitude it reaches
-    reach = np.array([max(int(h), -int(l) - 1) for l, h in zip(lo, hi)], dtype=object)
+    reach = [max(int(h), -int(l) - 1) for l, h in zip(lo, hi)]
     worst = int(max(range(len(reach)), key=lambda j: (int(per_bits[j]), reach[j], -j)))
-    adv_max, adv_min = bounds.adversarial_inputs(w[worst], x_min, x_max)
+    adv_max, _ = bounds.adversarial_inputs(w[worst] * masks[best_mask_hi[worst]], x_min, x_max)
+    _, adv_min = bounds.adversarial_inputs(w[worst] * masks[best_mask_lo[worst]], x_min, x_max)
     l1 = int(np.abs(w).sum(axis=1).max())
     l1_plus = int(bounds.a2qplus_effective_l1(w).max())
-    rep = AccumulatorReport(
+    w_bits = op.weight_type.bits if hasattr(op, "weight_type") else 2  # a pool's weights are all 1
+    target = getattr(op, "target_acc_bits", None)
+    return AccumulatorReport(
         acc_bits=acc_bits,
         acc_min=int(min(int(v) for v in lo)),
         acc_max=int(max(int(v) for v in hi)),
         per_channel_bits=np.asarray(per_bits, dtype=np.int64),
         per_channel_min=np.asarray([int(v) for v in lo], dtype=object),
         per_channel_max=np.asarray([int(v) for v in hi], dtype=object),
-        datatype_bits=bounds.datatype_acc_bits(dense.K, in_type.bits, in_type.signed, dense.weight_type.bits),
+        datatype_bits=bounds.datatype_acc_bits(op.K, in_type.bits, in_type.signed, w_bits),
         a2q_bits=bounds.a2q_acc_bits(l1, in_type.bits, in_type.signed),
         a2qplus_bits=bounds.a2qplus_acc_bits(l1_plus, in_type.bits),
         worst_channel=worst,
         adversarial_max=adv_max,
         adversarial_min=adv_min,
+        exceeds_target=target is not None and acc_bits > target,
     )
-    rep.exceeds_target = dense.target_acc_bits is not None and acc_bits > dense.target_acc_bits
-    return rep
 
 
 def size_accumulators(model: Model) -> Model:
-    """Fill ``Dense.acc`` for every layer of ``model`` (in place) and return it."""
-    for dense in model.layers():
-        in_type = model.tensors[dense.inputs[0]].dtype
-        dense.acc = size_layer(dense, in_type)
+    """Fill ``op.acc`` for every op of ``model`` that owns an accumulator (in place) and return it."""
+    for op in model.accumulating_ops():
+        in_type = model.tensors[op.inputs[0]].dtype
+        op.acc = size_layer(op, in_type)
     return model

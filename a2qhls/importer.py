@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo
+from .ir import Add, Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo
 
 SUPPORTED_OPS = (
     "Quant",
@@ -441,6 +441,9 @@ def _on_matmul(ctx: _Ctx, node) -> None:
     ctx.state[node.output[0]] = _make_dense(ctx, node, x, w, node.output[0])
 
 
+MAX_ADD_MULTIPLIER = 1 << 12
+
+
 def _on_add(ctx: _Ctx, node) -> None:
     a, b = node.input[0], node.input[1]
     if a in ctx.consts and b not in ctx.consts:
@@ -449,7 +452,36 @@ def _on_add(ctx: _Ctx, node) -> None:
     if isinstance(st, AccState):
         ctx.state[node.output[0]] = _add_bias(ctx, node, st, b, node.output[0])
         return
-    raise A2QError(f"{ctx.where(node)}: only adding a constant bias to a MatMul/Gemm output is supported")
+    if isinstance(st, IntState) and isinstance(ctx.state.get(b), IntState):
+        _on_residual_add(ctx, node, ctx.tensors[st.tensor], ctx.tensors[ctx.state[b].tensor])
+        return
+    raise A2QError(
+        f"{ctx.where(node)}: supported Adds are a constant bias on a layer output and the sum of two quantized tensors"
+    )
+
+
+def _on_residual_add(ctx: _Ctx, node, ta: TensorInfo, tb: TensorInfo) -> None:
+    from fractions import Fraction
+
+    if ta.shape != tb.shape:
+        raise A2QError(f"{ctx.where(node)}: adding tensors of shapes {list(ta.shape)} and {list(tb.shape)} is not supported")
+    sa, sb = np.unique(ta.scale), np.unique(tb.scale)
+    if sa.size != 1 or sb.size != 1:
+        raise A2QError(f"{ctx.where(node)}: residual add needs per-tensor scales on both inputs")
+    ratio = Fraction(float(sa[0])) / Fraction(float(sb[0]))
+    ma, mb = ratio.numerator, ratio.denominator
+    if max(ma, mb) > MAX_ADD_MULTIPLIER:
+        raise A2QError(
+            f"{ctx.where(node)}: the two inputs' scales ({sa[0]:.6g}, {sb[0]:.6g}) have no small integer ratio; "
+            "quantize both branches with a shared quantizer (same scale) or scales in a power-of-two ratio"
+        )
+    out = node.output[0]
+    add = Add(node.name, [ta.name, tb.name], [out], (ma, mb), tuple(ta.shape))
+    ctx.ops.append(add)
+    C = ta.shape[-1]
+    scale = np.full(C, float(sa[0]) / ma)
+    ctx.tensors[out] = TensorInfo(out, tuple(ta.shape), None, scale.copy(), np.zeros(C))
+    ctx.state[out] = AccState(layer=add, scale=scale, offset=np.zeros(C))
 
 
 def _on_mul(ctx: _Ctx, node) -> None:

@@ -224,6 +224,33 @@ class Pool:
 
 
 @dataclass
+class Add:
+    """Residual add of two integer tensors: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``.
+
+    ``ma``/``mb`` align the two input scales exactly: ``scale_a = ma * s`` and
+    ``scale_b = mb * s`` with ``s`` the accumulator tensor's scale. The sum is an
+    accumulator (sized from both input ranges) that a Requant brings back to an
+    activation type.
+    """
+
+    name: str
+    inputs: list  # [a, b]
+    outputs: list
+    multipliers: tuple  # (ma, mb)
+    shape: tuple
+    source_op: str = "Add"
+    acc: Optional["AccumulatorReport"] = None
+
+    op = "Add"
+
+    K = 2
+
+    @property
+    def channels(self) -> int:
+        return int(self.shape[-1])
+
+
+@dataclass
 class Requant:
     """Integer accumulator -> integer activation, reproducing ``[Relu ->] Quant``.
 
@@ -245,7 +272,7 @@ class Requant:
     op = "Requant"
 
 
-Op = Union[InputQuant, Dense, Conv, Pool, Requant]
+Op = Union[InputQuant, Dense, Conv, Pool, Add, Requant]
 
 
 @dataclass
@@ -292,5 +319,5 @@ class Model:
         return [op for op in self.ops if isinstance(op, (Dense, Conv))]
 
     def accumulating_ops(self) -> list:
-        """Every op that owns an accumulator: layers and average pooling."""
-        return [op for op in self.ops if isinstance(op, (Dense, Conv)) or (isinstance(op, Pool) and op.mode == "avg")]
+        """Every op that owns an accumulator: layers, average pooling and residual adds."""
+        return [op for op in self.ops if isinstance(op, (Dense, Conv, Add)) or (isinstance(op, Pool) and op.mode == "avg")]

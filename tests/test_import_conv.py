@@ -145,3 +145,35 @@ def test_brevitas_conv_export_imports(tmp_path):
         assert model.tensors[dw.inputs[0]].shape == (8, 8, 4)
         assert np.array_equal(c1.weight, np.round(net[1].quant_weight().value.detach().numpy() /
                                                   net[1].quant_weight().scale.detach().numpy()).astype(int).transpose(0, 2, 3, 1))
+
+
+def residual_graph(branch_scale=0.5, in_scale=0.25):
+    g = GraphBuilder()
+    x = g.quant("x", in_scale, 0, 4, False, False, name="inq")
+    w = g.quant(g.const("w", np.ones((2, 2, 3, 3), np.float32) * 0.1), np.float32(0.1), 0, 4, True, True)
+    y = g.node("Conv", [x, w], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, name="conv")
+    y = g.quant(g.node("Relu", [y]), branch_scale, 0, 4, False, False, name="branch")
+    s = g.node("Add", [y, x], name="res")  # the input quant's output forks: into the conv and the bypass
+    s = g.quant(g.node("Relu", [s]), 0.5, 0, 4, False, False, name="post")
+    hw = g.quant(g.const("hw", np.ones((3, 2 * 4 * 4), np.float32)), np.float32(1.0), 0, 4, True, True)
+    y = g.node("Gemm", [g.node("Flatten", [s], {"axis": 1}), hw], {"transB": 1}, name="fc")
+    return g.model("x", y, [2, 4, 4], 3, batch=1)
+
+
+def test_residual_add_aligns_scales_and_sizes_from_both_ranges(tmp_path):
+    model = size_accumulators(load_qonnx(save(residual_graph(), tmp_path / "res.onnx")))
+    kinds = [type(op).__name__ for op in model.ops]
+    assert kinds == ["InputQuant", "Conv", "Requant", "Add", "Requant", "Dense"]
+    add = model.ops[3]
+    assert add.inputs == [model.ops[2].outputs[0], model.ops[0].outputs[0]]
+    # branch scale 0.5 = 2 * 0.25: acc = 2 * branch + bypass, in units of 0.25
+    assert add.multipliers == (2, 1)
+    assert model.tensors[add.outputs[0]].scale[0] == 0.25
+    assert (add.acc.acc_min, add.acc.acc_max, add.acc.acc_bits) == (0, 45, 7)
+
+
+def test_residual_add_with_unrelated_scales_is_a_clear_error(tmp_path):
+    from a2qhls.errors import A2QError
+
+    with pytest.raises(A2QError, match="'res'.*no small integer ratio"):
+        load_qonnx(save(residual_graph(branch_scale=0.3, in_scale=0.1), tmp_path / "res.onnx"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bounds
-from ..ir import AccumulatorReport, Conv, Dense, Model, Pool
+from ..ir import AccumulatorReport, Add, Conv, Dense, Model, Pool
 
 
 def _matrix_and_masks(op) -> tuple[np.ndarray, list]:
@@ -76,9 +76,27 @@ def size_layer(op, in_type) -> AccumulatorReport:
     )
 
 
+def size_add(op: Add, ta, tb) -> AccumulatorReport:
+    """A residual add ``ma * a + mb * b``: the range follows from both input ranges."""
+    ma, mb = op.multipliers
+    lo = ma * ta.vmin + mb * tb.vmin
+    hi = ma * ta.vmax + mb * tb.vmax
+    bits = bounds.signed_bits_for_range(lo, hi)
+    C = op.channels
+    return AccumulatorReport(
+        acc_bits=bits, acc_min=lo, acc_max=hi,
+        per_channel_bits=np.full(C, bits, dtype=np.int64),
+        per_channel_min=np.full(C, lo, dtype=object), per_channel_max=np.full(C, hi, dtype=object),
+        datatype_bits=bits, a2q_bits=bits, a2qplus_bits=bits, worst_channel=0,
+        adversarial_max=np.array([ta.vmax, tb.vmax]), adversarial_min=np.array([ta.vmin, tb.vmin]),
+    )
+
+
 def size_accumulators(model: Model) -> Model:
     """Fill ``op.acc`` for every op of ``model`` that owns an accumulator (in place) and return it."""
     for op in model.accumulating_ops():
-        in_type = model.tensors[op.inputs[0]].dtype
-        op.acc = size_layer(op, in_type)
+        if isinstance(op, Add):
+            op.acc = size_add(op, model.tensors[op.inputs[0]].dtype, model.tensors[op.inputs[1]].dtype)
+        else:
+            op.acc = size_layer(op, model.tensors[op.inputs[0]].dtype)
     return model

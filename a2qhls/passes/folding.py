@@ -1,0 +1,102 @@
+"""Folding of each layer's matrix-vector unit over PE output rows and SIMD input columns.
+
+A layer with ``MH`` output channels and ``MW`` inputs uses ``PE`` parallel rows and
+``SIMD`` parallel columns (``MH % PE == 0``, ``MW % SIMD == 0``) and needs
+``(MH / PE) * (MW / SIMD)`` cycles per input vector at II=1.
+
+Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
+
+1. every layer gets the largest ``SIMD`` dividing ``MW`` and the largest ``PE`` dividing
+   ``MH`` that are ``<= MAX_PAR`` (16); the slowest layer then sets the pipeline's
+   cycles per vector, ``target``;
+2. every other layer is slowed down to the cheapest folding (least ``PE * SIMD``,
+   ties: larger SIMD, then fewer cycles) whose cycle count is still ``<= target``,
+   since being faster than the bottleneck only costs multipliers.
+
+A folding file (``--folding F.json``) maps layer names to ``{"PE": p, "SIMD": s}``;
+layers it leaves out keep their default.
+"""
+from __future__ import annotations
+
+import json
+
+from ..errors import A2QError
+from ..ir import Model
+
+MAX_PAR = 16
+
+__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "cycles"]
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def cycles(MH: int, MW: int, pe: int, simd: int) -> int:
+    return (MH // pe) * (MW // simd)
+
+
+def default_folding(model: Model) -> dict:
+    """Layer name -> ``{"PE": p, "SIMD": s}`` following the policy above."""
+    layers = model.layers()
+    first = {}
+    for d in layers:
+        pe = max(x for x in divisors(d.channels) if x <= MAX_PAR)
+        simd = max(x for x in divisors(d.K) if x <= MAX_PAR)
+        first[d.name] = (pe, simd)
+    target = max(cycles(d.channels, d.K, *first[d.name]) for d in layers)
+    out = {}
+    for d in layers:
+        best = None
+        for pe in divisors(d.channels):
+            if pe > MAX_PAR:
+                continue
+            for simd in divisors(d.K):
+                if simd > MAX_PAR:
+                    continue
+                c = cycles(d.channels, d.K, pe, simd)
+                if c > target:
+                    continue
+                key = (pe * simd, -simd, c)
+                if best is None or key < best[0]:
+                    best = (key, pe, simd)
+        out[d.name] = {"PE": best[1], "SIMD": best[2]}
+    return out
+
+
+def validate_folding(model: Model, folding: dict, source: str = "folding") -> dict:
+    """Check a complete or partial folding; returns the complete one (defaults filled in)."""
+    if not isinstance(folding, dict):
+        raise A2QError(f"{source}: expected a JSON object mapping layer names to {{\"PE\": p, \"SIMD\": s}}")
+    layers = {d.name: d for d in model.layers()}
+    unknown = sorted(set(folding) - set(layers))
+    if unknown:
+        raise A2QError(f"{source}: unknown layer '{unknown[0]}' (layers: {', '.join(layers)})")
+    out = default_folding(model)
+    for name, spec in folding.items():
+        d = layers[name]
+        if not isinstance(spec, dict) or set(spec) - {"PE", "SIMD"}:
+            raise A2QError(f"{source}: layer '{name}': expected {{\"PE\": p, \"SIMD\": s}}, got {json.dumps(spec)}")
+        for key, n, what in (("PE", d.channels, "output channels (MH)"), ("SIMD", d.K, "inputs (MW)")):
+            if key not in spec:
+                continue
+            v = spec[key]
+            valid = divisors(n)
+            if isinstance(v, bool) or not isinstance(v, int) or v not in valid:
+                raise A2QError(
+                    f"{source}: layer '{name}': {key}={json.dumps(v)} must divide its {n} {what}; "
+                    f"valid {key} values: {', '.join(map(str, valid))}"
+                )
+            out[name][key] = v
+    return out
+
+
+def load_folding(model: Model, path) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise A2QError(f"{path}: no such folding file") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise A2QError(f"{path}: not a valid JSON folding file ({e})") from None
+    return validate_folding(model, data, str(path))

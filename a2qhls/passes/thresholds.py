@@ -1,0 +1,205 @@
+"""Requantization as per-channel integer thresholds, computed exactly.
+
+A :class:`~a2qhls.ir.Requant` maps a layer's integer accumulator ``acc`` to
+
+    v = scale_in * acc + offset_in          (the accumulator tensor's real value)
+    v = max(v, 0)                           (if relu)
+    q = clip(rnd(v / scale + zero_point), qmin, qmax)
+
+which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
+the float scales as given (each float converted exactly to a :class:`fractions.Fraction`).
+Because ``acc -> q`` is monotone non-decreasing, it equals a multi-threshold unit
+
+    q = qmin + #{t : acc >= T[j, t]},   t = 0 .. qmax - qmin - 1
+
+with ``T[j, t]`` the least integer accumulator for which ``q >= qmin + 1 + t``.
+For every rounding mode, ``rnd(u) >= k`` holds iff ``u >= c_k`` (or ``u > c_k``),
+see :func:`level_breakpoint`; the condition is carried back through the affine maps
+and the relu exactly.
+
+Thresholds are clamped to ``[lo, hi + 1]`` where ``[lo, hi]`` is the union of the
+layer's exact accumulator range and the range of its ``P``-bit accumulator
+(``-2^(P-1) .. 2^(P-1) - 1``). So the unit computes the exact requantization of
+whatever value the ``P``-bit accumulator holds, including a wrapped value when an
+override makes ``P`` too narrow. Clamping does not change any result for values in
+that range: a threshold below ``lo`` is always met, one above ``hi`` never.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from .. import bounds
+from ..errors import A2QError
+from ..ir import Dense, Model, Requant
+
+ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
+
+__all__ = [
+    "ROUNDING_MODES",
+    "round_exact",
+    "level_breakpoint",
+    "acc_range",
+    "effective_acc_bits",
+    "requant_thresholds",
+    "requant_exact",
+    "compute_thresholds",
+]
+
+
+def _mode(mode: str) -> str:
+    m = str(mode).upper()
+    if m not in ROUNDING_MODES:
+        raise A2QError(f"rounding mode '{mode}' is not supported (supported: {', '.join(ROUNDING_MODES)})")
+    return "ROUND" if m == "HALF_EVEN" else m
+
+
+def round_exact(u: Fraction, mode: str) -> int:
+    """QONNX's rounding modes on an exact rational (no float involved)."""
+    m = _mode(mode)
+    u = Fraction(u)
+    if m == "ROUND":
+        return round(u)  # Fraction.__round__: ties to even
+    if m == "FLOOR":
+        return math.floor(u)
+    if m == "CEIL":
+        return math.ceil(u)
+    sign = 1 if u > 0 else (-1 if u < 0 else 0)
+    a = abs(u)
+    if m == "UP":
+        return sign * math.ceil(a)
+    if m == "DOWN":
+        return sign * math.floor(a)
+    if m == "HALF_UP":
+        return sign * math.floor(a + Fraction(1, 2))
+    if m == "HALF_DOWN":
+        return sign * math.ceil(a - Fraction(1, 2))
+    raise AssertionError(m)
+
+
+def level_breakpoint(k: int, mode: str) -> tuple[Fraction, bool]:
+    """``(c, strict)`` such that ``rnd(u) >= k``  iff  ``u > c`` (strict) or ``u >= c``."""
+    m = _mode(mode)
+    half = Fraction(1, 2)
+    if m == "ROUND":  # k - 1/2 rounds to k only when k is even
+        return k - half, bool(k % 2)
+    if m == "FLOOR":
+        return Fraction(k), False
+    if m == "CEIL":
+        return Fraction(k - 1), True
+    if m == "UP":  # away from zero: ceil for u > 0, floor for u < 0
+        return (Fraction(k - 1), True) if k >= 1 else (Fraction(k), False)
+    if m == "DOWN":  # toward zero
+        return (Fraction(k), False) if k >= 1 else (Fraction(k - 1), True)
+    if m == "HALF_UP":  # ties away from zero
+        return (k - half, False) if k >= 1 else (k - half, True)
+    if m == "HALF_DOWN":  # ties toward zero
+        return (k - half, True) if k >= 1 else (k - half, False)
+    raise AssertionError(m)
+
+
+def _vec(a, C: int) -> list:
+    arr = np.asarray(a).reshape(-1)
+    if arr.size == 1:
+        return [Fraction(float(arr[0]))] * C
+    if arr.size != C:
+        raise A2QError(f"expected 1 or {C} values, got {arr.size}")
+    return [Fraction(float(v)) for v in arr]
+
+
+def acc_range(model: Model, dense: Dense) -> tuple[int, int]:
+    """Exact accumulator range ``(min, max)`` over all channels (from the sizing report if present)."""
+    if dense.acc is not None:
+        return int(dense.acc.acc_min), int(dense.acc.acc_max)
+    t = model.tensors[dense.inputs[0]].dtype
+    lo, hi = bounds.exact_channel_range(dense.weight, t.vmin, t.vmax, dense.bias)
+    return int(min(int(v) for v in lo)), int(max(int(v) for v in hi))
+
+
+def effective_acc_bits(model: Model, acc_bits: dict | None = None) -> dict:
+    """Layer name -> accumulator width P: the override if given, else the sizing pass's safe width."""
+    acc_bits = dict(acc_bits or {})
+    names = {d.name for d in model.layers()}
+    unknown = sorted(set(acc_bits) - names)
+    if unknown:
+        raise A2QError(f"--acc-bits: unknown layer '{unknown[0]}' (layers: {', '.join(d.name for d in model.layers())})")
+    out = {}
+    for d in model.layers():
+        if d.name in acc_bits:
+            p = int(acc_bits[d.name])
+            if not 2 <= p <= 64:
+                raise A2QError(f"--acc-bits: width {p} for layer '{d.name}' is outside 2..64")
+            out[d.name] = p
+        elif d.acc is not None:
+            out[d.name] = int(d.acc.acc_bits)
+        else:
+            lo, hi = acc_range(model, d)
+            out[d.name] = int(bounds.signed_bits_for_range(lo, hi))
+    return out
+
+
+def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant, channel: int) -> int:
+    """The definition, on one exact integer: used by tests as the reference."""
+    sc = np.asarray(op.scale).reshape(-1)
+    zps = np.asarray(op.zero_point).reshape(-1)
+    s = Fraction(float(sc[channel if sc.size > 1 else 0]))
+    zp = Fraction(float(zps[channel if zps.size > 1 else 0]))
+    v = scale_in * acc + offset_in
+    if op.relu:
+        v = max(v, Fraction(0))
+    q = round_exact(v / s + zp, op.rounding_mode)
+    return min(max(q, op.out_type.qmin), op.out_type.qmax)
+
+
+def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
+    """``T[C, qmax - qmin]`` (int64 or object) for accumulators known to lie in ``[lo, hi]``."""
+    C = int(np.asarray(acc_scale).reshape(-1).size)
+    sa = _vec(acc_scale, C)
+    oa = _vec(acc_offset, C)
+    s = _vec(op.scale, C)
+    zp = _vec(op.zero_point, C)
+    qmin, qmax = op.out_type.qmin, op.out_type.qmax
+    NT = qmax - qmin
+    T = np.empty((C, NT), dtype=object)
+    for j in range(C):
+        if s[j] <= 0 or sa[j] < 0:
+            raise A2QError(f"{op.name}: channel {j} has a non-positive scale; thresholds need positive scales")
+        for t in range(NT):
+            c, strict = level_breakpoint(qmin + 1 + t, op.rounding_mode)
+            r = (c - zp[j]) * s[j]  # condition on relu?(v): v' >= r (or > r)
+            if op.relu and ((r <= 0) if not strict else (r < 0)):
+                T[j, t] = lo  # max(v, 0) already satisfies it
+                continue
+            if sa[j] == 0:  # constant v
+                ok = (oa[j] > r) if strict else (oa[j] >= r)
+                T[j, t] = lo if ok else hi + 1
+                continue
+            a = (r - oa[j]) / sa[j]
+            th = math.floor(a) + 1 if strict else math.ceil(a)
+            T[j, t] = min(max(th, lo), hi + 1)
+    if max(abs(lo), abs(hi) + 1) < 2**62:
+        T = T.astype(np.int64)
+    return T
+
+
+def compute_thresholds(model: Model, acc_bits: dict | None = None) -> Model:
+    """Fill ``Requant.thresholds`` for every Requant fed by a layer (in place); returns ``model``.
+
+    ``acc_bits`` (layer -> width) are the widths the hardware uses (overrides
+    included); thresholds are clamped to the exact range joined with that width's range.
+    """
+    widths = effective_acc_bits(model, acc_bits)
+    for op in model.ops:
+        if not isinstance(op, Requant):
+            continue
+        prod = model.producer(op.inputs[0])
+        if not isinstance(prod, Dense):
+            raise A2QError(f"{op.name}: a Requant must follow a MatMul/Gemm layer (found {getattr(prod, 'op', None)})")
+        P = widths[prod.name]
+        lo, hi = acc_range(model, prod)
+        lo, hi = min(lo, -(1 << (P - 1))), max(hi, (1 << (P - 1)) - 1)
+        info = model.tensors[op.inputs[0]]
+        op.thresholds = requant_thresholds(op, info.scale, info.offset, lo, hi)
+    return model

@@ -137,8 +137,19 @@ def window_masks(in_shape, kernel, stride, pads) -> list:
     return [np.outer(r, c) for r in sorted(rows) for c in sorted(cols)]
 
 
+class _SlidingWindow:
+    """Geometry shared by the ops that slide a window over an ``[H, W, C]`` tensor."""
+
+    @property
+    def out_shape(self) -> tuple:
+        return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
+
+    def window_masks(self) -> list:
+        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
+
+
 @dataclass
-class Conv:
+class Conv(_SlidingWindow):
     """2-D convolution on a channels-last integer tensor ``[H, W, C_in]``.
 
     ``weight`` is ``[C_out, kh, kw, C_in // groups]`` integers (zero-point removed), so a
@@ -178,16 +189,9 @@ class Conv:
     def depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.in_shape[2] == self.channels
 
-    @property
-    def out_shape(self) -> tuple:
-        return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
-
-    def window_masks(self) -> list:
-        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
-
 
 @dataclass
-class Pool:
+class Pool(_SlidingWindow):
     """Max or average pooling over ``kernel`` windows of a channels-last tensor.
 
     ``mode == "avg"`` keeps the integer window sum (an accumulator, sized like a layer
@@ -214,13 +218,6 @@ class Pool:
     @property
     def channels(self) -> int:
         return int(self.in_shape[2])
-
-    @property
-    def out_shape(self) -> tuple:
-        return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
-
-    def window_masks(self) -> list:
-        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
+from .metadata import LAYERS_KEY as METADATA_KEY
 from .ir import Add, Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo
 
 SUPPORTED_OPS = (
@@ -49,7 +50,6 @@ SUPPORTED_OPS = (
     "Constant",
 )
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
-METADATA_KEY = "a2qhls.layers"
 
 
 # ----------------------------------------------------------------------------- loading
@@ -361,7 +361,7 @@ def _make_dense(ctx: _Ctx, node, x: TensorInfo, w: QConst, out: str) -> AccState
         raise A2QError(f"{ctx.where(node)}: input has {size} features but the weight expects {K}")
     st = ctx.state.get(node.input[0])
     if len(x.shape) == 3:
-        if not (isinstance(st, IntState) and st.flattened):
+        if not (isinstance(st, IntState) and (st.flattened or tuple(x.shape[:2]) == (1, 1))):  # [1, 1, C]: same order either way
             raise A2QError(f"{ctx.where(node)}: a layer on a feature map needs a Flatten before it")
         H, W, Cin = x.shape
         perm = np.arange(K).reshape(Cin, H, W).transpose(1, 2, 0).reshape(-1)  # ours (h, w, c) -> ONNX (c, h, w)

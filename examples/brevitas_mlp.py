@@ -78,11 +78,19 @@ def accuracy(model, x, y) -> float:
         return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
 
 
-def export(model, path: str, n_in: int, dynamo: bool = False) -> None:
+def export(model, path: str, n_in: int, dynamo: bool = False, exact: bool = True) -> None:
+    """Export to QONNX. ``exact`` (default) keeps the trained integers of A2Q/A2Q+ layers
+    (a2qhls.frontend.brevitas); ``exact=False`` is Brevitas 0.13.4's plain export_qonnx."""
     import torch
-    from brevitas.export import export_qonnx
 
     model.eval()
+    if exact:
+        from a2qhls.frontend.brevitas import export_brevitas_qonnx
+
+        export_brevitas_qonnx(model, torch.zeros(1, n_in), path, dynamo=dynamo)
+        return
+    from brevitas.export import export_qonnx
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_qonnx(model, torch.zeros(1, n_in), path, dynamo=dynamo)
@@ -98,6 +106,8 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dynamo", action="store_true", help="use the torch.export (dynamo) ONNX exporter")
+    p.add_argument("--plain-export", action="store_true",
+                   help="Brevitas's own export_qonnx (A2Q/A2Q+ layers then lose their trained integers)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     import torch
@@ -108,7 +118,7 @@ def main(argv=None) -> None:
     m = make_mlp(sizes, a.quant, a.weight_bits, a.act_bits, a.acc_bits)
     train(m, xtr, ytr, epochs=a.epochs, seed=a.seed)
     print(f"test accuracy {accuracy(m, xte, yte):.4f}")
-    export(m, a.out, sizes[0], dynamo=a.dynamo)
+    export(m, a.out, sizes[0], dynamo=a.dynamo, exact=not a.plain_export)
     print(f"wrote {a.out}")
 
 

@@ -104,6 +104,30 @@ def test_e2e_a2qplus_exact_then_overflow_at_width_minus_one(exported, tmp_path, 
     assert adv0["layers"][0]["samples_overflowing"] >= 1 and adv0["mismatches_model_vs_qonnx"] >= 1
 
 
+BUNDLED = Path(__file__).resolve().parents[1] / "examples" / "digits_a2qplus_p12.onnx"
+
+
+def test_e2e_trained_brevitas_a2qplus_at_12_bits(tmp_path, capsys):
+    """The bundled model: trained by Brevitas with A2Q+ at a 12-bit target, exported with its trained
+    integers (a2qhls.frontend.brevitas). Its MVUs get the derived widths (<= 12), cosim is exact on
+    random and adversarial inputs, and one bit less on the 12-bit layer is caught."""
+    out = tmp_path / "hls"
+    assert main(["build", str(BUNDLED), "--out", str(out)]) == 0
+    summary = json.loads((out / "a2qhls.json").read_text())
+    layers_h = (out / "firmware" / "a2q_layers.h").read_text()
+    widths = [ly["acc_bits"] for ly in summary["layers"]]
+    assert max(widths) == 12 and all(w <= 12 for w in widths)
+    for ly in summary["layers"]:
+        assert f"typedef ap_int<{ly['acc_bits']}> {ly['cname']}_acc_t;" in layers_h
+    rc, rep = _cosim_json(capsys, ["cosim", str(out), "--random", "300", "--adversarial"])
+    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    i12 = widths.index(12)
+    narrow = tmp_path / "narrow"
+    assert main(["build", str(BUNDLED), "--out", str(narrow), "--acc-bits", f"layer{i12}=11"]) == 0
+    rc, rep = _cosim_json(capsys, ["cosim", str(narrow), "--random", "50", "--adversarial"])
+    assert rc == 1 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] > 0
+
+
 def test_e2e_baseline_mlp_exact(exported, tmp_path, capsys):
     out = tmp_path / "base"
     assert main(["build", str(exported["baseline"]), "--out", str(out)]) == 0

@@ -41,7 +41,7 @@ def qonnx_weight_ints(path):
 def test_brevitas_export_imports_with_exact_integers(tmp_path, dynamo, bias, quant, per_channel):
     m = trained(quant, bias=bias, per_channel=per_channel)
     path = str(tmp_path / "m.onnx")
-    bm.export(m, path, 64, dynamo=dynamo)
+    bm.export(m, path, 64, dynamo=dynamo, exact=False)  # what Brevitas itself writes
     model = size_accumulators(load_qonnx(path))
     assert [type(op) for op in model.ops] == [InputQuant, Dense, Requant, Dense]
     d0, d1 = model.layers()
@@ -68,7 +68,7 @@ def test_brevitas_a2qplus_export_requantizes_to_other_integers(tmp_path):
     the ones the layer trained with. We size what the file contains; the trained ones fit the target."""
     m = trained("a2q+", steps_epochs=2, acc_bits=12)
     path = str(tmp_path / "m.onnx")
-    bm.export(m, path, 64)
+    bm.export(m, path, 64, exact=False)
     model = size_accumulators(load_qonnx(path))
     d0 = model.layers()[0]
     trained_ints = m[1].quant_weight().int().detach().numpy().astype(np.int64)
@@ -79,3 +79,30 @@ def test_brevitas_a2qplus_export_requantizes_to_other_integers(tmp_path):
     assert not np.array_equal(trained_ints, d0.weight)
     assert np.abs(d0.weight).sum(1).max() > np.abs(trained_ints).sum(1).max()
     assert d0.acc.acc_bits > trained_bits
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_exact_brevitas_export_keeps_the_trained_integers(tmp_path, dynamo):
+    """a2qhls.frontend.brevitas.export_brevitas_qonnx: the file's integers are the trained ones,
+    so the derived widths stay within the A2Q+ target."""
+    m = trained("a2q+", steps_epochs=2, acc_bits=12)
+    x = torch.rand(5, 64)
+    with torch.no_grad():
+        before = m(x).numpy()
+    path = str(tmp_path / "m.onnx")
+    ints = bm_export_exact(m, path, dynamo)
+    model = size_accumulators(load_qonnx(path))
+    for d, q in zip(model.layers(), ints):
+        assert np.array_equal(d.weight, q)
+        assert d.acc.acc_bits <= 12
+        # the target and kind are recorded for 'a2qhls inspect'
+        assert (d.quant_kind, d.target_acc_bits, d.acc.exceeds_target) == ("a2q+", 12, False)
+    # the export left the model's own parameters as they were
+    with torch.no_grad():
+        assert np.array_equal(m(x).numpy(), before)
+
+
+def bm_export_exact(m, path, dynamo):
+    from a2qhls.frontend.brevitas import export_brevitas_qonnx
+
+    return export_brevitas_qonnx(m, torch.zeros(1, 64), path, dynamo=dynamo)

@@ -20,8 +20,6 @@ model-level metadata key ``"a2qhls.layers"`` (JSON keyed by node name), which
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import torch
@@ -29,12 +27,12 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from ..errors import A2QError
+from ..metadata import LAYERS_KEY as METADATA_KEY, write_layers
 from .layers import QuantIdentity, QuantLinear, QuantReLU, QuantConv2d
 from .quantizers import A2QWeightQuant, ActQuant
 
 __all__ = ["export_qonnx", "flatten_modules", "METADATA_KEY", "QUANT_DOMAIN"]
 
-METADATA_KEY = "a2qhls.layers"
 QUANT_DOMAIN = "qonnx.custom_op.general"
 OPSET = 13
 
@@ -173,7 +171,7 @@ def export_qonnx(model: nn.Module, path: str | None, in_features: int, batch_siz
     )
     mp = helper.make_model(graph, producer_name=producer,
                            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(QUANT_DOMAIN, 1)])
-    helper.set_model_props(mp, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    write_layers(mp, meta)
     onnx.checker.check_model(mp)
     if path is not None:
         onnx.save(mp, path)

@@ -43,8 +43,10 @@ def add_arguments(p) -> None:
 
 
 def parse_acc_bits(model, specs) -> dict:
-    """``["LAYER=BITS", ...]`` -> {layer name: bits}; LAYER is a name, ``layerN`` or ``N``."""
+    """``["LAYER=BITS", ...]`` -> {op name: bits}; LAYER is the name of any op with an accumulator
+    (layer, average pool, residual add), or ``layerN`` / ``N`` for the N-th Dense/Conv layer."""
     layers = model.layers()
+    acc_ops = model.accumulating_ops()
     out = {}
     for spec in specs:
         if "=" not in spec:
@@ -54,13 +56,13 @@ def parse_acc_bits(model, specs) -> dict:
             b = int(bits)
         except ValueError:
             raise A2QError(f"--acc-bits '{spec}': BITS must be an integer") from None
-        match = [d for d in layers if d.name == key]
+        match = [d for d in acc_ops if d.name == key]
         if not match and key.isdigit() and int(key) < len(layers):
             match = [layers[int(key)]]
         if not match and key.startswith("layer") and key[5:].isdigit() and int(key[5:]) < len(layers):
             match = [layers[int(key[5:])]]
         if not match:
-            raise A2QError(f"--acc-bits '{spec}': unknown layer '{key}' (layers: {', '.join(d.name for d in layers)}, or layer0..layer{len(layers) - 1})")
+            raise A2QError(f"--acc-bits '{spec}': unknown layer '{key}' (layers: {', '.join(d.name for d in acc_ops)}, or layer0..layer{len(layers) - 1})")
         if not 2 <= b <= 64:
             raise A2QError(f"--acc-bits '{spec}': width must be in 2..64")
         out[match[0].name] = b
@@ -71,7 +73,7 @@ def tb_vectors(model, n: int = TB_SAMPLES) -> np.ndarray:
     """Deterministic sample inputs for the Vitis testbench: integers over the input type's range."""
     iq = model.ops[0]
     t = iq.out_type
-    K = model.tensors[iq.outputs[0]].channels
+    K = int(np.prod(model.tensors[iq.outputs[0]].shape))  # a feature map: flattened channels-last
     rng = np.random.default_rng(0)
     q = rng.integers(t.qmin, t.qmax + 1, size=(n, K))
     q[0] = t.qmin
@@ -99,7 +101,7 @@ def build(model_path, out_dir, *, folding_path=None, acc_bits_specs=(), force: b
         raise A2QError(f"{out}: directory is not empty (use --force to replace it)")
     model = size_accumulators(load_qonnx(str(model_path)))
     acc_bits = parse_acc_bits(model, acc_bits_specs)
-    for d in model.layers():
+    for d in model.accumulating_ops():
         if d.name in acc_bits and acc_bits[d.name] < d.acc.acc_bits and warn is not None:
             warn(
                 f"layer '{d.name}': --acc-bits {acc_bits[d.name]} is below its safe width {d.acc.acc_bits}; "
@@ -111,7 +113,7 @@ def build(model_path, out_dir, *, folding_path=None, acc_bits_specs=(), force: b
     summary = codegen.summary(model, folding, acc_bits, model_file="model.onnx")
     q = tb_vectors(model)
     sim = BitSim(model, acc_bits)
-    expected = sim.run(q, start=model.ops[0].outputs[0])[model.outputs[0]]
+    expected = np.asarray(sim.run(q, start=model.ops[0].outputs[0])[model.outputs[0]]).reshape(len(q), -1)
     files["tb_data/inputs.txt"] = _lines(q)
     files["tb_data/expected.txt"] = _lines(expected)
     files["a2qhls.json"] = codegen.summary_json(summary)
@@ -147,11 +149,13 @@ def run(args) -> int:
 
     s = build(args.model, args.out, folding_path=args.folding, acc_bits_specs=args.acc_bits, force=args.force, warn=warn)
     print(f"wrote {args.out} ({len(s['layers'])} layers, top {s['top']})")
-    print(f"{'layer':24s} {'MHxMW':>10s} {'PE':>4s} {'SIMD':>5s} {'cycles':>7s} {'acc':>4s} {'safe':>5s}")
+    print(f"{'layer':24s} {'kind':>7s} {'MHxMW':>10s} {'PE':>4s} {'SIMD':>5s} {'cycles':>7s} {'acc':>4s} {'safe':>5s}")
     for ly in s["layers"]:
         flag = "  (override)" if ly["acc_bits_overridden"] else ""
+        simd = "-" if ly["SIMD"] is None else str(ly["SIMD"])
         print(
-            f"{ly['name'][:24]:24s} {str(ly['MH']) + 'x' + str(ly['MW']):>10s} {ly['PE']:>4d} {ly['SIMD']:>5d} "
-            f"{ly['cycles_per_vector']:>7d} {ly['acc_bits']:>4d} {ly['safe_acc_bits']:>5d}{flag}"
+            f"{ly['name'][:24]:24s} {ly['kind']:>7s} {str(ly['MH']) + 'x' + str(ly['MW']):>10s} {ly['PE']:>4d} {simd:>5s} "
+            f"{ly['cycles_per_image']:>7d} {ly['acc_bits']:>4d} {ly['safe_acc_bits']:>5d}{flag}"
         )
+    print(f"dataflow: {s['cycles_per_image']} cycles per image (slowest unit: {s['bottleneck']})")
     return 0

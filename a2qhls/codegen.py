@@ -6,25 +6,34 @@ only computes numbers (widths, folding, packed arrays) and hands them to the
 templates, rendered with ``StrictUndefined``. Same IR, same folding, same widths:
 byte-identical files.
 
-The supported graph is a chain ``InputQuant -> (Dense [-> Requant])+`` with one
-graph output (an accumulator or a requantized activation). Each Dense, fused with
-the Requant that follows it, becomes one matrix-vector unit ``layer<i>``:
+The supported graph starts with an input Quant and has one graph output, the last unit's.
+Every accumulating op (Dense, Conv, average Pool, Add) is fused with the Requant that follows
+it (thresholds) into one streaming unit (:class:`LayerPlan`); a tensor with several consumers
+gets a stream duplicator (``dup``). Streams are channels-last, each word a fixed number of
+packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's ``SIMD``).
 
-* input: a stream of words of ``IPB`` packed elements (``IPB`` = the previous layer's
-  PE, or the first layer's SIMD for the top input), buffered as ``[SF][SIMD]`` values;
-* compute: ``NF = MH / PE`` by ``SF = MW / SIMD`` iterations pipelined at II=1,
-  ``PE x SIMD`` multiply-accumulates per cycle into ``PE`` accumulators ``ap_int<P>``
-  (two's-complement wraparound; bias preloaded);
-* output: per PE, the multi-threshold count ``qmin + #{t: acc >= T[j, t]}`` (or the
-  accumulator itself for a graph output), ``PE`` elements packed per word.
+* Dense -> ``layer<i>``, a matrix-vector unit: input words of ``IPB`` elements buffered as
+  ``[SF][SIMD]``; ``NF = MH / PE`` by ``SF = MW / SIMD`` iterations at II=1, ``PE x SIMD``
+  multiply-accumulates per cycle into ``PE`` accumulators ``ap_int<P>`` (wraparound; bias
+  preloaded); output per PE the threshold count ``qmin + #{t: acc >= T[j, t]}`` (or the
+  accumulator itself for a graph output), ``PE`` elements per word.
+* Conv -> ``layer<i>_swg`` (line buffer of ``kh`` rows, stride, padding with the value 0 =
+  the zero-point; windows of ``kh*kw*C_in`` values ``q - zp`` in (ky, kx, c) order, ``SIMD``
+  per word) feeding ``layer<i>``, the same MVU once per output pixel (``MW = K``).
+  Depthwise: the window generator feeds a vector-vector unit, PE over channels, SIMD over taps
+  (words of ``PE * SIMD`` window values).
+* max/avg Pool -> ``pool<i>`` (line buffer; max of stored integers / window sum + thresholds);
+  Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds); the fork copy that
+  bypasses the other branch gets a FIFO deep enough for that branch's lag (:func:`fork_depths`).
 
-Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` and thresholds
-``T[pe][nf][t]`` are partitioned on the PE and SIMD/threshold dimensions.
+Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` (Conv weights as
+``[C_out, kh*kw*C_in]``, depthwise ``[C, kh*kw]``) and thresholds ``T[pe][nf][t]`` are
+partitioned on the PE and SIMD/threshold dimensions.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +41,7 @@ import numpy as np
 
 from . import bounds
 from .errors import A2QError
-from .ir import Dense, InputQuant, Model, Requant
+from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
 from .passes.thresholds import effective_acc_bits
 
 TOP = "a2q_top"
@@ -90,9 +99,17 @@ class IntT:
 
 @dataclass
 class LayerPlan:
+    """One streaming unit of the dataflow: a layer (fused with its Requant), a pool, an add or a fork.
+
+    ``kind``: ``mvu`` (Dense), ``conv`` (sliding-window generator ``<cname>_swg`` feeding a
+    matrix-vector unit), ``dw`` (sliding-window generator feeding a vector-vector unit),
+    ``maxpool``, ``avgpool`` (window sum + thresholds), ``add`` (requantizing residual add),
+    ``dup`` (stream duplicator at a fork). Fields that a kind does not use keep their defaults.
+    """
+
     index: int
     cname: str
-    dense: Dense
+    dense: object  # the op (Dense, Conv, Pool, Add; None for dup)
     requant: Optional[Requant]
     MW: int
     MH: int
@@ -104,12 +121,27 @@ class LayerPlan:
     in_t: IntT  # stored input integers q
     zp: int
     val_t: IntT  # q - zp
-    w_t: IntT
+    w_t: Optional[IntT]
     bias_t: Optional[IntT]
     out_t: IntT  # stored output integers
     thr_t: Optional[IntT]
     NT: int
     qmin: int
+    kind: str = "mvu"
+    inputs: list = field(default_factory=list)  # tensors read
+    outputs: list = field(default_factory=list)  # tensors written (a dup writes one tensor to several streams)
+    in_shape: tuple = ()
+    out_shape: tuple = ()
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)
+    OPB: int = 1  # sliding-window generator: window elements per word
+    IPB_b: int = 1  # add: elements per word of the second input
+    in_t_b: Optional[IntT] = None
+    zp_b: int = 0
+    mult: tuple = (1, 1)
+    n_out: int = 1  # dup: number of copies
+    win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
 
     @property
     def NF(self) -> int:
@@ -121,90 +153,306 @@ class LayerPlan:
 
     @property
     def out_tensor(self) -> str:
-        return (self.requant or self.dense).outputs[0]
+        return self.outputs[0]
+
+    @property
+    def pixels(self) -> int:
+        return int(self.out_shape[0] * self.out_shape[1]) if len(self.out_shape) == 3 else 1
+
+    @property
+    def in_elems(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def out_elems(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def has_acc(self) -> bool:
+        return self.kind in ("mvu", "conv", "dw", "avgpool", "add")
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind in ("mvu", "conv", "dw")
+
+    @property
+    def cycles(self) -> int:
+        """Steady-state cycles per image at II=1 (the unit's longest loop: reads, compute or writes)."""
+        rd = self.in_elems // self.IPB
+        if self.kind == "mvu":
+            return self.NF * self.SF
+        if self.kind in ("conv", "dw"):
+            return self.pixels * self.NF * self.SF
+        if self.kind in ("maxpool", "avgpool"):
+            return max(rd, self.out_elems // self.PE)
+        if self.kind == "add":
+            return max(rd, self.in_elems // self.IPB_b, self.out_elems // self.PE)
+        return rd  # dup
+
+    @property
+    def swg_cycles(self) -> int:
+        """The sliding-window generator's cycles per image (conv, dw): rows in, windows out."""
+        return max(self.in_elems // self.IPB, self.pixels * (self.kernel[0] * self.kernel[1] * self.in_shape[2]) // self.OPB)
+
+    @property
+    def stage_cycles(self) -> int:
+        return max(self.cycles, self.swg_cycles) if self.kind in ("conv", "dw") else self.cycles
+
+
+def _weight_matrix(op) -> np.ndarray:
+    """``[MH, MW]`` integer weights: Dense as is; Conv ``[C_out, kh*kw*C_in]`` in (ky, kx, c) order
+    (depthwise: ``[C, kh*kw]``)."""
+    w = np.asarray(op.weight)
+    return w.reshape(w.shape[0], -1)
+
+
+def _requant_of(model: Model, op) -> Optional[Requant]:
+    cons = model.consumers(op.outputs[0])
+    rq = cons[0] if len(cons) == 1 and isinstance(cons[0], Requant) else None
+    if rq is None and any(isinstance(c, Requant) for c in cons):
+        raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
+    if rq is not None and op.outputs[0] in model.outputs:
+        raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
+    if rq is None and cons:
+        raise A2QError(f"'{op.name}': its accumulator feeds {cons[0].op} '{cons[0].name}'; only a Requant (activation Quant) may follow an accumulator")
+    if rq is not None and rq.thresholds is None:
+        raise A2QError(f"{rq.name}: thresholds not computed (run passes.thresholds.compute_thresholds)")
+    return rq
+
+
+def _thr_fields(rq: Optional[Requant], P: int) -> tuple:
+    if rq is not None:
+        T = np.asarray(rq.thresholds)
+        NT = int(T.shape[1])
+        thr_t = IntT(int(bounds.signed_bits_for_range(min(int(T.min()), 0), max(int(T.max()), 0))), True) if NT else None
+        ot = rq.out_type
+        return NT, thr_t, IntT(ot.bits, ot.signed), ot.qmin
+    return 0, None, IntT(P, True), 0
+
+
+def _shape3(shape) -> tuple:
+    return tuple(int(v) for v in shape)
 
 
 def plan(model: Model, folding: dict, acc_bits: dict | None = None) -> list[LayerPlan]:
-    """Check the graph is a supported chain and compute every layer's C++ types."""
+    """Check the graph is supported and compute every unit's folding and C++ types, in dataflow order."""
     ops = model.ops
     if not ops or not isinstance(ops[0], InputQuant):
         raise A2QError("code generation needs the graph to start with an input Quant")
     if len(model.outputs) != 1:
         raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
     widths = effective_acc_bits(model, acc_bits)
-    layers: list[LayerPlan] = []
-    cur = ops[0].outputs[0]
-    i = 1
-    while i < len(ops):
-        d = ops[i]
-        if not isinstance(d, Dense) or d.inputs[0] != cur:
-            raise A2QError(f"code generation supports a chain of layers; op '{d.name}' ({d.op}) does not continue it")
-        rq = None
-        if i + 1 < len(ops) and isinstance(ops[i + 1], Requant) and ops[i + 1].inputs[0] == d.outputs[0]:
-            rq = ops[i + 1]
-            if d.outputs[0] in model.outputs or len(model.consumers(d.outputs[0])) != 1:
-                raise A2QError(f"layer '{d.name}': an accumulator used by more than its activation is not supported")
-            if rq.thresholds is None:
-                raise A2QError(f"{rq.name}: thresholds not computed (run passes.thresholds.compute_thresholds)")
-        i += 2 if rq is not None else 1
-        in_dt = model.tensors[d.inputs[0]].dtype
-        fold = folding[d.name]
-        PE, SIMD = int(fold["PE"]), int(fold["SIMD"])
-        if d.channels % PE or d.K % SIMD:
-            raise A2QError(f"layer '{d.name}': PE={PE}/SIMD={SIMD} do not divide MH={d.channels}/MW={d.K}")
-        P = widths[d.name]
-        safe = int(d.acc.acc_bits) if d.acc is not None else P
-        w = np.asarray(d.weight)
-        w_t = IntT.for_range(min(int(w.min()), -1), max(int(w.max()), 1))
-        w_t = IntT(w_t.bits, True)
-        bias_t = None
-        if d.bias is not None:
-            b = np.asarray(d.bias)
-            bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
-        if rq is not None:
-            T = np.asarray(rq.thresholds)
-            NT = int(T.shape[1])
-            thr_t = IntT(int(bounds.signed_bits_for_range(min(int(T.min()), 0) if NT else 0, max(int(T.max()), 0) if NT else 0)), True) if NT else None
-            ot = rq.out_type
-            out_t = IntT(ot.bits, ot.signed)
-            qmin = ot.qmin
-        else:
-            NT, thr_t, qmin = 0, None, 0
-            out_t = IntT(P, True)
+    units: list[LayerPlan] = []
+    epw: dict = {}  # tensor -> elements per stream word
+    n_layers = n_pool = n_add = n_dup = 0
+    iq = ops[0]
+    first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
+    in_info = model.tensors[iq.outputs[0]]
+    fused = set()
+
+    def fork(tensor: str) -> None:
+        nonlocal n_dup
+        cons = model.consumers(tensor)
+        if len(cons) > 1:
+            t = model.tensors[tensor]
+            it = IntT(t.dtype.bits, t.dtype.signed)
+            units.append(LayerPlan(
+                index=len(units), cname=f"dup{n_dup}", dense=None, requant=None, MW=t.channels, MH=t.channels,
+                PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
+                bias_t=None, out_t=it, thr_t=None, NT=0, qmin=0, kind="dup", inputs=[tensor], outputs=[tensor],
+                in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=len(cons),
+            ))
+            n_dup += 1
+
+    # the top input: one word per pixel for a feature map, the first layer's SIMD for a vector
+    if len(in_info.shape) == 3:
+        epw[iq.outputs[0]] = in_info.channels
+    else:
+        f0 = folding.get(first_layer.name) if first_layer is not None else None
+        epw[iq.outputs[0]] = int(f0["SIMD"]) if f0 and first_layer.inputs[0] == iq.outputs[0] else 1
+    fork(iq.outputs[0])
+    for op in ops[1:]:
+        if isinstance(op, Requant):
+            if op.name not in fused:
+                raise A2QError(f"code generation: '{op.name}' does not directly follow an accumulator")
+            continue
+        if isinstance(op, InputQuant):
+            raise A2QError(f"code generation: a second input Quant '{op.name}' is not supported")
+        for t in op.inputs:
+            if t not in epw:
+                raise A2QError(f"code generation: op '{op.name}' ({op.op}) reads '{t}', which no unit produces")
+        x = model.tensors[op.inputs[0]]
+        in_dt = x.dtype
         in_t = IntT(in_dt.bits, in_dt.signed)
-        layers.append(
-            LayerPlan(
-                index=len(layers),
-                cname=f"layer{len(layers)}",
-                dense=d,
-                requant=rq,
-                MW=d.K,
-                MH=d.channels,
-                PE=PE,
-                SIMD=SIMD,
-                IPB=SIMD if not layers else layers[-1].PE,
-                P=P,
-                safe_bits=safe,
-                in_t=in_t,
-                zp=int(in_dt.zero_point),
-                val_t=IntT.for_range(in_dt.vmin, in_dt.vmax),
-                w_t=w_t,
-                bias_t=bias_t,
-                out_t=out_t,
-                thr_t=thr_t,
-                NT=NT,
-                qmin=qmin,
-            )
+        rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
+        if rq is not None:
+            fused.add(rq.name)
+        P = widths.get(op.name, 0)
+        safe = int(op.acc.acc_bits) if getattr(op, "acc", None) is not None else P
+        NT, thr_t, out_t, qmin = _thr_fields(rq, P)
+        out_tensor = (rq or op).outputs[0]
+        common = dict(
+            index=len(units), dense=op, requant=rq, IPB=epw[op.inputs[0]], P=P, safe_bits=safe, in_t=in_t,
+            zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
+            qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
+            out_shape=_shape3(model.tensors[out_tensor].shape),
         )
-        cur = (rq or d).outputs[0]
-    if cur != model.outputs[0]:
-        raise A2QError(f"code generation: the graph output '{model.outputs[0]}' is not the end of the layer chain")
-    return layers
+        if isinstance(op, (Dense, Conv)):
+            fold = folding[op.name]
+            PE, SIMD = int(fold["PE"]), int(fold["SIMD"])
+            if op.channels % PE or op.K % SIMD:
+                raise A2QError(f"layer '{op.name}': PE={PE}/SIMD={SIMD} do not divide MH={op.channels}/MW={op.K}")
+            w = _weight_matrix(op)
+            w_t = IntT.for_range(min(int(w.min()), -1), max(int(w.max()), 1))
+            w_t = IntT(w_t.bits, True)
+            bias_t = None
+            if op.bias is not None:
+                b = np.asarray(op.bias)
+                bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
+            u = LayerPlan(cname=f"layer{n_layers}", MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
+            n_layers += 1
+            if isinstance(op, Conv):
+                u.kind = "dw" if op.depthwise else "conv"
+                u.kernel, u.stride, u.pads = tuple(op.kernel), tuple(op.stride), tuple(op.pads)
+                u.OPB = PE * SIMD if op.depthwise else SIMD
+                u.win_t = IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
+                if u.in_shape[2] % u.IPB:
+                    raise A2QError(f"layer '{op.name}': input words of {u.IPB} elements do not divide its {u.in_shape[2]} channels")
+        elif isinstance(op, Pool):
+            C = op.channels
+            u = LayerPlan(cname=f"pool{n_pool}", MW=op.K, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
+            n_pool += 1
+            u.kind = "maxpool" if op.mode == "max" else "avgpool"
+            u.kernel, u.stride, u.pads = tuple(op.kernel), tuple(op.stride), tuple(op.pads)
+            if u.kind == "maxpool":
+                if any(op.pads):
+                    raise A2QError(f"'{op.name}': padded max pooling is not supported by code generation")
+                u.out_t = in_t
+                u.win_t = in_t
+            else:
+                u.win_t = IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
+        elif isinstance(op, Add):
+            C = op.channels
+            tb = model.tensors[op.inputs[1]].dtype
+            u = LayerPlan(cname=f"add{n_add}", MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
+            n_add += 1
+            u.kind = "add"
+            u.IPB_b = epw[op.inputs[1]]
+            u.in_t_b = IntT(tb.bits, tb.signed)
+            u.zp_b = int(tb.zero_point)
+            u.mult = tuple(int(m) for m in op.multipliers)
+            u.win_t = IntT.for_range(min(in_dt.vmin, tb.vmin), max(in_dt.vmax, tb.vmax))
+        else:
+            raise A2QError(f"code generation does not support op '{op.name}' ({op.op})")
+        if u.out_shape and u.MH % u.PE:
+            raise A2QError(f"'{op.name}': {u.PE} elements per word do not divide its {u.MH} channels")
+        units.append(u)
+        epw[out_tensor] = u.PE
+        fork(out_tensor)
+    if model.outputs[0] not in epw:
+        raise A2QError(f"code generation: the graph output '{model.outputs[0]}' is not produced by any unit")
+    last = units[-1]
+    if last.kind == "dup" or last.out_tensor != model.outputs[0]:
+        raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
+    return units
+
+
+def layers_of(units: list) -> list:
+    """The units that own an accumulator (the ``layers`` of the build summary), in order."""
+    return [u for u in units if u.has_acc]
+
+
+def is_chain(units: list) -> bool:
+    """True for a plain chain of matrix-vector units (an MLP): the testbench's ``--start L`` then works."""
+    return all(u.kind == "mvu" for u in units)
+
+
+def netlist(units: list) -> tuple[list, list]:
+    """Streams and calls of the top function.
+
+    Returns ``(streams, calls)``: ``streams`` = ``[(name, word type, depth, comment)]`` (the top's
+    ``in``/``out`` ports excluded); ``calls`` = ``[(function, [argument streams])]`` in dataflow order.
+    Stream names: ``s<i>`` the output of unit ``i``, ``s<i>_<k>`` copy ``k`` of a dup, ``s<i>w`` a
+    sliding-window stream. FIFO depth is 2 except on a fork's copies: see :func:`fork_depths`.
+    """
+    src: dict = {}  # tensor -> list of streams not yet consumed (a dup offers several)
+    streams, calls = [], []
+    depths = fork_depths(units)
+    first_tensor = units[0].inputs[0]
+    src[first_tensor] = ["in"]
+    last = units[-1]
+    for u in units:
+        args = [src[t].pop(0) for t in u.inputs]
+        if u.kind == "dup":
+            outs = [f"s{u.index}_{k}" for k in range(u.n_out)]
+            for k, name in enumerate(outs):
+                streams.append((name, f"{u.cname}_out_word", depths.get((u.index, k), 2), f"copy {k} of '{u.inputs[0]}'"))
+            calls.append((u.cname, args + outs))
+            src[u.inputs[0]] = list(outs)
+            continue
+        out = "out" if u is last else f"s{u.index}"
+        if u.kind in ("conv", "dw"):
+            streams.append((f"s{u.index}w", f"{u.cname}_win_word", 2, "sliding windows"))
+            calls.append((f"{u.cname}_swg", [args[0], f"s{u.index}w"]))
+            args = [f"s{u.index}w"]
+        if out != "out":
+            streams.append((out, f"{u.cname}_out_word", 2, ""))
+        calls.append((u.cname, args + [out]))
+        src[u.out_tensor] = [out]
+    return streams, calls
+
+
+def _lag_words(units: list, path: list, fork_u: LayerPlan) -> int:
+    """Words of the fork tensor a branch consumes before its first output: the rows a sliding
+    window must see first (kh - top pad per window unit, plus one row of slack), one image at most."""
+    if not path:
+        return 0
+    H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
+    rows = 0
+    for u in path:
+        if u.kind in ("conv", "dw", "maxpool", "avgpool"):
+            rows += max(u.kernel[0] - u.pads[0], 1) + 1
+        elif u.kind in ("mvu",):
+            rows += H  # a dense layer reads its whole input
+    words_per_row = W * fork_u.MH // fork_u.PE
+    total = fork_u.in_elems // fork_u.PE
+    return min(total, max(rows, 1) * words_per_row + 2 * (len(path) + 1))
+
+
+def fork_depths(units: list) -> dict:
+    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
+
+    When a fork's copies meet again at an add, the copy whose branch is short (the bypass) must
+    buffer what the other branch consumes before it produces its first output, or the dup stalls
+    and the dataflow deadlocks. Each copy gets the other branch's lag (:func:`_lag_words`).
+    """
+    out: dict = {}
+    by_tensor_consumer: dict = {}
+    for u in units:
+        for t in u.inputs:
+            by_tensor_consumer.setdefault(t, []).append(u)
+    for d in units:
+        if d.kind != "dup":
+            continue
+        cons = [u for u in by_tensor_consumer.get(d.inputs[0], []) if u is not d]
+        # the branch behind each copy: follow single-consumer units until an add (or the end)
+        paths = []
+        for c in cons:
+            path, u = [], c
+            while u is not None and u.kind != "add":
+                path.append(u)
+                nxt = by_tensor_consumer.get(u.out_tensor, [])
+                u = nxt[0] if len(nxt) == 1 and nxt[0].kind != "dup" else None
+            paths.append(path)
+        for k in range(len(cons)):
+            lag = max((_lag_words(units, p, d) for i, p in enumerate(paths) if i != k), default=0)
+            out[(d.index, k)] = max(2, lag)
+    return out
 
 
 def _weights_folded(lp: LayerPlan) -> list:
     """``[PE][NF*SF][SIMD]`` nested lists of Python ints."""
-    w = np.asarray(lp.dense.weight).astype(np.int64)
+    w = _weight_matrix(lp.dense).astype(np.int64)
     # weight[nf*PE + pe, sf*SIMD + s] -> [pe][nf][sf][s]
     a = w.reshape(lp.NF, lp.PE, lp.SF, lp.SIMD).transpose(1, 0, 2, 3).reshape(lp.PE, lp.NF * lp.SF, lp.SIMD)
     return a.tolist()
@@ -221,33 +469,43 @@ def _thresholds_folded(lp: LayerPlan) -> list:
 
 
 def file_names(lp: LayerPlan) -> dict:
-    out = {"weights": f"firmware/weights/{lp.cname}_w.h"}
+    out = {}
+    if lp.has_weights:
+        out["weights"] = f"firmware/weights/{lp.cname}_w.h"
     if lp.requant is not None and lp.NT:
         out["thresholds"] = f"firmware/weights/{lp.cname}_t.h"
     return out
+
+
+def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
+    streams, calls = netlist(layers)
+    return dict(
+        top=TOP,
+        model_name=model.name,
+        layers=layers,
+        first=layers[0],
+        last=layers[-1],
+        chain=is_chain(layers),
+        streams=streams,
+        calls=calls,
+        part=part,
+        clock_ns=clock_ns,
+        files={lp.cname: file_names(lp) for lp in layers},
+    )
 
 
 def generate(model: Model, folding: dict, acc_bits: dict | None = None, *, part: str = "xczu3eg-sbva484-1-e", clock_ns: float = 5.0) -> dict:
     """Render the whole project: ``{relative path: file text}`` (sorted, deterministic)."""
     layers = plan(model, folding, acc_bits)
     env = _env()
-    first, last = layers[0], layers[-1]
-    ctx = dict(
-        top=TOP,
-        model_name=model.name,
-        layers=layers,
-        first=first,
-        last=last,
-        part=part,
-        clock_ns=clock_ns,
-        files={lp.cname: file_names(lp) for lp in layers},
-    )
+    ctx = _context(model, layers, part, clock_ns)
     files: dict = {}
     for lp in layers:
         names = file_names(lp)
-        files[names["weights"]] = env.get_template("weights.h.j2").render(
-            ctx, lp=lp, W=_weights_folded(lp), B=_bias_folded(lp) if lp.bias_t is not None else None
-        )
+        if "weights" in names:
+            files[names["weights"]] = env.get_template("weights.h.j2").render(
+                ctx, lp=lp, W=_weights_folded(lp), B=_bias_folded(lp) if lp.bias_t is not None else None
+            )
         if "thresholds" in names:
             files[names["thresholds"]] = env.get_template("thresholds.h.j2").render(ctx, lp=lp, T=_thresholds_folded(lp))
     files["firmware/a2q_layers.h"] = env.get_template("layers.h.j2").render(ctx)
@@ -259,34 +517,51 @@ def generate(model: Model, folding: dict, acc_bits: dict | None = None, *, part:
     return dict(sorted(files.items()))
 
 
+def _tname(t: IntT) -> str:
+    return f"{'int' if t.signed else 'uint'}{t.bits}"
+
+
 def summary(model: Model, folding: dict, acc_bits: dict | None = None, *, model_file: str = "model.onnx") -> dict:
-    """The machine-readable description of a build (written as ``a2qhls.json``)."""
-    layers = plan(model, folding, acc_bits)
+    """The machine-readable description of a build (written as ``a2qhls.json``).
+
+    ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
+    in dataflow order; ``units``: every unit with its cycles per image; ``cycles_per_image``:
+    the slowest unit's (the dataflow's initiation interval per image at II=1).
+    """
+    units = plan(model, folding, acc_bits)
     overrides = {k: int(v) for k, v in sorted((acc_bits or {}).items())}
     out_layers = []
-    for lp in layers:
+    for lp in layers_of(units):
         d = lp.dense
+        weighted = lp.has_weights
         entry = {
-            "index": lp.index,
+            "index": len(out_layers),
             "name": d.name,
             "cname": lp.cname,
+            "unit": lp.index,
+            "kind": lp.kind,
+            "op": d.op,
             "MW": lp.MW,
             "MH": lp.MH,
             "PE": lp.PE,
-            "SIMD": lp.SIMD,
-            "cycles_per_vector": lp.NF * lp.SF,
+            "SIMD": lp.SIMD if weighted else None,
+            "cycles_per_vector": lp.NF * lp.SF if weighted else lp.cycles,
+            "cycles_per_image": lp.stage_cycles,
             "acc_bits": lp.P,
             "safe_acc_bits": lp.safe_bits,
             "acc_bits_overridden": d.name in overrides,
-            "target_acc_bits": d.target_acc_bits,
-            "quant_kind": d.quant_kind,
+            "target_acc_bits": getattr(d, "target_acc_bits", None),
+            "quant_kind": getattr(d, "quant_kind", None),
             "input_tensor": d.inputs[0],
-            "input_type": f"{'int' if lp.in_t.signed else 'uint'}{lp.in_t.bits}",
+            "input_tensors": list(d.inputs),
+            "input_type": _tname(lp.in_t),
             "input_zero_point": lp.zp,
-            "weight_bits": lp.w_t.bits,
+            "input_shape": list(lp.in_shape),
+            "weight_bits": lp.w_t.bits if weighted else None,
             "activation": lp.requant.name if lp.requant is not None else None,
             "output_tensor": lp.out_tensor,
-            "output_type": f"{'int' if lp.out_t.signed else 'uint'}{lp.out_t.bits}",
+            "output_shape": list(lp.out_shape),
+            "output_type": _tname(lp.out_t),
             "threshold_bits": lp.thr_t.bits if lp.thr_t is not None else None,
             "thresholds_per_channel": lp.NT,
             "files": file_names(lp),
@@ -301,17 +576,33 @@ def summary(model: Model, folding: dict, acc_bits: dict | None = None, *, model_
                 worst_channel=int(d.acc.worst_channel),
             )
         out_layers.append(entry)
+    unit_list = []
+    for u in units:
+        e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
+             "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles}
+        if u.kind in ("conv", "dw"):
+            e["swg_cycles_per_image"] = u.swg_cycles
+            e["compute_cycles_per_image"] = u.cycles
+        unit_list.append(e)
+    slow = max(units, key=lambda u: u.stage_cycles)
+    first = units[0]
+    streams, _ = netlist(units)
     return {
         "format": FORMAT_VERSION,
         "tool": "a2qhls",
         "model": model_file,
         "model_name": model.name,
         "top": TOP,
-        "input": {"name": model.input_name, "shape": list(model.input_shape), "tensor": layers[0].dense.inputs[0]},
+        "input": {"name": model.input_name, "shape": list(model.input_shape), "tensor": first.inputs[0]},
         "output": {"tensor": model.outputs[0], "name": (model.output_names or [None])[0]},
         "acc_bits_overrides": overrides,
-        "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in layers},
+        "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in units if lp.has_weights},
+        "chain": is_chain(units),
+        "cycles_per_image": slow.stage_cycles,
+        "bottleneck": slow.cname,
+        "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
         "layers": out_layers,
+        "units": unit_list,
     }
 
 

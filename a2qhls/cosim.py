@@ -105,16 +105,20 @@ def compile_csim(project_dir, out_bin, cxxflags: str = "-O1") -> float:
     return dt
 
 
-def run_csim(binary, ints: np.ndarray, workdir, start: int = 0, tag: str = "run") -> np.ndarray:
-    """Run the testbench on integer vectors; returns the output integers (int64 or object)."""
+def run_csim(binary, ints: np.ndarray, workdir, start: int = 0, tag: str = "run", unit: Optional[int] = None) -> np.ndarray:
+    """Run the testbench on integer vectors (one flattened, channels-last sample per row);
+    returns the output integers. ``start``: feed layer ``start`` of a dense chain; ``unit``:
+    feed that unit alone."""
     workdir = Path(workdir)
     tag = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)  # layer names may hold '/' and ':'
     inp, outp = workdir / f"{tag}_in.txt", workdir / f"{tag}_out.txt"
     ints = np.asarray(ints)
+    ints = ints.reshape(len(ints), -1)
     with open(inp, "w") as f:
         for row in ints:
             f.write(" ".join(str(int(v)) for v in row) + "\n")
-    r = subprocess.run([str(binary), str(inp), str(outp), "--start", str(start)], capture_output=True, text=True)
+    args = [str(binary), str(inp), str(outp)] + (["--unit", str(unit)] if unit is not None else ["--start", str(start)])
+    r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         raise A2QError(f"C simulation failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[:300]}")
     rows = [[int(v) for v in line.split()] for line in outp.read_text().splitlines() if line.strip()]
@@ -132,8 +136,8 @@ class QonnxReference:
         self.proto = onnx.load(str(onnx_path))
         self._cache: dict = {}
 
-    def _prepared(self, start: Optional[str], shape: tuple):
-        key = (start, shape)
+    def _prepared(self, starts: Optional[tuple], shapes: tuple, end: Optional[str] = None):
+        key = (starts, shapes, end)
         if key in self._cache:
             return self._cache[key]
         import onnx
@@ -144,31 +148,64 @@ class QonnxReference:
         p.CopyFrom(self.proto)
         g = p.graph
         inits = {i.name for i in g.initializer}
-        if start is not None:
-            known = set(inits) | {start, ""}
+        vi0 = next(i for i in g.input if i.name not in inits)
+        d0 = vi0.type.tensor_type.shape.dim
+        b0 = d0[0].dim_value if len(d0) and d0[0].HasField("dim_value") else None
+        batch = int(shapes[0][0])
+        if starts is not None:
+            known = set(inits) | set(starts) | {""}
             keep = []
             for n in g.node:  # exporters write nodes in topological order
+                if any(o in starts for o in n.output):
+                    continue  # the fed tensors replace their producers
                 if n.op_type == "Constant" or all(i in known for i in n.input):
                     keep.append(n)
                     known.update(n.output)
-            if not all(o.name in known for o in g.output):
-                raise A2QError(f"cannot cut the QONNX graph at tensor '{start}'")
+            if end is None and not all(o.name in known for o in g.output):
+                raise A2QError(f"cannot cut the QONNX graph at tensor(s) {', '.join(starts)}")
+            if end is not None and end not in known:
+                raise A2QError(f"cannot compute tensor '{end}' of the QONNX graph from {', '.join(starts)}")
             del g.node[:]
             g.node.extend(keep)
             old = [i for i in g.input if i.name in inits]
             del g.input[:]
             g.input.extend(old)
-            g.input.append(onnx.helper.make_tensor_value_info(start, onnx.TensorProto.FLOAT, list(shape)))
+            for t, shape in zip(starts, shapes):
+                g.input.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, list(shape)))
         else:
-            vi = next(i for i in g.input if i.name not in inits)
-            vi.type.tensor_type.shape.Clear()
-            for s in shape:
-                vi.type.tensor_type.shape.dim.add().dim_value = int(s)
+            vi0.type.tensor_type.shape.Clear()
+            for sdim in shapes[0]:
+                vi0.type.tensor_type.shape.dim.add().dim_value = int(sdim)
+        if end is not None:
+            del g.output[:]
+            g.output.append(onnx.helper.make_tensor_value_info(end, onnx.TensorProto.FLOAT, None))
+            need, order = {end}, []
+            for n in reversed(list(g.node)):  # keep only what the end tensor needs
+                if any(o in need for o in n.output):
+                    order.append(n)
+                    need.update(n.input)
+            del g.node[:]
+            g.node.extend(reversed(order))
+        # a Reshape to a constant shape that bakes in the exported batch size (dynamo exports [1, C])
+        if b0 is not None and b0 != batch:
+            from onnx import numpy_helper
+
+            byname = {i.name: i for i in g.initializer}
+            for n in g.node:
+                if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] in byname:
+                    shp = numpy_helper.to_array(byname[n.input[1]]).copy()
+                    if shp.ndim == 1 and shp.size and shp[0] == b0 and -1 not in shp:
+                        shp[0] = -1
+                        name = n.input[1] + "__a2qhls_batch"
+                        if name not in byname:
+                            g.initializer.append(numpy_helper.from_array(shp.astype(np.int64), name))
+                            byname[name] = g.initializer[-1]
+                        n.input[1] = name
         del g.value_info[:]
         for vi in g.output:
             d = vi.type.tensor_type.shape.dim
             if len(d):
-                d[0].dim_value = int(shape[0])
+                d[0].dim_value = batch
         mw = ModelWrapper(p).transform(InferShapes())
         self._cache[key] = mw
         return mw
@@ -179,13 +216,21 @@ class QonnxReference:
         inits = {i.name for i in self.proto.graph.initializer}
         return next(i.name for i in self.proto.graph.input if i.name not in inits)
 
-    def run(self, x: np.ndarray, *, start: Optional[str] = None, full: bool = False) -> dict:
-        """Execute on a batch; ``x`` is the graph input, or the real value of tensor ``start``."""
+    def run(self, x, *, start: Optional[str] = None, full: bool = False, end: Optional[str] = None) -> dict:
+        """Execute on a batch; ``x`` is the graph input, or the real value of tensor ``start``
+        (NCHW for a feature map), or ``{tensor: real value}`` to feed several tensors.
+        ``end``: compute only up to that tensor (it becomes the graph output)."""
         from qonnx.core.onnx_exec import execute_onnx
 
-        x = np.asarray(x, dtype=np.float32)
-        mw = self._prepared(start, tuple(int(s) for s in x.shape))
-        return execute_onnx(mw, {self.input_name(start): x}, return_full_exec_context=full)
+        if isinstance(x, dict):
+            names = tuple(sorted(x))
+            feeds = {t: np.asarray(x[t], dtype=np.float32) for t in names}
+            mw = self._prepared(names, tuple(tuple(int(v) for v in feeds[t].shape) for t in names), end)
+        else:
+            x = np.asarray(x, dtype=np.float32)
+            mw = self._prepared((start,) if start is not None else None, (tuple(int(v) for v in x.shape),), end)
+            feeds = {self.input_name(start): x}
+        return execute_onnx(mw, feeds, return_full_exec_context=full)
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -193,20 +238,32 @@ class QonnxReference:
 
 @dataclass
 class Group:
-    """A set of inputs run through all three implementations."""
+    """A set of inputs run through all three implementations.
+
+    ``mode``: ``net`` (float inputs through the whole network), ``start`` (a dense chain fed at
+    layer ``index``'s input and run to the end), ``unit`` (the unit of layer ``index`` of the
+    summary fed alone: ``x`` is the list of its input tensors' stored integers).
+    """
 
     name: str
-    start_layer: int  # 0: the whole network from float inputs
-    x: np.ndarray  # float inputs (start_layer 0) or the stored integers of the layer's input
+    start_layer: int  # net: 0; start/unit: the layer index in the build summary
+    x: object  # float inputs, or the stored integers of the layer's input(s)
     note: str = ""
+    mode: str = "net"
     results: dict = field(default_factory=dict)
+
+
+def _fmap_input(model: Model) -> bool:
+    return len(model.tensors[model.ops[0].outputs[0]].shape) == 3
 
 
 def _input_float(project: Project, n: int, rng) -> np.ndarray:
     """Random float inputs spanning the input quantizer's range plus clipping on both sides."""
-    iq = project.model.ops[0]
+    model = project.model
+    iq = model.ops[0]
     t = iq.out_type
-    q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + tuple(project.model.tensors[iq.outputs[0]].shape))
+    shape = tuple(model.input_shape) if _fmap_input(model) else tuple(model.tensors[iq.outputs[0]].shape)
+    q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + shape)
     x = (q - float(iq.zero_point)) * float(iq.scale)
     return x.astype(np.float32)
 
@@ -239,78 +296,120 @@ def _tie_distance(model: Model, op, acc: int, j: int) -> float:
 NEAR_TIE = 1e-3
 
 
+def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
+    """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map)."""
+    shape = tuple(model.tensors[tensor].shape)
+    a = np.asarray(a).reshape((len(a),) + shape)
+    return a.transpose(0, 3, 1, 2) if len(shape) == 3 else a
+
+
+def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
+    """A QONNX value (NCHW for a feature map) -> channels-last, flattened ``[n, size]`` float64."""
+    shape = tuple(model.tensors[tensor].shape)
+    a = np.asarray(a, dtype=np.float64)
+    if len(shape) == 3:
+        H, W, C = shape
+        a = a.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+    return a.reshape(n, -1)
+
+
+def _flat(a, n: int) -> np.ndarray:
+    return np.asarray(a).reshape(n, -1)
+
+
 def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: Group) -> dict:
     from qonnx.custom_op.general.quant import quant
 
     model, sim = project.model, project.sim
     layers = project.summary["layers"]
     L = g.start_layer
-    start_tensor = layers[L]["input_tensor"] if L > 0 else None
+    acc_ops = {op.name: op for op in model.accumulating_ops()}
     out_t = model.outputs[0]
-    n = len(g.x)
-    iq_bad = np.zeros(n, dtype=bool)
-    if L == 0:
+    onnx_out_name = model.output_names[0] if model.output_names else ref.proto.graph.output[0].name
+    iq_bad = None
+    if g.mode == "net":
+        n = len(g.x)
         iq = model.ops[0]
         vals = sim.run(g.x, keep=True)
-        q_in = vals[iq.outputs[0]]
+        q_in = _flat(vals[iq.outputs[0]], n)
         ref_x = g.x.reshape((n,) + tuple(model.input_shape)).astype(np.float32)
         # the input quantizer vs QONNX's own Quant function, in float32 as exported: exact
         t = iq.out_type
         y_ref = quant(ref_x, iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
-        y_model = (q_in.astype(np.float32) - np.float32(iq.zero_point)) * np.float32(iq.scale)
+        q_nchw = _nchw(model, iq.outputs[0], vals[iq.outputs[0]])
+        y_model = (q_nchw.astype(np.float32) - np.float32(iq.zero_point)) * np.float32(iq.scale)
         iq_bad = np.any(y_ref.reshape(n, -1) != y_model.reshape(n, -1), axis=1)
-    else:
+        cpp = run_csim(binary, q_in, workdir, start=0, tag=g.name)
+        ctx = ref.run(ref_x, full=True)
+        fed = "network input (float, through the input quantizer)"
+    elif g.mode == "start":
+        start_tensor = layers[L]["input_tensor"]
         q_in = np.asarray(g.x, dtype=np.int64)
+        n = len(q_in)
         vals = sim.run(q_in, start=start_tensor, keep=True)
-        ref_x = to_real(model, start_tensor, q_in).astype(np.float32)
-    # C++
-    cpp = run_csim(binary, q_in, workdir, start=L, tag=f"{g.name}")
-    model_out = np.asarray(vals[out_t]).astype(np.int64)
+        ref_x = _nchw(model, start_tensor, to_real(model, start_tensor, sim._shaped(start_tensor, q_in))).astype(np.float32)
+        cpp = run_csim(binary, q_in, workdir, start=L, tag=g.name)
+        ctx = ref.run(ref_x, start=start_tensor, full=True)
+        fed = f"layer {L} ('{layers[L]['name']}') and the rest of the network, at tensor '{start_tensor}'"
+    else:
+        ly = layers[L]
+        ins = ly["input_tensors"]
+        qs = [np.asarray(q, dtype=np.int64) for q in g.x]
+        n = len(qs[0])
+        feeds = {t: q for t, q in zip(ins, qs)}
+        stop = ly["activation"] or ly["name"]
+        vals = sim.run(feeds, keep=True, stop=stop)
+        out_t = ly["output_tensor"]
+        cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
+        ref_x = {t: _nchw(model, t, to_real(model, t, sim._shaped(t, q))).astype(np.float32) for t, q in feeds.items()}
+        onnx_out_name = model.output_names[model.outputs.index(out_t)] if out_t in model.outputs and model.output_names else out_t
+        ctx = ref.run(ref_x, full=True, end=onnx_out_name)
+        fed = f"layer {L} ('{ly['name']}', unit {ly['cname']}) alone, at tensor(s) {', '.join(repr(t) for t in ins)}"
+    if iq_bad is None:
+        iq_bad = np.zeros(n, dtype=bool)
+    model_out = _flat(vals[out_t], n).astype(np.int64)
     cpp_bad = np.any(cpp != model_out, axis=1)
-    # QONNX
-    ctx = ref.run(ref_x, start=start_tensor, full=True)
-    onnx_out_name = model.output_names[0] if model.output_names else ref.proto.graph.output[0].name
-    ref_out = np.asarray(ctx[onnx_out_name], dtype=np.float64).reshape(n, -1)
+    ref_out = _from_qonnx(model, out_t, ctx[onnx_out_name], n)
     out_info = model.tensors[out_t]
-    model_real = to_real(model, out_t, model_out)
-    tol = 0.25 * np.asarray(out_info.scale, dtype=np.float64)
+    model_real = _flat(to_real(model, out_t, vals[out_t]), n)
+    tol = 0.25 * np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1])
     out_bad = np.any(np.abs(model_real - ref_out) > tol, axis=1)
     per_layer = []
     any_bad = out_bad | iq_bad
     explained = np.zeros(n, dtype=bool)  # first difference is a float32 near-tie in QONNX
     decided = iq_bad.copy()
     for i, ly in enumerate(layers):
-        entry = {"layer": ly["name"], "acc_bits": ly["acc_bits"], "safe_acc_bits": ly["safe_acc_bits"]}
-        if i < L:
-            entry["skipped"] = "not run (inputs fed to a later layer)"
+        entry = {"layer": ly["name"], "kind": ly.get("kind", "mvu"), "acc_bits": ly["acc_bits"], "safe_acc_bits": ly["safe_acc_bits"]}
+        op = acc_ops[ly["name"]]
+        if (g.mode == "unit" and i != L) or not all(t in vals for t in op.inputs) or op.outputs[0] not in vals:
+            entry["skipped"] = "not run (inputs fed elsewhere)"
             per_layer.append(entry)
             continue
-        dense = next(d for d in model.layers() if d.name == ly["name"])
-        x_in = vals[dense.inputs[0]]
-        st = sim.stages[dense.name]
-        exact = sim.dense(st, x_in, exact=True)
-        acc = vals[dense.outputs[0]]
-        wrapped = np.any(np.asarray(exact) != np.asarray(acc), axis=1)
+        exact = _flat(sim.accumulate(op, [vals[t] for t in op.inputs], exact=True), n)
+        acc = _flat(vals[op.outputs[0]], n)
+        wrapped = np.any(exact != acc, axis=1)
         entry.update(
             acc_min_seen=int(np.min(exact)),
             acc_max_seen=int(np.max(exact)),
             samples_overflowing=int(wrapped.sum()),
         )
         act = ly["activation"]
-        if act is not None and ly["output_tensor"] in ctx:
+        if act is not None and ly["output_tensor"] in ctx and ly["output_tensor"] in vals:
             info = model.tensors[ly["output_tensor"]]
-            r = np.asarray(ctx[ly["output_tensor"]], dtype=np.float64).reshape(n, -1)
-            q_ref = np.round(r / np.asarray(info.scale, dtype=np.float64) + info.dtype.zero_point).astype(np.int64)
-            diff = q_ref != vals[ly["output_tensor"]]
+            C = info.channels
+            r = _from_qonnx(model, ly["output_tensor"], ctx[ly["output_tensor"]], n)
+            sc = np.resize(np.asarray(info.scale, dtype=np.float64), r.shape[1])
+            q_ref = np.round(r / sc + info.dtype.zero_point).astype(np.int64)
+            diff = q_ref != _flat(vals[ly["output_tensor"]], n)
             bad = np.any(diff, axis=1)
             entry["activation_mismatches_vs_qonnx"] = int(bad.sum())
             # a first difference at an accumulator that did not wrap comes from QONNX's float32
             # arithmetic; it is explained when the exact value lies within NEAR_TIE of a rounding tie
-            op = next(o for o in model.ops if o.name == act)
+            rq = next(o for o in model.ops if o.name == act)
             for b in np.flatnonzero(bad & ~decided):
                 if wrapped[b]:
                     continue
-                dist = max(_tie_distance(model, op, int(acc[b, j]), int(j)) for j in np.flatnonzero(diff[b]))
+                dist = max(_tie_distance(model, rq, int(acc[b, k]), int(k % C)) for k in np.flatnonzero(diff[b]))
                 explained[b] = dist < NEAR_TIE
             decided |= bad | wrapped
             any_bad |= bad
@@ -319,7 +418,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     return {
         "group": g.name,
         "samples": n,
-        "fed_to": "network input (float, through the input quantizer)" if L == 0 else f"layer {L} ('{layers[L]['name']}') alone, at tensor '{start_tensor}'",
+        "fed_to": fed,
         "note": g.note,
         "mismatches_cpp_vs_model": int(cpp_bad.sum()),
         "mismatches_model_vs_qonnx": int(real_bad.sum()),
@@ -331,20 +430,96 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     }
 
 
+def place_patch(op, patch, in_t, want: str = "max") -> tuple[np.ndarray, tuple]:
+    """A ``[H, W, C]`` input feature map (stored integers) that puts the worst channel's adversarial
+    ``patch`` (window values ``q - zp`` in (ky, kx, c) order, from the sizing report) at the
+    output position whose window mask reaches the extreme (``want``: ``max`` or ``min``) of that
+    channel; the rest of the map holds an arbitrary valid value. Returns ``(fmap, (oy, ox))``."""
+    H, W, C = op.in_shape
+    kh, kw = op.kernel
+    sh, sw = op.stride
+    t, l = op.pads[:2]
+    OH, OW = op.out_shape[:2]
+    j = int(op.acc.worst_channel)
+    w = np.asarray(op.weight[j]).astype(object)  # [kh, kw, cin_g]
+    p = np.asarray(patch).astype(object).reshape(kh, kw, -1)
+    best = None
+    for oy in range(OH):
+        for ox in range(OW):
+            rows = np.array([0 <= oy * sh - t + dy < H for dy in range(kh)])
+            cols = np.array([0 <= ox * sw - l + dx < W for dx in range(kw)])
+            mask = np.outer(rows, cols)[:, :, None]
+            v = int((w * p * mask).sum())
+            key = v if want == "max" else -v
+            if best is None or key > best[0]:
+                best = (key, oy, ox)
+    _, oy, ox = best
+    fill = min(max(in_t.zero_point, in_t.qmin), in_t.qmax)
+    fmap = np.full((H, W, C), fill, dtype=np.int64)
+    for dy in range(kh):
+        for dx in range(kw):
+            iy, ix = oy * sh - t + dy, ox * sw - l + dx
+            if 0 <= iy < H and 0 <= ix < W:
+                if op.depthwise:
+                    fmap[iy, ix, j] = int(p[dy, dx, 0]) + in_t.zero_point
+                else:
+                    fmap[iy, ix, :] = np.asarray(p[dy, dx, :], dtype=np.int64) + in_t.zero_point
+    return fmap, (oy, ox)
+
+
 def adversarial_groups(project: Project) -> list:
-    """Per layer, the inputs reaching its worst channel's acc_max and acc_min."""
+    """Per layer (every op with an accumulator), the inputs reaching its worst channel's acc_max and acc_min.
+
+    A dense chain (MLP): the first layer's through the whole network, each deeper layer's fed at
+    that layer and run to the end. Otherwise (CNNs): the first layer, if it reads the input
+    quantizer, through the whole network (a convolution's patch placed in an input image with
+    :func:`place_patch`); every other op fed to its unit alone: a convolution the placed patch,
+    a dense layer its adversarial vector, an average pool a map of the input's max (min) value,
+    a residual add both inputs at their max (min).
+    """
+    from .ir import Add, Conv, Dense, Pool
+
     model = project.model
+    layers = project.summary["layers"]
+    chain = project.summary.get("chain", True)
+    ops = {op.name: op for op in model.accumulating_ops()}
+    iq = model.ops[0]
     groups = []
-    for i, d in enumerate(model.layers()):
+    for i, ly in enumerate(layers):
+        d = ops[ly["name"]]
         rep = d.acc
         in_t = model.tensors[d.inputs[0]].dtype
-        q = np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point
         note = f"worst channel {rep.worst_channel}: acc_max {int(rep.per_channel_max[rep.worst_channel])}, acc_min {int(rep.per_channel_min[rep.worst_channel])}"
-        if i == 0:
-            x = dequantize_input(model.ops[0], q)
-            groups.append(Group(f"adversarial_{d.name}", 0, x, note))
+        if chain:
+            q = np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point
+            if i == 0:
+                groups.append(Group(f"adversarial_{d.name}", 0, dequantize_input(iq, q), note))
+            else:
+                groups.append(Group(f"adversarial_{d.name}", i, q, note, mode="start"))
+            continue
+        shape = tuple(model.tensors[d.inputs[0]].shape)
+        if isinstance(d, Conv):
+            fmaps = [place_patch(d, rep.adversarial_max, in_t, "max"), place_patch(d, rep.adversarial_min, in_t, "min")]
+            note += "; patch at output pixels " + ", ".join(str(pos) for _, pos in fmaps)
+            xs = [np.stack([f for f, _ in fmaps])]
+        elif isinstance(d, Dense):
+            xs = [(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point).reshape((2,) + shape)]
+        elif isinstance(d, Pool):
+            xs = [np.stack([np.full(shape, in_t.qmax), np.full(shape, in_t.qmin)]).astype(np.int64)]
+        else:  # Add
+            tb = model.tensors[d.inputs[1]].dtype
+            ma, mb = d.multipliers
+            hi_a, lo_a = (in_t.qmax, in_t.qmin) if ma > 0 else (in_t.qmin, in_t.qmax)
+            hi_b, lo_b = (tb.qmax, tb.qmin) if mb > 0 else (tb.qmin, tb.qmax)
+            xs = [np.stack([np.full(shape, hi_a), np.full(shape, lo_a)]).astype(np.int64),
+                  np.stack([np.full(shape, hi_b), np.full(shape, lo_b)]).astype(np.int64)]
+        if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
+            x = dequantize_input(iq, xs[0])
+            if len(shape) == 3:
+                x = x.transpose(0, 3, 1, 2)  # NHWC -> the NCHW float input
+            groups.append(Group(f"adversarial_{d.name}", 0, np.ascontiguousarray(x), note))
         else:
-            groups.append(Group(f"adversarial_{d.name}", i, q, note))
+            groups.append(Group(f"adversarial_{d.name}", i, xs, note, mode="unit"))
     return groups
 
 

@@ -8,8 +8,20 @@ What it computes, per op of the IR, on a batch (first axis) of samples:
 * :class:`~a2qhls.ir.Dense`: ``acc[j] = bias[j] + sum_i w[j, i] * (x[i] - zp_in)``,
   wrapped modulo ``2^P`` into a signed ``P``-bit value, exactly like an ``ap_int<P>``
   accumulator (with wraparound only the final sum matters, so it is wrapped once).
+* :class:`~a2qhls.ir.Conv`: the same sum over each ``kh x kw`` window of the channels-last
+  feature map (im2col, stride, padding with the value 0, i.e. the input's zero-point), over
+  all ``C_in`` taps, or per channel for a depthwise convolution; wrapped to ``P`` bits.
+* :class:`~a2qhls.ir.Pool`: ``max``: the maximum of the stored integers over each window
+  (same type); ``avg``: the integer window sum ``sum (q - zp)`` (padding contributes 0),
+  wrapped to ``P`` bits: an accumulator that a following Requant divides via its scale.
+* :class:`~a2qhls.ir.Add`: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``, wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Requant`: ``q = qmin + #{t : acc >= T[j, t]}`` with the exact
-  thresholds of :mod:`a2qhls.passes.thresholds`.
+  thresholds of :mod:`a2qhls.passes.thresholds` (after any accumulating op).
+
+Tensors are ``[batch, *shape]`` with ``shape`` channels-last (``[B, H, W, C]`` for a feature
+map). A model whose float input is ``[C, H, W]`` (ONNX NCHW per sample) quantizes it, then
+transposes to channels-last. A Dense on a feature map consumes it flattened in
+``(h, w, c)`` order.
 
 Graph outputs are integer tensors (an accumulator, or a requantized activation);
 :func:`to_real` gives their real value ``scale * (q - zero_point) + offset``.
@@ -27,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Dense, InputQuant, Model, Requant
+from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
 from .passes.thresholds import compute_thresholds, effective_acc_bits
 
 __all__ = ["wrap", "round_like_qonnx", "quantize_input", "to_real", "BitSim", "simulate"]
@@ -105,6 +117,60 @@ def to_real(model: Model, tensor: str, q: np.ndarray) -> np.ndarray:
     return np.asarray(info.scale, dtype=np.float64) * (q.astype(np.float64) - zp) + np.asarray(info.offset, dtype=np.float64)
 
 
+def _kind(bound: int) -> str:
+    """Cheapest exact arithmetic for integer sums bounded by ``bound`` in magnitude."""
+    if bound < 2**24:
+        return "f32"
+    if bound < 2**53:
+        return "f64"
+    if bound < 2**62:
+        return "i64"
+    return "obj"
+
+
+_DTYPE = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
+
+
+def _values(x, zp: int, kind: str) -> np.ndarray:
+    """Stored integers ``q`` -> values ``q - zp`` in the compute dtype (exact)."""
+    v = np.asarray(x)
+    if kind == "obj":
+        return v.astype(object) - zp
+    if kind == "f32":
+        v = v.astype(np.float32, copy=False)
+        return v - np.float32(zp) if zp else v
+    v = v.astype(np.int64) - zp if zp else v.astype(np.int64)
+    return v.astype(np.float64) if kind == "f64" else v
+
+
+def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
+    return a if kind == "obj" else a.astype(np.int64)
+
+
+def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
+    """``[B, H, W, C]`` -> a ``[B, OH, OW, C, kh, kw]`` view of the sliding windows (padding = ``fill``)."""
+    (kh, kw), (sh, sw), (t, l, b, r) = kernel, stride, pads
+    if any(pads):
+        v = np.pad(v, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(v, (kh, kw), axis=(1, 2))
+    OH = (v.shape[1] - kh) // sh + 1
+    OW = (v.shape[2] - kw) // sw + 1
+    return win[:, : (OH - 1) * sh + 1 : sh, : (OW - 1) * sw + 1 : sw]
+
+
+def taps(v: np.ndarray, kernel, stride, pads, fill=0):
+    """Yield ``(dy, dx, view)``: for each kernel tap, the ``[B, OH, OW, C]`` strided view of the
+    (padded with ``fill``) map that the tap sees at every output pixel."""
+    (kh, kw), (sh, sw), (t, l, b, r) = kernel, stride, pads
+    if any(pads):
+        v = np.pad(v, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)
+    OH = (v.shape[1] - kh) // sh + 1
+    OW = (v.shape[2] - kw) // sw + 1
+    for dy in range(kh):
+        for dx in range(kw):
+            yield dy, dx, v[:, dy : dy + (OH - 1) * sh + 1 : sh, dx : dx + (OW - 1) * sw + 1 : sw]
+
+
 @dataclass
 class _DenseStage:
     op: Dense
@@ -116,6 +182,31 @@ class _DenseStage:
 
 
 @dataclass
+class _ConvStage:
+    op: Conv
+    P: int
+    zp: int
+    w: np.ndarray  # [K, C_out] (kh, kw, c_in order) or, depthwise, [C, kh, kw]; compute dtype
+    bias: Optional[np.ndarray]
+    kind: str
+
+
+@dataclass
+class _PoolStage:
+    op: Pool
+    P: Optional[int]  # avg only
+    zp: int
+
+
+@dataclass
+class _AddStage:
+    op: Add
+    P: int
+    zps: tuple
+    kind: str
+
+
+@dataclass
 class _RequantStage:
     op: Requant
     qmin: int
@@ -123,14 +214,18 @@ class _RequantStage:
     offsets: Optional[np.ndarray]  # [C] channel offsets added to acc
     NT: int
     T: np.ndarray
+    lut: Optional[np.ndarray] = None  # [C * R] outputs for every (channel, accumulator value)
 
 
 class BitSim:
     """A model prepared for simulation: thresholds computed, weights laid out for BLAS.
 
-    ``acc_bits`` overrides layer widths (layer name -> bits), exactly like
-    ``a2qhls build --acc-bits``; thresholds are recomputed for those widths.
+    ``acc_bits`` overrides accumulator widths (op name -> bits; layers, average pools and
+    residual adds), exactly like ``a2qhls build --acc-bits``; thresholds are recomputed for
+    those widths.
     """
+
+    LUT_MAX = 1 << 20  # requantization by table lookup when channels * accumulator range fits
 
     def __init__(self, model: Model, acc_bits: dict | None = None):
         self.model = model
@@ -140,28 +235,48 @@ class BitSim:
         for op in model.ops:
             if isinstance(op, Dense):
                 self.stages[op.name] = self._dense_stage(op)
+            elif isinstance(op, Conv):
+                self.stages[op.name] = self._conv_stage(op)
+            elif isinstance(op, Pool):
+                zp = int(model.tensors[op.inputs[0]].dtype.zero_point)
+                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp)
+            elif isinstance(op, Add):
+                ta, tb = (model.tensors[t].dtype for t in op.inputs)
+                ma, mb = (int(m) for m in op.multipliers)
+                bound = abs(ma) * max(abs(ta.vmin), abs(ta.vmax)) + abs(mb) * max(abs(tb.vmin), abs(tb.vmax))
+                kind = "i64" if bound < 2**62 else "obj"
+                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (int(ta.zero_point), int(tb.zero_point)), kind)
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, InputQuant):
                 raise A2QError(f"{op.name}: op {op.op} is not supported by the simulator")
 
-    def _dense_stage(self, op: Dense) -> _DenseStage:
+    def _weights_kind(self, op, w: np.ndarray) -> str:
         t = self.model.tensors[op.inputs[0]].dtype
         xabs = max(abs(t.vmin), abs(t.vmax))
-        w = np.asarray(op.weight)
         wabs = int(np.abs(w.astype(object)).sum(axis=1).max()) if w.size else 0
-        bound = wabs * xabs
-        if bound < 2**24:
-            kind, wt = "f32", w.T.astype(np.float32)
-        elif bound < 2**53:
-            kind, wt = "f64", w.T.astype(np.float64)
-        elif bound < 2**62:
-            kind, wt = "i64", w.T.astype(np.int64)
+        bias = 0 if op.bias is None else int(np.abs(np.asarray(op.bias).astype(object)).max())
+        return _kind(wabs * xabs + bias)
+
+    def _bias(self, op, kind):
+        return None if op.bias is None else np.asarray(op.bias).astype(object if kind == "obj" else np.int64)
+
+    def _dense_stage(self, op: Dense) -> _DenseStage:
+        t = self.model.tensors[op.inputs[0]].dtype
+        w = np.asarray(op.weight)
+        kind = self._weights_kind(op, w)
+        wt = np.ascontiguousarray(w.T.astype(_DTYPE[kind]))
+        return _DenseStage(op, self.acc_bits[op.name], int(t.zero_point), wt, self._bias(op, kind), kind)
+
+    def _conv_stage(self, op: Conv) -> _ConvStage:
+        t = self.model.tensors[op.inputs[0]].dtype
+        w = np.asarray(op.weight)
+        kind = self._weights_kind(op, w.reshape(op.channels, -1))
+        if op.depthwise:
+            wc = np.ascontiguousarray(w[..., 0].astype(_DTYPE[kind]))  # [C, kh, kw]
         else:
-            kind, wt = "obj", w.T.astype(object)
-        wt = np.ascontiguousarray(wt)
-        bias = None if op.bias is None else np.asarray(op.bias).astype(object if kind == "obj" else np.int64)
-        return _DenseStage(op, self.acc_bits[op.name], int(t.zero_point), wt, bias, kind)
+            wc = np.ascontiguousarray(w.reshape(op.channels, -1).T.astype(_DTYPE[kind]))
+        return _ConvStage(op, self.acc_bits[op.name], int(t.zero_point), wc, self._bias(op, kind), kind)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
@@ -178,35 +293,79 @@ class BitSim:
             return _RequantStage(op, qmin, None, None, NT, T)
         offsets = (np.arange(C, dtype=np.int64) * R) - lo
         T_flat = (T + offsets[:, None]).reshape(-1)
-        return _RequantStage(op, qmin, T_flat, offsets, NT, T)
+        st = _RequantStage(op, qmin, T_flat, offsets, NT, T)
+        if C * R <= self.LUT_MAX:  # a lookup table of every accumulator value: one gather per element
+            st.lut = (qmin + np.searchsorted(T_flat, np.arange(C * R, dtype=np.int64), side="right")
+                      - np.repeat(np.arange(C, dtype=np.int64) * NT, R))
+        return st
 
     # ------------------------------------------------------------------ ops
 
     def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
-        v = np.asarray(x)
-        if st.kind == "obj":
-            v = v.astype(object) - st.zp
-            acc = v.dot(st.w_t)
-        else:
-            if st.kind == "f32":
-                v = v.astype(np.float32, copy=False)
-                if st.zp:
-                    v = v - np.float32(st.zp)  # exact: small integers
-                acc = (v @ st.w_t).astype(np.int64)
-            else:
-                v = v.astype(np.int64) - st.zp if st.zp else v.astype(np.int64)
-                if st.kind == "f64":
-                    acc = (v.astype(np.float64) @ st.w_t).astype(np.int64)
-                else:
-                    acc = v @ st.w_t
+        x = np.asarray(x)
+        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind)
+        acc = _to_int(v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), st.kind)
         if st.bias is not None:
             acc = acc + st.bias
         return acc if exact else wrap(acc, st.P)
 
+    def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
+        """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
+        op = st.op
+        v = _values(x, st.zp, st.kind)
+        win = windows(v, op.kernel, op.stride, op.pads)  # [B, OH, OW, C, kh, kw]
+        B, OH, OW = win.shape[:3]
+        if op.depthwise:
+            acc = None
+            for dy, dx, view in taps(v, op.kernel, op.stride, op.pads):  # kh*kw vectorized multiply-adds
+                term = view * st.w[:, dy, dx]
+                acc = term if acc is None else acc + term
+            acc = _to_int(acc, st.kind)
+        else:
+            cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(B * OH * OW, -1)
+            acc = _to_int(cols @ st.w if st.kind != "obj" else cols.dot(st.w), st.kind).reshape(B, OH, OW, -1)
+        if st.bias is not None:
+            acc = acc + st.bias
+        return acc if exact else wrap(acc, st.P)
+
+    def pool(self, st: _PoolStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
+        op = st.op
+        x = np.asarray(x)
+        acc = None
+        if op.mode == "max":
+            for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
+                acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
+            return acc
+        v = x.astype(np.int64) - st.zp
+        for _, _, view in taps(v, op.kernel, op.stride, op.pads):
+            acc = view.copy() if acc is None else np.add(acc, view, out=acc)
+        return acc if exact else wrap(acc, st.P)
+
+    def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
+        ma, mb = (int(m) for m in st.op.multipliers)
+        dt = object if st.kind == "obj" else np.int64
+        acc = ma * (np.asarray(a).astype(dt) - st.zps[0]) + mb * (np.asarray(b).astype(dt) - st.zps[1])
+        return acc if exact else wrap(acc, st.P)
+
+    def accumulate(self, op, inputs: list, *, exact: bool = False) -> np.ndarray:
+        """The accumulator of any accumulating op from its input tensors' stored integers."""
+        st = self.stages[op.name]
+        if isinstance(op, Dense):
+            return self.dense(st, inputs[0], exact=exact)
+        if isinstance(op, Conv):
+            return self.conv(st, inputs[0], exact=exact)
+        if isinstance(op, Pool):
+            return self.pool(st, inputs[0], exact=exact)
+        if isinstance(op, Add):
+            return self.add(st, inputs[0], inputs[1], exact=exact)
+        raise A2QError(f"{op.name}: {op.op} has no accumulator")
+
     def requant(self, st: _RequantStage, acc: np.ndarray) -> np.ndarray:
         if st.NT == 0:
             return np.full(np.shape(acc), st.qmin, dtype=np.int64)
+        if st.lut is not None:
+            return st.lut[np.asarray(acc).astype(np.int64) + st.offsets]
         if st.T_flat is not None:
             keys = np.asarray(acc).astype(np.int64) + st.offsets
             cnt = np.searchsorted(st.T_flat, keys.reshape(-1), side="right").reshape(keys.shape)
@@ -224,46 +383,71 @@ class BitSim:
 
     CHUNK = 4096
 
-    def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False) -> dict:
+    def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False, stop: str | None = None) -> dict:
         """Like :meth:`run_batch`; large batches go in cache-sized chunks (the same integers either way)."""
+        if isinstance(x, dict):
+            return self.run_batch(x, start=start, keep=keep, stop=stop)
         x = np.asarray(x)
         n = x.shape[0] if x.ndim else 0
-        if n <= self.CHUNK:
-            return self.run_batch(x, start=start, keep=keep)
-        outs = [self.run_batch(x[i : i + self.CHUNK], start=start, keep=keep) for i in range(0, n, self.CHUNK)]
+        chunk = self.CHUNK if len(self.model.tensors[self.model.ops[0].outputs[0]].shape) == 1 else 256
+        if n <= chunk:
+            return self.run_batch(x, start=start, keep=keep, stop=stop)
+        outs = [self.run_batch(x[i : i + chunk], start=start, keep=keep, stop=stop) for i in range(0, n, chunk)]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    def run_batch(self, x: np.ndarray, *, start: str | None = None, keep: bool = False) -> dict:
+    def _shaped(self, tensor: str, q) -> np.ndarray:
+        q = np.asarray(q)
+        shape = tuple(self.model.tensors[tensor].shape)
+        return q.reshape((q.shape[0],) + shape)
+
+    def run_batch(self, x, *, start: str | None = None, keep: bool = False, stop: str | None = None) -> dict:
         """Run the model on a batch.
 
-        ``x`` is the float input ``[B, ...]`` (``start=None``), or the integer tensor
-        ``start`` (``[B, C]`` of stored integers ``q``) to run the graph from that tensor on.
+        ``x`` is the float input ``[B, ...]`` (``start=None``; ``[B, C, H, W]`` or flattened for a
+        feature-map input), or the integer tensor ``start`` (``[B, *shape]`` or ``[B, size]``
+        of stored integers ``q``, channels-last) to run the graph from that tensor on, or a dict
+        ``{tensor: q}`` feeding several tensors (e.g. both inputs of a residual add).
+        Every op whose inputs are available runs, in order; ``stop``: the last op to run.
         Returns ``{tensor: int array}`` of the graph outputs (every tensor if ``keep``).
         """
         vals: dict = {}
         ops = self.model.ops
-        if start is None:
+        if isinstance(x, dict):
+            for t, q in x.items():
+                if t not in self.model.tensors:
+                    raise A2QError(f"unknown tensor '{t}'")
+                vals[t] = self._shaped(t, q)
+        elif start is None:
             x = np.asarray(x)
-            vals[self.model.input_name] = x.reshape(x.shape[0], -1)
-            begin = 0
+            iq = ops[0]
+            fmap = len(self.model.tensors[iq.outputs[0]].shape) == 3
+            vals[self.model.input_name] = x.reshape((x.shape[0],) + tuple(self.model.input_shape)) if fmap else x.reshape(x.shape[0], -1)
         else:
             if start not in self.model.tensors:
                 raise A2QError(f"unknown tensor '{start}'")
-            vals[start] = np.asarray(x)
-            prod = self.model.producer(start)
-            begin = ops.index(prod) + 1 if prod is not None else 0
-        for op in ops[begin:]:
+            vals[start] = self._shaped(start, x)
+        for op in ops:
+            if op.outputs[0] in vals or not all(t in vals for t in op.inputs):
+                continue
             src = vals[op.inputs[0]]
             if isinstance(op, InputQuant):
+                fmap = len(self.model.tensors[op.outputs[0]].shape) == 3
                 # integer-valued float32 feeds the BLAS path directly; int64 when kept or exotic
                 out = quantize_input(op, src, as_float=not keep and op.out_type.bits <= 24)
-            elif isinstance(op, Dense):
-                out = self.dense(self.stages[op.name], src)
-            else:
+                if fmap:
+                    out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))  # NCHW -> NHWC
+            elif isinstance(op, Requant):
                 out = self.requant(self.stages[op.name], src)
+            else:
+                out = self.accumulate(op, [vals[t] for t in op.inputs])
             vals[op.outputs[0]] = out
+            if stop is not None and op.name == stop:
+                break
         if keep:
             return vals
+        missing = [t for t in self.model.outputs if t not in vals]
+        if missing:
+            raise A2QError(f"the graph output '{missing[0]}' cannot be computed from the given tensors")
         return {t: vals[t] for t in self.model.outputs}
 
 

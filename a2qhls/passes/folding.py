@@ -13,6 +13,13 @@ Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
    ties: larger SIMD, then fewer cycles) whose cycle count is still ``<= target``,
    since being faster than the bottleneck only costs multipliers.
 
+A convolution is a matrix-vector unit run once per output pixel: ``MH = C_out`` (PE folds
+output channels), ``MW = K = kh * kw * C_in`` (SIMD folds the window, which its sliding-window
+generator streams ``SIMD`` values per word), ``OH * OW * (MH / PE) * (MW / SIMD)`` cycles per
+image. A depthwise convolution is a vector-vector unit: PE folds the channels, SIMD the
+``kh * kw`` taps, ``OH * OW * (C / PE) * (kh * kw / SIMD)`` cycles per image. The policy
+balances cycles per image.
+
 A folding file (``--folding F.json``) maps layer names to ``{"PE": p, "SIMD": s}``;
 layers it leaves out keep their default.
 """
@@ -25,7 +32,7 @@ from ..ir import Model
 
 MAX_PAR = 16
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "cycles"]
+__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "cycles", "layer_cycles"]
 
 
 def divisors(n: int) -> list[int]:
@@ -36,6 +43,17 @@ def cycles(MH: int, MW: int, pe: int, simd: int) -> int:
     return (MH // pe) * (MW // simd)
 
 
+def pixels(layer) -> int:
+    """Output pixels per image: 1 for a dense layer."""
+    shape = getattr(layer, "out_shape", None)
+    return int(shape[0] * shape[1]) if shape is not None else 1
+
+
+def layer_cycles(layer, pe: int, simd: int) -> int:
+    """Compute cycles per image of a Dense or Conv layer at this folding (II=1)."""
+    return pixels(layer) * cycles(layer.channels, layer.K, pe, simd)
+
+
 def default_folding(model: Model) -> dict:
     """Layer name -> ``{"PE": p, "SIMD": s}`` following the policy above."""
     layers = model.layers()
@@ -44,7 +62,7 @@ def default_folding(model: Model) -> dict:
         pe = max(x for x in divisors(d.channels) if x <= MAX_PAR)
         simd = max(x for x in divisors(d.K) if x <= MAX_PAR)
         first[d.name] = (pe, simd)
-    target = max(cycles(d.channels, d.K, *first[d.name]) for d in layers)
+    target = max(layer_cycles(d, *first[d.name]) for d in layers)
     out = {}
     for d in layers:
         best = None
@@ -54,7 +72,7 @@ def default_folding(model: Model) -> dict:
             for simd in divisors(d.K):
                 if simd > MAX_PAR:
                     continue
-                c = cycles(d.channels, d.K, pe, simd)
+                c = layer_cycles(d, pe, simd)
                 if c > target:
                     continue
                 key = (pe * simd, -simd, c)
@@ -77,7 +95,9 @@ def validate_folding(model: Model, folding: dict, source: str = "folding") -> di
         d = layers[name]
         if not isinstance(spec, dict) or set(spec) - {"PE", "SIMD"}:
             raise A2QError(f"{source}: layer '{name}': expected {{\"PE\": p, \"SIMD\": s}}, got {json.dumps(spec)}")
-        for key, n, what in (("PE", d.channels, "output channels (MH)"), ("SIMD", d.K, "inputs (MW)")):
+        dw = getattr(d, "depthwise", False)
+        mw_what = "kernel taps (kh*kw)" if dw else ("window inputs (MW = kh*kw*C_in)" if hasattr(d, "kernel") else "inputs (MW)")
+        for key, n, what in (("PE", d.channels, "channels" if dw else "output channels (MH)"), ("SIMD", d.K, mw_what)):
             if key not in spec:
                 continue
             v = spec[key]

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import bounds
 from ..errors import A2QError
-from ..ir import Dense, Model, Requant
+from ..ir import Add, Model, Requant
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -109,24 +109,33 @@ def _vec(a, C: int) -> list:
     return [Fraction(float(v)) for v in arr]
 
 
-def acc_range(model: Model, dense: Dense) -> tuple[int, int]:
-    """Exact accumulator range ``(min, max)`` over all channels (from the sizing report if present)."""
-    if dense.acc is not None:
-        return int(dense.acc.acc_min), int(dense.acc.acc_max)
-    t = model.tensors[dense.inputs[0]].dtype
-    lo, hi = bounds.exact_channel_range(dense.weight, t.vmin, t.vmax, dense.bias)
-    return int(min(int(v) for v in lo)), int(max(int(v) for v in hi))
+def acc_range(model: Model, op) -> tuple[int, int]:
+    """Exact accumulator range ``(min, max)`` over all channels of an accumulating op
+    (Dense, Conv, average Pool, Add; from its sizing report, sized here if absent)."""
+    if op.acc is None:
+        from .accumulator import size_add, size_layer
+
+        if isinstance(op, Add):
+            rep = size_add(op, model.tensors[op.inputs[0]].dtype, model.tensors[op.inputs[1]].dtype)
+        else:
+            rep = size_layer(op, model.tensors[op.inputs[0]].dtype)
+        return int(rep.acc_min), int(rep.acc_max)
+    return int(op.acc.acc_min), int(op.acc.acc_max)
 
 
 def effective_acc_bits(model: Model, acc_bits: dict | None = None) -> dict:
-    """Layer name -> accumulator width P: the override if given, else the sizing pass's safe width."""
+    """Accumulating op name -> accumulator width P: the override if given, else the sizing pass's safe width.
+
+    Every op that owns an accumulator has one: layers (Dense, Conv), average pools and residual adds.
+    """
     acc_bits = dict(acc_bits or {})
-    names = {d.name for d in model.layers()}
+    ops = model.accumulating_ops()
+    names = {d.name for d in ops}
     unknown = sorted(set(acc_bits) - names)
     if unknown:
-        raise A2QError(f"--acc-bits: unknown layer '{unknown[0]}' (layers: {', '.join(d.name for d in model.layers())})")
+        raise A2QError(f"--acc-bits: unknown layer '{unknown[0]}' (layers: {', '.join(d.name for d in ops)})")
     out = {}
-    for d in model.layers():
+    for d in ops:
         if d.name in acc_bits:
             p = int(acc_bits[d.name])
             if not 2 <= p <= 64:
@@ -185,7 +194,10 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
 
 
 def compute_thresholds(model: Model, acc_bits: dict | None = None) -> Model:
-    """Fill ``Requant.thresholds`` for every Requant fed by a layer (in place); returns ``model``.
+    """Fill ``Requant.thresholds`` for every Requant (in place); returns ``model``.
+
+    A Requant may follow any accumulating op (Dense, Conv, average Pool, Add); its input
+    tensor's ``scale``/``offset`` give the accumulator's real value.
 
     ``acc_bits`` (layer -> width) are the widths the hardware uses (overrides
     included); thresholds are clamped to the exact range joined with that width's range.
@@ -195,8 +207,11 @@ def compute_thresholds(model: Model, acc_bits: dict | None = None) -> Model:
         if not isinstance(op, Requant):
             continue
         prod = model.producer(op.inputs[0])
-        if not isinstance(prod, Dense):
-            raise A2QError(f"{op.name}: a Requant must follow a MatMul/Gemm layer (found {getattr(prod, 'op', None)})")
+        if prod is None or prod.name not in widths:
+            raise A2QError(
+                f"{op.name}: a Requant must follow an accumulator (MatMul/Gemm/Conv, average pool or residual add); "
+                f"found {getattr(prod, 'op', None)}"
+            )
         P = widths[prod.name]
         lo, hi = acc_range(model, prod)
         lo, hi = min(lo, -(1 << (P - 1))), max(hi, (1 << (P - 1)) - 1)

@@ -3,8 +3,12 @@
 // starting tensor), streams them through the design, writes the output integers (one
 // vector per line).
 //   a2q_tb INPUTS OUTPUTS [--start L] [--expect EXPECTED]
-// --start L feeds layer L's input directly (L=0, the default, calls the top function);
+// --start L feeds layer L's input directly (L=0, the default, calls the top function;
+// L > 0 only for a chain of dense layers);
+// --unit U feeds unit U alone (its input tensor, or for a residual add both inputs, a then b,
+// on one line) and writes that unit's output tensor;
 // --expect compares the outputs with a file of the same format (exit status 1 on mismatch).
+// Feature maps are written channels-last: (h, w, c) order, c fastest.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -95,18 +99,95 @@ static int run_from_1(const vec_t &x, vec_t &y) {
     return 0;
 }
 
+// Feed unit 0 (layer0, 'fc0') alone: 4 x ap_int<3> in, 4 x ap_uint<2> out.
+static int run_unit_0(const vec_t &x, vec_t &y) {
+    const int n_in = 4;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<layer0_in_word> s_in("s_in");
+    for (int b = 0; b < 2; b++) {
+        layer0_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
+            ap_int<3> v = xv;
+            if ((long long)v.to_int64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_int<3>\n", xv);
+                return 1;
+            }
+            w.range(3 * e + 2, 3 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<layer0_out_word> s_out("s_out");
+    layer0(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 2; b++) {
+        layer0_out_word w = s_out.read();
+        for (int e = 0; e < 2; e++) {
+            ap_uint<2> v = w.range(2 * e + 1, 2 * e);
+            y.push_back((long long)v.to_uint64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 0 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
+// Feed unit 1 (layer1, 'fc1') alone: 4 x ap_uint<2> in, 2 x ap_int<8> out.
+static int run_unit_1(const vec_t &x, vec_t &y) {
+    const int n_in = 4;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<layer1_in_word> s_in("s_in");
+    for (int b = 0; b < 2; b++) {
+        layer1_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
+            ap_uint<2> v = xv;
+            if ((long long)v.to_uint64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<2>\n", xv);
+                return 1;
+            }
+            w.range(2 * e + 1, 2 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<layer1_out_word> s_out("s_out");
+    layer1(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 2; b++) {
+        layer1_out_word w = s_out.read();
+        for (int e = 0; e < 1; e++) {
+            ap_int<8> v = w.range(8 * e + 7, 8 * e);
+            y.push_back((long long)v.to_int64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 1 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *in_path = nullptr, *out_path = nullptr, *expect_path = nullptr;
-    int start = 0;
+    int start = 0, unit = -1;
     for (int i = 1; i < argc; i++) {
         if (!std::strcmp(argv[i], "--start") && i + 1 < argc) start = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--unit") && i + 1 < argc) unit = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--expect") && i + 1 < argc) expect_path = argv[++i];
         else if (!in_path) in_path = argv[i];
         else if (!out_path) out_path = argv[i];
         else { std::fprintf(stderr, "a2q_tb: unexpected argument %s\n", argv[i]); return 2; }
     }
-    if (!in_path || !out_path || start < 0 || start >= A2Q_NUM_LAYERS) {
-        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--expect EXPECTED]\n", A2Q_NUM_LAYERS - 1);
+    if (!in_path || !out_path || start < 0 || start >= A2Q_NUM_LAYERS || unit < -1 || unit >= 2) {
+        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", A2Q_NUM_LAYERS - 1, 1);
         return 2;
     }
     std::ifstream fin(in_path);
@@ -122,9 +203,17 @@ int main(int argc, char **argv) {
     long n = 0, bad = 0;
     while (read_vec(fin, x)) {
         int rc = 1;
-        switch (start) {
-        case 0: rc = run_from_0(x, y); break;
-        case 1: rc = run_from_1(x, y); break;
+        if (unit >= 0) {
+            switch (unit) {
+            case 0: rc = run_unit_0(x, y); break;
+            case 1: rc = run_unit_1(x, y); break;
+            default: std::fprintf(stderr, "a2q_tb: unit %d is a stream duplicator; feed its consumers\n", unit); return 2;
+            }
+        } else {
+            switch (start) {
+            case 0: rc = run_from_0(x, y); break;
+            case 1: rc = run_from_1(x, y); break;
+            }
         }
         if (rc) return rc;
         for (size_t j = 0; j < y.size(); j++) fout << (j ? " " : "") << y[j];

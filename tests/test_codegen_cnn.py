@@ -1,0 +1,84 @@
+"""CNN code generation: golden text of a tiny model with every unit kind, folding rules, FIFO depths."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import hand_models
+from a2qhls import codegen
+from a2qhls.errors import A2QError
+from a2qhls.ir import IntType
+from a2qhls.passes.folding import default_folding, layer_cycles, validate_folding
+from a2qhls.passes.thresholds import compute_thresholds
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny_cnn"
+REGEN = os.environ.get("A2QHLS_REGEN_GOLDEN") == "1"
+
+
+def _tiny():
+    m = hand_models.cnn(seed=2, hw=(4, 4), cin=1, ch=2, n_out=2, in_type=IntType(3, False, False, 1),
+                        act_type=IntType(2, False), name="tiny_cnn")
+    compute_thresholds(m)
+    fold = {"conv0": {"PE": 2, "SIMD": 3}, "conv1": {"PE": 1, "SIMD": 3}, "conv2": {"PE": 2, "SIMD": 2}, "fc": {"PE": 1, "SIMD": 2}}
+    return m, fold
+
+
+def test_golden_tiny_cnn_project():
+    """conv (window generator + MVU), depthwise (+ VVU), max pool, fork, residual add, average pool,
+    dense head: every rendered file equals tests/golden/tiny_cnn/ (A2QHLS_REGEN_GOLDEN=1 rewrites)."""
+    m, fold = _tiny()
+    files = codegen.generate(m, fold)
+    if REGEN:
+        for rel, text in files.items():
+            p = GOLDEN / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+    stored = sorted(str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file())
+    assert stored == sorted(files)
+    for rel, text in files.items():
+        assert (GOLDEN / rel).read_text() == text, f"{rel} differs from the golden file (A2QHLS_REGEN_GOLDEN=1 to update)"
+
+
+def test_units_streams_and_fifo_depth_on_the_bypass():
+    m, fold = _tiny()
+    units = codegen.plan(m, fold)
+    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "add", "avgpool", "mvu"]
+    files = codegen.generate(m, fold)
+    top = files["firmware/a2q_top.cpp"]
+    assert "layer0_swg(in, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "add0(s3_1, s4, s5);" in top
+    depths = codegen.fork_depths(units)
+    # the bypass (copy 1, straight into the add) buffers the conv branch's window rows; the other needs nothing
+    assert depths[(3, 0)] == 2 and depths[(3, 1)] > 2
+    assert f"#pragma HLS STREAM variable=s3_1 depth={depths[(3, 1)]}" in top
+    layers_h = files["firmware/a2q_layers.h"]
+    for u in units:
+        if u.has_acc:
+            assert f"typedef ap_int<{u.P}> {u.cname}_acc_t;" in layers_h
+    s = codegen.summary(m, fold)
+    assert [ly["kind"] for ly in s["layers"]] == ["conv", "dw", "conv", "add", "avgpool", "mvu"]
+    assert s["cycles_per_image"] == max(u["cycles_per_image"] for u in s["units"])
+
+
+def test_conv_folding_rules():
+    m = hand_models.cnn(seed=0, hw=(6, 6), cin=2, ch=4)
+    conv0, dw = m.layers()[0], m.layers()[1]
+    assert conv0.K == 18 and dw.K == 9 and dw.depthwise
+    with pytest.raises(A2QError, match=r"conv1.*SIMD=2 must divide its 9 kernel taps"):
+        validate_folding(m, {"conv1": {"SIMD": 2}})
+    with pytest.raises(A2QError, match=r"conv0.*PE=3 must divide its 4 output channels"):
+        validate_folding(m, {"conv0": {"PE": 3}})
+    f = default_folding(m)
+    target = max(layer_cycles(d, f[d.name]["PE"], f[d.name]["SIMD"]) for d in m.layers())
+    assert layer_cycles(conv0, 1, 1) == 36 * 4 * 18
+    for d in m.layers():
+        assert d.channels % f[d.name]["PE"] == 0 and d.K % f[d.name]["SIMD"] == 0
+        assert layer_cycles(d, f[d.name]["PE"], f[d.name]["SIMD"]) <= target
+
+
+def test_unsupported_graph_is_a_clean_error():
+    m, fold = _tiny()
+    m.outputs = ["act3"]  # the graph output is not the end of the dataflow
+    with pytest.raises(A2QError, match="graph output 'act3'"):
+        codegen.generate(m, fold)

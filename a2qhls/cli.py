@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "inspect": ("a2qhls.cmd_inspect", "per-layer accumulator sizing of a QONNX model"),
     "build": ("a2qhls.cmd_build", "generate a Vitis HLS C++ project from a QONNX model"),
     "cosim": ("a2qhls.cmd_cosim", "compile a generated project with g++ and compare bit for bit"),
-    "train": ("a2qhls.cmd_train", "train an A2Q/A2Q+ quantized MLP and export it to QONNX"),
+    "train": ("a2qhls.cmd_train", "train an A2Q/A2Q+ quantized MLP or CNN and export it to QONNX"),
 }
 
 EXIT_USER_ERROR = 2

@@ -30,10 +30,11 @@ import numpy as np
 
 from .errors import A2QError
 from .metadata import LAYERS_KEY as METADATA_KEY
-from .ir import Add, Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo
+from .ir import Add, Conv, Dense, InputQuant, IntType, Model, Pool, Requant, TensorInfo, TruncSpec
 
 SUPPORTED_OPS = (
     "Quant",
+    "Trunc",
     "Gemm",
     "MatMul",
     "Conv",
@@ -655,7 +656,46 @@ def _on_pool(ctx: _Ctx, node) -> None:
     ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C))
 
 
+def _on_trunc(ctx: _Ctx, node) -> None:
+    """QONNX Trunc (v2) on an accumulator, e.g. Brevitas's TruncAvgPool2d after an AveragePool."""
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, AccState):
+        raise A2QError(f"{ctx.where(node)}: Trunc is supported on an accumulator (e.g. after AveragePool) only")
+    vals = [np.asarray(_const_array(ctx, i), dtype=np.float32) for i in node.input[1:]]
+    if any(v.size != 1 for v in vals):
+        raise A2QError(f"{ctx.where(node)}: per-channel Trunc parameters are not supported")
+    scale, zp, _in_bits, out_scale, out_bits = (v.reshape(()) for v in vals)
+    b = int(out_bits)
+    if float(out_bits) != b or not 1 <= b <= 32:
+        raise A2QError(f"{ctx.where(node)}: output bit width {float(out_bits):g} is outside the supported range 1..32")
+    if not (scale > 0 and out_scale > 0) or float(zp) != round(float(zp)):
+        raise A2QError(f"{ctx.where(node)}: Trunc needs positive scales and an integer zero-point")
+    ts = float(2 ** np.round(np.log2(out_scale / scale)))  # as qonnx computes it
+    out_zp = float(zp) / ts
+    if out_zp != round(out_zp):
+        raise A2QError(f"{ctx.where(node)}: zero-point {float(zp):g} / truncation scale {ts:g} is not an integer")
+    rounding = str(_attr(node, "rounding_mode", "FLOOR")).upper()
+    if rounding not in ROUNDING_MODES:
+        raise A2QError(f"{ctx.where(node)}: rounding mode '{rounding}' is not supported (supported: {', '.join(ROUNDING_MODES)})")
+    signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+    acc_name = st.layer.outputs[0]
+    _finalize_acc(ctx, ctx.where(node), st)
+    shape = ctx.tensors[acc_name].shape
+    C = shape[-1]
+    out = node.output[0]
+    dtype = IntType(b, signed, narrow, int(round(out_zp)))
+    ctx.ops.append(Requant(
+        name=node.name, inputs=[acc_name], outputs=[out], relu=st.relu,
+        scale=np.asarray(out_scale, dtype=np.float32), zero_point=np.asarray(out_zp, dtype=np.float32),
+        out_type=dtype, rounding_mode=rounding,
+        trunc=TruncSpec(float(scale), float(zp), ts),
+    ))
+    ctx.tensors[out] = TensorInfo(out, shape, dtype, np.full(C, float(out_scale)), np.zeros(C))
+    ctx.state[out] = IntState(out)
+
+
 HANDLERS = {
+    "Trunc": _on_trunc,
     "Conv": _on_conv,
     "MaxPool": _on_pool,
     "AveragePool": _on_pool,
@@ -784,16 +824,25 @@ def _check_quant_params_constant(graph, ctx: _Ctx) -> None:
     for n in _toposort(graph, ctx):
         if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
             const.update(n.output)
+    params = {
+        "Quant": ("scale", "zero-point", "bit width"),
+        "Trunc": ("scale", "zero-point", "input bit width", "output scale", "output bit width"),
+    }
     for n in graph.node:
-        if n.op_type != "Quant":
+        if n.op_type not in params:
             continue
-        if len(n.input) < 4:
+        if n.op_type == "Quant" and len(n.input) < 4:
             raise A2QError(f"{ctx.where(n)}: expected 4 inputs (x, scale, zeropt, bitwidth), found {len(n.input)}")
-        for what, name in zip(("scale", "zero-point", "bit width"), n.input[1:4]):
+        if n.op_type == "Trunc" and len(n.input) != 6:
+            raise A2QError(
+                f"{ctx.where(n)}: Trunc with {len(n.input)} inputs (version 1) is not supported; supported: Trunc v2 "
+                "(x, scale, zeropt, input_bit_width, output_scale, output_bit_width) as Brevitas 0.13 exports it"
+            )
+        for what, name in zip(params[n.op_type], n.input[1:]):
             if name not in const:
                 raise A2QError(
                     f"{ctx.where(n)}: the {what} input '{name}' is not a constant; "
-                    "a2qhls supports Quant nodes with constant scale, zero-point and bit width"
+                    f"a2qhls supports {n.op_type} nodes whose parameters are constants"
                 )
 
 

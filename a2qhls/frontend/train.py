@@ -1,4 +1,4 @@
-"""MLP construction and the training loop behind ``a2qhls train``.
+"""MLP and CNN construction and the training loop behind ``a2qhls train``.
 
 Float and quantized MLPs share one module layout, so a float checkpoint loads
 into the quantized model by key:
@@ -14,10 +14,13 @@ Which layers are accumulator-constrained (``constrain``):
 * ``"inner"``: as in the papers, the first and last layers keep 8-bit
   round-to-nearest weights with no accumulator constraint and the network
   input is quantized to 8 bits; only the layers in between are constrained.
+
+CNNs (:func:`build_cnn`) are described by a spec string, see :data:`CNN_SPEC_HELP`.
 """
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,10 +31,11 @@ from torch import nn
 
 from ..errors import A2QError
 from .data import Dataset
-from .layers import QuantIdentity, QuantLinear, QuantReLU, penalty, weight_layers
+from .layers import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, QuantResidual, penalty, weight_layers
 from .quantizers import A2QWeightQuant, IntWeightQuant
 
-__all__ = ["QUANT_KINDS", "CONSTRAIN_POLICIES", "build_mlp", "fit", "evaluate", "TrainConfig", "resolve_device"]
+__all__ = ["QUANT_KINDS", "CONSTRAIN_POLICIES", "CNN_SPEC_HELP", "build_mlp", "build_cnn", "parse_cnn_spec", "fit",
+           "evaluate", "TrainConfig", "resolve_device"]
 
 QUANT_KINDS = ("float", "baseline", "a2q", "a2q+")
 CONSTRAIN_POLICIES = ("all", "inner")
@@ -77,6 +81,131 @@ def build_mlp(in_features: int, hidden: list, classes: int, quant: str = "a2q+",
         mods.append(QuantLinear(sizes[i], sizes[i + 1], bias=True, weight_quant=wq))
         if i < n_layers - 1:
             mods.append(nn.ReLU() if quant == "float" else QuantReLU(act_bits))
+    return nn.Sequential(*mods)
+
+
+CNN_SPEC_HELP = (
+    "CNN spec 'cnn:TOKEN,TOKEN,...' on the 1xHxW images of the dataset, tokens in order: "
+    "cN = 3x3 convolution to N channels (stride 1, padding 1) -> ReLU -> quant; "
+    "dw = depthwise 3x3 convolution (groups = channels) -> ReLU -> quant; "
+    "p = 2x2 max pooling (stride 2); "
+    "a = 2x2 average pooling (stride 2) -> quant; "
+    "r = residual block x + body(x) -> ReLU -> quant, body = two 3x3 convolutions keeping the channels, "
+    "each -> ReLU -> quant, the last quantizer shared with x (so the sum is exact on integers); "
+    "gap = global average pooling -> quant; "
+    "fN = fully connected hidden layer of N units -> ReLU -> quant (flattens first). "
+    "A final fully connected layer to the classes is appended (after a flatten). "
+    "Example: cnn:c8,dw,p,r"
+)
+_TOKEN = re.compile(r"^(c\d+|dw|p|a|r|gap|f\d+)$")
+
+
+def parse_cnn_spec(spec: str) -> list:
+    """The tokens of ``cnn:TOKEN,...`` (the ``cnn:`` prefix optional); one-line error if malformed."""
+    text = spec[4:] if spec.startswith("cnn:") else spec
+    tokens = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in tokens):
+        raise A2QError(f"--arch '{spec}': empty CNN spec or token (example: cnn:c8,dw,p,r,gap)")
+    for t in tokens:
+        if not _TOKEN.match(t):
+            raise A2QError(f"--arch '{spec}': unknown CNN token '{t}' (tokens: cN, dw, p, a, r, gap, fN)")
+        if t[0] in "cf" and int(t[1:]) < 1:
+            raise A2QError(f"--arch '{spec}': '{t}' needs a positive size")
+    return tokens
+
+
+def build_cnn(spec: str, input_shape: tuple, classes: int, quant: str = "a2q+", weight_bits: int = 4,
+              act_bits: int = 4, acc_bits: int = 12, constrain: str = "all") -> nn.Sequential:
+    """A CNN from ``spec`` (see :data:`CNN_SPEC_HELP`) on ``input_shape = (C, H, W)`` images.
+
+    Float and quantized models share the module layout (activation quantizers are
+    ``nn.Identity``/``nn.ReLU`` in the float one), so a float checkpoint loads by key.
+    ``constrain`` works as for :func:`build_mlp`: under ``"inner"`` the first
+    convolution and the classifier keep 8-bit unconstrained weights and the input is
+    quantized to 8 bits.
+    """
+    if quant not in QUANT_KINDS:
+        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
+    if constrain not in CONSTRAIN_POLICIES:
+        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    tokens = parse_cnn_spec(spec)
+    C, H, W = (int(d) for d in input_shape)
+    is_float = quant == "float"
+    edge = constrain == "inner"
+    n_weight = sum(t[0] in "cf" or t == "dw" for t in tokens) + 2 * tokens.count("r") + 1
+    state = {"layer": 0, "in_bits": EDGE_BITS if edge else act_bits}
+
+    def wquant(is_last: bool):
+        i = state["layer"]
+        state["layer"] += 1
+        is_edge = edge and (i == 0 or is_last)
+        if is_float:
+            return None
+        if quant == "baseline" or is_edge:
+            return IntWeightQuant(EDGE_BITS if is_edge else weight_bits)
+        return A2QWeightQuant(weight_bits, acc_bits, input_bits=state["in_bits"], input_signed=False,
+                              zero_center=(quant == "a2q+"))
+
+    def act(shared=None):
+        state["in_bits"] = act_bits
+        if is_float:
+            return nn.ReLU()
+        return QuantReLU(quant=shared) if shared is not None else QuantReLU(act_bits)
+
+    def requant():  # after an average: the mean is non-negative
+        state["in_bits"] = act_bits
+        return nn.Identity() if is_float else QuantIdentity(act_bits, signed=False)
+
+    def conv(cin, cout, groups=1):
+        return QuantConv2d(cin, cout, 3, stride=1, padding=1, groups=groups, bias=True,
+                           weight_quant=wquant(state["layer"] == n_weight - 1))
+
+    mods: list = [nn.Identity() if is_float else QuantIdentity(state["in_bits"], signed=False)]
+    last_act = mods[0]
+    flat = False
+    for t in tokens:
+        if flat and t[0] != "f":
+            raise A2QError(f"--arch '{spec}': '{t}' cannot follow a fully connected layer")
+        if t[0] == "c":
+            n = int(t[1:])
+            mods += [conv(C, n), act()]
+            C = n
+        elif t == "dw":
+            mods += [conv(C, C, groups=C), act()]
+        elif t in ("p", "a"):
+            if H < 2 or W < 2:
+                raise A2QError(f"--arch '{spec}': '{t}' on a {H}x{W} feature map (pooling needs at least 2x2)")
+            if t == "p":
+                mods.append(nn.MaxPool2d(2))
+            else:
+                mods += [nn.AvgPool2d(2), requant()]
+            H, W = H // 2, W // 2
+        elif t == "r":
+            if is_float:
+                body = nn.Sequential(conv(C, C), act(), conv(C, C), act())
+            else:
+                shared = last_act.quant
+                body = nn.Sequential(conv(C, C), act(), conv(C, C), act(shared))
+            mods.append(QuantResidual(body, act()))
+        elif t == "gap":
+            mods += [nn.AdaptiveAvgPool2d(1), requant()]
+            H = W = 1
+        else:  # fN
+            n = int(t[1:])
+            if not flat:
+                mods.append(nn.Flatten())
+                C, flat = C * H * W, True
+            mods += [QuantLinear(C, n, bias=True, weight_quant=wquant(False)), act()]
+            C = n
+        last = mods[-1]
+        if isinstance(last, QuantResidual):
+            last = last.post
+        if isinstance(last, (QuantReLU, QuantIdentity)):
+            last_act = last
+    if not flat:
+        mods.append(nn.Flatten())
+        C = C * H * W
+    mods.append(QuantLinear(C, classes, bias=True, weight_quant=wquant(True)))
     return nn.Sequential(*mods)
 
 

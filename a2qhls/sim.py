@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import A2QError
 from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
-from .passes.thresholds import compute_thresholds, effective_acc_bits
+from .passes.thresholds import acc_range, compute_thresholds, effective_acc_bits
 
 __all__ = ["wrap", "round_like_qonnx", "quantize_input", "to_real", "BitSim", "simulate"]
 
@@ -171,6 +171,17 @@ def taps(v: np.ndarray, kernel, stride, pads, fill=0):
             yield dy, dx, v[:, dy : dy + (OH - 1) * sh + 1 : sh, dx : dx + (OW - 1) * sw + 1 : sw]
 
 
+def threshold_lut(T: np.ndarray, lo: int, R: int, qmin: int, qmax: int) -> np.ndarray:
+    """``lut[j * R + (a - lo)] = qmin + #{t : a >= T[j, t]}`` for every accumulator ``a`` in
+    ``[lo, lo + R)``: one increment per threshold, then a running sum (no search)."""
+    C = T.shape[0]
+    dt = np.int8 if -128 <= qmin and qmax <= 127 else np.int16 if -(2**15) <= qmin and qmax < 2**15 else np.int64
+    steps = np.zeros((C, R + 1), dtype=dt)
+    np.add.at(steps, (np.repeat(np.arange(C), T.shape[1]), (T - lo).reshape(-1)), 1)
+    steps[:, 0] += dt(qmin)
+    return np.cumsum(steps[:, :R], axis=1, dtype=dt).reshape(-1)
+
+
 @dataclass
 class _DenseStage:
     op: Dense
@@ -225,12 +236,18 @@ class BitSim:
     those widths.
     """
 
-    LUT_MAX = 1 << 20  # requantization by table lookup when channels * accumulator range fits
+    LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
 
     def __init__(self, model: Model, acc_bits: dict | None = None):
         self.model = model
         self.acc_bits = effective_acc_bits(model, acc_bits)
         compute_thresholds(model, self.acc_bits)
+        # an accumulator whose exact range fits its width never wraps: skip the (no-op) wrap there
+        self.wraps = {}
+        for op in model.accumulating_ops():
+            lo, hi = acc_range(model, op)
+            P = self.acc_bits[op.name]
+            self.wraps[op.name] = not (-(1 << (P - 1)) <= lo and hi <= (1 << (P - 1)) - 1)
         self.stages: dict = {}
         for op in model.ops:
             if isinstance(op, Dense):
@@ -295,8 +312,7 @@ class BitSim:
         T_flat = (T + offsets[:, None]).reshape(-1)
         st = _RequantStage(op, qmin, T_flat, offsets, NT, T)
         if C * R <= self.LUT_MAX:  # a lookup table of every accumulator value: one gather per element
-            st.lut = (qmin + np.searchsorted(T_flat, np.arange(C * R, dtype=np.int64), side="right")
-                      - np.repeat(np.arange(C, dtype=np.int64) * NT, R))
+            st.lut = threshold_lut(T, lo, R, qmin, op.out_type.qmax)
         return st
 
     # ------------------------------------------------------------------ ops
@@ -308,7 +324,7 @@ class BitSim:
         acc = _to_int(v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), st.kind)
         if st.bias is not None:
             acc = acc + st.bias
-        return acc if exact else wrap(acc, st.P)
+        return acc if exact else self._wrap(st, acc)
 
     def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
@@ -327,7 +343,7 @@ class BitSim:
             acc = _to_int(cols @ st.w if st.kind != "obj" else cols.dot(st.w), st.kind).reshape(B, OH, OW, -1)
         if st.bias is not None:
             acc = acc + st.bias
-        return acc if exact else wrap(acc, st.P)
+        return acc if exact else self._wrap(st, acc)
 
     def pool(self, st: _PoolStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         op = st.op
@@ -340,13 +356,16 @@ class BitSim:
         v = x.astype(np.int64) - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
-        return acc if exact else wrap(acc, st.P)
+        return acc if exact else self._wrap(st, acc)
 
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
         ma, mb = (int(m) for m in st.op.multipliers)
         dt = object if st.kind == "obj" else np.int64
         acc = ma * (np.asarray(a).astype(dt) - st.zps[0]) + mb * (np.asarray(b).astype(dt) - st.zps[1])
-        return acc if exact else wrap(acc, st.P)
+        return acc if exact else self._wrap(st, acc)
+
+    def _wrap(self, st, acc: np.ndarray) -> np.ndarray:
+        return wrap(acc, st.P) if self.wraps[st.op.name] else acc
 
     def accumulate(self, op, inputs: list, *, exact: bool = False) -> np.ndarray:
         """The accumulator of any accumulating op from its input tensors' stored integers."""

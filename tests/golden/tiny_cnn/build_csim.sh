@@ -11,5 +11,17 @@ if [ -z "$inc" ] || [ ! -f "$inc/ap_int.h" ]; then
     echo "build_csim.sh: set AP_INCLUDE (a folder with ap_int.h and hls_stream.h) or XILINX_HLS" >&2
     exit 2
 fi
-exec "${CXX:-g++}" ${CXXFLAGS:--O1} -std=c++14 -w -I"$inc" -I"$here/firmware" \
-    "$here/firmware/a2q_top.cpp" "$here/tb/a2q_tb.cpp" -o "${CSIM_BIN:-$here/a2q_csim}"
+cxx="${CXX:-g++}"
+flags=(${CXXFLAGS:--O1} -std=c++14 -w -I"$inc" -I"$here/firmware")
+obj="$(mktemp -d)"
+trap 'rm -rf "$obj"' EXIT
+# The design and the testbench compile in parallel: most of each is parsing the ap_int headers.
+"$cxx" "${flags[@]}" -c "$here/firmware/a2q_top.cpp" -o "$obj/top.o" &
+design=$!
+"$cxx" "${flags[@]}" -c "$here/tb/a2q_tb.cpp" -o "$obj/tb.o" &
+tb=$!
+status=0
+wait "$design" || status=$?
+wait "$tb" || status=$?
+[ "$status" -eq 0 ] || exit "$status"
+"$cxx" "${flags[@]}" "$obj/top.o" "$obj/tb.o" -o "${CSIM_BIN:-$here/a2q_csim}"

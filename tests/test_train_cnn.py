@@ -125,3 +125,21 @@ def test_train_export_inspect_build_cosim_end_to_end(digits_cnn, tmp_path):
     rep = json.loads(proc.stdout)
     assert rep["samples"] == 200 + 2 * len(rows)
     assert rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+
+
+def test_trained_cnn_one_bit_narrower_is_caught(digits_cnn, tmp_path):
+    """The depthwise layer of the trained CNN one bit below its derived width: C++ and the model
+    still agree bit for bit, and both disagree with QONNX on the adversarial inputs."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not on PATH")
+    path, _ = digits_cnn
+    rows = json.loads(_cli("inspect", str(path), "--json").stdout)["layers"]
+    dw = rows[1]
+    assert dw["op"] == "Conv" and dw["K"] == 9  # the depthwise 3x3 layer
+    out = tmp_path / "narrow"
+    proc = _cli("build", str(path), "--out", str(out), "--acc-bits", f"{dw['name']}={dw['acc_bits'] - 1}")
+    assert proc.returncode == 0 and "below its safe width" in proc.stderr
+    proc = _cli("cosim", str(out), "--random", "50", "--adversarial", "--json")
+    rep = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] > 0

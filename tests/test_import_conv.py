@@ -177,3 +177,50 @@ def test_residual_add_with_unrelated_scales_is_a_clear_error(tmp_path):
 
     with pytest.raises(A2QError, match="'res'.*no small integer ratio"):
         load_qonnx(save(residual_graph(branch_scale=0.3, in_scale=0.1), tmp_path / "res.onnx"))
+
+
+# ---------------------------------------------------------------- sizing properties (IR level)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from a2qhls.ir import IntType  # noqa: E402
+from a2qhls.passes.accumulator import size_layer  # noqa: E402
+
+
+@st.composite
+def conv_case(draw):
+    depthwise = draw(st.booleans())
+    cin = draw(st.integers(1, 3))
+    cout = cin if depthwise else draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    H = draw(st.integers(1, 5))
+    W = draw(st.integers(1, 5))
+    if H + pads[0] + pads[2] < kh or W + pads[1] + pads[3] < kw:
+        H, W = H + kh, W + kw
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    w = np.array(draw(st.lists(st.integers(-7, 7), min_size=cout * (1 if depthwise else cin) * kh * kw,
+                               max_size=cout * (1 if depthwise else cin) * kh * kw)))
+    w = w.reshape(cout, 1 if depthwise else cin, kh, kw)
+    bits = draw(st.integers(1, 4))
+    signed = draw(st.booleans()) if bits > 1 else False
+    zp = draw(st.integers(-3, 3))
+    return w, (H, W), stride, pads, cin if depthwise else 1, IntType(bits, signed, False, zp)
+
+
+@settings(max_examples=150, deadline=None)
+@given(conv_case())
+def test_conv_and_depthwise_sizing_equals_brute_force(case):
+    """Any kernel, stride, asymmetric padding, zero-point, groups: the pass's per-channel range equals
+    direct enumeration over every window, and the derived width is the least that holds it."""
+    w, (H, W), stride, pads, groups, in_t = case
+    cout = w.shape[0]
+    cin = w.shape[1] * groups
+    conv = Conv("c", ["x"], ["y"], np.ascontiguousarray(w.transpose(0, 2, 3, 1)), IntType(4, True, True),
+                np.ones(cout), None, w.shape[2:], stride, pads, groups, (H, W, cin))
+    rep = size_layer(conv, in_t)
+    lo, hi = brute_force_range(w, H, W, stride, pads, in_t.vmin, in_t.vmax)
+    assert rep.per_channel_min.tolist() == lo.tolist() and rep.per_channel_max.tolist() == hi.tolist()
+    assert rep.acc_bits == int(bounds.signed_bits_for_range(lo, hi).max())
+    if groups > 1:
+        assert conv.depthwise or cin == 1

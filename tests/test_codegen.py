@@ -1,21 +1,19 @@
 """Code generation: golden text of a tiny model, determinism, folding rules, types in the C++."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 import hand_models
+from golden_files import assert_matches_golden
 from a2qhls import codegen
 from a2qhls.errors import A2QError
 from a2qhls.ir import IntType
 from a2qhls.passes.folding import default_folding, divisors, validate_folding
 from a2qhls.passes.thresholds import compute_thresholds
 
-GOLDEN = Path(__file__).parent / "golden" / "tiny"
-REGEN = os.environ.get("A2QHLS_REGEN_GOLDEN") == "1"
 
 
 def _tiny():
@@ -28,16 +26,7 @@ def _tiny():
 def test_golden_tiny_project():
     """Every rendered file of a 4-4-2 model equals tests/golden/tiny/ (A2QHLS_REGEN_GOLDEN=1 rewrites)."""
     m, fold = _tiny()
-    files = codegen.generate(m, fold)
-    if REGEN:
-        for rel, text in files.items():
-            p = GOLDEN / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-    stored = sorted(str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file())
-    assert stored == sorted(files)
-    for rel, text in files.items():
-        assert (GOLDEN / rel).read_text() == text, f"{rel} differs from the golden file (A2QHLS_REGEN_GOLDEN=1 to update)"
+    assert_matches_golden(codegen.generate(m, fold), "tiny")
 
 
 def test_generate_is_deterministic_and_uses_derived_widths():

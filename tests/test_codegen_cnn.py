@@ -1,20 +1,17 @@
 """CNN code generation: golden text of a tiny model with every unit kind, folding rules, FIFO depths."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 import hand_models
+from golden_files import assert_matches_golden
 from a2qhls import codegen
 from a2qhls.errors import A2QError
 from a2qhls.ir import IntType
 from a2qhls.passes.folding import default_folding, layer_cycles, validate_folding
 from a2qhls.passes.thresholds import compute_thresholds
 
-GOLDEN = Path(__file__).parent / "golden" / "tiny_cnn"
-REGEN = os.environ.get("A2QHLS_REGEN_GOLDEN") == "1"
 
 
 def _tiny():
@@ -29,16 +26,7 @@ def test_golden_tiny_cnn_project():
     """conv (window generator + MVU), depthwise (+ VVU), max pool, fork, residual add, average pool,
     dense head: every rendered file equals tests/golden/tiny_cnn/ (A2QHLS_REGEN_GOLDEN=1 rewrites)."""
     m, fold = _tiny()
-    files = codegen.generate(m, fold)
-    if REGEN:
-        for rel, text in files.items():
-            p = GOLDEN / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-    stored = sorted(str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file())
-    assert stored == sorted(files)
-    for rel, text in files.items():
-        assert (GOLDEN / rel).read_text() == text, f"{rel} differs from the golden file (A2QHLS_REGEN_GOLDEN=1 to update)"
+    assert_matches_golden(codegen.generate(m, fold), "tiny_cnn")
 
 
 def test_units_streams_and_fifo_depth_on_the_bypass():

@@ -24,17 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import best_of  # bench/timing.py
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-
-
-def best_of(fn, n=3):
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
 
 
 def main() -> int:

@@ -11,17 +11,10 @@ import sys
 import tempfile
 import time
 
+from timing import best_of  # bench/timing.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-
-def best_of(fn, n=5):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main():
@@ -42,8 +35,8 @@ def main():
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.util.cleanup import cleanup_model
 
-        t_ours = best_of(lambda: size_accumulators(load_qonnx(path)))
-        t_qonnx = best_of(lambda: cleanup_model(ModelWrapper(path)))
+        t_ours = best_of(lambda: size_accumulators(load_qonnx(path)), 5)
+        t_qonnx = best_of(lambda: cleanup_model(ModelWrapper(path)), 5)
         t_cli = best_of(lambda: subprocess.run([sys.executable, "-m", "a2qhls", "inspect", path, "--json"],
                                                 capture_output=True, check=False), n=3)
         model = size_accumulators(load_qonnx(path))

@@ -24,7 +24,7 @@ def main():
     tmp = tempfile.mkdtemp()
     torch.manual_seed(0)
     rows = []
-    for quant in ("a2q+", "baseline"):
+    for quant in ("a2q+", "baseline"):  # Brevitas's plain export (A2Q+ layers keep their raw float weights)
         m = bm.make_mlp([784, 64, 64, 10], quant, 4, 4, 12)
         m.eval()
         m(torch.rand(8, 784))

@@ -362,7 +362,7 @@ def _make_dense(ctx: _Ctx, node, x: TensorInfo, w: QConst, out: str) -> AccState
         raise A2QError(f"{ctx.where(node)}: input has {size} features but the weight expects {K}")
     st = ctx.state.get(node.input[0])
     if len(x.shape) == 3:
-        if not (isinstance(st, IntState) and (st.flattened or tuple(x.shape[:2]) == (1, 1))):  # [1, 1, C]: same order either way
+        if not (isinstance(st, IntState) and st.flattened):
             raise A2QError(f"{ctx.where(node)}: a layer on a feature map needs a Flatten before it")
         H, W, Cin = x.shape
         perm = np.arange(K).reshape(Cin, H, W).transpose(1, 2, 0).reshape(-1)  # ours (h, w, c) -> ONNX (c, h, w)
@@ -523,7 +523,7 @@ def _on_reshape(ctx: _Ctx, node) -> None:
         return
     if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
         shape = ctx.tensors[st.tensor].shape
-        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 and shape[:2] != (1, 1) or st.flattened)
+        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
         return
     if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):
         ctx.state[out] = st

@@ -43,6 +43,7 @@ SUPPORTED_OPS = (
     "GlobalAveragePool",
     "Add",
     "Mul",
+    "BatchNormalization",
     "Relu",
     "Transpose",
     "Flatten",
@@ -501,6 +502,33 @@ def _on_mul(ctx: _Ctx, node) -> None:
     raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")
 
 
+def _on_batchnorm(ctx: _Ctx, node) -> None:
+    """Inference BatchNormalization on a layer's accumulator: a per-channel positive affine map,
+    absorbed into the accumulator's real-value scale and offset (and so into the thresholds)."""
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, AccState) or st.relu:
+        raise A2QError(f"{ctx.where(node)}: BatchNormalization is supported directly after a Conv/Gemm/MatMul (before Relu/Quant)")
+    params = []
+    for what, name in zip(("scale", "bias", "mean", "var"), node.input[1:5]):
+        v = _const_array(ctx, name)
+        if v is None:
+            raise A2QError(f"{ctx.where(node)}: the {what} input '{name}' is not a constant")
+        params.append(np.asarray(v, dtype=np.float64).reshape(-1))
+    gamma, beta, mean, var = params
+    C = st.layer.channels
+    if any(p.size not in (1, C) for p in params):
+        raise A2QError(f"{ctx.where(node)}: parameters do not match the layer's {C} channels")
+    a = gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    if np.any(~np.isfinite(a)) or np.any(a <= 0):
+        j = int(np.argmax(~np.isfinite(a) | (a <= 0)))
+        raise A2QError(
+            f"{ctx.where(node)}: channel {j} has a non-positive scale gamma/sqrt(var+eps) = {a.reshape(-1)[j]:.6g}; "
+            "a2qhls supports BatchNormalization with positive scales"
+        )
+    b = beta - mean * a
+    ctx.state[node.output[0]] = AccState(st.layer, st.scale * a, st.offset * a + b, False)
+
+
 def _on_relu(ctx: _Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
     if isinstance(st, AccState):
@@ -705,6 +733,7 @@ HANDLERS = {
     "MatMul": _on_matmul,
     "Add": _on_add,
     "Mul": _on_mul,
+    "BatchNormalization": _on_batchnorm,
     "Relu": _on_relu,
     "Flatten": _on_reshape,
     "Reshape": _on_reshape,

@@ -42,6 +42,7 @@ def layer_record(model: Model, dense, per_channel: bool = True) -> dict:
         "quant": getattr(dense, "quant_kind", None),
         "exceeds_target": r.exceeds_target,
         "worst_channel": r.worst_channel,
+        "negated_channels": list(getattr(dense, "negated_channels", ())),
         "adversarial_input_max": [int(v) for v in r.adversarial_max],
         "adversarial_input_min": [int(v) for v in r.adversarial_min],
     }

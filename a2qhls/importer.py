@@ -518,15 +518,31 @@ def _on_batchnorm(ctx: _Ctx, node) -> None:
     C = st.layer.channels
     if any(p.size not in (1, C) for p in params):
         raise A2QError(f"{ctx.where(node)}: parameters do not match the layer's {C} channels")
-    a = gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
-    if np.any(~np.isfinite(a)) or np.any(a <= 0):
-        j = int(np.argmax(~np.isfinite(a) | (a <= 0)))
-        raise A2QError(
-            f"{ctx.where(node)}: channel {j} has a non-positive scale gamma/sqrt(var+eps) = {a.reshape(-1)[j]:.6g}; "
-            "a2qhls supports BatchNormalization with positive scales"
-        )
+    a = np.broadcast_to(gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5))), (C,)).copy()
+    if np.any(~np.isfinite(a)) or np.any(a == 0):
+        j = int(np.argmax(~np.isfinite(a) | (a == 0)))
+        raise A2QError(f"{ctx.where(node)}: channel {j} has a zero or non-finite scale gamma/sqrt(var+eps)")
     b = beta - mean * a
-    ctx.state[node.output[0]] = AccState(st.layer, st.scale * a, st.offset * a + b, False)
+    scale, offset = st.scale * a, st.offset * a + b
+    neg = np.flatnonzero(scale < 0)
+    if neg.size:
+        # v = scale_j * acc + offset_j with scale_j < 0: negate channel j's weights and bias, so that the
+        # accumulator -acc grows with v and the thresholds stay ">= T" (the sizing pass sizes what is computed)
+        layer = st.layer
+        sole_use = len(ctx.consumers.get(layer.outputs[0], [])) <= 1
+        if not isinstance(layer, (Dense, Conv)) or not sole_use or layer.negated_channels:
+            raise A2QError(
+                f"{ctx.where(node)}: a negative scale is supported only directly after a Conv/Gemm/MatMul "
+                "whose output feeds this BatchNormalization alone"
+            )
+        layer.weight = layer.weight.copy()
+        layer.weight[neg] *= -1
+        if layer.bias is not None:
+            layer.bias = layer.bias.copy()
+            layer.bias[neg] *= -1
+        layer.negated_channels = tuple(int(j) for j in neg)
+        scale = np.abs(scale)
+    ctx.state[node.output[0]] = AccState(st.layer, scale, offset, False)
 
 
 def _on_relu(ctx: _Ctx, node) -> None:

@@ -109,6 +109,9 @@ class Dense:
     source_op: str = "MatMul"  # the QONNX op it came from
     target_acc_bits: Optional[int] = None  # from the model's annotations
     quant_kind: Optional[str] = None  # e.g. "a2q", "a2q+", from the model's annotations
+    # output channels whose weights (and bias) the importer negated, so that the accumulator grows
+    # with the activation's real value (a negative BatchNormalization scale); see importer
+    negated_channels: tuple = ()
     # filled by passes.accumulator.size_accumulators
     acc: Optional["AccumulatorReport"] = None
 
@@ -173,6 +176,7 @@ class Conv(_SlidingWindow):
     source_op: str = "Conv"
     target_acc_bits: Optional[int] = None
     quant_kind: Optional[str] = None
+    negated_channels: tuple = ()  # as for Dense
     acc: Optional["AccumulatorReport"] = None
 
     op = "Conv"

@@ -67,7 +67,33 @@ def test_batchnorm_is_absorbed_and_cosimulates_exactly(tmp_path, capsys):
     assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
 
 
-def test_negative_batchnorm_scale_is_a_clear_error(tmp_path):
-    path = export(brevitas_bn_cnn(negative_gamma=True), tmp_path / "neg.onnx")
-    with pytest.raises(A2QError, match="BatchNormalization.*channel 1 has a non-positive scale"):
-        load_qonnx(path)
+def test_negative_batchnorm_scale_negates_that_channel_and_stays_exact(tmp_path, capsys):
+    """gamma < 0 makes the activation decrease with the accumulator: the importer negates that
+    channel's weights so thresholds stay '>=', and the result still matches QONNX bit for bit."""
+    from a2qhls.cli import main
+
+    net = brevitas_bn_cnn(negative_gamma=True)
+    path = export(net, tmp_path / "neg.onnx")
+    plain = export(brevitas_bn_cnn(), tmp_path / "pos.onnx")
+    conv = load_qonnx(path).ops[1]
+    ref = load_qonnx(plain).ops[1].weight  # the same conv weights, as the file holds them
+    assert conv.negated_channels == (1,)
+    assert np.array_equal(conv.weight[1], -ref[1]) and np.array_equal(np.delete(conv.weight, 1, 0), np.delete(ref, 1, 0))
+    out = tmp_path / "hls"
+    assert main(["build", path, "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["cosim", str(out), "--random", "300", "--adversarial", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+
+
+def test_batchnorm_not_after_a_layer_is_a_clear_error(tmp_path):
+    from qonnx_graphs import GraphBuilder, save
+
+    g = GraphBuilder()
+    x = g.quant("x", 0.25, 0, 4, False, False)
+    c = [g.const(n, np.ones(3, np.float32)) for n in ("g", "b", "m", "v")]
+    y = g.node("BatchNormalization", [x, *c], name="bn")
+    m = g.model("x", y, [3], 3, batch=1)
+    with pytest.raises(A2QError, match="'bn'.*directly after a Conv/Gemm/MatMul"):
+        load_qonnx(save(m, tmp_path / "bn.onnx"))

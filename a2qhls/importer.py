@@ -293,11 +293,34 @@ def _on_quant(ctx: _Ctx, node) -> None:
         ctx.state[out] = IntState(out)
         return
     if isinstance(st, IntState):
-        raise A2QError(
-            f"{ctx.where(node)}: re-quantizing an already quantized tensor ('{src}') is not supported; "
-            "a2qhls supports Quant on the graph input and on a layer's output ([Relu ->] Quant)"
-        )
+        _on_requant_of_activation(ctx, node, st, scale, zp, dtype, rounding)
+        return
     raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+
+
+def _on_requant_of_activation(ctx: _Ctx, node, st: IntState, scale, zp, dtype: IntType, rounding: str) -> None:
+    """A Quant right after another activation Quant (e.g. QuantReLU -> QuantIdentity, or a layer's
+    input quantizer): folded into the first one's thresholds when nothing else reads the first."""
+    src = node.input[0]
+    first = next((op for op in ctx.ops if isinstance(op, Requant) and op.outputs[0] == st.tensor), None)
+    if first is None or st.tensor != src or len(ctx.consumers.get(src, [])) != 1:
+        raise A2QError(
+            f"{ctx.where(node)}: re-quantizing '{src}' is supported only right after a layer's activation Quant "
+            "that nothing else reads; a2qhls supports Quant on the graph input and on a layer's output ([Relu ->] Quant)"
+        )
+    info = ctx.tensors.pop(first.outputs[0])
+    ctx.ops.remove(first)
+    out = node.output[0]
+    C = info.shape[-1]
+    s = np.asarray(scale, dtype=np.float32)
+    op = Requant(
+        name=node.name, inputs=list(first.inputs), outputs=[out], relu=False,
+        scale=s.reshape(-1) if s.size > 1 else s.reshape(()), zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
+        out_type=dtype, rounding_mode=rounding, pre=first,
+    )
+    ctx.ops.append(op)
+    ctx.tensors[out] = TensorInfo(out, info.shape, dtype, _scale_vec(scale, C), np.zeros(C))
+    ctx.state[out] = IntState(out)
 
 
 def _scale_vec(scale, C: int) -> np.ndarray:

@@ -284,6 +284,10 @@ class Requant:
     rounding_mode: str
     thresholds: Optional[np.ndarray] = None  # [channels, qmax - qmin], filled by a pass
     trunc: Optional[TruncSpec] = None
+    # two quantizers in a row (e.g. QuantReLU -> QuantIdentity): ``pre`` maps the accumulator to an
+    # intermediate activation q1 (never materialized), this op requantizes q1's real value
+    # ``pre.scale * (q1 - pre.zero_point)``; the thresholds fold both into one unit on the accumulator
+    pre: Optional["Requant"] = None
 
     op = "Requant"
 

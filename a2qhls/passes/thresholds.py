@@ -151,6 +151,10 @@ def effective_acc_bits(model: Model, acc_bits: dict | None = None) -> dict:
 
 def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant, channel: int) -> int:
     """The definition, on one exact integer: used by tests as the reference."""
+    if op.pre is not None:  # q1 = pre(acc), then this op on q1's real value
+        q1 = requant_exact(acc, scale_in, offset_in, op.pre, channel)
+        s1, zp1 = _pre_scale(op.pre, channel)
+        return requant_exact(q1, s1, -s1 * zp1, _single(op), channel)
     sc = np.asarray(op.scale).reshape(-1)
     zps = np.asarray(op.zero_point).reshape(-1)
     s = Fraction(float(sc[channel if sc.size > 1 else 0]))
@@ -167,6 +171,19 @@ def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant
     return min(max(q, op.out_type.qmin), op.out_type.qmax)
 
 
+def _single(op: Requant) -> Requant:
+    """``op`` without its ``pre`` stage."""
+    from dataclasses import replace
+
+    return replace(op, pre=None, thresholds=None)
+
+
+def _pre_scale(pre: Requant, channel: int) -> tuple[Fraction, Fraction]:
+    """(scale, zero-point) of the intermediate activation ``pre`` produces, for one channel."""
+    sc = np.asarray(pre.scale).reshape(-1)
+    return Fraction(float(sc[channel if sc.size > 1 else 0])), Fraction(int(pre.out_type.zero_point))
+
+
 def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fraction, bool]:
     """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``."""
     c, strict = level_breakpoint(k, op.rounding_mode)
@@ -181,6 +198,8 @@ def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fract
 
 def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
     """``T[C, qmax - qmin]`` (int64 or object) for accumulators known to lie in ``[lo, hi]``."""
+    if op.pre is not None:
+        return _composed_thresholds(op, acc_scale, acc_offset, lo, hi)
     C = int(np.asarray(acc_scale).reshape(-1).size)
     sa = _vec(acc_scale, C)
     oa = _vec(acc_offset, C)
@@ -207,6 +226,22 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
     if max(abs(lo), abs(hi) + 1) < 2**62:
         T = T.astype(np.int64)
     return T
+
+
+def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
+    """Thresholds of ``op`` after ``op.pre``: ``q2 >= k``  iff  ``q1 >= t``  iff  ``acc >= T1[t]``."""
+    pre = op.pre
+    T1 = requant_thresholds(pre, acc_scale, acc_offset, lo, hi)
+    C = T1.shape[0]
+    q1min, q1max = pre.out_type.qmin, pre.out_type.qmax
+    s1 = np.broadcast_to(np.asarray(pre.scale, dtype=np.float64).reshape(-1), (C,))
+    T2 = requant_thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)  # over q1
+    T = np.empty(T2.shape, dtype=object)
+    for j in range(C):
+        for k in range(T2.shape[1]):
+            t = int(T2[j, k])
+            T[j, k] = lo if t <= q1min else (hi + 1 if t > q1max else int(T1[j, t - q1min - 1]))
+    return T.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else T
 
 
 def compute_thresholds(model: Model, acc_bits: dict | None = None) -> Model:

@@ -1,0 +1,89 @@
+"""Quantizers in a row (QuantReLU -> QuantIdentity -> a layer's input quantizer): one threshold unit."""
+import itertools
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from a2qhls import load_qonnx, size_accumulators
+from a2qhls.errors import A2QError
+from a2qhls.ir import IntType, Requant
+from a2qhls.passes.thresholds import ROUNDING_MODES, requant_exact, requant_thresholds
+
+
+def rq(name, scale, bits, signed, mode="ROUND", relu=False, zp=0, pre=None):
+    return Requant(name, ["a"], [name], relu=relu, scale=np.asarray(scale, np.float32), zero_point=np.asarray(zp, np.float32),
+                   out_type=IntType(bits, signed, False, zp), rounding_mode=mode, pre=pre)
+
+
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_composed_thresholds_equal_the_two_stage_definition(mode):
+    rng = np.random.default_rng(0)
+    for bits1, bits2, signed2, zp1 in itertools.product((3, 6), (2, 4), (False, True), (0, 2)):
+        first = rq("q1", rng.uniform(0.05, 0.3), bits1, False, "ROUND", relu=True, zp=zp1)
+        op = rq("q2", rng.uniform(0.1, 0.8), bits2, signed2, mode, pre=first)
+        sa, off, lo, hi = np.array([0.013, 0.021]), np.array([-0.1, 0.05]), -300, 300
+        T = requant_thresholds(op, sa, off, lo, hi)
+        assert T.shape == (2, op.out_type.qmax - op.out_type.qmin)
+        for j in range(2):
+            for acc in range(lo, hi + 1, 3):
+                want = requant_exact(acc, Fraction(sa[j]), Fraction(off[j]), op, j)
+                assert op.out_type.qmin + int(np.sum(acc >= T[j])) == want, (mode, j, acc)
+
+
+def brevitas_chain_mlp():
+    import torch
+    import torch.nn as nn
+    import brevitas.nn as qnn
+    from brevitas.quant import Int8ActPerTensorFloat
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+        qnn.QuantLinear(16, 12, weight_bit_width=4),
+        qnn.QuantReLU(bit_width=6, return_quant_tensor=True),
+        qnn.QuantIdentity(bit_width=4, return_quant_tensor=True),
+        qnn.QuantLinear(12, 8, weight_bit_width=4, input_quant=Int8ActPerTensorFloat, input_bit_width=3),
+        qnn.QuantReLU(bit_width=4, return_quant_tensor=True),
+        qnn.QuantLinear(8, 3, weight_bit_width=4),
+    )
+    net.train()
+    for _ in range(5):
+        net(torch.randn(32, 16))
+    return net.eval()
+
+
+def test_brevitas_quant_chain_imports_as_one_requant_and_cosimulates(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from brevitas.export import export_qonnx
+
+    from a2qhls.cli import main
+
+    path = str(tmp_path / "chain.onnx")
+    export_qonnx(brevitas_chain_mlp(), torch.zeros(1, 16), path)
+    model = size_accumulators(load_qonnx(path))
+    assert [type(op).__name__ for op in model.ops] == ["InputQuant", "Dense", "Requant", "Dense", "Requant", "Dense"]
+    chain = model.ops[2]
+    assert chain.pre is not None and chain.pre.pre is not None and chain.pre.pre.relu  # relu 6b -> 4b -> 3b
+    assert str(model.tensors[model.ops[3].inputs[0]].dtype) == "int3"  # the layer's own input quantizer
+    out = tmp_path / "hls"
+    assert main(["build", path, "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["cosim", str(out), "--random", "500", "--adversarial", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+
+
+def test_requantizing_a_shared_activation_is_a_clear_error(tmp_path):
+    from qonnx_graphs import GraphBuilder, save
+
+    g = GraphBuilder()
+    x = g.quant("x", 0.1, 0, 8, True, False)
+    w = g.quant(g.const("w", np.ones((3, 4), np.float32)), 0.5, 0, 4, True, True)
+    y = g.quant(g.node("Relu", [g.node("Gemm", [x, w], {"transB": 1})]), 0.5, 0, 4, False, False, name="act")
+    a = g.quant(y, 0.25, 0, 3, False, False, name="again")
+    s = g.node("Add", [a, y])  # 'act' is read twice: by 'again' and by the Add
+    m = g.model("x", s, [4], 3, batch=1)
+    with pytest.raises(A2QError, match="'again'.*nothing else reads"):
+        load_qonnx(save(m, tmp_path / "m.onnx"))

@@ -132,6 +132,7 @@ class IntState:
 
     tensor: str
     flattened: bool = False
+    relu: bool = False  # a Relu applied to it, pending the Quant that must follow
 
 
 @dataclass
@@ -303,7 +304,9 @@ def _on_requant_of_activation(ctx: _Ctx, node, st: IntState, scale, zp, dtype: I
     input quantizer): folded into the first one's thresholds when nothing else reads the first."""
     src = node.input[0]
     first = next((op for op in ctx.ops if isinstance(op, Requant) and op.outputs[0] == st.tensor), None)
-    if first is None or st.tensor != src or len(ctx.consumers.get(src, [])) != 1:
+    onnx_src = st.tensor  # the first Quant's output (a Relu may stand between)
+    if first is None or len(ctx.consumers.get(onnx_src, [])) != 1 or (not st.relu and src != onnx_src) \
+            or (st.relu and len(ctx.consumers.get(src, [])) != 1):
         raise A2QError(
             f"{ctx.where(node)}: re-quantizing '{src}' is supported only right after a layer's activation Quant "
             "that nothing else reads; a2qhls supports Quant on the graph input and on a layer's output ([Relu ->] Quant)"
@@ -314,7 +317,7 @@ def _on_requant_of_activation(ctx: _Ctx, node, st: IntState, scale, zp, dtype: I
     C = info.shape[-1]
     s = np.asarray(scale, dtype=np.float32)
     op = Requant(
-        name=node.name, inputs=list(first.inputs), outputs=[out], relu=False,
+        name=node.name, inputs=list(first.inputs), outputs=[out], relu=st.relu,
         scale=s.reshape(-1) if s.size > 1 else s.reshape(()), zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
         out_type=dtype, rounding_mode=rounding, pre=first,
     )
@@ -364,8 +367,15 @@ def _weight_of(ctx: _Ctx, node, name: str, layout: str) -> QConst:
     return QConst(ints=np.ascontiguousarray(ints), scale=scale[:, 0].copy(), dtype=w.dtype, value=w.value)
 
 
+def _no_pending_relu(ctx: _Ctx, node, *states) -> None:
+    if any(isinstance(st, IntState) and st.relu for st in states):
+        raise A2QError(f"{ctx.where(node)}: a Relu of an activation must be followed by a Quant before {node.op_type}")
+
+
 def _layer_input(ctx: _Ctx, node, name: str) -> TensorInfo:
     st = ctx.state.get(name)
+    if isinstance(st, IntState) and st.relu:
+        raise A2QError(f"{ctx.where(node)}: the input '{name}' is a Relu of an activation without a Quant after it")
     if isinstance(st, IntState):
         info = ctx.tensors[st.tensor]
         if np.unique(info.scale).size != 1:
@@ -478,6 +488,7 @@ def _on_add(ctx: _Ctx, node) -> None:
         ctx.state[node.output[0]] = _add_bias(ctx, node, st, b, node.output[0])
         return
     if isinstance(st, IntState) and isinstance(ctx.state.get(b), IntState):
+        _no_pending_relu(ctx, node, st, ctx.state.get(b))
         _on_residual_add(ctx, node, ctx.tensors[st.tensor], ctx.tensors[ctx.state[b].tensor])
         return
     raise A2QError(
@@ -573,7 +584,10 @@ def _on_relu(ctx: _Ctx, node) -> None:
     if isinstance(st, AccState):
         ctx.state[node.output[0]] = AccState(st.layer, st.scale, st.offset, True)
         return
-    raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output (before its activation Quant) only")
+    if isinstance(st, IntState) and not st.flattened:  # e.g. QuantIdentity -> QuantReLU: folds into the next Quant
+        ctx.state[node.output[0]] = IntState(st.tensor, relu=True)
+        return
+    raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output or an activation, followed by a Quant")
 
 
 def _on_reshape(ctx: _Ctx, node) -> None:
@@ -589,6 +603,7 @@ def _on_reshape(ctx: _Ctx, node) -> None:
         ctx.state[out] = FloatInput((int(out_shape[1]),))
         return
     if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
+        _no_pending_relu(ctx, node, st)
         shape = ctx.tensors[st.tensor].shape
         ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
         return
@@ -700,6 +715,7 @@ def _on_pool(ctx: _Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
     if not isinstance(st, IntState):
         raise A2QError(f"{ctx.where(node)}: pooling is supported on a quantized tensor only (put it after a Quant)")
+    _no_pending_relu(ctx, node, st)
     x = _feature_map(ctx, node)
     if node.op_type == "GlobalAveragePool":
         kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
@@ -865,7 +881,7 @@ def load_qonnx(path: str) -> Model:
                 raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
             _finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
             outputs.append(st.layer.outputs[0])
-        elif isinstance(st, IntState):
+        elif isinstance(st, IntState) and not st.relu:
             outputs.append(st.tensor)
         else:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")

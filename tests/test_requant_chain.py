@@ -87,3 +87,37 @@ def test_requantizing_a_shared_activation_is_a_clear_error(tmp_path):
     m = g.model("x", s, [4], 3, batch=1)
     with pytest.raises(A2QError, match="'again'.*nothing else reads"):
         load_qonnx(save(m, tmp_path / "m.onnx"))
+
+
+def test_quantidentity_then_quantrelu_folds_the_relu(tmp_path, capsys):
+    """Relu between two activation Quants (a signed QuantIdentity, then a QuantReLU) is part of the fold."""
+    torch = pytest.importorskip("torch")
+    import torch.nn as nn
+    import brevitas.nn as qnn
+    from brevitas.export import export_qonnx
+
+    from a2qhls.cli import main
+
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+        qnn.QuantLinear(16, 12, weight_bit_width=4),
+        qnn.QuantIdentity(bit_width=6, return_quant_tensor=True),  # signed
+        qnn.QuantReLU(bit_width=4, return_quant_tensor=True),
+        qnn.QuantLinear(12, 3, weight_bit_width=4),
+    )
+    net.train()
+    for _ in range(5):
+        net(torch.randn(32, 16))
+    net.eval()
+    path = str(tmp_path / "idrelu.onnx")
+    export_qonnx(net, torch.zeros(1, 16), path)
+    model = load_qonnx(path)
+    r = model.ops[2]
+    assert r.relu and r.pre is not None and not r.pre.relu and r.pre.out_type.signed
+    out = tmp_path / "hls"
+    assert main(["build", path, "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["cosim", str(out), "--random", "500", "--adversarial", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0

@@ -280,15 +280,32 @@ def _reshape_input(project: Project, x: np.ndarray) -> np.ndarray:
 
 
 def _tie_distance(model: Model, op, acc: int, j: int) -> float:
-    """Distance (in output steps) of the exact pre-rounding value to the nearest multiple of 1/2."""
+    """Distance (in output steps) of the exact pre-rounding value to the nearest multiple of 1/2,
+    the smallest over every rounding stage of the Requant (a ``pre`` chain, a ``Trunc``'s first rounding)."""
     from fractions import Fraction
 
     info = model.tensors[op.inputs[0]]
-    sc = np.asarray(op.scale).reshape(-1)
-    v = Fraction(float(info.scale[j])) * int(acc) + Fraction(float(info.offset[j]))
+    return _stage_tie_distance(op, int(acc), Fraction(float(info.scale[j])), Fraction(float(info.offset[j])), j)
+
+
+def _stage_tie_distance(op, acc: int, sa, oa, j: int) -> float:
+    from fractions import Fraction
+
+    from .passes.thresholds import _pre_scale, _single, requant_exact
+
+    if op.pre is not None:
+        d1 = _stage_tie_distance(op.pre, acc, sa, oa, j)
+        q1 = requant_exact(acc, sa, oa, op.pre, j)
+        s1, zp1 = _pre_scale(op.pre, j)
+        return min(d1, _stage_tie_distance(_single(op), q1, s1, -s1 * zp1, j))
+    v = sa * acc + oa
     if op.relu:
         v = max(v, Fraction(0))
-    u = v / Fraction(float(sc[j if sc.size > 1 else 0])) + Fraction(float(np.asarray(op.zero_point).reshape(-1)[0]))
+    if op.trunc is not None:  # only the first (half-even) rounding sees inexact float arithmetic
+        u = v / Fraction(op.trunc.scale) + Fraction(op.trunc.zero_point)
+    else:
+        sc = np.asarray(op.scale).reshape(-1)
+        u = v / Fraction(float(sc[j if sc.size > 1 else 0])) + Fraction(float(np.asarray(op.zero_point).reshape(-1)[0]))
     twice = 2 * u
     return float(abs(twice - round(twice)) / 2)
 

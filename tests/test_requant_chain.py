@@ -121,3 +121,21 @@ def test_quantidentity_then_quantrelu_folds_the_relu(tmp_path, capsys):
     rc = main(["cosim", str(out), "--random", "500", "--adversarial", "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+
+
+def test_cosim_tie_distance_looks_at_every_stage():
+    """The float32 near-tie excuse of cosim measures each rounding of a folded chain: a tie in the
+    first Quant counts even when the second stage's value is far from one."""
+    from fractions import Fraction
+
+    from a2qhls.cosim import _stage_tie_distance
+    from a2qhls.passes.thresholds import _single
+
+    first = rq("q1", 1.0, 4, False)  # u1 = v
+    op = rq("q2", 0.7, 4, False, pre=first)  # u2 = q1 / 0.7
+    half = Fraction(1, 2)
+    # acc = 5 at acc scale 1/2: u1 = 2.5 exactly (a tie); q1 = 2, u2 = 2.857 (0.14 from 3)
+    assert _stage_tie_distance(op, 5, half, Fraction(0), 0) == 0.0
+    assert _stage_tie_distance(_single(op), 2, Fraction(float(np.float32(1.0))), Fraction(0), 0) > 0.1
+    # acc = 7 at scale 2/5: u1 = 2.8 (0.2 from 3); q1 = 3, u2 = 4.2857 (0.214 from 4.5): the first stage decides
+    assert _stage_tie_distance(op, 7, Fraction(2, 5), Fraction(0), 0) == pytest.approx(0.2)

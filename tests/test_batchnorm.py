@@ -1,5 +1,4 @@
 """Inference BatchNormalization after a layer: absorbed exactly into the thresholds."""
-import json
 
 import numpy as np
 import pytest
@@ -7,6 +6,7 @@ import pytest
 from a2qhls import load_qonnx, size_accumulators
 from a2qhls.errors import A2QError
 from a2qhls.ir import Conv, Dense, Requant
+from cosim_run import assert_exact, build_and_cosim
 
 torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
@@ -47,8 +47,6 @@ def export(net, path):
 
 
 def test_batchnorm_is_absorbed_and_cosimulates_exactly(tmp_path, capsys):
-    from a2qhls.cli import main
-
     path = export(brevitas_bn_cnn(), tmp_path / "bn.onnx")
     model = size_accumulators(load_qonnx(path))
     assert [type(op).__name__ for op in model.ops] == ["InputQuant", "Conv", "Requant", "Dense", "Requant", "Dense"]
@@ -59,19 +57,12 @@ def test_batchnorm_is_absorbed_and_cosimulates_exactly(tmp_path, capsys):
         assert np.any(info.offset != 0)
         s_in = float(model.tensors[layer.inputs[0]].scale[0])
         assert not np.allclose(info.scale, s_in * layer.weight_scale)
-    out = tmp_path / "hls"
-    assert main(["build", path, "--out", str(out)]) == 0
-    capsys.readouterr()
-    rc = main(["cosim", str(out), "--random", "300", "--adversarial", "--json"])
-    rep = json.loads(capsys.readouterr().out)
-    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "300", "--adversarial"))
 
 
 def test_negative_batchnorm_scale_negates_that_channel_and_stays_exact(tmp_path, capsys):
     """gamma < 0 makes the activation decrease with the accumulator: the importer negates that
     channel's weights so thresholds stay '>=', and the result still matches QONNX bit for bit."""
-    from a2qhls.cli import main
-
     net = brevitas_bn_cnn(negative_gamma=True)
     path = export(net, tmp_path / "neg.onnx")
     plain = export(brevitas_bn_cnn(), tmp_path / "pos.onnx")
@@ -79,12 +70,7 @@ def test_negative_batchnorm_scale_negates_that_channel_and_stays_exact(tmp_path,
     ref = load_qonnx(plain).ops[1].weight  # the same conv weights, as the file holds them
     assert conv.negated_channels == (1,)
     assert np.array_equal(conv.weight[1], -ref[1]) and np.array_equal(np.delete(conv.weight, 1, 0), np.delete(ref, 1, 0))
-    out = tmp_path / "hls"
-    assert main(["build", path, "--out", str(out)]) == 0
-    capsys.readouterr()
-    rc = main(["cosim", str(out), "--random", "300", "--adversarial", "--json"])
-    rep = json.loads(capsys.readouterr().out)
-    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "300", "--adversarial"))
 
 
 def test_batchnorm_not_after_a_layer_is_a_clear_error(tmp_path):

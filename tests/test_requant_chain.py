@@ -1,6 +1,5 @@
 """Quantizers in a row (QuantReLU -> QuantIdentity -> a layer's input quantizer): one threshold unit."""
 import itertools
-import json
 from fractions import Fraction
 
 import numpy as np
@@ -10,6 +9,7 @@ from a2qhls import load_qonnx, size_accumulators
 from a2qhls.errors import A2QError
 from a2qhls.ir import IntType, Requant
 from a2qhls.passes.thresholds import ROUNDING_MODES, requant_exact, requant_thresholds
+from cosim_run import assert_exact, build_and_cosim
 
 
 def rq(name, scale, bits, signed, mode="ROUND", relu=False, zp=0, pre=None):
@@ -58,8 +58,6 @@ def test_brevitas_quant_chain_imports_as_one_requant_and_cosimulates(tmp_path, c
     torch = pytest.importorskip("torch")
     from brevitas.export import export_qonnx
 
-    from a2qhls.cli import main
-
     path = str(tmp_path / "chain.onnx")
     export_qonnx(brevitas_chain_mlp(), torch.zeros(1, 16), path)
     model = size_accumulators(load_qonnx(path))
@@ -67,12 +65,7 @@ def test_brevitas_quant_chain_imports_as_one_requant_and_cosimulates(tmp_path, c
     chain = model.ops[2]
     assert chain.pre is not None and chain.pre.pre is not None and chain.pre.pre.relu  # relu 6b -> 4b -> 3b
     assert str(model.tensors[model.ops[3].inputs[0]].dtype) == "int3"  # the layer's own input quantizer
-    out = tmp_path / "hls"
-    assert main(["build", path, "--out", str(out)]) == 0
-    capsys.readouterr()
-    rc = main(["cosim", str(out), "--random", "500", "--adversarial", "--json"])
-    rep = json.loads(capsys.readouterr().out)
-    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "500", "--adversarial"))
 
 
 def test_requantizing_a_shared_activation_is_a_clear_error(tmp_path):
@@ -96,8 +89,6 @@ def test_quantidentity_then_quantrelu_folds_the_relu(tmp_path, capsys):
     import brevitas.nn as qnn
     from brevitas.export import export_qonnx
 
-    from a2qhls.cli import main
-
     torch.manual_seed(1)
     net = nn.Sequential(
         qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
@@ -115,12 +106,7 @@ def test_quantidentity_then_quantrelu_folds_the_relu(tmp_path, capsys):
     model = load_qonnx(path)
     r = model.ops[2]
     assert r.relu and r.pre is not None and not r.pre.relu and r.pre.out_type.signed
-    out = tmp_path / "hls"
-    assert main(["build", path, "--out", str(out)]) == 0
-    capsys.readouterr()
-    rc = main(["cosim", str(out), "--random", "500", "--adversarial", "--json"])
-    rep = json.loads(capsys.readouterr().out)
-    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "500", "--adversarial"))
 
 
 def test_cosim_tie_distance_looks_at_every_stage():

@@ -45,12 +45,10 @@ def test_trunc_thresholds_equal_the_definition(mode):
 
 def test_brevitas_trunc_avg_pool_cnn_cosimulates_exactly(tmp_path, capsys):
     torch = pytest.importorskip("torch")
-    import json
     import torch.nn as nn
     import brevitas.nn as qnn
     from brevitas.export import export_qonnx
 
-    from a2qhls.cli import main
 
     torch.manual_seed(0)
     net = nn.Sequential(
@@ -67,16 +65,12 @@ def test_brevitas_trunc_avg_pool_cnn_cosimulates_exactly(tmp_path, capsys):
     net.eval()
     path = str(tmp_path / "trunc.onnx")
     export_qonnx(net, torch.zeros(1, 1, 6, 6), path)
-    out = tmp_path / "hls"
-    assert main(["build", path, "--out", str(out)]) == 0
     from a2qhls import load_qonnx
+    from cosim_run import assert_exact, build_and_cosim
 
     model = load_qonnx(path)
     assert any(getattr(op, "trunc", None) is not None for op in model.ops)
-    capsys.readouterr()
-    rc = main(["cosim", str(out), "--random", "200", "--adversarial", "--json"])
-    rep = json.loads(capsys.readouterr().out)
-    assert rc == 0 and rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "200", "--adversarial"))
 
 
 def test_trunc_v1_is_a_clear_error(tmp_path):

@@ -37,7 +37,7 @@ def main() -> int:
 
     import brevitas_cnn
     from a2qhls import load_qonnx, size_accumulators
-    from a2qhls.cmd_build import build as build_fn
+    from a2qhls.cli.build import build as build_fn
     from a2qhls.cosim import QonnxReference, compile_csim, run_csim
     from a2qhls.sim import BitSim, to_real
 

@@ -109,7 +109,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "a2qhls", "build", str(onnx_path), "--out", str(prj)], check=True,
                    stdout=subprocess.DEVNULL)
     t_build = time.perf_counter() - t0
-    from a2qhls.cmd_build import build as build_fn
+    from a2qhls.cli.build import build as build_fn
 
     t_build_inproc = best_of(lambda: build_fn(onnx_path, work / "prj2", force=True), 2)
     t_gxx = compile_csim(prj, work / "csim", "-O1")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import A2QError
+from ..errors import A2QError
 
 TB_SAMPLES = 8
 
@@ -87,12 +87,12 @@ def _lines(a) -> str:
 
 def build(model_path, out_dir, *, folding_path=None, acc_bits_specs=(), force: bool = False, warn=None) -> dict:
     """Build the project; returns the summary. ``warn(msg)`` receives width warnings."""
-    from . import codegen
-    from .importer import load_qonnx
-    from .passes.accumulator import size_accumulators
-    from .passes.folding import default_folding, load_folding
-    from .passes.thresholds import compute_thresholds
-    from .sim import BitSim
+    from .. import codegen
+    from ..importer import load_qonnx
+    from ..passes.accumulator import size_accumulators
+    from ..passes.folding import default_folding, load_folding
+    from ..passes.thresholds import compute_thresholds
+    from ..sim import BitSim
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -8,9 +8,9 @@ import json
 import os
 import sys
 
-from .importer import load_qonnx
-from .ir import Model
-from .passes.accumulator import size_accumulators
+from ..importer import load_qonnx
+from ..ir import Model
+from ..passes.accumulator import size_accumulators
 
 
 def add_arguments(p) -> None:

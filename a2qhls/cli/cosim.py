@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import A2QError
+from ..errors import A2QError
 
 
 def add_arguments(p) -> None:
@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .cosim import cosimulate
+    from ..cosim import cosimulate
 
     if args.random < 0:
         raise A2QError("--random must be >= 0")

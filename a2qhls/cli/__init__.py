@@ -1,6 +1,6 @@
 """The ``a2qhls`` command line: ``inspect``, ``build``, ``cosim``, ``train``.
 
-Each subcommand lives in its own module ``a2qhls/cmd_<name>.py`` exposing
+Each subcommand lives in its own module ``a2qhls/cli/<name>.py`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
 when their subcommand runs, so ``inspect`` never imports torch.
 User errors (:class:`a2qhls.errors.A2QError`) print one line on stderr and
@@ -12,14 +12,14 @@ import argparse
 import importlib
 import sys
 
-from .errors import A2QError
+from ..errors import A2QError
 
 # name -> (module, one-line help). Listed explicitly: no registry.
 SUBCOMMANDS = {
-    "inspect": ("a2qhls.cmd_inspect", "per-layer accumulator sizing of a QONNX model"),
-    "build": ("a2qhls.cmd_build", "generate a Vitis HLS C++ project from a QONNX model"),
-    "cosim": ("a2qhls.cmd_cosim", "compile a generated project with g++ and compare bit for bit"),
-    "train": ("a2qhls.cmd_train", "train an A2Q/A2Q+ quantized MLP or CNN and export it to QONNX"),
+    "inspect": ("a2qhls.cli.inspect", "per-layer accumulator sizing of a QONNX model"),
+    "build": ("a2qhls.cli.build", "generate a Vitis HLS C++ project from a QONNX model"),
+    "cosim": ("a2qhls.cli.cosim", "compile a generated project with g++ and compare bit for bit"),
+    "train": ("a2qhls.cli.train", "train an A2Q/A2Q+ quantized MLP or CNN and export it to QONNX"),
 }
 
 EXIT_USER_ERROR = 2

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from .errors import A2QError
+from ..errors import A2QError
 
 _CONSTRAIN_HELP = (
     "which layers get the accumulator constraint: 'all' constrains every layer at --acc-bits "
@@ -31,7 +31,7 @@ def _arch(text: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     try:
-        from .frontend.train import CNN_SPEC_HELP
+        from ..frontend.train import CNN_SPEC_HELP
     except ImportError as e:
         raise A2QError(f"a2qhls train needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
@@ -80,7 +80,7 @@ def _describe(arch, features: int, classes: int) -> str:
 
 
 def _build(args, data, quant: str):
-    from .frontend.train import build_cnn, build_mlp
+    from ..frontend.train import build_cnn, build_mlp
 
     if _is_cnn(args.arch):
         return build_cnn(args.arch, data.sample_shape, data.classes, quant, args.weight_bits, args.act_bits,
@@ -128,10 +128,10 @@ def run(args) -> int:
 
     import torch
 
-    from .frontend.data import load_dataset
-    from .frontend.export import export_qonnx
-    from .frontend.init import init_from_float
-    from .frontend.train import TrainConfig, evaluate, fit, layer_report, parse_cnn_spec, resolve_device
+    from ..frontend.data import load_dataset
+    from ..frontend.export import export_qonnx
+    from ..frontend.init import init_from_float
+    from ..frontend.train import TrainConfig, evaluate, fit, layer_report, parse_cnn_spec, resolve_device
 
     if _is_cnn(args.arch):
         parse_cnn_spec(args.arch)  # a malformed spec is an error before any training

@@ -1,0 +1,93 @@
+"""``Add`` and ``Mul``: a bias or a positive scale on an accumulator, and the residual add of two
+quantized tensors (:class:`~a2qhls.ir.Add`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import Add, Conv, Dense, TensorInfo
+from .context import AccState, Ctx, IntState, QConst, const_array, no_pending_relu
+
+MAX_ADD_MULTIPLIER = 1 << 12
+
+
+def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
+    C = st.layer.channels
+    b = ctx.consts.get(bname)
+    if b is None:
+        raise A2QError(f"{ctx.where(node)}: adding a non-constant tensor '{bname}' to an accumulator is not supported")
+    if isinstance(b, QConst):
+        ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
+        bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
+        same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
+        sole_use = len(ctx.consumers.get(st.layer.outputs[0], [])) <= 1
+        if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
+            # an integer bias in accumulator units: it becomes part of the accumulator
+            st.layer.bias = np.asarray(ints, dtype=np.int64).copy()
+            return AccState(st.layer, st.scale, st.offset, st.relu)
+        val = b.value
+    else:
+        val = b
+    val = np.asarray(val, dtype=np.float64).reshape(-1)
+    if val.size not in (1, C):
+        raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
+    if st.relu:
+        raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
+    return AccState(st.layer, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
+
+
+def on_add(ctx: Ctx, node) -> None:
+    a, b = node.input[0], node.input[1]
+    if a in ctx.consts and b not in ctx.consts:
+        a, b = b, a
+    st = ctx.state.get(a)
+    if isinstance(st, AccState):
+        ctx.state[node.output[0]] = add_bias(ctx, node, st, b, node.output[0])
+        return
+    if isinstance(st, IntState) and isinstance(ctx.state.get(b), IntState):
+        no_pending_relu(ctx, node, st, ctx.state.get(b))
+        on_residual_add(ctx, node, ctx.tensors[st.tensor], ctx.tensors[ctx.state[b].tensor])
+        return
+    raise A2QError(
+        f"{ctx.where(node)}: supported Adds are a constant bias on a layer output and the sum of two quantized tensors"
+    )
+
+
+def on_residual_add(ctx: Ctx, node, ta: TensorInfo, tb: TensorInfo) -> None:
+    from fractions import Fraction
+
+    if ta.shape != tb.shape:
+        raise A2QError(f"{ctx.where(node)}: adding tensors of shapes {list(ta.shape)} and {list(tb.shape)} is not supported")
+    sa, sb = np.unique(ta.scale), np.unique(tb.scale)
+    if sa.size != 1 or sb.size != 1:
+        raise A2QError(f"{ctx.where(node)}: residual add needs per-tensor scales on both inputs")
+    ratio = Fraction(float(sa[0])) / Fraction(float(sb[0]))
+    ma, mb = ratio.numerator, ratio.denominator
+    if max(ma, mb) > MAX_ADD_MULTIPLIER:
+        raise A2QError(
+            f"{ctx.where(node)}: the two inputs' scales ({sa[0]:.6g}, {sb[0]:.6g}) have no small integer ratio; "
+            "quantize both branches with a shared quantizer (same scale) or scales in a power-of-two ratio"
+        )
+    out = node.output[0]
+    add = Add(node.name, [ta.name, tb.name], [out], (ma, mb), tuple(ta.shape))
+    ctx.ops.append(add)
+    C = ta.shape[-1]
+    scale = np.full(C, float(sa[0]) / ma)
+    ctx.tensors[out] = TensorInfo(out, tuple(ta.shape), None, scale.copy(), np.zeros(C))
+    ctx.state[out] = AccState(layer=add, scale=scale, offset=np.zeros(C))
+
+
+def on_mul(ctx: Ctx, node) -> None:
+    a, b = node.input[0], node.input[1]
+    if a in ctx.consts and b not in ctx.consts:
+        a, b = b, a
+    st = ctx.state.get(a)
+    c = const_array(ctx, b)
+    if isinstance(st, AccState) and c is not None:
+        C = st.layer.channels
+        c = np.asarray(c, dtype=np.float64).reshape(-1)
+        if c.size not in (1, C) or np.any(c <= 0):
+            raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
+        ctx.state[node.output[0]] = AccState(st.layer, st.scale * c, st.offset * c, st.relu)
+        return
+    raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")

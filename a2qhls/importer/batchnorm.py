@@ -1,0 +1,50 @@
+"""Inference ``BatchNormalization`` on an accumulator."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import Conv, Dense
+from .context import AccState, Ctx, attr, const_array
+
+def on_batchnorm(ctx: Ctx, node) -> None:
+    """Inference BatchNormalization on a layer's accumulator: a per-channel positive affine map,
+    absorbed into the accumulator's real-value scale and offset (and so into the thresholds)."""
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, AccState) or st.relu:
+        raise A2QError(f"{ctx.where(node)}: BatchNormalization is supported directly after a Conv/Gemm/MatMul (before Relu/Quant)")
+    params = []
+    for what, name in zip(("scale", "bias", "mean", "var"), node.input[1:5]):
+        v = const_array(ctx, name)
+        if v is None:
+            raise A2QError(f"{ctx.where(node)}: the {what} input '{name}' is not a constant")
+        params.append(np.asarray(v, dtype=np.float64).reshape(-1))
+    gamma, beta, mean, var = params
+    C = st.layer.channels
+    if any(p.size not in (1, C) for p in params):
+        raise A2QError(f"{ctx.where(node)}: parameters do not match the layer's {C} channels")
+    a = np.broadcast_to(gamma / np.sqrt(var + float(attr(node, "epsilon", 1e-5))), (C,)).copy()
+    if np.any(~np.isfinite(a)) or np.any(a == 0):
+        j = int(np.argmax(~np.isfinite(a) | (a == 0)))
+        raise A2QError(f"{ctx.where(node)}: channel {j} has a zero or non-finite scale gamma/sqrt(var+eps)")
+    b = beta - mean * a
+    scale, offset = st.scale * a, st.offset * a + b
+    neg = np.flatnonzero(scale < 0)
+    if neg.size:
+        # v = scale_j * acc + offset_j with scale_j < 0: negate channel j's weights and bias, so that the
+        # accumulator -acc grows with v and the thresholds stay ">= T" (the sizing pass sizes what is computed)
+        layer = st.layer
+        sole_use = len(ctx.consumers.get(layer.outputs[0], [])) <= 1
+        if not isinstance(layer, (Dense, Conv)) or not sole_use or layer.negated_channels:
+            raise A2QError(
+                f"{ctx.where(node)}: a negative scale is supported only directly after a Conv/Gemm/MatMul "
+                "whose output feeds this BatchNormalization alone"
+            )
+        layer.weight = layer.weight.copy()
+        layer.weight[neg] *= -1
+        if layer.bias is not None:
+            layer.bias = layer.bias.copy()
+            layer.bias[neg] *= -1
+        layer.negated_channels = tuple(int(j) for j in neg)
+        scale = np.abs(scale)
+    ctx.state[node.output[0]] = AccState(st.layer, scale, offset, False)

@@ -1,0 +1,125 @@
+"""The importer's state while it walks a graph: what each ONNX tensor is (a constant, a quantized
+constant, an integer activation of the IR, an accumulator seen through float post-ops, or the float
+graph input), and helpers the op handlers share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import IntType, TensorInfo
+
+@dataclass
+class QConst:
+    """A constant that went through a ``Quant``: integers (zero-point removed) and their scale."""
+
+    ints: np.ndarray  # q - zero_point
+    scale: np.ndarray  # broadcastable to ints
+    dtype: IntType
+    value: np.ndarray  # the dequantized float value, as qonnx computes it
+
+
+@dataclass
+class IntState:
+    """A dynamic tensor that is an integer tensor of our IR.
+
+    ``flattened`` marks an ``[H, W, C]`` tensor that the ONNX graph flattened in
+    channels-first order; a layer consuming it permutes its weight columns to our
+    channels-last order instead of moving any data.
+    """
+
+    tensor: str
+    flattened: bool = False
+    relu: bool = False  # a Relu applied to it, pending the Quant that must follow
+
+
+@dataclass
+class AccState:
+    """A dynamic tensor that is a layer's accumulator, seen through float post-ops."""
+
+    layer: object  # the Dense / Conv / Pool(avg) that owns the accumulator
+    scale: np.ndarray  # [channels], float64
+    offset: np.ndarray  # [channels], float64
+    relu: bool = False
+
+
+@dataclass
+class FloatInput:
+    """The float graph input (possibly reshaped)."""
+
+    shape: tuple
+
+
+@dataclass
+class Ctx:
+    path: str
+    consts: dict = field(default_factory=dict)  # name -> np.ndarray or QConst
+    state: dict = field(default_factory=dict)  # name -> IntState | AccState | FloatInput
+    consumers: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)
+    ops: list = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+    finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
+
+    def where(self, node) -> str:
+        return f"{self.path}: node '{node.name}' ({node.op_type})"
+
+
+def attr(node, name, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def const_array(ctx: Ctx, name: str) -> Optional[np.ndarray]:
+    v = ctx.consts.get(name)
+    if isinstance(v, QConst):
+        return v.value
+    return v
+
+
+def scale_vec(scale, C: int) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(s, (C,)).copy() if s.size in (1, C) else s
+
+
+def finalize_acc(ctx: Ctx, where: str, st: AccState) -> None:
+    """Record the accumulator's real-value mapping on its tensor (once per accumulator)."""
+    name = st.layer.outputs[0]
+    info = ctx.tensors[name]
+    if name in ctx.finalized:
+        if not (np.array_equal(info.scale, st.scale) and np.array_equal(info.offset, st.offset)):
+            raise A2QError(f"{where}: an accumulator consumed with two different scalings is not supported")
+        return
+    info.scale = st.scale.copy()
+    info.offset = st.offset.copy()
+    ctx.finalized.add(name)
+
+
+def no_pending_relu(ctx: Ctx, node, *states) -> None:
+    if any(isinstance(st, IntState) and st.relu for st in states):
+        raise A2QError(f"{ctx.where(node)}: a Relu of an activation must be followed by a Quant before {node.op_type}")
+
+
+def layer_input(ctx: Ctx, node, name: str) -> TensorInfo:
+    st = ctx.state.get(name)
+    if isinstance(st, IntState) and st.relu:
+        raise A2QError(f"{ctx.where(node)}: the input '{name}' is a Relu of an activation without a Quant after it")
+    if isinstance(st, IntState):
+        info = ctx.tensors[st.tensor]
+        if np.unique(info.scale).size != 1:
+            raise A2QError(f"{ctx.where(node)}: the input '{name}' has per-channel scales; a layer input needs a per-tensor scale")
+        return info
+    if name in ctx.consts:
+        raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")
+    raise A2QError(
+        f"{ctx.where(node)}: the input '{name}' is not quantized; "
+        "insert a Quant node (e.g. a QuantIdentity or QuantReLU) before every MatMul/Gemm"
+    )

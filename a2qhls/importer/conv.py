@@ -1,0 +1,73 @@
+"""``Conv`` (2-D, groups 1 or depthwise) -> :class:`~a2qhls.ir.Conv`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import Conv, TensorInfo
+from .arith import add_bias
+from .context import AccState, Ctx, QConst, attr, layer_input
+from .dense import weight_of
+
+def spatial_attrs(ctx: Ctx, node, kernel) -> tuple:
+    if str(attr(node, "auto_pad", "NOTSET")) not in ("NOTSET", ""):
+        raise A2QError(f"{ctx.where(node)}: auto_pad is not supported; give explicit pads")
+    if any(int(d) != 1 for d in (attr(node, "dilations", None) or [1, 1])):
+        raise A2QError(f"{ctx.where(node)}: dilation other than 1 is not supported")
+    if int(attr(node, "ceil_mode", 0)) != 0:
+        raise A2QError(f"{ctx.where(node)}: ceil_mode=1 is not supported")
+    stride = tuple(int(v) for v in (attr(node, "strides", None) or [1, 1]))
+    p = [int(v) for v in (attr(node, "pads", None) or [0, 0, 0, 0])]
+    if len(kernel) != 2 or len(stride) != 2 or len(p) != 4:
+        raise A2QError(f"{ctx.where(node)}: only 2-D kernels are supported")
+    return tuple(int(k) for k in kernel), stride, (p[0], p[1], p[2], p[3])
+
+
+def feature_map(ctx: Ctx, node) -> TensorInfo:
+    x = layer_input(ctx, node, node.input[0])
+    if len(x.shape) != 3:
+        raise A2QError(f"{ctx.where(node)}: expects a [batch, C, H, W] input, got a per-sample shape of {list(x.shape)}")
+    return x
+
+
+def on_conv(ctx: Ctx, node) -> None:
+    x = feature_map(ctx, node)
+    w = ctx.consts.get(node.input[1])
+    if not isinstance(w, QConst):
+        weight_of(ctx, node, node.input[1], "CK")  # raises the matching error
+    if w.ints.ndim != 4:
+        raise A2QError(f"{ctx.where(node)}: only 2-D convolutions (4-D weights) are supported")
+    kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape", None) or w.ints.shape[2:])
+    groups = int(attr(node, "group", 1))
+    cout, cin_g = w.ints.shape[:2]
+    if x.shape[2] != cin_g * groups:
+        raise A2QError(f"{ctx.where(node)}: input has {x.shape[2]} channels, weight expects {cin_g * groups}")
+    if groups != 1 and not (cin_g == 1 and cout == groups):
+        raise A2QError(f"{ctx.where(node)}: grouped convolution with groups={groups} is supported only as depthwise (groups = channels)")
+    scale = np.broadcast_to(np.asarray(w.scale, dtype=np.float64), w.ints.shape).reshape(cout, -1)
+    if not np.all(scale == scale[:, :1]):
+        raise A2QError(f"{ctx.where(node)}: only per-tensor or per-output-channel weight scales are supported")
+    ann = ctx.annotations.get(node.name, {})
+    conv = Conv(
+        name=node.name,
+        inputs=[x.name],
+        outputs=[node.output[0]],
+        weight=np.ascontiguousarray(w.ints.transpose(0, 2, 3, 1)),
+        weight_type=w.dtype,
+        weight_scale=scale[:, 0].copy(),
+        bias=None,
+        kernel=kernel,
+        stride=stride,
+        pads=pads,
+        groups=groups,
+        in_shape=tuple(x.shape),
+        target_acc_bits=int(ann["target_acc_bits"]) if ann.get("target_acc_bits") is not None else None,
+        quant_kind=ann.get("quant"),
+    )
+    ctx.ops.append(conv)
+    acc_scale = float(x.scale.reshape(-1)[0]) * conv.weight_scale
+    ctx.tensors[node.output[0]] = TensorInfo(node.output[0], conv.out_shape, None, acc_scale.copy(), np.zeros(cout))
+    st = AccState(layer=conv, scale=acc_scale, offset=np.zeros(cout))
+    if len(node.input) > 2 and node.input[2]:
+        st = add_bias(ctx, node, st, node.input[2], node.output[0])
+    ctx.state[node.output[0]] = st

@@ -1,0 +1,233 @@
+"""The importer's graph walk: read the file, check what can be checked up front, then visit the
+nodes in topological order and dispatch each to its op handler (:data:`HANDLERS`).
+
+Adding an op: a handler ``on_<op>(ctx, node)`` in the module of its family (or a new module),
+plus an entry in :data:`HANDLERS` and :data:`SUPPORTED_OPS`.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import Conv, Dense, Model
+from .arith import on_add, on_mul
+from .batchnorm import on_batchnorm
+from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
+from .conv import on_conv
+from .dense import on_gemm, on_matmul
+from .onnx_file import layer_annotations, read_onnx
+from .pool import on_pool, on_trunc
+from .quant import on_quant, on_relu
+from .shape import fold_const, on_reshape
+
+SUPPORTED_OPS = (
+    "Quant",
+    "Trunc",
+    "Gemm",
+    "MatMul",
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Add",
+    "Mul",
+    "BatchNormalization",
+    "Relu",
+    "Transpose",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "Constant",
+)
+
+
+HANDLERS = {
+    "Trunc": on_trunc,
+    "Conv": on_conv,
+    "MaxPool": on_pool,
+    "AveragePool": on_pool,
+    "GlobalAveragePool": on_pool,
+    "Quant": on_quant,
+    "Gemm": on_gemm,
+    "MatMul": on_matmul,
+    "Add": on_add,
+    "Mul": on_mul,
+    "BatchNormalization": on_batchnorm,
+    "Relu": on_relu,
+    "Flatten": on_reshape,
+    "Reshape": on_reshape,
+}
+
+
+def load_qonnx(path: str) -> Model:
+    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`."""
+    path = str(path)
+    proto = read_onnx(path)
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    for i, n in enumerate(graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+    ctx = Ctx(path=path)
+    ctx.annotations = layer_annotations(proto)
+
+    quant_types = {"Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear", "Trunc"}
+    if not any(n.op_type in quant_types for n in graph.node):
+        raise A2QError(
+            f"{path}: a float model with no Quant nodes; a2qhls needs a quantized QONNX model "
+            "(e.g. exported with brevitas.export.export_qonnx or 'a2qhls train')"
+        )
+    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS]
+    if unsupported:
+        n = unsupported[0]
+        raise A2QError(
+            f"{path}: node '{n.name}' has unsupported op {n.op_type}; supported ops: {', '.join(SUPPORTED_OPS)}"
+        )
+
+    for t in graph.initializer:
+        ctx.consts[t.name] = numpy_helper.to_array(t)
+    for n in graph.node:
+        if n.op_type == "Constant":
+            from onnx import helper
+
+            for a in n.attribute:
+                if a.name == "value":
+                    ctx.consts[n.output[0]] = numpy_helper.to_array(a.t)
+                elif a.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                    ctx.consts[n.output[0]] = np.asarray(helper.get_attribute_value(a))
+    for n in graph.node:
+        for i in n.input:
+            ctx.consumers.setdefault(i, []).append(n)
+
+    check_quant_params_constant(graph, ctx)
+    infer_shapes(proto, ctx)
+
+    dyn_inputs = [i for i in graph.input if i.name not in ctx.consts]
+    if len(dyn_inputs) != 1:
+        raise A2QError(f"{path}: expected exactly one graph input, found {len(dyn_inputs)} ({', '.join(i.name for i in dyn_inputs)})")
+    inp = dyn_inputs[0]
+    in_shape = ctx.shapes.get(inp.name)
+    if in_shape is None:
+        dims = inp.type.tensor_type.shape.dim
+        in_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    in_shape = tuple(in_shape)
+    if len(in_shape) < 2 or any(d is None or d <= 0 for d in in_shape[1:]):
+        raise A2QError(f"{path}: input '{inp.name}' must be [batch, features...] with fixed feature dimensions, got {list(in_shape)}")
+    per_sample = tuple(int(d) for d in in_shape[1:])
+    ctx.state[inp.name] = FloatInput(per_sample)
+
+    for node in toposort(graph, ctx):
+        if node.op_type == "Constant":
+            continue
+        if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
+            if node.op_type in ("Transpose", "Reshape", "Flatten", "Identity"):
+                fold_const(ctx, node)
+                continue
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} on constants only is not supported; supported on constants: Quant, Transpose, Reshape, Flatten, Identity")
+        if node.op_type == "Identity":
+            src = node.input[0]
+            if src in ctx.state:
+                ctx.state[node.output[0]] = ctx.state[src]
+            continue
+        if node.op_type == "Transpose":
+            raise A2QError(f"{ctx.where(node)}: Transpose of an activation is not supported (only of constant weights)")
+        HANDLERS[node.op_type](ctx, node)
+
+    outputs, out_names = [], []
+    for o in graph.output:
+        st = ctx.state.get(o.name)
+        if isinstance(st, AccState):
+            if st.relu:
+                raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
+            finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
+            outputs.append(st.layer.outputs[0])
+        elif isinstance(st, IntState) and not st.relu:
+            outputs.append(st.tensor)
+        else:
+            raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
+        out_names.append(o.name)
+
+    if not any(isinstance(op, (Dense, Conv)) for op in ctx.ops):
+        raise A2QError(f"{path}: no MatMul/Gemm/Conv layer found; a2qhls compiles models with at least one layer")
+    name = proto.graph.name or os.path.splitext(os.path.basename(path))[0]
+    return Model(
+        name=name,
+        input_name=inp.name,
+        input_shape=per_sample,
+        ops=ctx.ops,
+        tensors=ctx.tensors,
+        outputs=outputs,
+        output_names=out_names,
+        source=os.path.abspath(path),
+    )
+
+
+def check_quant_params_constant(graph, ctx: Ctx) -> None:
+    """Every Quant's scale, zero-point and bit width must be computable from constants alone."""
+    const = set(ctx.consts)
+    for n in toposort(graph, ctx):
+        if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
+            const.update(n.output)
+    params = {
+        "Quant": ("scale", "zero-point", "bit width"),
+        "Trunc": ("scale", "zero-point", "input bit width", "output scale", "output bit width"),
+    }
+    for n in graph.node:
+        if n.op_type not in params:
+            continue
+        if n.op_type == "Quant" and len(n.input) < 4:
+            raise A2QError(f"{ctx.where(n)}: expected 4 inputs (x, scale, zeropt, bitwidth), found {len(n.input)}")
+        if n.op_type == "Trunc" and len(n.input) != 6:
+            raise A2QError(
+                f"{ctx.where(n)}: Trunc with {len(n.input)} inputs (version 1) is not supported; supported: Trunc v2 "
+                "(x, scale, zeropt, input_bit_width, output_scale, output_bit_width) as Brevitas 0.13 exports it"
+            )
+        for what, name in zip(params[n.op_type], n.input[1:]):
+            if name not in const:
+                raise A2QError(
+                    f"{ctx.where(n)}: the {what} input '{name}' is not a constant; "
+                    f"a2qhls supports {n.op_type} nodes whose parameters are constants"
+                )
+
+
+def infer_shapes(proto, ctx: Ctx) -> None:
+    """Shapes of value infos (after qonnx's shape inference when it succeeds)."""
+    try:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        mw = ModelWrapper(proto.__deepcopy__() if hasattr(proto, "__deepcopy__") else proto)
+        mw = mw.transform(InferShapes())
+        g = mw.model.graph
+    except Exception:
+        g = proto.graph
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims:
+            ctx.shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def toposort(graph, ctx: Ctx) -> list:
+    """Nodes in topological order (exporters usually write them so already)."""
+    produced = set(ctx.consts) | {i.name for i in graph.input} | {""}
+    pending = list(graph.node)
+    order = []
+    while pending:
+        progress = False
+        rest = []
+        for n in pending:
+            if all(i in produced for i in n.input):
+                order.append(n)
+                produced.update(n.output)
+                progress = True
+            else:
+                rest.append(n)
+        pending = rest
+        if not progress:
+            n = pending[0]
+            missing = [i for i in n.input if i not in produced]
+            raise A2QError(f"{ctx.path}: node '{n.name}' ({n.op_type}) reads '{missing[0]}', which nothing produces")
+    return order

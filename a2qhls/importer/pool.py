@@ -1,0 +1,76 @@
+"""``MaxPool``, ``AveragePool``, ``GlobalAveragePool`` -> :class:`~a2qhls.ir.Pool`, and QONNX ``Trunc``
+(v2, after Brevitas's average pool) -> a :class:`~a2qhls.ir.Requant` with a first rounding."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import A2QError
+from ..ir import IntType, Pool, Requant, TensorInfo, TruncSpec
+from .context import AccState, Ctx, IntState, attr, const_array, finalize_acc, no_pending_relu
+from .conv import feature_map, spatial_attrs
+from .quant import ROUNDING_MODES
+
+def on_pool(ctx: Ctx, node) -> None:
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, IntState):
+        raise A2QError(f"{ctx.where(node)}: pooling is supported on a quantized tensor only (put it after a Quant)")
+    no_pending_relu(ctx, node, st)
+    x = feature_map(ctx, node)
+    if node.op_type == "GlobalAveragePool":
+        kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
+    else:
+        kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    mode = "max" if node.op_type == "MaxPool" else "avg"
+    if mode == "max" and any(pads):
+        raise A2QError(f"{ctx.where(node)}: padded MaxPool is not supported")
+    if mode == "avg" and any(pads) and int(attr(node, "count_include_pad", 0)) != 1:
+        raise A2QError(f"{ctx.where(node)}: padded AveragePool needs count_include_pad=1")
+    pool = Pool(node.name, [x.name], [node.output[0]], mode, kernel, stride, pads, tuple(x.shape), source_op=node.op_type)
+    ctx.ops.append(pool)
+    out = node.output[0]
+    C = x.shape[2]
+    if mode == "max":
+        ctx.tensors[out] = TensorInfo(out, pool.out_shape, x.dtype, x.scale.copy(), x.offset.copy())
+        ctx.state[out] = IntState(out)
+        return
+    scale = np.full(C, float(x.scale.reshape(-1)[0]) / pool.K)
+    ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), np.zeros(C))
+    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C))
+
+
+def on_trunc(ctx: Ctx, node) -> None:
+    """QONNX Trunc (v2) on an accumulator, e.g. Brevitas's TruncAvgPool2d after an AveragePool."""
+    st = ctx.state.get(node.input[0])
+    if not isinstance(st, AccState):
+        raise A2QError(f"{ctx.where(node)}: Trunc is supported on an accumulator (e.g. after AveragePool) only")
+    vals = [np.asarray(const_array(ctx, i), dtype=np.float32) for i in node.input[1:]]
+    if any(v.size != 1 for v in vals):
+        raise A2QError(f"{ctx.where(node)}: per-channel Trunc parameters are not supported")
+    scale, zp, _in_bits, out_scale, out_bits = (v.reshape(()) for v in vals)
+    b = int(out_bits)
+    if float(out_bits) != b or not 1 <= b <= 32:
+        raise A2QError(f"{ctx.where(node)}: output bit width {float(out_bits):g} is outside the supported range 1..32")
+    if not (scale > 0 and out_scale > 0) or float(zp) != round(float(zp)):
+        raise A2QError(f"{ctx.where(node)}: Trunc needs positive scales and an integer zero-point")
+    ts = float(2 ** np.round(np.log2(out_scale / scale)))  # as qonnx computes it
+    out_zp = float(zp) / ts
+    if out_zp != round(out_zp):
+        raise A2QError(f"{ctx.where(node)}: zero-point {float(zp):g} / truncation scale {ts:g} is not an integer")
+    rounding = str(attr(node, "rounding_mode", "FLOOR")).upper()
+    if rounding not in ROUNDING_MODES:
+        raise A2QError(f"{ctx.where(node)}: rounding mode '{rounding}' is not supported (supported: {', '.join(ROUNDING_MODES)})")
+    signed, narrow = bool(attr(node, "signed", 1)), bool(attr(node, "narrow", 0))
+    acc_name = st.layer.outputs[0]
+    finalize_acc(ctx, ctx.where(node), st)
+    shape = ctx.tensors[acc_name].shape
+    C = shape[-1]
+    out = node.output[0]
+    dtype = IntType(b, signed, narrow, int(round(out_zp)))
+    ctx.ops.append(Requant(
+        name=node.name, inputs=[acc_name], outputs=[out], relu=st.relu,
+        scale=np.asarray(out_scale, dtype=np.float32), zero_point=np.asarray(out_zp, dtype=np.float32),
+        out_type=dtype, rounding_mode=rounding,
+        trunc=TruncSpec(float(scale), float(zp), ts),
+    ))
+    ctx.tensors[out] = TensorInfo(out, shape, dtype, np.full(C, float(out_scale)), np.zeros(C))
+    ctx.state[out] = IntState(out)

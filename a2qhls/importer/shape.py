@@ -1,0 +1,64 @@
+"""Shape-only ops: ``Flatten``/``Reshape`` of the input or into a dense head, and ``Transpose``,
+``Reshape``, ``Flatten``, ``Identity`` evaluated on constants."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import A2QError
+from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, no_pending_relu
+
+def on_reshape(ctx: Ctx, node) -> None:
+    src, out = node.input[0], node.output[0]
+    if src in ctx.consts:
+        fold_const(ctx, node)
+        return
+    st = ctx.state.get(src)
+    out_shape = ctx.shapes.get(out)
+    if isinstance(st, FloatInput):
+        if out_shape is None or len(out_shape) != 2:
+            raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported")
+        ctx.state[out] = FloatInput((int(out_shape[1]),))
+        return
+    if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
+        no_pending_relu(ctx, node, st)
+        shape = ctx.tensors[st.tensor].shape
+        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
+        return
+    if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):
+        ctx.state[out] = st
+        return
+    raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape that keeps [batch, features] is supported")
+
+
+def fold_const(ctx: Ctx, node) -> None:
+    """Evaluate a shape-only op on constants (keeps Quant'ed integers)."""
+    src = ctx.consts[node.input[0]]
+    out = node.output[0]
+    if node.op_type == "Identity":
+        ctx.consts[out] = src
+        return
+    if node.op_type == "Transpose":
+        perm = attr(node, "perm")
+        if isinstance(src, QConst):
+            s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
+            ctx.consts[out] = QConst(np.transpose(src.ints, perm), np.transpose(s, perm), src.dtype, np.transpose(src.value, perm))
+        else:
+            ctx.consts[out] = np.transpose(src, perm)
+        return
+    if node.op_type in ("Reshape", "Flatten"):
+        if node.op_type == "Reshape":
+            shape = const_array(ctx, node.input[1])
+            if shape is None:
+                raise A2QError(f"{ctx.where(node)}: non-constant shape")
+            tgt = [int(d) for d in np.asarray(shape).reshape(-1)]
+        else:
+            axis = int(attr(node, "axis", 1))
+            shp = (src.ints if isinstance(src, QConst) else np.asarray(src)).shape
+            tgt = [int(np.prod(shp[:axis])), -1]
+        if isinstance(src, QConst):
+            s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
+            ctx.consts[out] = QConst(src.ints.reshape(tgt), s.reshape(tgt), src.dtype, src.value.reshape(tgt))
+        else:
+            ctx.consts[out] = np.asarray(src).reshape(tgt)
+        return
+    raise A2QError(f"{ctx.where(node)}: cannot fold this op on constants")

@@ -42,7 +42,7 @@ import numpy as np
 from . import bounds
 from .errors import A2QError
 from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
-from .passes.thresholds import effective_acc_bits
+from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
 FORMAT_VERSION = 1
@@ -234,14 +234,22 @@ def _shape3(shape) -> tuple:
     return tuple(int(v) for v in shape)
 
 
-def plan(model: Model, folding: dict, acc_bits: dict | None = None) -> list[LayerPlan]:
-    """Check the graph is supported and compute every unit's folding and C++ types, in dataflow order."""
+def plan(model: Model) -> list[LayerPlan]:
+    """Check the graph is supported and compute every unit's C++ types, in dataflow order.
+
+    Reads the build's decisions from the IR: each layer's folding (``op.pe``/``op.simd``, from
+    :func:`a2qhls.passes.folding.apply_folding`) and each accumulator's width (``op.acc_bits``).
+    Raises :class:`A2QError` for a graph code generation does not support or a layer without folding.
+    """
     ops = model.ops
     if not ops or not isinstance(ops[0], InputQuant):
         raise A2QError("code generation needs the graph to start with an input Quant")
     if len(model.outputs) != 1:
         raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
-    widths = effective_acc_bits(model, acc_bits)
+    widths = built_acc_bits(model)
+    for d in model.layers():
+        if d.pe is None or d.simd is None:
+            raise A2QError(f"layer '{d.name}': no folding decided (run passes.folding.apply_folding first)")
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
     n_layers = n_pool = n_add = n_dup = 0
@@ -268,8 +276,8 @@ def plan(model: Model, folding: dict, acc_bits: dict | None = None) -> list[Laye
     if len(in_info.shape) == 3:
         epw[iq.outputs[0]] = in_info.channels
     else:
-        f0 = folding.get(first_layer.name) if first_layer is not None else None
-        epw[iq.outputs[0]] = int(f0["SIMD"]) if f0 and first_layer.inputs[0] == iq.outputs[0] else 1
+        feeds_first = first_layer is not None and first_layer.inputs[0] == iq.outputs[0]
+        epw[iq.outputs[0]] = int(first_layer.simd) if feeds_first else 1
     fork(iq.outputs[0])
     for op in ops[1:]:
         if isinstance(op, Requant):
@@ -298,8 +306,7 @@ def plan(model: Model, folding: dict, acc_bits: dict | None = None) -> list[Laye
             out_shape=_shape3(model.tensors[out_tensor].shape),
         )
         if isinstance(op, (Dense, Conv)):
-            fold = folding[op.name]
-            PE, SIMD = int(fold["PE"]), int(fold["SIMD"])
+            PE, SIMD = int(op.pe), int(op.simd)
             if op.channels % PE or op.K % SIMD:
                 raise A2QError(f"layer '{op.name}': PE={PE}/SIMD={SIMD} do not divide MH={op.channels}/MW={op.K}")
             w = _weight_matrix(op)
@@ -494,9 +501,9 @@ def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
     )
 
 
-def generate(model: Model, folding: dict, acc_bits: dict | None = None, *, part: str = "xczu3eg-sbva484-1-e", clock_ns: float = 5.0) -> dict:
+def generate(model: Model, *, part: str = "xczu3eg-sbva484-1-e", clock_ns: float = 5.0) -> dict:
     """Render the whole project: ``{relative path: file text}`` (sorted, deterministic)."""
-    layers = plan(model, folding, acc_bits)
+    layers = plan(model)
     env = _env()
     ctx = _context(model, layers, part, clock_ns)
     files: dict = {}
@@ -521,15 +528,15 @@ def _tname(t: IntT) -> str:
     return f"{'int' if t.signed else 'uint'}{t.bits}"
 
 
-def summary(model: Model, folding: dict, acc_bits: dict | None = None, *, model_file: str = "model.onnx") -> dict:
+def summary(model: Model, *, model_file: str = "model.onnx") -> dict:
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
     in dataflow order; ``units``: every unit with its cycles per image; ``cycles_per_image``:
     the slowest unit's (the dataflow's initiation interval per image at II=1).
     """
-    units = plan(model, folding, acc_bits)
-    overrides = {k: int(v) for k, v in sorted((acc_bits or {}).items())}
+    units = plan(model)
+    overrides = {d.name: int(d.acc_bits) for d in sorted(model.accumulating_ops(), key=lambda d: d.name) if d.acc_bits_overridden}
     out_layers = []
     for lp in layers_of(units):
         d = lp.dense
@@ -549,7 +556,7 @@ def summary(model: Model, folding: dict, acc_bits: dict | None = None, *, model_
             "cycles_per_image": lp.stage_cycles,
             "acc_bits": lp.P,
             "safe_acc_bits": lp.safe_bits,
-            "acc_bits_overridden": d.name in overrides,
+            "acc_bits_overridden": bool(d.acc_bits_overridden),
             "target_acc_bits": getattr(d, "target_acc_bits", None),
             "quant_kind": getattr(d, "quant_kind", None),
             "input_tensor": d.inputs[0],

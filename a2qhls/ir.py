@@ -4,11 +4,11 @@ A :class:`Model` is a list of ops in topological order over named tensors.
 Every tensor between ops is an integer tensor in channels-last layout whose
 real value is ``scale * (q - zero_point) + offset`` (``scale`` and ``offset``
 broadcast over the last axis). Ops say what they compute on integers; passes
-(``a2qhls.passes``) fill in derived facts such as accumulator widths and
-thresholds; codegen and the numpy simulator read the result.
+(``a2qhls.passes``) fill in derived facts (the exact accumulator range and safe width,
+thresholds) and the build's decisions (the width each accumulator is built with, the folding);
+codegen and the numpy simulator read them from the ops, never from parameters beside the model.
 
-New layer kinds (convolution, pooling, residual add) are new op dataclasses
-with ``inputs``/``outputs`` like the ones below.
+A new op kind is a new dataclass with ``inputs``/``outputs`` like the ones below.
 """
 from __future__ import annotations
 
@@ -114,6 +114,13 @@ class Dense:
     negated_channels: tuple = ()
     # filled by passes.accumulator.size_accumulators
     acc: Optional["AccumulatorReport"] = None
+    # build decisions, filled by flow steps: the accumulator width the hardware is built with
+    # (passes.acc_bits.apply_acc_bits: the safe width acc.acc_bits, or a user override) and the
+    # folding (passes.folding.apply_folding: PE parallel output channels, SIMD parallel inputs)
+    acc_bits: Optional[int] = None
+    acc_bits_overridden: bool = False
+    pe: Optional[int] = None
+    simd: Optional[int] = None
 
     op = "Dense"
 
@@ -178,6 +185,13 @@ class Conv(_SlidingWindow):
     quant_kind: Optional[str] = None
     negated_channels: tuple = ()  # as for Dense
     acc: Optional["AccumulatorReport"] = None
+    # build decisions, filled by flow steps: the accumulator width the hardware is built with
+    # (passes.acc_bits.apply_acc_bits: the safe width acc.acc_bits, or a user override) and the
+    # folding (passes.folding.apply_folding: PE parallel output channels, SIMD parallel inputs)
+    acc_bits: Optional[int] = None
+    acc_bits_overridden: bool = False
+    pe: Optional[int] = None
+    simd: Optional[int] = None
 
     op = "Conv"
 
@@ -212,6 +226,9 @@ class Pool(_SlidingWindow):
     in_shape: tuple
     source_op: str = "MaxPool"
     acc: Optional["AccumulatorReport"] = None
+    # build decision (passes.acc_bits.apply_acc_bits): the accumulator width the hardware uses
+    acc_bits: Optional[int] = None
+    acc_bits_overridden: bool = False
 
     op = "Pool"
 
@@ -241,6 +258,9 @@ class Add:
     shape: tuple
     source_op: str = "Add"
     acc: Optional["AccumulatorReport"] = None
+    # build decision (passes.acc_bits.apply_acc_bits): the accumulator width the hardware uses
+    acc_bits: Optional[int] = None
+    acc_bits_overridden: bool = False
 
     op = "Add"
 

@@ -40,7 +40,9 @@ import numpy as np
 
 from .errors import A2QError
 from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
-from .passes.thresholds import acc_range, compute_thresholds, effective_acc_bits
+from .passes.acc_bits import built_acc_bits
+from .passes.accumulator import acc_range
+from .passes.thresholds import compute_thresholds
 
 __all__ = ["wrap", "round_like_qonnx", "quantize_input", "to_real", "BitSim", "simulate"]
 
@@ -231,17 +233,17 @@ class _RequantStage:
 class BitSim:
     """A model prepared for simulation: thresholds computed, weights laid out for BLAS.
 
-    ``acc_bits`` overrides accumulator widths (op name -> bits; layers, average pools and
-    residual adds), exactly like ``a2qhls build --acc-bits``; thresholds are recomputed for
-    those widths.
+    Every accumulator wraps at the width the op is built with (``op.acc_bits``, see
+    :func:`a2qhls.passes.acc_bits.apply_acc_bits`; the safe width when no decision was made),
+    exactly like the generated hardware; thresholds are recomputed for those widths.
     """
 
     LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
 
-    def __init__(self, model: Model, acc_bits: dict | None = None):
+    def __init__(self, model: Model):
         self.model = model
-        self.acc_bits = effective_acc_bits(model, acc_bits)
-        compute_thresholds(model, self.acc_bits)
+        self.acc_bits = built_acc_bits(model)
+        compute_thresholds(model)
         # an accumulator whose exact range fits its width never wraps: skip the (no-op) wrap there
         self.wraps = {}
         for op in model.accumulating_ops():
@@ -470,6 +472,6 @@ class BitSim:
         return {t: vals[t] for t in self.model.outputs}
 
 
-def simulate(model: Model, x: np.ndarray, acc_bits: dict | None = None, **kw) -> dict:
+def simulate(model: Model, x: np.ndarray, **kw) -> dict:
     """One-shot :meth:`BitSim.run`."""
-    return BitSim(model, acc_bits).run(x, **kw)
+    return BitSim(model).run(x, **kw)

@@ -37,8 +37,8 @@ def main() -> int:
 
     import brevitas_cnn
     from a2qhls import load_qonnx, size_accumulators
-    from a2qhls.cli.build import build as build_fn
-    from a2qhls.cosim import QonnxReference, compile_csim, run_csim
+    from a2qhls import build as build_fn
+    from a2qhls.cosimulation import QonnxReference, compile_csim, run_csim
     from a2qhls.sim import BitSim, to_real
 
     work = Path(tempfile.mkdtemp(prefix="a2qhls-bench-cnn-"))

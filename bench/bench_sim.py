@@ -54,7 +54,7 @@ def main() -> int:
     import torch
     import brevitas_calibrated as brevitas_mlp
     from a2qhls import load_qonnx, size_accumulators
-    from a2qhls.cosim import QonnxReference, compile_csim
+    from a2qhls.cosimulation import QonnxReference, compile_csim
     from a2qhls.sim import BitSim, to_real
 
     work = Path(tempfile.mkdtemp(prefix="a2qhls-bench-"))
@@ -109,7 +109,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "a2qhls", "build", str(onnx_path), "--out", str(prj)], check=True,
                    stdout=subprocess.DEVNULL)
     t_build = time.perf_counter() - t0
-    from a2qhls.cli.build import build as build_fn
+    from a2qhls import build as build_fn
 
     t_build_inproc = best_of(lambda: build_fn(onnx_path, work / "prj2", force=True), 2)
     t_gxx = compile_csim(prj, work / "csim", "-O1")

@@ -13,6 +13,8 @@ from a2qhls.errors import A2QError
 from a2qhls.ir import IntType
 from a2qhls.passes.folding import default_folding, divisors, validate_folding
 from a2qhls.passes.thresholds import compute_thresholds
+from a2qhls.passes.folding import apply_folding
+from a2qhls.passes.acc_bits import apply_acc_bits
 
 
 
@@ -26,12 +28,12 @@ def _tiny():
 def test_golden_tiny_project():
     """Every rendered file of a 4-4-2 model equals tests/golden/tiny/ (A2QHLS_REGEN_GOLDEN=1 rewrites)."""
     m, fold = _tiny()
-    assert_matches_golden(codegen.generate(m, fold), "tiny")
+    assert_matches_golden(codegen.generate(apply_folding(m, fold)), "tiny")
 
 
 def test_generate_is_deterministic_and_uses_derived_widths():
     m, fold = _tiny()
-    a, b = codegen.generate(m, fold), codegen.generate(m, fold)
+    a, b = codegen.generate(apply_folding(m, fold)), codegen.generate(m)
     assert a == b
     layers = a["firmware/a2q_layers.h"]
     for i, d in enumerate(m.layers()):
@@ -46,8 +48,8 @@ def test_generate_is_deterministic_and_uses_derived_widths():
 def test_override_changes_accumulator_type_and_thresholds():
     m, fold = _tiny()
     P = m.layers()[0].acc.acc_bits
-    compute_thresholds(m, {"fc0": P - 1})
-    files = codegen.generate(m, fold, {"fc0": P - 1})
+    compute_thresholds(apply_acc_bits(m, {"fc0": P - 1}))
+    files = codegen.generate(apply_folding(m, fold))
     assert f"typedef ap_int<{P - 1}> layer0_acc_t;" in files["firmware/a2q_layers.h"]
     assert "NARROWER THAN SAFE" in files["firmware/a2q_layers.h"]
 
@@ -55,7 +57,7 @@ def test_override_changes_accumulator_type_and_thresholds():
 def test_weights_are_folded_pe_major():
     """W[pe][nf*SF + sf][s] = weight[nf*PE + pe][sf*SIMD + s]."""
     m, fold = _tiny()
-    lp = codegen.plan(m, fold)[0]
+    lp = codegen.plan(apply_folding(m, fold))[0]
     W = codegen._weights_folded(lp)
     w = m.layers()[0].weight
     for pe in range(lp.PE):

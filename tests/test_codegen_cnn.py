@@ -11,6 +11,7 @@ from a2qhls.errors import A2QError
 from a2qhls.ir import IntType
 from a2qhls.passes.folding import default_folding, layer_cycles, validate_folding
 from a2qhls.passes.thresholds import compute_thresholds
+from a2qhls.passes.folding import apply_folding
 
 
 
@@ -26,14 +27,14 @@ def test_golden_tiny_cnn_project():
     """conv (window generator + MVU), depthwise (+ VVU), max pool, fork, residual add, average pool,
     dense head: every rendered file equals tests/golden/tiny_cnn/ (A2QHLS_REGEN_GOLDEN=1 rewrites)."""
     m, fold = _tiny()
-    assert_matches_golden(codegen.generate(m, fold), "tiny_cnn")
+    assert_matches_golden(codegen.generate(apply_folding(m, fold)), "tiny_cnn")
 
 
 def test_units_streams_and_fifo_depth_on_the_bypass():
     m, fold = _tiny()
-    units = codegen.plan(m, fold)
+    units = codegen.plan(apply_folding(m, fold))
     assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "add", "avgpool", "mvu"]
-    files = codegen.generate(m, fold)
+    files = codegen.generate(m)
     top = files["firmware/a2q_top.cpp"]
     assert "layer0_swg(in, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "add0(s3_1, s4, s5);" in top
     depths = codegen.fork_depths(units)
@@ -44,7 +45,7 @@ def test_units_streams_and_fifo_depth_on_the_bypass():
     for u in units:
         if u.has_acc:
             assert f"typedef ap_int<{u.P}> {u.cname}_acc_t;" in layers_h
-    s = codegen.summary(m, fold)
+    s = codegen.summary(m)
     assert [ly["kind"] for ly in s["layers"]] == ["conv", "dw", "conv", "add", "avgpool", "mvu"]
     assert s["cycles_per_image"] == max(u["cycles_per_image"] for u in s["units"])
 
@@ -69,4 +70,4 @@ def test_unsupported_graph_is_a_clean_error():
     m, fold = _tiny()
     m.outputs = ["act3"]  # the graph output is not the end of the dataflow
     with pytest.raises(A2QError, match="graph output 'act3'"):
-        codegen.generate(m, fold)
+        codegen.generate(apply_folding(m, fold))

@@ -15,12 +15,14 @@ import brevitas_calibrated as brevitas_mlp
 import hand_models
 from a2qhls import codegen
 from a2qhls.cli import main
-from a2qhls.cosim import compile_csim, run_csim
+from a2qhls.cosimulation import compile_csim, run_csim
 from a2qhls.errors import A2QError
 from a2qhls.headers import find_headers
 from a2qhls.ir import IntType
 from a2qhls.passes.folding import default_folding
 from a2qhls.sim import BitSim
+from a2qhls.passes.folding import apply_folding
+from a2qhls.passes.acc_bits import apply_acc_bits
 
 
 def _write(files: dict, d: Path) -> None:
@@ -39,9 +41,9 @@ def test_csim_bit_exact_with_model_including_wraparound(tmp_path):
         act_rounding="HALF_UP",
     )
     narrow = {"fc1": m.layers()[1].acc.acc_bits - 2}
-    sim = BitSim(m, narrow)
+    sim = BitSim(apply_acc_bits(m, narrow))
     fold = {"fc0": {"PE": 2, "SIMD": 3}, "fc1": {"PE": 3, "SIMD": 2}, "fc2": {"PE": 2, "SIMD": 6}}
-    _write(codegen.generate(m, fold, narrow), tmp_path / "prj")
+    _write(codegen.generate(apply_folding(m, fold)), tmp_path / "prj")
     binary = tmp_path / "csim"
     compile_csim(tmp_path / "prj", binary)
     rng = np.random.default_rng(0)

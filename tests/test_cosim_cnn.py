@@ -13,9 +13,11 @@ import pytest
 import hand_models
 from a2qhls import codegen
 from a2qhls.cli import main
-from a2qhls.cosim import compile_csim, run_csim
+from a2qhls.cosimulation import compile_csim, run_csim
 from a2qhls.ir import IntType
 from a2qhls.sim import BitSim
+from a2qhls.passes.folding import apply_folding
+from a2qhls.passes.acc_bits import apply_acc_bits
 
 
 def test_csim_cnn_bit_exact_with_model_including_wraparound(tmp_path):
@@ -25,10 +27,10 @@ def test_csim_cnn_bit_exact_with_model_including_wraparound(tmp_path):
     m = hand_models.cnn(seed=1, in_type=IntType(4, False, False, 2), dw={"stride": (2, 1), "pads": (1, 0, 1, 2)},
                         pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5, act_rounding="HALF_UP")
     narrow = {op.name: op.acc.acc_bits - 2 for op in m.accumulating_ops()}
-    sim = BitSim(m, narrow)
+    sim = BitSim(apply_acc_bits(m, narrow))
     fold = {"conv0": {"PE": 2, "SIMD": 6}, "conv1": {"PE": 2, "SIMD": 3}, "conv2": {"PE": 4, "SIMD": 2}, "fc": {"PE": 5, "SIMD": 2}}
     prj = tmp_path / "prj"
-    for rel, text in codegen.generate(m, fold, narrow).items():
+    for rel, text in codegen.generate(apply_folding(m, fold)).items():
         (prj / rel).parent.mkdir(parents=True, exist_ok=True)
         (prj / rel).write_text(text)
     compile_csim(prj, tmp_path / "csim")
@@ -38,7 +40,7 @@ def test_csim_cnn_bit_exact_with_model_including_wraparound(tmp_path):
     cpp = run_csim(tmp_path / "csim", vals["x_q"].reshape(n, -1).astype(np.int64), tmp_path)
     assert np.array_equal(cpp, vals["out"])
     wrapped = 0
-    for u in codegen.plan(m, fold, narrow):
+    for u in codegen.plan(m):
         if u.kind == "dup":
             continue
         q = np.concatenate([np.asarray(vals[t]).reshape(n, -1) for t in u.inputs], axis=1).astype(np.int64)

@@ -114,7 +114,7 @@ def test_cosim_tie_distance_looks_at_every_stage():
     first Quant counts even when the second stage's value is far from one."""
     from fractions import Fraction
 
-    from a2qhls.cosim import _stage_tie_distance
+    from a2qhls.cosimulation import _stage_tie_distance
     from a2qhls.passes.thresholds import _single
 
     first = rq("q1", 1.0, 4, False)  # u1 = v

@@ -12,6 +12,7 @@ from a2qhls.ir import Dense, InputQuant, IntType, Model, TensorInfo
 from a2qhls.passes.accumulator import size_accumulators
 from a2qhls.passes.thresholds import requant_exact
 from a2qhls.sim import BitSim, quantize_input, to_real, wrap
+from a2qhls.passes.acc_bits import apply_acc_bits
 
 
 def _wrap_ref(v: int, bits: int) -> int:
@@ -68,7 +69,7 @@ def test_dense_wraps_like_big_int_reference(data, K, C, in_bits, signed, zp, w_b
     P = max(2, safe - shrink)
     B = 4
     q = np.array(data.draw(st.lists(st.integers(in_type.qmin, in_type.qmax), min_size=B * K, max_size=B * K)), dtype=np.int64).reshape(B, K)
-    out = BitSim(model, {"fc": P}).run(q, start="xq")["acc"]
+    out = BitSim(apply_acc_bits(model, {"fc": P})).run(q, start="xq")["acc"]
     for b in range(B):
         for j in range(C):
             exact = sum(int(w[j, i]) * (int(q[b, i]) - zp) for i in range(K)) + (int(bias[j]) if has_bias else 0)
@@ -127,7 +128,7 @@ def test_pipeline_matches_python_reference(seed, mode, relu, act_signed, float_b
     model = hand_models.mlp((7, 5, 3), seed=seed, act_type=act, act_rounding=mode, relu=relu, float_bias=float_bias)
     acc_bits = {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()}
     x = np.random.default_rng(seed).uniform(-0.3, 1.3, size=(6, 7)).astype(np.float32)
-    got = BitSim(model, acc_bits).run(x)["acc1"]
+    got = BitSim(apply_acc_bits(model, acc_bits)).run(x)["acc1"]
     assert np.array_equal(got, _reference_pipeline(model, x, acc_bits))
 
 
@@ -148,13 +149,13 @@ def test_narrow_accumulator_gives_wrong_but_defined_answer():
     P = d.acc.acc_bits
     xin = d.acc.adversarial_max[None, :] + model.tensors[d.inputs[0]].dtype.zero_point
     j = d.acc.worst_channel
-    ok = BitSim(model).run(xin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j]
-    bad = BitSim(model, {d.name: P - 1}).run(xin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j]
+    ok = BitSim(apply_acc_bits(model)).run(xin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j]
+    bad = BitSim(apply_acc_bits(model, {d.name: P - 1})).run(xin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j]
     assert ok == d.acc.per_channel_max[j]
     if ok > (1 << (P - 2)) - 1:
         assert bad == ok - (1 << (P - 1))
     xmin = d.acc.adversarial_min[None, :] + model.tensors[d.inputs[0]].dtype.zero_point
-    assert BitSim(model).run(xmin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j] == d.acc.per_channel_min[j]
+    assert BitSim(apply_acc_bits(model)).run(xmin, start=d.inputs[0], keep=True)[d.outputs[0]][0, j] == d.acc.per_channel_min[j]
 
 
 def test_to_real_applies_scale_and_offset():

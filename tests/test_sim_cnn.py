@@ -11,6 +11,7 @@ import hand_models
 from a2qhls.ir import Add, Conv, Dense, InputQuant, IntType, Pool
 from a2qhls.passes.thresholds import requant_exact
 from a2qhls.sim import BitSim
+from a2qhls.passes.acc_bits import apply_acc_bits
 
 
 def _wrap(v: int, bits: int) -> int:
@@ -126,7 +127,7 @@ def test_cnn_matches_big_int_reference(seed, hw, conv0, dw, in_zp, in_signed, ad
                         add_ratio=add_ratio, avg=avg, act_rounding=mode)
     acc_bits = {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)}
     x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(2, 2, *hw)).astype(np.float32)
-    got = BitSim(m, acc_bits).run(x, keep=True)
+    got = BitSim(apply_acc_bits(m, acc_bits)).run(x, keep=True)
     want = reference(m, x, acc_bits)
     for t, v in want.items():
         assert np.array_equal(np.asarray(got[t]).astype(np.int64), v.astype(np.int64)), t
@@ -135,7 +136,7 @@ def test_cnn_matches_big_int_reference(seed, hw, conv0, dw, in_zp, in_signed, ad
 def test_safe_widths_never_wrap_and_adversarial_patch_reaches_the_extreme():
     """At the derived widths nothing wraps; the worst channel's adversarial patch, put at a window
     with the mask that reaches the extreme, drives the accumulator exactly to acc_max / acc_min."""
-    from a2qhls.cosim import place_patch
+    from a2qhls.cosimulation import place_patch
 
     m = hand_models.cnn(seed=4, in_type=IntType(4, False, False, 2))
     sim = BitSim(m)

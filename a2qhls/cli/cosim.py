@@ -22,11 +22,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..cosim import cosimulate
+    from ..flow import cosim
 
     if args.random < 0:
         raise A2QError("--random must be >= 0")
-    rep = cosimulate(args.dir, random=args.random, adversarial=args.adversarial, inputs=args.inputs, seed=args.seed, cxxflags=args.cxxflags)
+    rep = cosim(args.dir, random=args.random, adversarial=args.adversarial, inputs=args.inputs, seed=args.seed, cxxflags=args.cxxflags)
     ok = rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
     if args.json:
         print(json.dumps(rep, indent=2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import bounds
-from ..ir import AccumulatorReport, Add, Conv, Dense, Model, Pool
+from ..ir import AccumulatorReport, Add, Conv, Dense, Model
 
 
 def _matrix_and_masks(op) -> tuple[np.ndarray, list]:
@@ -100,3 +100,15 @@ def size_accumulators(model: Model) -> Model:
         else:
             op.acc = size_layer(op, model.tensors[op.inputs[0]].dtype)
     return model
+
+
+def acc_range(model: Model, op) -> tuple[int, int]:
+    """Exact accumulator range ``(min, max)`` over all channels of an accumulating op
+    (Dense, Conv, average Pool, Add; from its sizing report, sized here if absent)."""
+    if op.acc is None:
+        if isinstance(op, Add):
+            rep = size_add(op, model.tensors[op.inputs[0]].dtype, model.tensors[op.inputs[1]].dtype)
+        else:
+            rep = size_layer(op, model.tensors[op.inputs[0]].dtype)
+        return int(rep.acc_min), int(rep.acc_max)
+    return int(op.acc.acc_min), int(op.acc.acc_max)

@@ -21,7 +21,8 @@ image. A depthwise convolution is a vector-vector unit: PE folds the channels, S
 balances cycles per image.
 
 A folding file (``--folding F.json``) maps layer names to ``{"PE": p, "SIMD": s}``;
-layers it leaves out keep their default.
+layers it leaves out keep their default. :func:`apply_folding` records the decision in the IR
+(``op.pe``, ``op.simd`` of every Dense/Conv), where code generation reads it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ..ir import Model
 
 MAX_PAR = 16
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "cycles", "layer_cycles"]
+__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "apply_folding", "folding_of", "cycles", "layer_cycles"]
 
 
 def divisors(n: int) -> list[int]:
@@ -120,3 +121,21 @@ def load_folding(model: Model, path) -> dict:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise A2QError(f"{path}: not a valid JSON folding file ({e})") from None
     return validate_folding(model, data, str(path))
+
+
+def apply_folding(model: Model, folding: dict | None = None) -> Model:
+    """Record every layer's folding in the IR (``op.pe``, ``op.simd``; in place); returns ``model``.
+
+    ``folding``: a complete or partial ``{layer name: {"PE": p, "SIMD": s}}`` (checked by
+    :func:`validate_folding`, which raises :class:`A2QError`); layers it leaves out get the
+    default policy's folding.
+    """
+    full = validate_folding(model, folding) if folding is not None else default_folding(model)
+    for d in model.layers():
+        d.pe, d.simd = int(full[d.name]["PE"]), int(full[d.name]["SIMD"])
+    return model
+
+
+def folding_of(model: Model) -> dict:
+    """The folding recorded in the IR, as ``{layer name: {"PE": p, "SIMD": s}}``."""
+    return {d.name: {"PE": d.pe, "SIMD": d.simd} for d in model.layers()}

@@ -31,9 +31,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import bounds
 from ..errors import A2QError
-from ..ir import Add, Model, Requant
+from ..ir import Model, Requant
+from .acc_bits import built_acc_bits
+from .accumulator import acc_range
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -42,7 +43,6 @@ __all__ = [
     "round_exact",
     "level_breakpoint",
     "acc_range",
-    "effective_acc_bits",
     "requant_thresholds",
     "requant_exact",
     "compute_thresholds",
@@ -107,46 +107,6 @@ def _vec(a, C: int) -> list:
     if arr.size != C:
         raise A2QError(f"expected 1 or {C} values, got {arr.size}")
     return [Fraction(float(v)) for v in arr]
-
-
-def acc_range(model: Model, op) -> tuple[int, int]:
-    """Exact accumulator range ``(min, max)`` over all channels of an accumulating op
-    (Dense, Conv, average Pool, Add; from its sizing report, sized here if absent)."""
-    if op.acc is None:
-        from .accumulator import size_add, size_layer
-
-        if isinstance(op, Add):
-            rep = size_add(op, model.tensors[op.inputs[0]].dtype, model.tensors[op.inputs[1]].dtype)
-        else:
-            rep = size_layer(op, model.tensors[op.inputs[0]].dtype)
-        return int(rep.acc_min), int(rep.acc_max)
-    return int(op.acc.acc_min), int(op.acc.acc_max)
-
-
-def effective_acc_bits(model: Model, acc_bits: dict | None = None) -> dict:
-    """Accumulating op name -> accumulator width P: the override if given, else the sizing pass's safe width.
-
-    Every op that owns an accumulator has one: layers (Dense, Conv), average pools and residual adds.
-    """
-    acc_bits = dict(acc_bits or {})
-    ops = model.accumulating_ops()
-    names = {d.name for d in ops}
-    unknown = sorted(set(acc_bits) - names)
-    if unknown:
-        raise A2QError(f"--acc-bits: unknown layer '{unknown[0]}' (layers: {', '.join(d.name for d in ops)})")
-    out = {}
-    for d in ops:
-        if d.name in acc_bits:
-            p = int(acc_bits[d.name])
-            if not 2 <= p <= 64:
-                raise A2QError(f"--acc-bits: width {p} for layer '{d.name}' is outside 2..64")
-            out[d.name] = p
-        elif d.acc is not None:
-            out[d.name] = int(d.acc.acc_bits)
-        else:
-            lo, hi = acc_range(model, d)
-            out[d.name] = int(bounds.signed_bits_for_range(lo, hi))
-    return out
 
 
 def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant, channel: int) -> int:
@@ -244,16 +204,16 @@ def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -
     return T.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else T
 
 
-def compute_thresholds(model: Model, acc_bits: dict | None = None) -> Model:
+def compute_thresholds(model: Model) -> Model:
     """Fill ``Requant.thresholds`` for every Requant (in place); returns ``model``.
 
     A Requant may follow any accumulating op (Dense, Conv, average Pool, Add); its input
     tensor's ``scale``/``offset`` give the accumulator's real value.
 
-    ``acc_bits`` (layer -> width) are the widths the hardware uses (overrides
-    included); thresholds are clamped to the exact range joined with that width's range.
+    Thresholds are clamped to the exact range joined with the range of the width the hardware
+    uses (``op.acc_bits``, see :mod:`a2qhls.passes.acc_bits`; an override included).
     """
-    widths = effective_acc_bits(model, acc_bits)
+    widths = built_acc_bits(model)
     for op in model.ops:
         if not isinstance(op, Requant):
             continue

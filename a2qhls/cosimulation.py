@@ -67,6 +67,7 @@ class Project:
 def load_project(d) -> Project:
     """Re-import a build directory's model copy with its recorded widths."""
     from .importer import load_qonnx
+    from .passes.acc_bits import apply_acc_bits
     from .passes.accumulator import size_accumulators
 
     d = Path(d)
@@ -82,8 +83,8 @@ def load_project(d) -> Project:
         _ = summary["layers"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise A2QError(f"{sp}: not a valid a2qhls build summary ({type(e).__name__}: {e})") from None
-    model = size_accumulators(load_qonnx(str(onnx_path)))
-    sim = BitSim(model, overrides)
+    model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path))), overrides)
+    sim = BitSim(model)
     return Project(d, summary, model, sim, onnx_path)
 
 
@@ -494,7 +495,7 @@ def adversarial_groups(project: Project) -> list:
     a dense layer its adversarial vector, an average pool a map of the input's max (min) value,
     a residual add both inputs at their max (min).
     """
-    from .ir import Add, Conv, Dense, Pool
+    from .ir import Conv, Dense, Pool
 
     model = project.model
     layers = project.summary["layers"]

@@ -1,0 +1,326 @@
+"""The build flow: one ordered list of named steps, and the Python API on top of it.
+
+``a2qhls build`` is :func:`build`, which runs :data:`BUILD_STEPS` in order over a
+:class:`BuildState` (the IR plus what the steps produce). Every step is a plain function
+``step(state) -> None``; the IR steps change only the model, and each decision a step makes
+(the width each accumulator is built with, the folding) is stored on the ops, where the later
+steps read it::
+
+    import        QONNX file -> IR                         (a2qhls.importer.load_qonnx)
+    size          exact accumulator range and safe width  (passes.accumulator.size_accumulators)
+    acc_bits      built width per accumulator: safe, or the user's override (passes.acc_bits)
+    thresholds    exact integer thresholds for those widths (passes.thresholds)
+    folding       PE/SIMD per layer: default policy or the user's file (passes.folding)
+    codegen       the HLS project's files and its summary (codegen)
+    testbench     sample inputs and the bit-accurate model's outputs for the testbench (sim)
+    write         the project folder, written atomically
+
+With ``save_steps=True`` the project also gets ``steps/NN_<step>.json``: a small JSON view of the
+IR after each step (see :func:`ir_view`), so a user can see where a width or a folding came from.
+
+The same module gives :func:`inspect` (what ``a2qhls inspect --json`` prints) and :func:`cosim`
+(what ``a2qhls cosim --json`` prints).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .errors import A2QError
+from .ir import Model
+
+TB_SAMPLES = 8  # sample vectors the Vitis testbench runs (tb_data/)
+MODEL_FILE = "model.onnx"  # the project's copy of the input model (what cosim re-imports)
+SUMMARY_FILE = "a2qhls.json"
+
+__all__ = ["BUILD_STEPS", "BuildConfig", "BuildState", "build", "run_steps", "inspect", "cosim", "ir_view", "tb_vectors"]
+
+
+@dataclass
+class BuildConfig:
+    """What the user asked of a build.
+
+    ``folding``: ``{layer: {"PE": p, "SIMD": s}}`` (partial is fine), or a path to such a JSON
+    file, or None for the default policy. ``acc_bits``: ``{LAYER: bits}`` overrides, LAYER an
+    accumulating op's name, ``layerN`` or ``N`` (the N-th Dense/Conv layer). ``warn``: receives
+    one-line warnings (a width below the safe one).
+    """
+
+    folding: Union[dict, str, os.PathLike, None] = None
+    acc_bits: Union[dict, list, tuple, None] = None
+    save_steps: bool = False
+    warn: Optional[Callable[[str], None]] = None
+
+
+@dataclass
+class BuildState:
+    """What flows through the steps: the model (IR) and the project being made."""
+
+    source: Union[str, os.PathLike, Model]  # the model file, or an IR loaded from one
+    config: BuildConfig
+    model: Optional[Model] = None
+    files: dict = field(default_factory=dict)  # relative path -> text, the generated project
+    summary: Optional[dict] = None
+    out_dir: Optional[Path] = None
+    force: bool = False
+    steps_done: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def step_import(s: BuildState) -> None:
+    from .importer import load_qonnx
+
+    s.model = s.source if isinstance(s.source, Model) else load_qonnx(str(s.source))
+
+
+def step_size(s: BuildState) -> None:
+    from .passes.accumulator import size_accumulators
+
+    size_accumulators(s.model)
+
+
+def step_acc_bits(s: BuildState) -> None:
+    from .passes.acc_bits import apply_acc_bits, parse_acc_bits
+
+    a = s.config.acc_bits or {}
+    specs = [f"{k}={v}" for k, v in a.items()] if isinstance(a, dict) else [str(v) for v in a]
+    apply_acc_bits(s.model, parse_acc_bits(s.model, specs))
+    for d in s.model.accumulating_ops():
+        if d.acc_bits_overridden and d.acc_bits < d.acc.acc_bits and s.config.warn is not None:
+            s.config.warn(
+                f"layer '{d.name}': --acc-bits {d.acc_bits} is below its safe width {d.acc.acc_bits}; "
+                "its accumulator can overflow (wrap) on some inputs"
+            )
+
+
+def step_thresholds(s: BuildState) -> None:
+    from .passes.thresholds import compute_thresholds
+
+    compute_thresholds(s.model)
+
+
+def step_folding(s: BuildState) -> None:
+    from .passes.folding import apply_folding, load_folding
+
+    f = s.config.folding
+    apply_folding(s.model, load_folding(s.model, f) if isinstance(f, (str, os.PathLike)) else f)
+
+
+def step_codegen(s: BuildState) -> None:
+    from . import codegen
+
+    s.files.update(codegen.generate(s.model))
+    s.summary = codegen.summary(s.model, model_file=MODEL_FILE)
+
+
+def tb_vectors(model: Model, n: int = TB_SAMPLES) -> np.ndarray:
+    """Deterministic sample inputs for the Vitis testbench, ``[n, K]`` integers over the input
+    type's range (K: the quantized input flattened channels-last); row 0 is all qmin, row 1 all qmax."""
+    iq = model.ops[0]
+    t = iq.out_type
+    K = int(np.prod(model.tensors[iq.outputs[0]].shape))
+    rng = np.random.default_rng(0)
+    q = rng.integers(t.qmin, t.qmax + 1, size=(n, K))
+    q[0] = t.qmin
+    q[1 % n] = t.qmax
+    return q
+
+
+def _lines(a) -> str:
+    return "".join(" ".join(str(int(v)) for v in row) + "\n" for row in np.asarray(a))
+
+
+def step_testbench(s: BuildState) -> None:
+    from . import codegen
+    from .sim import BitSim
+
+    q = tb_vectors(s.model)
+    sim = BitSim(s.model)
+    expected = np.asarray(sim.run(q, start=s.model.ops[0].outputs[0])[s.model.outputs[0]]).reshape(len(q), -1)
+    s.files["tb_data/inputs.txt"] = _lines(q)
+    s.files["tb_data/expected.txt"] = _lines(expected)
+    s.files[SUMMARY_FILE] = codegen.summary_json(s.summary)
+
+
+def step_write(s: BuildState) -> None:
+    """Write the project to a temporary folder beside ``out_dir`` and rename it into place."""
+    out = s.out_dir
+    model_file = s.model.source if isinstance(s.source, Model) else str(s.source)
+    if not model_file or not os.path.isfile(model_file):
+        raise A2QError("the model has no source file to copy into the project (load it with load_qonnx from a file)")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.a2qhls-", dir=parent))
+    try:
+        shutil.copyfile(model_file, tmp / MODEL_FILE)
+        for rel, text in s.files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "w", newline="\n") as f:
+                f.write(text)
+        os.chmod(tmp / "build_csim.sh", 0o755)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rename(out, old / "x")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# The flow, in order: (name, step). Visible and explicit; no registry.
+BUILD_STEPS: list = [
+    ("import", step_import),
+    ("size", step_size),
+    ("acc_bits", step_acc_bits),
+    ("thresholds", step_thresholds),
+    ("folding", step_folding),
+    ("codegen", step_codegen),
+    ("testbench", step_testbench),
+    ("write", step_write),
+]
+
+
+# ----------------------------------------------------------------------------- IR view
+
+
+def ir_view(model: Model, state: Optional[BuildState] = None) -> dict:
+    """A small JSON-ready view of the IR: per op its kind, tensors, types and the decisions
+    made so far (safe and built accumulator width, override, target, PE/SIMD, thresholds)."""
+    ops = []
+    for op in model.ops:
+        e = {"name": op.name, "op": op.op, "inputs": list(op.inputs), "outputs": list(op.outputs)}
+        out = model.tensors.get(op.outputs[0])
+        if out is not None:
+            e["output_shape"] = [int(v) for v in out.shape]
+            e["output_type"] = str(out.dtype) if out.dtype is not None else "accumulator"
+        if hasattr(op, "K"):
+            e["K"], e["channels"] = int(op.K), int(op.channels)
+        if getattr(op, "target_acc_bits", None) is not None:
+            e["target_acc_bits"] = int(op.target_acc_bits)
+        if getattr(op, "acc", None) is not None:
+            e["safe_acc_bits"] = int(op.acc.acc_bits)
+            e["acc_range"] = [int(op.acc.acc_min), int(op.acc.acc_max)]
+        if getattr(op, "acc_bits", None) is not None:
+            e["acc_bits"] = int(op.acc_bits)
+            e["acc_bits_overridden"] = bool(op.acc_bits_overridden)
+        if getattr(op, "pe", None) is not None:
+            e["PE"], e["SIMD"] = int(op.pe), int(op.simd)
+        if getattr(op, "thresholds", None) is not None:
+            e["thresholds_shape"] = [int(v) for v in np.asarray(op.thresholds).shape]
+        ops.append(e)
+    view = {"model": model.name, "ops": ops}
+    if state is not None and state.files:
+        view["files"] = sorted(state.files)
+    return view
+
+
+def _save_step(s: BuildState, index: int, name: str) -> None:
+    if s.config.save_steps and s.model is not None:
+        s.files[f"steps/{index:02d}_{name}.json"] = json.dumps(ir_view(s.model, s), indent=1) + "\n"
+
+
+def run_steps(state: BuildState, steps: list = None) -> BuildState:
+    """Run ``steps`` (default :data:`BUILD_STEPS`) in order over ``state``; returns it."""
+    steps = BUILD_STEPS if steps is None else steps
+    for i, (name, fn) in enumerate(steps):
+        if name == "write":  # the last view goes into the project before it is written
+            _save_step(state, i, name)
+        fn(state)
+        state.steps_done.append(name)
+        if name != "write":
+            _save_step(state, i, name)
+    return state
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise A2QError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise A2QError(f"{out}: directory is not empty (use --force to replace it)")
+
+
+def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None) -> dict:
+    """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
+
+    ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
+    (its source file is copied into the project). ``folding``: ``{layer: {"PE": p, "SIMD": s}}``
+    or a JSON file path. ``acc_bits``: ``{LAYER: bits}`` overrides (or ``["LAYER=BITS", ...]``). ``force``: replace a
+    non-empty ``out_dir``. ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
+    receives one-line warnings. Raises :class:`A2QError` on bad input; nothing is written then.
+    """
+    out = Path(out_dir)
+    _check_out_dir(out, force)
+    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn)
+    state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
+    return state.summary
+
+
+def layer_record(model: Model, op, per_channel: bool = True) -> dict:
+    """The JSON-ready sizing facts of one accumulating op (what ``inspect --json`` lists)."""
+    r = op.acc
+    in_type = model.tensors[op.inputs[0]].dtype
+    rec = {
+        "name": op.name,
+        "op": op.source_op,
+        "K": op.K,
+        "channels": op.channels,
+        "input_type": str(in_type),
+        "weight_type": str(op.weight_type) if hasattr(op, "weight_type") else "-",
+        "has_bias": getattr(op, "bias", None) is not None,
+        "acc_bits": r.acc_bits,
+        "acc_min": r.acc_min,
+        "acc_max": r.acc_max,
+        "acc_bits_datatype": r.datatype_bits,
+        "acc_bits_a2q": r.a2q_bits,
+        "acc_bits_a2qplus": r.a2qplus_bits,
+        "acc_bits_per_channel": [int(b) for b in r.per_channel_bits],
+        "target_acc_bits": getattr(op, "target_acc_bits", None),
+        "quant": getattr(op, "quant_kind", None),
+        "exceeds_target": r.exceeds_target,
+        "worst_channel": r.worst_channel,
+        "negated_channels": list(getattr(op, "negated_channels", ())),
+        "adversarial_input_max": [int(v) for v in r.adversarial_max],
+        "adversarial_input_min": [int(v) for v in r.adversarial_min],
+    }
+    if per_channel:
+        rec["acc_min_per_channel"] = [int(v) for v in r.per_channel_min]
+        rec["acc_max_per_channel"] = [int(v) for v in r.per_channel_max]
+    return rec
+
+
+def inspect(model, *, per_channel: bool = False) -> dict:
+    """Per-layer accumulator sizing of a QONNX model: what ``a2qhls inspect --json`` prints.
+
+    ``model``: a file path or a loaded :class:`~a2qhls.ir.Model`. Returns
+    ``{"model": path, "layers": [record, ...]}`` (see the README for the record's keys);
+    ``per_channel`` adds each channel's exact range. Raises :class:`A2QError` on bad input.
+    """
+    state = run_steps(BuildState(source=model, config=BuildConfig()), BUILD_STEPS[:2])
+    m = state.model
+    path = m.source if isinstance(model, Model) else os.path.abspath(str(model))
+    return {"model": path, "layers": [layer_record(m, op, per_channel=per_channel) for op in m.accumulating_ops()]}
+
+
+def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
+    """Compile a built project with g++ and compare C++, the bit-accurate model and QONNX bit for
+    bit: what ``a2qhls cosim --json`` prints (see :mod:`a2qhls.cosimulation`)."""
+    from .cosimulation import cosimulate
+
+    return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags)

@@ -102,24 +102,26 @@ def a2qplus_acc_bits(l1, in_bits: int) -> int:
     return int(math.ceil(math.log2(span * float(l1) + 2.0)))
 
 
+def channel_sums(q) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row ``(sum of positive weights, sum of negative weights)`` of ``[..., K]`` integers,
+    exact (int64 when ``K * max|q|`` fits, else Python ints). One pass for both sums."""
+    q = np.asarray(q)
+    if q.dtype != object and int(np.abs(q).max(initial=0)) * max(q.shape[-1], 1) >= 2**62:
+        q = q.astype(object)
+    elif q.dtype != object:
+        q = q.astype(np.int64, copy=False)
+    pos = np.clip(q, 0, None).sum(axis=-1)
+    return pos, q.sum(axis=-1) - pos
+
+
 def a2qplus_effective_l1(q) -> np.ndarray:
     """Per-row ``2 * max(sum of positive weights, sum of |negative weights|)``.
 
     Equals ``||q||_1`` for zero-sum rows; for rows that round-to-zero left not
     exactly zero-sum it is the l1 norm for which the A2Q+ bound still holds.
     """
-    q = np.asarray(q)
-    pos = np.where(q > 0, q, 0).sum(axis=-1)
-    neg = np.where(q < 0, -q, 0).sum(axis=-1)
-    return 2 * np.maximum(pos, neg)
-
-
-def _as_exact_int(a) -> np.ndarray:
-    """int64 when the sums below cannot overflow it, else Python ints (object)."""
-    a = np.asarray(a)
-    if a.dtype == object:
-        return a
-    return a.astype(np.int64)
+    pos, neg = channel_sums(q)
+    return 2 * np.maximum(pos, -neg)
 
 
 def exact_channel_range(q, x_min: int, x_max: int, bias=None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,25 +129,30 @@ def exact_channel_range(q, x_min: int, x_max: int, bias=None) -> tuple[np.ndarra
 
     ``q`` is ``[channels, K]`` integers, the input values lie in ``[x_min, x_max]``
     (zero-point already subtracted), ``bias`` is ``[channels]`` integers in
-    accumulator units or None.
+    accumulator units or None. Each term ``q_i * x_i`` is largest at ``x_max`` for
+    ``q_i > 0`` and at ``x_min`` for ``q_i < 0``, so with ``S+``/``S-`` the sums of the
+    positive/negative weights: ``acc_max = x_max * S+ + x_min * S-`` and
+    ``acc_min = x_min * S+ + x_max * S-`` (plus the bias), in Python integers.
     """
-    q = np.asarray(q)
-    big = max(abs(int(x_min)), abs(int(x_max))) * (int(np.abs(q).max(initial=0))) * max(q.shape[-1], 1)
+    x_min, x_max = int(x_min), int(x_max)
+    if x_min > x_max:
+        raise ValueError(f"empty input range [{x_min}, {x_max}]")
+    pos, neg = channel_sums(q)
+    pos, neg = pos.astype(object), neg.astype(object)
+    acc_max = x_max * pos + x_min * neg
+    acc_min = x_min * pos + x_max * neg
     if bias is not None:
-        big += int(np.abs(np.asarray(bias)).max(initial=0))
-    if big >= 2**62:
-        q = q.astype(object)
-    else:
-        q = q.astype(np.int64)
-    hi_prod = np.maximum(q * int(x_max), q * int(x_min))
-    lo_prod = np.minimum(q * int(x_max), q * int(x_min))
-    acc_max = hi_prod.sum(axis=-1)
-    acc_min = lo_prod.sum(axis=-1)
-    if bias is not None:
-        b = np.asarray(bias).astype(q.dtype)
+        b = np.asarray(bias).astype(object)
         acc_max = acc_max + b
         acc_min = acc_min + b
-    return acc_min, acc_max
+    return _narrowest(acc_min), _narrowest(acc_max)
+
+
+def _narrowest(a: np.ndarray) -> np.ndarray:
+    """Python-int results as int64 when every value fits (as the sums were before), else objects."""
+    if a.size == 0 or all(-(2**62) <= int(v) < 2**62 for v in (a.min(), a.max())):
+        return a.astype(np.int64)
+    return a
 
 
 def signed_bits_for_range(lo, hi):

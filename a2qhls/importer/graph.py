@@ -193,13 +193,43 @@ def check_quant_params_constant(graph, ctx: Ctx) -> None:
                 )
 
 
+SHAPE_ONLY_ABOVE = 4096  # initializers larger than this go to shape inference without their data
+
+
+def shape_only_copy(proto):
+    """A copy of ``proto`` for shape inference: the graph's nodes, inputs, outputs, value infos and
+    small initializers, but large initializers (weights) as name, type and dims only. Shape
+    inference needs only their shapes; copying and serializing megabytes of weights (qonnx's
+    InferShapes round-trips the model through onnx) was most of ``inspect``'s time on large nets."""
+    import onnx
+
+    light = onnx.ModelProto()
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    g, lg = proto.graph, light.graph
+    lg.name = g.name
+    lg.node.extend(g.node)
+    lg.input.extend(g.input)
+    lg.output.extend(g.output)
+    lg.value_info.extend(g.value_info)
+    for t in g.initializer:
+        n = 1
+        for d in t.dims:
+            n *= int(d)
+        if n <= SHAPE_ONLY_ABOVE:
+            lg.initializer.append(t)
+        else:
+            lg.initializer.append(onnx.TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims)))
+    return light
+
+
 def infer_shapes(proto, ctx: Ctx) -> None:
     """Shapes of value infos (after qonnx's shape inference when it succeeds)."""
     try:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.transformation.infer_shapes import InferShapes
 
-        mw = ModelWrapper(proto.__deepcopy__() if hasattr(proto, "__deepcopy__") else proto)
+        mw = ModelWrapper(shape_only_copy(proto))
         mw = mw.transform(InferShapes())
         g = mw.model.graph
     except Exception:

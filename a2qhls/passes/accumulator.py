@@ -55,8 +55,9 @@ def size_layer(op, in_type) -> AccumulatorReport:
     worst = int(max(range(len(reach)), key=lambda j: (int(per_bits[j]), reach[j], -j)))
     adv_max, _ = bounds.adversarial_inputs(w[worst] * masks[best_mask_hi[worst]], x_min, x_max)
     _, adv_min = bounds.adversarial_inputs(w[worst] * masks[best_mask_lo[worst]], x_min, x_max)
-    l1 = int(np.abs(w).sum(axis=1).max())
-    l1_plus = int(bounds.a2qplus_effective_l1(w).max())
+    pos, neg = bounds.channel_sums(w)
+    l1 = int((pos - neg).max())  # the largest channel l1 norm
+    l1_plus = int((2 * np.maximum(pos, -neg)).max())  # = bounds.a2qplus_effective_l1(w).max()
     w_bits = op.weight_type.bits if hasattr(op, "weight_type") else 2  # a pool's weights are all 1
     target = getattr(op, "target_acc_bits", None)
     return AccumulatorReport(

@@ -545,11 +545,14 @@ def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, input
     """Compile, run and compare; returns the report (see module doc)."""
     project = load_project(project_dir)
     groups = []
-    if inputs is not None:
+    if isinstance(inputs, np.ndarray):
+        arr, inputs = inputs, "the given array"
+    elif inputs is not None:
         try:
             arr = np.load(str(inputs), allow_pickle=False)
         except (OSError, ValueError) as e:
             raise A2QError(f"{inputs}: cannot read a numpy array ({e})") from None
+    if inputs is not None:
         if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
             raise A2QError(f"{inputs}: inputs must be finite numbers")
         groups.append(Group("inputs", 0, _reshape_input(project, arr), f"from {inputs}"))

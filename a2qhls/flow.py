@@ -23,17 +23,19 @@ The same module gives :func:`inspect` (what ``a2qhls inspect --json`` prints) an
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .errors import A2QError
+from .errors import A2QError, A2QWarning
 from .ir import Model
 
 TB_SAMPLES = 8  # sample vectors the Vitis testbench runs (tb_data/)
@@ -50,13 +52,24 @@ class BuildConfig:
     ``folding``: ``{layer: {"PE": p, "SIMD": s}}`` (partial is fine), or a path to such a JSON
     file, or None for the default policy. ``acc_bits``: ``{LAYER: bits}`` overrides, LAYER an
     accumulating op's name, ``layerN`` or ``N`` (the N-th Dense/Conv layer). ``warn``: receives
-    one-line warnings (a width below the safe one).
+    one-line warnings (a width below the safe one); default: :func:`warnings.warn` with
+    :class:`~a2qhls.errors.A2QWarning`.
     """
 
     folding: Union[dict, str, os.PathLike, None] = None
     acc_bits: Union[dict, list, tuple, None] = None
     save_steps: bool = False
     warn: Optional[Callable[[str], None]] = None
+
+    def __post_init__(self):
+        a = self.acc_bits
+        if a is not None and not isinstance(a, dict) and not (isinstance(a, (list, tuple)) and all(isinstance(v, str) for v in a)):
+            raise A2QError(f"acc_bits: expected {{LAYER: bits}} or a list of 'LAYER=BITS' strings, got {type(a).__name__}")
+        f = self.folding
+        if f is not None and not isinstance(f, (dict, str, os.PathLike)):
+            raise A2QError(f"folding: expected {{LAYER: {{'PE': p, 'SIMD': s}}}} or a JSON file path, got {type(f).__name__}")
+        if self.warn is None:
+            self.warn = lambda msg: warnings.warn(msg, A2QWarning, stacklevel=4)
 
 
 @dataclass
@@ -69,8 +82,6 @@ class BuildState:
     files: dict = field(default_factory=dict)  # relative path -> text, the generated project
     summary: Optional[dict] = None
     out_dir: Optional[Path] = None
-    force: bool = False
-    steps_done: list = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -95,7 +106,7 @@ def step_acc_bits(s: BuildState) -> None:
     specs = [f"{k}={v}" for k, v in a.items()] if isinstance(a, dict) else [str(v) for v in a]
     apply_acc_bits(s.model, parse_acc_bits(s.model, specs))
     for d in s.model.accumulating_ops():
-        if d.acc_bits_overridden and d.acc_bits < d.acc.acc_bits and s.config.warn is not None:
+        if d.acc_bits_overridden and d.acc_bits < d.acc.acc_bits:
             s.config.warn(
                 f"layer '{d.name}': --acc-bits {d.acc_bits} is below its safe width {d.acc.acc_bits}; "
                 "its accumulator can overflow (wrap) on some inputs"
@@ -154,9 +165,13 @@ def step_testbench(s: BuildState) -> None:
 def step_write(s: BuildState) -> None:
     """Write the project to a temporary folder beside ``out_dir`` and rename it into place."""
     out = s.out_dir
+    if out is None:
+        raise A2QError("the write step needs an output folder (BuildState.out_dir)")
     model_file = s.model.source if isinstance(s.source, Model) else str(s.source)
     if not model_file or not os.path.isfile(model_file):
         raise A2QError("the model has no source file to copy into the project (load it with load_qonnx from a file)")
+    if isinstance(s.source, Model) and s.model.source_stat and _stat(model_file) != s.model.source_stat:
+        raise A2QError(f"{model_file}: the file changed since the model was loaded; load it again")
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.a2qhls-", dir=parent))
@@ -181,8 +196,13 @@ def step_write(s: BuildState) -> None:
         raise
 
 
-# The flow, in order: (name, step). Visible and explicit; no registry.
-BUILD_STEPS: list = [
+def _stat(path) -> tuple:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns)
+
+
+# The flow, in order: (name, step). Visible, explicit and immutable; no registry.
+BUILD_STEPS: tuple = (
     ("import", step_import),
     ("size", step_size),
     ("acc_bits", step_acc_bits),
@@ -191,7 +211,7 @@ BUILD_STEPS: list = [
     ("codegen", step_codegen),
     ("testbench", step_testbench),
     ("write", step_write),
-]
+)
 
 
 # ----------------------------------------------------------------------------- IR view
@@ -219,12 +239,13 @@ def ir_view(model: Model, state: Optional[BuildState] = None) -> dict:
             e["acc_bits_overridden"] = bool(op.acc_bits_overridden)
         if getattr(op, "pe", None) is not None:
             e["PE"], e["SIMD"] = int(op.pe), int(op.simd)
+            e["folding_overridden"] = bool(op.folding_overridden)
         if getattr(op, "thresholds", None) is not None:
             e["thresholds_shape"] = [int(v) for v in np.asarray(op.thresholds).shape]
         ops.append(e)
     view = {"model": model.name, "ops": ops}
     if state is not None and state.files:
-        view["files"] = sorted(state.files)
+        view["files"] = sorted(f for f in state.files if not f.startswith("steps/"))
     return view
 
 
@@ -233,14 +254,14 @@ def _save_step(s: BuildState, index: int, name: str) -> None:
         s.files[f"steps/{index:02d}_{name}.json"] = json.dumps(ir_view(s.model, s), indent=1) + "\n"
 
 
-def run_steps(state: BuildState, steps: list = None) -> BuildState:
-    """Run ``steps`` (default :data:`BUILD_STEPS`) in order over ``state``; returns it."""
-    steps = BUILD_STEPS if steps is None else steps
+def run_steps(state: BuildState, steps=BUILD_STEPS) -> BuildState:
+    """Run ``steps`` (a sequence of ``(name, step)``, default :data:`BUILD_STEPS`) in order over
+    ``state``; returns it. The ``write`` step replaces ``state.out_dir``: :func:`build` checks
+    that folder first, and a caller of this function is responsible for it."""
     for i, (name, fn) in enumerate(steps):
         if name == "write":  # the last view goes into the project before it is written
             _save_step(state, i, name)
         fn(state)
-        state.steps_done.append(name)
         if name != "write":
             _save_step(state, i, name)
     return state
@@ -260,15 +281,19 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
 
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
-    (its source file is copied into the project). ``folding``: ``{layer: {"PE": p, "SIMD": s}}``
+    (built from a copy: the caller's Model is not changed; its source file is copied into the
+    project, where cosim re-imports it, so the IR must be as loaded from that file, unchanged). ``folding``: ``{layer: {"PE": p, "SIMD": s}}``
     or a JSON file path. ``acc_bits``: ``{LAYER: bits}`` overrides (or ``["LAYER=BITS", ...]``). ``force``: replace a
     non-empty ``out_dir``. ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
-    receives one-line warnings. Raises :class:`A2QError` on bad input; nothing is written then.
+    receives one-line warnings (default: :func:`warnings.warn` with
+    :class:`~a2qhls.errors.A2QWarning`). Raises :class:`A2QError` on bad input; nothing is written then.
     """
     out = Path(out_dir)
     _check_out_dir(out, force)
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn)
-    state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
+    if isinstance(model, Model):
+        model = copy.deepcopy(model)
+    state = run_steps(BuildState(source=model, config=cfg, out_dir=out))
     return state.summary
 
 
@@ -320,7 +345,19 @@ def inspect(model, *, per_channel: bool = False) -> dict:
 
 def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
     """Compile a built project with g++ and compare C++, the bit-accurate model and QONNX bit for
-    bit: what ``a2qhls cosim --json`` prints (see :mod:`a2qhls.cosimulation`)."""
+    bit: what ``a2qhls cosim --json`` prints (see :mod:`a2qhls.cosimulation`).
+
+    ``project_dir``: a folder written by :func:`build`. ``random``: number of random inputs
+    (int >= 0) over the input quantizer's range, drawn with ``seed``. ``adversarial``: add each
+    layer's worst-case inputs. ``inputs``: float inputs ``[batch, ...]`` as a numpy array or a
+    ``.npy`` file path. Returns the report dict; raises :class:`A2QError` on bad input.
+    """
     from .cosimulation import cosimulate
+
+    for name, v in (("random", random), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise A2QError(f"{name}: expected an integer, got {type(v).__name__}")
+    if inputs is not None and not isinstance(inputs, (str, os.PathLike, np.ndarray)):
+        raise A2QError(f"inputs: expected a numpy array or a .npy file path, got {type(inputs).__name__}")
 
     return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags)

@@ -121,6 +121,7 @@ class Dense:
     acc_bits_overridden: bool = False
     pe: Optional[int] = None
     simd: Optional[int] = None
+    folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
 
     op = "Dense"
 
@@ -192,6 +193,7 @@ class Conv(_SlidingWindow):
     acc_bits_overridden: bool = False
     pe: Optional[int] = None
     simd: Optional[int] = None
+    folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
 
     op = "Conv"
 
@@ -343,7 +345,8 @@ class Model:
     tensors: dict  # name -> TensorInfo
     outputs: list  # tensor names that leave the graph
     output_names: list = field(default_factory=list)  # the graph's own output names
-    source: str = ""
+    source: str = ""  # the file it was loaded from (absolute path)
+    source_stat: tuple = ()  # (size, mtime_ns) of that file when loaded: a build checks it is unchanged
 
     def producer(self, tensor: str):
         for op in self.ops:

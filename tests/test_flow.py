@@ -112,3 +112,58 @@ def test_no_function_below_the_flow_takes_acc_bits():
                     if "acc_bits" in names:
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert offenders == []
+
+
+def test_build_does_not_change_a_given_model_and_warns(tmp_path):
+    """A loaded Model is built from a copy; a width below the safe one warns in Python too."""
+    from a2qhls.errors import A2QWarning
+    from a2qhls.sim import BitSim
+
+    model = a2qhls.size_accumulators(a2qhls.load_qonnx(str(BUNDLED)))
+    safe = [op.acc.acc_bits for op in model.accumulating_ops()]
+    with pytest.warns(A2QWarning, match="below its safe width"):
+        s = a2qhls.build(model, tmp_path / "p", acc_bits={"layer1": safe[1] - 2})
+    assert s["layers"][1]["acc_bits"] == safe[1] - 2
+    assert [op.acc_bits for op in model.accumulating_ops()] == [None, None]
+    assert [op.pe for op in model.layers()] == [None, None]
+    assert BitSim(model).acc_bits == {op.name: b for op, b in zip(model.accumulating_ops(), safe)}
+
+
+def test_folding_and_acc_bits_name_layers_alike(tmp_path):
+    """`layerN` / `N` name the N-th layer in folding as in acc_bits; --save-steps marks user folding."""
+    s = a2qhls.build(str(BUNDLED), tmp_path / "p", folding={"layer0": {"PE": 4, "SIMD": 8}}, save_steps=True)
+    first = s["layers"][0]["name"]
+    assert s["folding"][first] == {"PE": 4, "SIMD": 8}
+    view = json.loads((tmp_path / "p" / "steps" / "04_folding.json").read_text())
+    dense = [o for o in view["ops"] if o["op"] == "Dense"]
+    assert [o["folding_overridden"] for o in dense] == [True, False]
+    assert not any(f.startswith("steps/") for f in view.get("files", []))
+    with pytest.raises(a2qhls.A2QError, match="given twice"):
+        a2qhls.build(str(BUNDLED), tmp_path / "q", folding={"layer0": {"PE": 4}, first: {"PE": 2}})
+    with pytest.raises(a2qhls.A2QError, match="given twice"):
+        a2qhls.build(str(BUNDLED), tmp_path / "q", acc_bits={"layer0": 13, first: 14})
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"acc_bits": 11}, "acc_bits: expected"),
+    ({"acc_bits": "layer1=11"}, "acc_bits: expected"),
+    ({"folding": 3}, "folding: expected"),
+])
+def test_api_rejects_wrong_argument_types(tmp_path, kwargs, match):
+    with pytest.raises(a2qhls.A2QError, match=match):
+        a2qhls.build(str(BUNDLED), tmp_path / "p", **kwargs)
+    assert not (tmp_path / "p").exists()
+
+
+def test_python_cosim_takes_an_array_and_checks_argument_types(tmp_path):
+    import numpy as np
+
+    a2qhls.build(str(BUNDLED), tmp_path / "p")
+    x = np.random.default_rng(0).uniform(0, 16, size=(5, 64)).astype(np.float32)
+    rep = a2qhls.cosim(tmp_path / "p", inputs=x)
+    assert rep["samples"] == 5 and rep["mismatches_cpp_vs_model"] == 0
+    with pytest.raises(a2qhls.A2QError, match="random: expected an integer"):
+        a2qhls.cosim(tmp_path / "p", random="5")
+    with pytest.raises(a2qhls.A2QError, match="inputs: expected"):
+        a2qhls.cosim(tmp_path / "p", inputs=[[0.0] * 64])

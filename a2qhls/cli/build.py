@@ -1,4 +1,4 @@
-"""``a2qhls build MODEL --out DIR [--folding F.json] [--acc-bits LAYER=BITS ...] [--force]``.
+"""``a2qhls build MODEL --out DIR [--folding F.json] [--acc-bits LAYER=BITS ...] [--force] [--save-steps]``.
 
 Writes a complete Vitis HLS project for a QONNX model:
 
@@ -8,6 +8,7 @@ Writes a complete Vitis HLS project for a QONNX model:
     DIR/tb/a2q_tb.cpp          C testbench (integer vectors in, integer vectors out)
     DIR/tb_data/               sample inputs and the bit-accurate model's expected outputs
     DIR/build_csim.sh          g++ C-simulation build;  DIR/vitis_hls.tcl  Vitis HLS flow
+    DIR/steps/NN_<step>.json   with --save-steps: the IR after each step of the flow
 
 The project is written to a temporary folder next to DIR and renamed into place at
 the end, so a failure leaves nothing behind. Same inputs, byte-identical output.

@@ -162,6 +162,7 @@ def load_qonnx(path: str) -> Model:
         outputs=outputs,
         output_names=out_names,
         source=os.path.abspath(path),
+        source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
     )
 
 

@@ -44,6 +44,8 @@ def parse_acc_bits(model: Model, specs) -> dict:
             raise A2QError(f"--acc-bits '{spec}': unknown layer '{key}' (layers: {', '.join(d.name for d in acc_ops)}, or layer0..layer{len(layers) - 1})")
         if not MIN_ACC_BITS <= b <= MAX_ACC_BITS:
             raise A2QError(f"--acc-bits '{spec}': width must be in {MIN_ACC_BITS}..{MAX_ACC_BITS}")
+        if match[0].name in out:
+            raise A2QError(f"--acc-bits '{spec}': layer '{match[0].name}' is given twice")
         out[match[0].name] = b
     return out
 

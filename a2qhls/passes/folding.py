@@ -88,11 +88,21 @@ def validate_folding(model: Model, folding: dict, source: str = "folding") -> di
     if not isinstance(folding, dict):
         raise A2QError(f"{source}: expected a JSON object mapping layer names to {{\"PE\": p, \"SIMD\": s}}")
     layers = {d.name: d for d in model.layers()}
-    unknown = sorted(set(folding) - set(layers))
-    if unknown:
-        raise A2QError(f"{source}: unknown layer '{unknown[0]}' (layers: {', '.join(layers)})")
+    order = list(layers)
+    resolved = {}
+    for key, spec in folding.items():
+        name = key
+        if key not in layers:  # 'layerN' or 'N': the N-th Dense/Conv layer, as for --acc-bits
+            k = key[5:] if isinstance(key, str) and key.startswith("layer") else key
+            if isinstance(k, str) and k.isascii() and k.isdigit() and int(k) < len(order):
+                name = order[int(k)]
+            else:
+                raise A2QError(f"{source}: unknown layer '{key}' (layers: {', '.join(layers)}, or layer0..layer{len(order) - 1})")
+        if name in resolved:
+            raise A2QError(f"{source}: layer '{name}' is given twice")
+        resolved[name] = spec
     out = default_folding(model)
-    for name, spec in folding.items():
+    for name, spec in resolved.items():
         d = layers[name]
         if not isinstance(spec, dict) or set(spec) - {"PE", "SIMD"}:
             raise A2QError(f"{source}: layer '{name}': expected {{\"PE\": p, \"SIMD\": s}}, got {json.dumps(spec)}")
@@ -126,14 +136,30 @@ def load_folding(model: Model, path) -> dict:
 def apply_folding(model: Model, folding: dict | None = None) -> Model:
     """Record every layer's folding in the IR (``op.pe``, ``op.simd``; in place); returns ``model``.
 
-    ``folding``: a complete or partial ``{layer name: {"PE": p, "SIMD": s}}`` (checked by
+    ``folding``: a complete or partial ``{LAYER: {"PE": p, "SIMD": s}}`` (LAYER: a layer's name,
+    ``layerN`` or ``N``; checked by
     :func:`validate_folding`, which raises :class:`A2QError`); layers it leaves out get the
     default policy's folding.
     """
     full = validate_folding(model, folding) if folding is not None else default_folding(model)
+    given = set(_names(model, folding)) if folding else set()
     for d in model.layers():
         d.pe, d.simd = int(full[d.name]["PE"]), int(full[d.name]["SIMD"])
+        d.folding_overridden = d.name in given
     return model
+
+
+def _names(model: Model, folding: dict) -> list:
+    """The layer names a (validated) folding's keys refer to."""
+    order = [d.name for d in model.layers()]
+    out = []
+    for key in folding:
+        if key in order:
+            out.append(key)
+        else:
+            k = key[5:] if key.startswith("layer") else key
+            out.append(order[int(k)])
+    return out
 
 
 def folding_of(model: Model) -> dict:

@@ -14,12 +14,11 @@ and the pieces the flow is made of (:mod:`a2qhls.flow` lists its steps)::
 The pipeline: :mod:`a2qhls.importer` -> :mod:`a2qhls.ir` -> :mod:`a2qhls.passes` ->
 :mod:`a2qhls.codegen` -> :mod:`a2qhls.sim` / :mod:`a2qhls.cosimulation`, run in order by
 :mod:`a2qhls.flow`; :mod:`a2qhls.frontend` (training, export) and :mod:`a2qhls.cli` on top.
+
+Importing the package is cheap: these names load their modules (numpy, onnx, qonnx) on first
+use, so the command line starts inside its own handling of Ctrl-C.
 """
 from .errors import A2QError
-from .flow import BUILD_STEPS, build, cosim, inspect
-from .importer import load_qonnx
-from .ir import IntType, Model
-from .passes.accumulator import size_accumulators
 
 __version__ = "0.1.0"
 
@@ -35,3 +34,29 @@ __all__ = [
     "size_accumulators",
     "__version__",
 ]
+
+_LAZY = {
+    "BUILD_STEPS": ("flow", "BUILD_STEPS"),
+    "build": ("flow", "build"),
+    "cosim": ("flow", "cosim"),
+    "inspect": ("flow", "inspect"),
+    "load_qonnx": ("importer", "load_qonnx"),
+    "IntType": ("ir", "IntType"),
+    "Model": ("ir", "Model"),
+    "size_accumulators": ("passes.accumulator", "size_accumulators"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{mod}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'a2qhls' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -33,6 +33,7 @@ partitioned on the PE and SIMD/threshold dimensions.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -40,6 +41,7 @@ from typing import Optional
 import numpy as np
 
 from . import bounds
+from .escape import FILTERS, Identifiers
 from .errors import A2QError
 from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
@@ -47,7 +49,35 @@ from .passes.acc_bits import built_acc_bits
 TOP = "a2q_top"
 FORMAT_VERSION = 1
 
-__all__ = ["TOP", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+__all__ = ["TOP", "CSIM", "csim_commands", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+
+# The g++ C-simulation build, the one source of both build_csim.sh (rendered from it) and
+# cosim's compiler calls (csim_commands): design and testbench compiled separately (in
+# parallel), then linked. Paths are relative to the project folder; all are constants.
+CSIM = {
+    "default_flags": "-O1",  # CXXFLAGS when not set
+    "flags": ["-std=c++14", "-w"],
+    "project_includes": ["firmware"],  # after -I<ap_types folder>
+    "sources": [[f"firmware/{TOP}.cpp", "top.o"], ["tb/a2q_tb.cpp", "tb.o"]],
+    "binary": "a2q_csim",
+}
+
+
+def csim_commands(project, *, include, cxx: str = "g++", cxxflags=None, obj, binary=None) -> list:
+    """The compiler calls of the C simulation build, as argument lists (no shell).
+
+    ``project``: the project folder; ``include``: the folder with ``ap_int.h``; ``cxxflags``: a
+    list of flags (default ``[CSIM["default_flags"]]``); ``obj``: a folder for object files;
+    ``binary``: the executable (default ``<project>/a2q_csim``). Returns
+    ``[compile design, compile testbench, link]``; the first ones may run in parallel.
+    ``build_csim.sh`` runs exactly these commands (rendered from the same :data:`CSIM`).
+    """
+    project, obj = str(project), str(obj)
+    flags = list(cxxflags) if cxxflags is not None else [CSIM["default_flags"]]
+    flags += list(CSIM["flags"]) + [f"-I{include}"] + [f"-I{project}/{d}" for d in CSIM["project_includes"]]
+    cmds = [[cxx, *flags, "-c", f"{project}/{src}", "-o", f"{obj}/{o}"] for src, o in CSIM["sources"]]
+    link = [cxx, *flags, *[f"{obj}/{o}" for _, o in CSIM["sources"]], "-o", str(binary or f"{project}/{CSIM['binary']}")]
+    return cmds + [link]
 
 
 def template_dir() -> Path:
@@ -80,6 +110,9 @@ def _env():
         lstrip_blocks=True,
         autoescape=False,
     )
+    # the one escaping function per target language (a2qhls/escape.py): every string that comes
+    # from the model file goes through one of these in the templates
+    env.filters.update(FILTERS)
     return env
 
 
@@ -253,6 +286,8 @@ def plan(model: Model) -> list[LayerPlan]:
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
     n_layers = n_pool = n_add = n_dup = 0
+    # unit names are generated (never taken from the model's names) and unique C++ identifiers
+    ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word"})
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
     in_info = model.tensors[iq.outputs[0]]
@@ -265,7 +300,7 @@ def plan(model: Model) -> list[LayerPlan]:
             t = model.tensors[tensor]
             it = IntT(t.dtype.bits, t.dtype.signed)
             units.append(LayerPlan(
-                index=len(units), cname=f"dup{n_dup}", dense=None, requant=None, MW=t.channels, MH=t.channels,
+                index=len(units), cname=ids.claim(f"dup{n_dup}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
                 bias_t=None, out_t=it, thr_t=None, NT=0, qmin=0, kind="dup", inputs=[tensor], outputs=[tensor],
                 in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=len(cons),
@@ -316,7 +351,7 @@ def plan(model: Model) -> list[LayerPlan]:
             if op.bias is not None:
                 b = np.asarray(op.bias)
                 bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
-            u = LayerPlan(cname=f"layer{n_layers}", MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
+            u = LayerPlan(cname=ids.claim(f"layer{n_layers}"), MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
             n_layers += 1
             if isinstance(op, Conv):
                 u.kind = "dw" if op.depthwise else "conv"
@@ -327,7 +362,7 @@ def plan(model: Model) -> list[LayerPlan]:
                     raise A2QError(f"layer '{op.name}': input words of {u.IPB} elements do not divide its {u.in_shape[2]} channels")
         elif isinstance(op, Pool):
             C = op.channels
-            u = LayerPlan(cname=f"pool{n_pool}", MW=op.K, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
+            u = LayerPlan(cname=ids.claim(f"pool{n_pool}"), MW=op.K, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             n_pool += 1
             u.kind = "maxpool" if op.mode == "max" else "avgpool"
             u.kernel, u.stride, u.pads = tuple(op.kernel), tuple(op.stride), tuple(op.pads)
@@ -341,7 +376,7 @@ def plan(model: Model) -> list[LayerPlan]:
         elif isinstance(op, Add):
             C = op.channels
             tb = model.tensors[op.inputs[1]].dtype
-            u = LayerPlan(cname=f"add{n_add}", MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
+            u = LayerPlan(cname=ids.claim(f"add{n_add}"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             n_add += 1
             u.kind = "add"
             u.IPB_b = epw[op.inputs[1]]
@@ -498,7 +533,22 @@ def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
         part=part,
         clock_ns=clock_ns,
         files={lp.cname: file_names(lp) for lp in layers},
+        csim=_csim_checked(),
     )
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_./+=-]*")
+
+
+def _csim_checked() -> dict:
+    """:data:`CSIM` for the build script template; its words are pasted into the shell script
+    (inside double quotes), so each must be a plain path or flag."""
+    words = [CSIM["default_flags"], *CSIM["flags"], *CSIM["project_includes"], CSIM["binary"]]
+    words += [w for pair in CSIM["sources"] for w in pair]
+    bad = [w for w in words if not _SAFE_PATH.fullmatch(w) or ".." in w]
+    if bad:
+        raise A2QError(f"internal: unsafe C simulation build word(s) {bad}")
+    return CSIM
 
 
 def generate(model: Model, *, part: str = "xczu3eg-sbva484-1-e", clock_ns: float = 5.0) -> dict:

@@ -34,7 +34,6 @@ and QONNX runs the graph cut at that tensor, fed its real value.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -89,21 +88,52 @@ def load_project(d) -> Project:
 
 
 def compile_csim(project_dir, out_bin, cxxflags: str = "-O1") -> float:
-    """Build the C simulation binary with the project's own build script; returns seconds."""
+    """Build the C simulation binary; returns seconds.
+
+    Runs the compiler calls of :func:`a2qhls.codegen.csim_commands` (the same commands the
+    project's ``build_csim.sh`` runs, rendered from the same description) as argument lists:
+    no shell, nothing from the project folder is executed. ``cxxflags`` is split like a shell
+    would split ``$CXXFLAGS`` (quotes respected, no expansion)."""
+    import shlex
+
+    from .codegen import CSIM, csim_commands
+
+    project = Path(project_dir).resolve()
+    for src, _ in CSIM["sources"]:
+        if not (project / src).is_file():
+            raise A2QError(f"{project_dir}: {src} missing; rebuild the project")
+    try:
+        flags = shlex.split(cxxflags)
+    except ValueError as e:
+        raise A2QError(f"--cxxflags {cxxflags!r}: {e}") from None
     inc = find_headers()
     cxx = find_cxx()
-    env = dict(os.environ, AP_INCLUDE=str(inc), CXX=cxx, CXXFLAGS=cxxflags, CSIM_BIN=str(out_bin))
-    script = Path(project_dir) / "build_csim.sh"
-    if not script.is_file():
-        raise A2QError(f"{project_dir}: build_csim.sh missing; rebuild the project")
     t0 = time.perf_counter()
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="a2qhls-obj-") as obj:
+        *compiles, link = csim_commands(project, include=inc, cxx=cxx, cxxflags=flags, obj=obj, binary=out_bin)
+        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in compiles]
+        results = [(p.returncode, out, err) for p in procs for out, err in [p.communicate()]]
+        if all(rc == 0 for rc, _, _ in results):
+            r = subprocess.run(link, capture_output=True, text=True)
+            results.append((r.returncode, r.stdout, r.stderr))
     dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        msg = (r.stderr or r.stdout).strip().splitlines()
-        first = next((l for l in msg if "error" in l), msg[0] if msg else "")
-        raise A2QError(f"g++ failed to compile {project_dir} (exit {r.returncode}): {first.strip()}")
+    for rc, out, err in results:
+        if rc != 0:
+            msg = (err or out).strip().splitlines()
+            first = next((l for l in msg if "error" in l), msg[0] if msg else "")
+            raise A2QError(f"g++ failed to compile {project_dir} (exit {rc}): {first.strip()}")
     return dt
+
+
+def _file_tag(tag: str) -> str:
+    """A short, safe file-name part for a group name (layer names may hold '/', ':', newlines,
+    thousands of characters): plain characters, at most 48 of them, plus a hash when changed."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", tag)[:48]
+    if safe != tag:
+        safe += "_" + hashlib.sha256(tag.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return safe
 
 
 def run_csim(binary, ints: np.ndarray, workdir, start: int = 0, tag: str = "run", unit: Optional[int] = None) -> np.ndarray:
@@ -111,7 +141,7 @@ def run_csim(binary, ints: np.ndarray, workdir, start: int = 0, tag: str = "run"
     returns the output integers. ``start``: feed layer ``start`` of a dense chain; ``unit``:
     feed that unit alone."""
     workdir = Path(workdir)
-    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)  # layer names may hold '/' and ':'
+    tag = _file_tag(tag)
     inp, outp = workdir / f"{tag}_in.txt", workdir / f"{tag}_out.txt"
     ints = np.asarray(ints)
     ints = ints.reshape(len(ints), -1)

@@ -68,9 +68,14 @@ def load_qonnx(path: str) -> Model:
     from onnx import numpy_helper
 
     graph = proto.graph
-    for i, n in enumerate(graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
+    seen: set = set()
+    for i, n in enumerate(graph.node):  # every op gets a unique name (folding, --acc-bits, cosim key on it)
+        base = n.name or f"{n.op_type}_{i}"
+        name, k = base, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        n.name = name
     ctx = Ctx(path=path)
     ctx.annotations = layer_annotations(proto)
 

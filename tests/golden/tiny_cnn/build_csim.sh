@@ -16,12 +16,13 @@ flags=(${CXXFLAGS:--O1} -std=c++14 -w -I"$inc" -I"$here/firmware")
 obj="$(mktemp -d)"
 trap 'rm -rf "$obj"' EXIT
 # The design and the testbench compile in parallel: most of each is parsing the ap_int headers.
+# (a2qhls cosim runs the same commands without a shell: a2qhls.codegen.csim_commands.)
+pids=()
 "$cxx" "${flags[@]}" -c "$here/firmware/a2q_top.cpp" -o "$obj/top.o" &
-design=$!
+pids+=($!)
 "$cxx" "${flags[@]}" -c "$here/tb/a2q_tb.cpp" -o "$obj/tb.o" &
-tb=$!
+pids+=($!)
 status=0
-wait "$design" || status=$?
-wait "$tb" || status=$?
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 [ "$status" -eq 0 ] || exit "$status"
 "$cxx" "${flags[@]}" "$obj/top.o" "$obj/tb.o" -o "${CSIM_BIN:-$here/a2q_csim}"

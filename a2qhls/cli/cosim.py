@@ -2,13 +2,19 @@
 
 Compiles the project in DIR with g++, runs it, and compares on the same inputs:
 C++ vs the bit-accurate model (bit for bit) and the model vs QONNX's executor.
-Exit status 0 when both mismatch counts are zero, 1 otherwise (2: usage errors).
+Exit status: 0 both mismatch counts zero; 1 a mismatch (C++ vs model, or model vs QONNX);
+2 usage or input error; 3 C++ and the model agree but the QONNX reference could not run
+(the reason is printed on one line).
 """
 from __future__ import annotations
 
 import json
 
 from ..errors import A2QError
+from ..escape import display
+
+EXIT_MISMATCH = 1
+EXIT_NO_REFERENCE = 3  # C++ vs model agree; the QONNX reference failed to run
 
 
 def add_arguments(p) -> None:
@@ -28,25 +34,30 @@ def run(args) -> int:
         raise A2QError("--random must be >= 0")
     rep = cosim(args.dir, random=args.random, adversarial=args.adversarial, inputs=args.inputs, seed=args.seed, cxxflags=args.cxxflags)
     ok = rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
+    status = EXIT_MISMATCH if not ok else (EXIT_NO_REFERENCE if rep["qonnx_error"] else 0)
     if args.json:
         print(json.dumps(rep, indent=2))
-        return 0 if ok else 1
+        return status
     print(f"compiled {args.dir} with g++ in {rep['compile_seconds']:.1f} s (headers: {rep['headers']})")
     for g in rep["groups"]:
         print(
-            f"{g['group']:28s} {g['samples']:6d} samples  C++ vs model: {g['mismatches_cpp_vs_model']:5d}  "
-            f"model vs QONNX: {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties)   fed to {g['fed_to']}"
+            f"{display(g['group'], 28):28s} {g['samples']:6d} samples  C++ vs model: {g['mismatches_cpp_vs_model']:5d}  "
+            f"model vs QONNX: {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties, "
+            f"+{g['qonnx_float32_rounding']} float32 sums)   fed to {display(g['fed_to'])}"
         )
         for ly in g["layers"]:
             if "skipped" in ly:
                 continue
             extra = f", activation mismatches {ly['activation_mismatches_vs_qonnx']}" if "activation_mismatches_vs_qonnx" in ly else ""
             print(
-                f"    {ly['layer'][:24]:24s} acc {ly['acc_bits']:2d} (safe {ly['safe_acc_bits']:2d}) seen [{ly['acc_min_seen']}, {ly['acc_max_seen']}]"
+                f"    {display(ly['layer'], 24):24s} acc {ly['acc_bits']:2d} (safe {ly['safe_acc_bits']:2d}) seen [{ly['acc_min_seen']}, {ly['acc_max_seen']}]"
                 f", overflowing samples {ly['samples_overflowing']}{extra}"
             )
+    if rep["qonnx_error"]:
+        print(f"the QONNX reference could not run ({rep['qonnx_error']}); compared C++ vs model only")
+    verdict = "FAIL" if not ok else ("PASS (C++ vs model only)" if rep["qonnx_error"] else "PASS")
     print(
         f"total {rep['samples']} samples: C++ vs model {rep['mismatches_cpp_vs_model']} mismatches, "
-        f"model vs QONNX {rep['mismatches_model_vs_qonnx']} mismatches -> {'PASS' if ok else 'FAIL'}"
+        f"model vs QONNX {rep['mismatches_model_vs_qonnx']} mismatches -> {verdict}"
     )
-    return 0 if ok else 1
+    return status

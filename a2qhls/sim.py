@@ -443,6 +443,8 @@ class BitSim:
             iq = ops[0]
             fmap = len(self.model.tensors[iq.outputs[0]].shape) == 3
             vals[self.model.input_name] = x.reshape((x.shape[0],) + tuple(self.model.input_shape)) if fmap else x.reshape(x.shape[0], -1)
+            # the input quantizer may read a reshaped copy of the graph input (Flatten/Reshape first)
+            vals.setdefault(iq.inputs[0], vals[self.model.input_name])
         else:
             if start not in self.model.tensors:
                 raise A2QError(f"unknown tensor '{start}'")

@@ -58,3 +58,47 @@ def test_reference_that_cannot_run_reports_cpp_vs_model_and_exits_3(tmp_path, ca
     text = capsys.readouterr().out
     lines = [l for l in text.splitlines() if "QONNX reference could not run" in l]
     assert len(lines) == 1 and "PASS (C++ vs model only)" in text
+
+
+def _reshape_mlp(order: str):
+    """A TorchScript-style MLP on a [1, 3, 4] input whose flatten is a Reshape to a fixed [1, -1]
+    (so QONNX cannot run a batch), before or after the input Quant."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    m, _, _ = qonnx_graphs.mlp(sizes=(12, 8, 5), bias="int", flatten_input=(3, 4), batch=1)
+    g = m.graph
+    fl, q = g.node[0], g.node[1]
+    assert fl.op_type == "Flatten" and q.op_type == "Quant"
+    fl.op_type = "Reshape"
+    del fl.attribute[:]
+    g.initializer.append(numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "shape_1_m1"))
+    fl.input.append("shape_1_m1")
+    if order == "quant_first":
+        out = q.output[0]
+        q.input[0], q.output[0] = "x", "x_q"
+        fl.input[0], fl.output[0] = "x_q", out
+        nodes = [onnx_copy(q), onnx_copy(fl)] + [onnx_copy(n) for n in g.node[2:]]
+        del g.node[:]
+        g.node.extend(nodes)
+    return m
+
+
+def onnx_copy(n):
+    import onnx
+
+    c = onnx.NodeProto()
+    c.CopyFrom(n)
+    return c
+
+
+@pytest.mark.parametrize("order", ["reshape_first", "quant_first"])
+def test_fixed_batch_reshape_runs_per_sample(order, tmp_path, capsys):
+    """A Reshape [1, -1] (TorchScript export) before or after the input Quant: the model finds
+    its input, and QONNX, which cannot take a batch, runs sample by sample: bit-exact."""
+    path = qonnx_graphs.save(_reshape_mlp(order), tmp_path / "m.onnx")
+    out = tmp_path / "p"
+    assert main(["build", path, "--out", str(out)]) == 0
+    rc, rep = _cosim(capsys, out, "--random", "24", "--adversarial")
+    assert rc == 0 and rep["qonnx_error"] is None, rep
+    assert rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0 and rep["samples"] == 28

@@ -214,6 +214,33 @@ def test_codegen_with_hostile_names_changes_only_comments(names, kind):
     _only_comments_differ(plain, hostile)
 
 
+def test_build_script_runs_the_same_compiler_calls_as_cosim(tmp_path):
+    """build_csim.sh (run by bash, CXX a wrapper that logs its arguments and runs g++) makes exactly
+    the calls of codegen.csim_commands, which cosim runs without a shell; the binary works."""
+    from a2qhls.cosim import compile_csim
+    from a2qhls.headers import find_headers
+
+    proj = tmp_path / "proj"
+    for rel, text in _generate(hand_models.mlp((6, 5, 4), seed=1)).items():
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_text(text)
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "cxx"
+    wrapper.write_text(f'#!/usr/bin/env bash\nprintf "%s\\0" "$@" END >> {log}\nexec g++ "$@"\n')
+    wrapper.chmod(0o755)
+    binary = tmp_path / "bin_script"
+    env = dict(os.environ, AP_INCLUDE=str(find_headers()), CXX=str(wrapper), CSIM_BIN=str(binary))
+    env.pop("CXXFLAGS", None)
+    r = subprocess.run(["bash", str(proj / "build_csim.sh")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    calls = [[str(wrapper)] + c.split("\0")[:-1] for c in log.read_text().split("END\0") if c]
+    obj = Path(calls[0][calls[0].index("-o") + 1]).parent
+    want = codegen.csim_commands(proj.resolve(), include=find_headers(), cxx=str(wrapper), obj=obj, binary=binary)
+    assert sorted(calls[:2]) == sorted(want[:2]) and calls[2] == want[2]
+    assert subprocess.run([str(binary), "--unit", "x"], capture_output=True).returncode == 2  # usage: it is the testbench
+    assert compile_csim(proj, tmp_path / "bin_cosim") > 0 and (tmp_path / "bin_cosim").is_file()
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -35,8 +35,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..escape import display
+
     def warn(msg):
-        print(f"a2qhls: warning: {msg}", file=sys.stderr)
+        print(f"a2qhls: warning: {display(msg, 2000)}", file=sys.stderr)
 
     from ..flow import build
 
@@ -47,7 +49,7 @@ def run(args) -> int:
         flag = "  (override)" if ly["acc_bits_overridden"] else ""
         simd = "-" if ly["SIMD"] is None else str(ly["SIMD"])
         print(
-            f"{ly['name'][:24]:24s} {ly['kind']:>7s} {str(ly['MH']) + 'x' + str(ly['MW']):>10s} {ly['PE']:>4d} {simd:>5s} "
+            f"{display(ly['name'])[:24]:24s} {ly['kind']:>7s} {str(ly['MH']) + 'x' + str(ly['MW']):>10s} {ly['PE']:>4d} {simd:>5s} "
             f"{ly['cycles_per_image']:>7d} {ly['acc_bits']:>4d} {ly['safe_acc_bits']:>5d}{flag}"
         )
     print(f"dataflow: {s['cycles_per_image']} cycles per image (slowest unit: {s['bottleneck']})")

@@ -41,7 +41,7 @@ def run(args) -> int:
     print(f"compiled {args.dir} with g++ in {rep['compile_seconds']:.1f} s (headers: {rep['headers']})")
     for g in rep["groups"]:
         print(
-            f"{display(g['group'], 28):28s} {g['samples']:6d} samples  C++ vs model: {g['mismatches_cpp_vs_model']:5d}  "
+            f"{display(g['group'])[:28]:28s} {g['samples']:6d} samples  C++ vs model: {g['mismatches_cpp_vs_model']:5d}  "
             f"model vs QONNX: {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties, "
             f"+{g['qonnx_float32_rounding']} float32 sums)   fed to {display(g['fed_to'])}"
         )
@@ -50,7 +50,7 @@ def run(args) -> int:
                 continue
             extra = f", activation mismatches {ly['activation_mismatches_vs_qonnx']}" if "activation_mismatches_vs_qonnx" in ly else ""
             print(
-                f"    {display(ly['layer'], 24):24s} acc {ly['acc_bits']:2d} (safe {ly['safe_acc_bits']:2d}) seen [{ly['acc_min_seen']}, {ly['acc_max_seen']}]"
+                f"    {display(ly['layer'])[:24]:24s} acc {ly['acc_bits']:2d} (safe {ly['safe_acc_bits']:2d}) seen [{ly['acc_min_seen']}, {ly['acc_max_seen']}]"
                 f", overflowing samples {ly['samples_overflowing']}{extra}"
             )
     if rep["qonnx_error"]:

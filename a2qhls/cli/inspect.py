@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..escape import display
 from ..flow import inspect
 
 
@@ -35,17 +36,17 @@ def render_text(doc: dict, per_channel: bool) -> str:
         if r["exceeds_target"]:
             tgt += " !"
         rows.append([
-            r["name"], r["op"], str(r["K"]), str(r["channels"]), r["input_type"], r["weight_type"],
+            display(r["name"]), r["op"], str(r["K"]), str(r["channels"]), r["input_type"], r["weight_type"],
             str(r["acc_bits_datatype"]), str(r["acc_bits_a2q"]), str(r["acc_bits_a2qplus"]),
             str(r["acc_bits"]), tgt, str(r["worst_channel"]),
         ])
-    out = [f"model: {doc['model']}", "accumulator widths in bits (signed); exact = minimal safe width over every input the types allow", "", _table(rows)]
+    out = [f"model: {display(doc['model'])}", "accumulator widths in bits (signed); exact = minimal safe width over every input the types allow", "", _table(rows)]
     over = [r["name"] for r in records if r["exceeds_target"]]
     if over:
-        out += ["", "! exact width exceeds the model's target accumulator width in: " + ", ".join(over)]
+        out += ["", "! exact width exceeds the model's target accumulator width in: " + ", ".join(display(o) for o in over)]
     if per_channel:
         for r in records:
-            out += ["", f"{r['name']}: per-channel exact range"]
+            out += ["", f"{display(r['name'])}: per-channel exact range"]
             ch_rows = [["channel", "acc_min", "acc_max", "bits"]]
             for j, (lo, hi, b) in enumerate(zip(r["acc_min_per_channel"], r["acc_max_per_channel"], r["acc_bits_per_channel"])):
                 ch_rows.append([str(j), str(lo), str(hi), str(b)])

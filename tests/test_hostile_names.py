@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -199,7 +198,7 @@ def _only_comments_differ(plain: dict, hostile: dict) -> int:
     return changed
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(names=st.lists(hostile_text, min_size=60, max_size=60), kind=st.sampled_from(["mlp", "cnn"]))
 def test_codegen_with_hostile_names_changes_only_comments(names, kind):
     """Every op, tensor and the model named from the hostile alphabet (the CNN has every unit kind:
@@ -217,7 +216,7 @@ def test_codegen_with_hostile_names_changes_only_comments(names, kind):
 def test_build_script_runs_the_same_compiler_calls_as_cosim(tmp_path):
     """build_csim.sh (run by bash, CXX a wrapper that logs its arguments and runs g++) makes exactly
     the calls of codegen.csim_commands, which cosim runs without a shell; the binary works."""
-    from a2qhls.cosim import compile_csim
+    from a2qhls.cosimulation import compile_csim
     from a2qhls.headers import find_headers
 
     proj = tmp_path / "proj"

@@ -47,6 +47,7 @@ from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
+DEFAULT_PART = "xczu3eg-sbva484-1-e"
 FORMAT_VERSION = 1
 
 __all__ = ["TOP", "CSIM", "csim_commands", "template_dir", "plan", "generate", "summary", "LayerPlan"]
@@ -551,7 +552,7 @@ def _csim_checked() -> dict:
     return CSIM
 
 
-def generate(model: Model, *, part: str = "xczu3eg-sbva484-1-e", clock_ns: float = 5.0) -> dict:
+def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0) -> dict:
     """Render the whole project: ``{relative path: file text}`` (sorted, deterministic)."""
     layers = plan(model)
     env = _env()
@@ -578,14 +579,26 @@ def _tname(t: IntT) -> str:
     return f"{'int' if t.signed else 'uint'}{t.bits}"
 
 
-def summary(model: Model, *, model_file: str = "model.onnx") -> dict:
+def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART) -> dict:
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
     in dataflow order; ``units``: every unit with its cycles per image; ``cycles_per_image``:
-    the slowest unit's (the dataflow's initiation interval per image at II=1).
+    the slowest unit's (the dataflow's initiation interval per image at II=1). ``cost``: the
+    resource estimates of :mod:`a2qhls.estimate` in total, against ``part``'s capacity, and
+    with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each layer and
+    unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and ``lut_ratio_acc32``).
+    Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
     """
+    from . import estimate
+
     units = plan(model)
+    costs = estimate.design_cost(units, fork_depths(units))
+    try:
+        util = estimate.utilization(costs["total"], part)
+    except KeyError:
+        raise A2QError(f"part '{part}': no capacity known (known parts: {', '.join(estimate.PARTS)})") from None
+    cost_of = {c["cname"]: c for c in costs["units"]}
     overrides = {d.name: int(d.acc_bits) for d in sorted(model.accumulating_ops(), key=lambda d: d.name) if d.acc_bits_overridden}
     out_layers = []
     for lp in layers_of(units):
@@ -622,6 +635,9 @@ def summary(model: Model, *, model_file: str = "model.onnx") -> dict:
             "threshold_bits": lp.thr_t.bits if lp.thr_t is not None else None,
             "thresholds_per_channel": lp.NT,
             "files": file_names(lp),
+            "cost": cost_of[lp.cname]["cost"],
+            "cost_acc32": cost_of[lp.cname]["cost_32"],
+            "lut_ratio_acc32": cost_of[lp.cname]["lut_ratio"],
         }
         if d.acc is not None:
             entry.update(
@@ -636,7 +652,8 @@ def summary(model: Model, *, model_file: str = "model.onnx") -> dict:
     unit_list = []
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
-             "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles}
+             "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles,
+             "cost": cost_of[u.cname]["cost"]}
         if u.kind in ("conv", "dw"):
             e["swg_cycles_per_image"] = u.swg_cycles
             e["compute_cycles_per_image"] = u.cycles
@@ -660,6 +677,15 @@ def summary(model: Model, *, model_file: str = "model.onnx") -> dict:
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
         "layers": out_layers,
         "units": unit_list,
+        "cost": {
+            "part": util["part"],
+            "capacity": util["capacity"],
+            "total": costs["total"],
+            "utilization_percent": util["percent"],
+            "fifos": costs["fifos"],
+            "total_acc32": costs["total_32"],
+            "lut_ratio_acc32": costs["lut_ratio"],
+        },
     }
 
 

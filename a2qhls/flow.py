@@ -10,8 +10,10 @@ steps read it::
     size          exact accumulator range and safe width  (passes.accumulator.size_accumulators)
     acc_bits      built width per accumulator: safe, or the user's override (passes.acc_bits)
     thresholds    exact integer thresholds for those widths (passes.thresholds)
-    folding       PE/SIMD per layer: default policy or the user's file (passes.folding)
-    codegen       the HLS project's files and its summary (codegen)
+    folding       PE/SIMD per layer: default policy, the user's file, or the cheapest folding
+                  (by the resource estimate) meeting a throughput target / fitting a budget
+                  (passes.folding)
+    codegen       the HLS project's files and its summary, with resource estimates (codegen, estimate)
     testbench     sample inputs and the bit-accurate model's outputs for the testbench (sim)
     write         the project folder, written atomically
 
@@ -42,7 +44,8 @@ TB_SAMPLES = 8  # sample vectors the Vitis testbench runs (tb_data/)
 MODEL_FILE = "model.onnx"  # the project's copy of the input model (what cosim re-imports)
 SUMMARY_FILE = "a2qhls.json"
 
-__all__ = ["BUILD_STEPS", "BuildConfig", "BuildState", "build", "run_steps", "inspect", "cosim", "ir_view", "tb_vectors"]
+__all__ = ["BUILD_STEPS", "BuildConfig", "BuildState", "build", "run_steps", "inspect", "estimate_cost", "cosim", "ir_view",
+           "tb_vectors"]
 
 
 @dataclass
@@ -54,12 +57,20 @@ class BuildConfig:
     accumulating op's name, ``layerN`` or ``N`` (the N-th Dense/Conv layer). ``warn``: receives
     one-line warnings (a width below the safe one); default: :func:`warnings.warn` with
     :class:`~a2qhls.errors.A2QWarning`.
+    ``target_fps`` (at ``clock_mhz``, default 200; a given clock also sets the Vitis clock) and
+    ``budget`` (``{"LUT": n, "BRAM18": n, "DSP": n}``, any subset) choose the folding instead of
+    the default policy (not with ``folding``). ``part``: the part the resource estimate is
+    compared with (default: the project's part).
     """
 
     folding: Union[dict, str, os.PathLike, None] = None
     acc_bits: Union[dict, list, tuple, None] = None
     save_steps: bool = False
     warn: Optional[Callable[[str], None]] = None
+    target_fps: Optional[float] = None
+    clock_mhz: Optional[float] = None
+    budget: Optional[dict] = None
+    part: Optional[str] = None
 
     def __post_init__(self):
         a = self.acc_bits
@@ -120,17 +131,43 @@ def step_thresholds(s: BuildState) -> None:
 
 
 def step_folding(s: BuildState) -> None:
-    from .passes.folding import apply_folding, load_folding
+    from .passes import folding as F
 
-    f = s.config.folding
-    apply_folding(s.model, load_folding(s.model, f) if isinstance(f, (str, os.PathLike)) else f)
+    c = s.config
+    f = c.folding
+    budget = {k: v for k, v in (c.budget or {}).items() if v is not None}
+    targeted = c.target_fps is not None or bool(budget)
+    if f is not None and targeted:
+        raise A2QError("--folding cannot be combined with --target-fps or a budget (--lut-budget, --bram-budget, --dsp-budget)")
+    if c.clock_mhz is not None and not c.clock_mhz > 0:
+        raise A2QError(f"--clock-mhz {c.clock_mhz:g}: must be positive")
+    for k, v in budget.items():
+        if k not in ("LUT", "BRAM18", "DSP") or v < 0:
+            raise A2QError(f"budget {k}={v}: expected LUT, BRAM18 or DSP >= 0")
+    if not targeted:
+        F.apply_folding(s.model, F.load_folding(s.model, f) if isinstance(f, (str, os.PathLike)) else f)
+        return
+    clock = c.clock_mhz or 200.0
+    max_cycles = F.fps_to_cycles(c.target_fps, clock) if c.target_fps is not None else None
+    try:
+        if budget:
+            F.fold_to_budget(s.model, budget, max_cycles=max_cycles, clock_mhz=clock)
+        else:
+            F.fold_to_cycles(s.model, max_cycles, clock_mhz=clock)
+    except A2QError as e:
+        if max_cycles is None:
+            raise
+        raise A2QError(f"--target-fps {c.target_fps:g} at {clock:g} MHz allows {max_cycles} cycles per image; {e}") from None
 
 
 def step_codegen(s: BuildState) -> None:
     from . import codegen
 
-    s.files.update(codegen.generate(s.model))
-    s.summary = codegen.summary(s.model, model_file=MODEL_FILE)
+    part = s.config.part or codegen.DEFAULT_PART
+    summary = codegen.summary(s.model, model_file=MODEL_FILE, part=part)  # checks the part before rendering
+    kw = {} if s.config.clock_mhz is None else {"clock_ns": round(1000.0 / s.config.clock_mhz, 3)}
+    s.files.update(codegen.generate(s.model, **kw))
+    s.summary = summary
 
 
 def tb_vectors(model: Model, n: int = TB_SAMPLES) -> np.ndarray:
@@ -277,7 +314,8 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise A2QError(f"{out}: directory is not empty (use --force to replace it)")
 
 
-def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None) -> dict:
+def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None,
+          part=None, target_fps=None, clock_mhz=None, budget=None) -> dict:
     """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
 
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
@@ -286,11 +324,13 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     or a JSON file path. ``acc_bits``: ``{LAYER: bits}`` overrides (or ``["LAYER=BITS", ...]``). ``force``: replace a
     non-empty ``out_dir``. ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
     receives one-line warnings (default: :func:`warnings.warn` with
-    :class:`~a2qhls.errors.A2QWarning`). Raises :class:`A2QError` on bad input; nothing is written then.
+    :class:`~a2qhls.errors.A2QWarning`). ``part``, ``target_fps``, ``clock_mhz``, ``budget``: see
+    :class:`BuildConfig`. Raises :class:`A2QError` on bad input; nothing is written then.
     """
     out = Path(out_dir)
     _check_out_dir(out, force)
-    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn)
+    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
+                      clock_mhz=clock_mhz, budget=budget)
     if isinstance(model, Model):
         model = copy.deepcopy(model)
     state = run_steps(BuildState(source=model, config=cfg, out_dir=out))
@@ -341,6 +381,21 @@ def inspect(model, *, per_channel: bool = False) -> dict:
     m = state.model
     path = m.source if isinstance(model, Model) else os.path.abspath(str(model))
     return {"model": path, "layers": [layer_record(m, op, per_channel=per_channel) for op in m.accumulating_ops()]}
+
+
+def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=None, clock_mhz=None, budget=None) -> dict:
+    """The build summary (``a2qhls.json``: layers, folding, cycles, resource estimates) of a model
+    without writing or rendering anything: the build's steps up to ``folding``, then the summary.
+    Arguments as for :func:`build`. Raises :class:`A2QError` on bad input."""
+    from . import codegen
+
+    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget)
+    if isinstance(model, Model):  # the steps record decisions on the IR: leave the caller's Model unchanged
+        model = copy.deepcopy(model)
+    names = [n for n, _ in BUILD_STEPS]
+    state = run_steps(BuildState(source=model, config=cfg), BUILD_STEPS[: names.index("folding") + 1])
+    m = state.model
+    return codegen.summary(m, model_file=os.path.basename(m.source or MODEL_FILE), part=part or codegen.DEFAULT_PART)
 
 
 def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:

@@ -29,9 +29,15 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_every_template(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for t in os.listdir(os.path.join(ROOT, "templates")):
-        if t.endswith(".j2"):
-            assert f"a2qhls/templates/{t}" in names
+    tdir = os.path.join(ROOT, "templates")
+    found = 0
+    for folder, _, files in os.walk(tdir):
+        for t in files:
+            if t.endswith(".j2"):
+                rel = os.path.relpath(os.path.join(folder, t), tdir).replace(os.sep, "/")
+                assert f"a2qhls/templates/{rel}" in names
+                found += 1
+    assert "a2qhls/templates/verilog/pe.v.j2" in names and found > 10
 
 
 def test_installed_copy_generates_a_project(wheel, tmp_path):

@@ -32,6 +32,20 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--save-steps", action="store_true", help="also write steps/NN_<step>.json: the IR after each step of the flow")
+    p.add_argument("--target-fps", type=float, metavar="F",
+                   help="fold every layer to the cheapest PE/SIMD (by the resource estimate) that reaches F images/s at --clock-mhz")
+    p.add_argument("--clock-mhz", type=float, metavar="C",
+                   help="clock for --target-fps (default 200); also sets the Vitis HLS clock period")
+    p.add_argument("--lut-budget", type=int, metavar="L", help="choose the fastest folding whose estimate fits L LUTs")
+    p.add_argument("--bram-budget", type=int, metavar="B", help="... that fits B BRAM18 blocks")
+    p.add_argument("--dsp-budget", type=int, metavar="D", help="... that fits D DSP slices")
+    p.add_argument(
+        "--part",
+        metavar="PART",
+        help="FPGA part whose capacity the resource estimate is shown against (a2qhls.json 'cost'); one of "
+        "xc7z020, xczu3eg, xczu7ev, xczu9eg, xcu250, xcu280, or a full part name starting with one "
+        "(default xczu3eg; the Vitis HLS script keeps its default part)",
+    )
 
 
 def run(args) -> int:
@@ -42,15 +56,38 @@ def run(args) -> int:
 
     from ..flow import build
 
-    s = build(args.model, args.out, folding=args.folding, acc_bits=args.acc_bits, force=args.force, save_steps=args.save_steps, warn=warn)
+    budget = {"LUT": args.lut_budget, "BRAM18": args.bram_budget, "DSP": args.dsp_budget}
+    s = build(args.model, args.out, folding=args.folding, acc_bits=args.acc_bits, force=args.force, save_steps=args.save_steps,
+              warn=warn, part=args.part, target_fps=args.target_fps, clock_mhz=args.clock_mhz, budget=budget)
     print(f"wrote {args.out} ({len(s['layers'])} layers, top {s['top']})")
-    print(f"{'layer':24s} {'kind':>7s} {'MHxMW':>10s} {'PE':>4s} {'SIMD':>5s} {'cycles':>7s} {'acc':>4s} {'safe':>5s}")
+    print(render_table(s))
+    return 0
+
+
+def render_table(s: dict) -> str:
+    """The per-layer table of a build summary: folding, cycles, accumulator widths and the
+    resource estimate, with the LUTs the same layer would need with a 32-bit accumulator."""
+    from ..escape import display
+
+    lines = [
+        f"{'layer':24s} {'kind':>7s} {'MHxMW':>10s} {'PE':>4s} {'SIMD':>5s} {'cycles':>7s} {'acc':>4s} {'safe':>5s} "
+        f"{'LUT':>7s} {'FF':>7s} {'BRAM18':>6s} {'DSP':>4s} {'LUT@32b':>8s} {'x':>5s}"
+    ]
     for ly in s["layers"]:
         flag = "  (override)" if ly["acc_bits_overridden"] else ""
         simd = "-" if ly["SIMD"] is None else str(ly["SIMD"])
-        print(
+        c, c32 = ly["cost"], ly["cost_acc32"]
+        ratio = "-" if ly["lut_ratio_acc32"] is None else f"{ly['lut_ratio_acc32']:.2f}"
+        lines.append(
             f"{display(ly['name'])[:24]:24s} {ly['kind']:>7s} {str(ly['MH']) + 'x' + str(ly['MW']):>10s} {ly['PE']:>4d} {simd:>5s} "
-            f"{ly['cycles_per_image']:>7d} {ly['acc_bits']:>4d} {ly['safe_acc_bits']:>5d}{flag}"
+            f"{ly['cycles_per_image']:>7d} {ly['acc_bits']:>4d} {ly['safe_acc_bits']:>5d} "
+            f"{c['LUT']:>7d} {c['FF']:>7d} {c['BRAM18']:>6d} {c['DSP']:>4d} {c32['LUT']:>8d} {ratio:>5s}{flag}"
         )
-    print(f"dataflow: {s['cycles_per_image']} cycles per image (slowest unit: {s['bottleneck']})")
-    return 0
+    cost = s["cost"]
+    t, t32, pct = cost["total"], cost["total_acc32"], cost["utilization_percent"]
+    lines.append(f"dataflow: {s['cycles_per_image']} cycles per image (slowest unit: {s['bottleneck']})")
+    used = ", ".join(f"{k} {t[k]} ({pct[k]:.1f}%)" for k in ("LUT", "FF", "BRAM18", "URAM", "DSP") if k in pct)
+    lines.append(f"estimate (all units and FIFOs) on {cost['part']}: {used}")
+    lines.append(f"with 32-bit accumulators: {t32['LUT']} LUT, {t32['FF']} FF, {t32['BRAM18']} BRAM18 "
+                 f"({cost['lut_ratio_acc32']:.2f}x the LUTs)")
+    return "\n".join(lines)

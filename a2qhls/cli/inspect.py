@@ -15,6 +15,12 @@ def add_arguments(p) -> None:
     p.add_argument("model", help="QONNX model file (.onnx)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--per-channel", action="store_true", help="also list every output channel's exact range and width")
+    p.add_argument("--cost", action="store_true",
+                   help="also estimate each layer's LUT/FF/BRAM18/DSP at the build's folding, and with 32-bit accumulators "
+                        "(writes nothing)")
+    p.add_argument("--part", metavar="PART", help="with --cost: the part whose capacity the estimate is shown against "
+                   "(xc7z020, xczu3eg, xczu7ev, xczu9eg, xcu250, xcu280; default xczu3eg)")
+    p.add_argument("--folding", metavar="F.json", help="with --cost: per-layer folding, as for build")
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -55,10 +61,26 @@ def render_text(doc: dict, per_channel: bool) -> str:
 
 
 def run(args) -> int:
+    from ..errors import A2QError
+    from ..flow import estimate_cost
+
+    if (args.part or args.folding) and not args.cost:
+        raise A2QError("--part and --folding need --cost")
     doc = inspect(args.model, per_channel=args.per_channel)
+    summary = estimate_cost(args.model, folding=args.folding, part=args.part) if args.cost else None
+    if summary is not None and args.json:
+        doc["cost"] = summary["cost"]
+        doc["cycles_per_image"] = summary["cycles_per_image"]
+        doc["cost_layers"] = [{k: ly[k] for k in ("name", "kind", "MH", "MW", "PE", "SIMD", "acc_bits", "cycles_per_image",
+                                                 "cost", "cost_acc32", "lut_ratio_acc32")} for ly in summary["layers"]]
     if args.json:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
     else:
         print(render_text(doc, args.per_channel))
+        if summary is not None:
+            from .build import render_table
+
+            print()
+            print(render_table(summary))
     return 1 if any(r["exceeds_target"] for r in doc["layers"]) else 0

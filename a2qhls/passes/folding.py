@@ -27,13 +27,15 @@ layers it leaves out keep their default. :func:`apply_folding` records the decis
 from __future__ import annotations
 
 import json
+import math
 
 from ..errors import A2QError
 from ..ir import Model
 
 MAX_PAR = 16
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "apply_folding", "folding_of", "cycles", "layer_cycles"]
+__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "apply_folding", "folding_of",
+           "cycles", "layer_cycles", "fold_to_cycles", "fold_to_budget", "fps_to_cycles"]
 
 
 def divisors(n: int) -> list[int]:
@@ -165,3 +167,139 @@ def _names(model: Model, folding: dict) -> list:
 def folding_of(model: Model) -> dict:
     """The folding recorded in the IR, as ``{layer name: {"PE": p, "SIMD": s}}``."""
     return {d.name: {"PE": d.pe, "SIMD": d.simd} for d in model.layers()}
+
+
+# ---------------------------------------------------------------- folding to a target
+
+
+def _cost_key(c) -> tuple:
+    """Cheapest first: LUTs, then BRAM18, DSP, FF."""
+    return (c.LUT, c.BRAM18, c.DSP, c.FF)
+
+
+def _candidates(lp) -> list:
+    """Every legal ``(cycles, cost, PE, SIMD)`` of one Dense/Conv unit (all divisors, no cap),
+    the unit's other fields (types, input word) as planned. Cycles: compute, and for a
+    convolution the windows its generator writes (its reads depend on the producer's folding)."""
+    import dataclasses
+
+    from .. import estimate
+
+    out = []
+    for pe in divisors(lp.MH):
+        for simd in divisors(lp.MW):
+            u = dataclasses.replace(lp, PE=pe, SIMD=simd)
+            if lp.kind == "conv":
+                u.OPB = simd
+            elif lp.kind == "dw":
+                u.OPB = pe * simd
+            cyc = u.cycles
+            if lp.kind in ("conv", "dw"):
+                cyc = max(cyc, u.pixels * lp.kernel[0] * lp.kernel[1] * lp.in_shape[2] // u.OPB)
+            out.append((cyc, estimate.unit_cost(u), pe, simd))
+    return out
+
+
+def _plan(model: Model, folding: dict) -> list:
+    """The code generator's units with ``folding`` recorded on the IR (:func:`apply_folding`)."""
+    from .. import codegen
+
+    apply_folding(model, folding)
+    return codegen.plan(model)
+
+
+def _layer_units(model: Model) -> list:
+    """The code generator's units of the Dense/Conv layers at the default folding: their types and
+    shapes, which do not depend on their own folding."""
+    return [u for u in _plan(model, default_folding(model)) if u.has_weights]
+
+
+def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None, _cands: dict | None = None) -> dict:
+    """Per layer, the cheapest folding (by :mod:`a2qhls.estimate`: LUTs, then BRAM18, DSP, FF;
+    ties: larger SIMD) whose cycles per image are at most ``target``; every legal ``PE``/``SIMD``
+    (divisors of MH/MW), no cap. Every layer meeting one target balances the pipeline; a layer's
+    output stream then also feeds its readers (pools, adds, forks, window generators) within the
+    target, since it writes at most one word per compute cycle.
+
+    Reads the built accumulator widths and thresholds from the IR (run after the ``thresholds``
+    step); records the folding on the IR (:func:`apply_folding`) and returns it as
+    ``{layer: {"PE", "SIMD"}}``. Raises :class:`A2QError` naming the first layer that cannot reach
+    ``target`` and the best it can do (in images/s too, given ``clock_mhz``).
+    """
+
+    def best(cycles: int) -> str:
+        return f"{cycles}" + (f" ({clock_mhz * 1e6 / cycles:.6g} images/s at {clock_mhz:g} MHz)" if clock_mhz else "")
+
+    cands = _cands if _cands is not None else {u.dense.name: (u, _candidates(u)) for u in _layer_units(model)}
+    out = {}
+    for name, (u, cs) in cands.items():
+        ok = [c for c in cs if c[0] <= target]
+        if not ok:
+            raise A2QError(f"layer '{name}' cannot reach {target} cycles per image: its fastest folding "
+                           f"(PE={u.MH}, SIMD={u.MW}) needs {best(min(c[0] for c in cs))}")
+        _, _, pe, simd = min(ok, key=lambda c: (_cost_key(c[1]), -c[3], c[0]))
+        out[name] = {"PE": pe, "SIMD": simd}
+    for u in _plan(model, out):
+        if u.stage_cycles > target:  # the top input stream (one pixel per word) bounds the first unit
+            raise A2QError(f"unit {u.cname} ('{u.dense.name if u.dense is not None else u.inputs[0]}') cannot reach {target} "
+                           f"cycles per image: it reads {best(u.in_elems // u.IPB)} input words")
+    return out
+
+
+def fps_to_cycles(fps: float, clock_mhz: float) -> int:
+    """Cycles per image a throughput of ``fps`` images/s allows at ``clock_mhz``: ``floor(f / fps)``."""
+    if not fps > 0 or not clock_mhz > 0:
+        raise A2QError(f"--target-fps ({fps}) and --clock-mhz ({clock_mhz}) must be positive")
+    return int(math.floor(clock_mhz * 1e6 / fps))
+
+
+def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None, clock_mhz: float | None = None) -> tuple[dict, dict]:
+    """The fastest folding whose whole-design estimate fits ``budget`` (``{"LUT": n, "BRAM18": n,
+    "DSP": n}``, any subset): the least cycles per image ``T`` (among the cycle counts the layers
+    can take) such that :func:`fold_to_cycles` at ``T`` fits; ``max_cycles`` (a throughput target)
+    bounds ``T``. Records the folding on the IR; returns ``(folding, total cost dict)``.
+
+    Raises :class:`A2QError` when even the slowest (cheapest) folding does not fit, naming the
+    resource, the layer using the most of it and the best total.
+    """
+    from .. import codegen, estimate
+
+    cands = {u.dense.name: (u, _candidates(u)) for u in _layer_units(model)}
+    first = _plan(model, default_folding(model))[0]
+    floor = max([min(c[0] for c in cs) for _, cs in cands.values()] + ([first.in_elems // first.IPB] if first.kind != "mvu" else []))
+    levels = sorted({c[0] for _, cs in cands.values() for c in cs if c[0] >= floor})
+    if max_cycles is not None:
+        levels = [t for t in levels if t <= max_cycles]
+        if not levels:
+            fold_to_cycles(model, max_cycles, clock_mhz=clock_mhz, _cands=cands)  # names the layer that cannot
+    cache: dict = {}
+
+    def total(t):
+        if t not in cache:
+            f = fold_to_cycles(model, t, _cands=cands)
+            units = codegen.plan(model)
+            d = estimate.design_cost(units, codegen.fork_depths(units))
+            cache[t] = (f, d)
+        return cache[t]
+
+    def fits(t):
+        tot = total(t)[1]["total"]
+        return all(tot[k] <= v for k, v in budget.items())
+
+    if not fits(levels[-1]):
+        f, d = total(levels[-1])
+        res = next(k for k, v in budget.items() if d["total"][k] > v)
+        worst = max(d["units"], key=lambda u: u["cost"][res])
+        slow = " within the throughput target" if max_cycles is not None else ""
+        raise A2QError(f"no folding{slow} fits {res} <= {budget[res]}: the cheapest needs {d['total'][res]} "
+                       f"({worst['cname']} the largest, {worst['cost'][res]})")
+    lo, hi = 0, len(levels) - 1  # binary search: the cheapest folding per layer only gets cheaper with T
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(levels[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    f, d = total(levels[lo])
+    apply_folding(model, f)
+    return f, d["total"]

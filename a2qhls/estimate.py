@@ -1,0 +1,457 @@
+"""Resource estimates (LUT, FF, CARRY, BRAM18, URAM, DSP) of the generated dataflow units.
+
+Pure functions of a unit's parameters (folding, bit widths, accumulator width ``P``,
+thresholds, memory shapes); torch-free and numpy-free. :func:`unit_cost` reads them from a
+:class:`a2qhls.codegen.LayerPlan`; :func:`design_cost` adds up a whole design, with the
+same estimate at a 32-bit accumulator for comparison.
+
+Sources and method.
+
+* Structure: FINN-R (Blott et al., "FINN-R: An End-to-End Deep-Learning Framework for Fast
+  Exploration of Quantized Neural Networks", ACM TRETS 11(3), 2018), as used by FINN's
+  ``matrixvectoractivation`` ``lut_estimation``/``bram_estimation``/``dsp_estimation``: a
+  matrix-vector unit costs ``PE`` times one processing element (``SIMD`` multipliers, an adder
+  tree, an accumulator, threshold comparators) plus its weight and threshold memories, and a
+  memory costs BRAM18 blocks by its width and depth.
+* Coefficients: our own, calibrated against Yosys ``synth_xilinx`` (UltraScale+, multipliers in
+  LUTs) on the PE datapath of ``templates/verilog/pe.v.j2`` (:mod:`a2qhls.synth`); the bench
+  ``bench/bench_estimate.py`` prints estimate vs Yosys over a grid of SIMD, weight/input bits,
+  ``P`` and thresholds. Where FINN-R counts the adder tree at the product width, we cap every
+  adder at ``P``: sums modulo ``2^P`` may drop the higher bits (the accumulator wraps), which is
+  where accumulator-aware quantization saves logic besides the accumulator and comparators.
+* What is *not* checked by synthesis: memories (BRAM/LUTRAM mapping follows the rules in
+  :func:`memory`), the HLS control logic (a constant per unit), sliding-window generators,
+  pools, adds, forks and FIFOs (first-order counts of their multiplexers, adders and
+  registers). These are estimates for comparing foldings and widths, not a place-and-route.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+__all__ = [
+    "Cost",
+    "PARTS",
+    "part_capacity",
+    "mult_luts",
+    "adder_tree",
+    "comparator_luts",
+    "popcount_luts",
+    "pe_cost",
+    "bram18",
+    "memory",
+    "mvu_cost",
+    "swg_cost",
+    "pool_cost",
+    "add_cost",
+    "thresholds_cost",
+    "dup_cost",
+    "fifo_cost",
+    "width_converter_cost",
+    "unit_cost",
+    "design_cost",
+    "BASELINE_ACC_BITS",
+]
+
+BASELINE_ACC_BITS = 32  # the comparison: a 32-bit accumulator (and 32-bit thresholds, as FINN's INT32 default)
+
+# Memories of at most this many bits, or at most LUTRAM_DEPTH words deep, go to LUTs (distributed
+# RAM/ROM); larger ones to BRAM18. A rule of thumb of Vivado/Vitis HLS for ram_style "auto".
+LUTRAM_BITS = 1024
+LUTRAM_DEPTH = 64
+# Products with both operands wider than this go to a DSP slice (resType "auto").
+DSP_MIN_BITS = 9
+# Per-unit HLS control (loop counters, stream handshakes), a rough constant: not synthesized.
+CONTROL_LUT = 40
+CONTROL_FF = 40
+
+# name -> (LUT, FF, BRAM18, URAM, DSP): device capacities from the vendor's product tables
+# (Zynq-7000: DS190; Zynq UltraScale+: DS891; Alveo U250/U280 data sheets).
+PARTS = {
+    "xc7z020": (53200, 106400, 280, 0, 220),
+    "xczu3eg": (70560, 141120, 432, 0, 360),
+    "xczu7ev": (230400, 460800, 624, 96, 1728),
+    "xczu9eg": (274080, 548160, 1824, 0, 2520),
+    "xcu250": (1728000, 3456000, 5376, 1280, 12288),
+    "xcu280": (1303680, 2607360, 4032, 960, 9024),
+}
+
+
+@dataclass
+class Cost:
+    """Resource counts of a unit (or a sum of units). ``CARRY``: 4-bit carry-chain cells as Yosys
+    maps them (CARRY4); ``BRAM18``: 18 Kb block RAMs (a BRAM36 is two)."""
+
+    LUT: int = 0
+    FF: int = 0
+    CARRY: int = 0
+    BRAM18: int = 0
+    URAM: int = 0
+    DSP: int = 0
+
+    def __add__(self, o: "Cost") -> "Cost":
+        return Cost(*(getattr(self, f.name) + getattr(o, f.name) for f in fields(self)))
+
+    def scale(self, k: int) -> "Cost":
+        return Cost(*(getattr(self, f.name) * k for f in fields(self)))
+
+    def as_dict(self) -> dict:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+
+def part_capacity(part: str) -> tuple[str, dict]:
+    """``(table name, {"LUT", "FF", "BRAM18", "URAM", "DSP"})`` of a part: a key of :data:`PARTS`
+    or a full part name starting with one (``xczu3eg-sbva484-1-e``). Raises ``KeyError``."""
+    p = str(part).lower()
+    for name in sorted(PARTS, key=len, reverse=True):
+        if p == name or p.startswith(name + "-") or p.startswith(name):
+            return name, dict(zip(("LUT", "FF", "BRAM18", "URAM", "DSP"), PARTS[name]))
+    raise KeyError(part)
+
+
+# ---------------------------------------------------------------- one processing element
+
+
+def mult_luts(wbits: int, abits: int, out_bits: int | None = None) -> int:
+    """LUTs of one ``wbits x abits`` multiplier in fabric.
+
+    An array multiplier reduces ``wbits * abits`` partial-product bits; FINN-R models it as
+    ``(2 * ceil((W + A) / 6) - 1) * (W + A)``. Calibrated on Yosys ``synth_xilinx`` (signed
+    weight by unsigned input): ``1.69 * n - 3`` for ``n`` partial-product bits, at least
+    ``ceil(n / 2)`` (1-bit operands are AND gates). When only the low ``out_bits`` of the
+    product are used (the accumulator is narrower than the product), only the partial products
+    ``x_i w_j`` with ``i + j < out_bits`` count.
+    """
+    if out_bits is None or out_bits >= wbits + abits:
+        n = wbits * abits
+    else:
+        n = sum(1 for i in range(wbits) for j in range(abits) if i + j < out_bits)
+    return max(math.ceil(n / 2), round(1.69 * n - 3))
+
+
+def adder_tree(n: int, leaf_bits: int, acc_bits: int) -> list[int]:
+    """Widths of the adders of a balanced tree summing ``n`` values of ``leaf_bits`` bits.
+
+    Each sum is one bit wider than the wider of its operands, capped at ``acc_bits``: sums
+    taken modulo ``2^acc_bits`` (as the accumulator wraps) may drop every higher bit. An odd
+    operand passes to the next level. ``n - 1`` adders; each ``b``-bit adder costs ``b`` LUTs
+    and ``ceil(b / 4)`` carry cells.
+    """
+    out = []
+    cur = [min(leaf_bits, acc_bits)] * n
+    while len(cur) > 1:
+        nxt = [min(max(cur[i], cur[i + 1]) + 1, acc_bits) for i in range(0, len(cur) - 1, 2)]
+        out += nxt
+        if len(cur) % 2:
+            nxt.append(cur[-1])
+        cur = nxt
+    return out
+
+
+def comparator_luts(bits: int) -> float:
+    """LUTs of one ``acc >= threshold`` comparison of ``bits``-bit signed values:
+    ``0.67 * bits + 0.5`` (calibrated on Yosys; FINN-R counts ``bits``)."""
+    return 0.67 * bits + 0.5
+
+
+def comparator_carry(bits: int) -> int:
+    """Carry cells of one comparison as Yosys maps it (calibrated): ``ceil(bits / 12)``."""
+    return math.ceil(bits / 12)
+
+
+def popcount_luts(n: int) -> int:
+    """LUTs that count how many of ``n`` comparator outputs are set: ``n - bitlength(n)``
+    (an adder tree of 1-bit inputs; calibrated on Yosys)."""
+    return max(0, n - int(n).bit_length())
+
+
+def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0, *, dsp: bool | None = None) -> Cost:
+    """One processing element: ``simd`` products, the adder tree, a ``acc_bits``-bit accumulator,
+    ``nt`` comparators against ``tbits``-bit thresholds and their count.
+
+    The datapath of ``templates/verilog/pe.v.j2`` (memories excluded):
+
+    * LUT = ``simd * mult_luts(W, A, P) + sum(adder_tree) + P + nt * comparator_luts(max(P, T))
+      + popcount_luts(nt) + 1``; products in DSPs instead when ``dsp`` (default: both operands
+      wider than ``DSP_MIN_BITS - 1`` bits), one DSP48 per product.
+    * FF = ``simd * min(W + A, P)`` (registered products) + the tree's root + ``P`` (accumulator)
+      + output bits (``bitlength(nt)``, or ``P`` without thresholds) + 2 (control).
+    * CARRY = ``ceil(b / 4)`` per adder of ``b`` bits (tree and accumulator) + the comparators' + 2.
+
+    Source: FINN-R's decomposition (Blott et al., TRETS 2018), coefficients calibrated on Yosys
+    (see the module docstring). Raises ``ValueError`` on a width or SIMD below 1.
+    """
+    if min(simd, wbits, abits, acc_bits) < 1 or nt < 0:
+        raise ValueError(f"pe_cost: SIMD and widths must be >= 1 (simd={simd}, W={wbits}, A={abits}, P={acc_bits}, nt={nt})")
+    if dsp is None:
+        dsp = min(wbits, abits) >= DSP_MIN_BITS
+    pbits = wbits + abits
+    tree = adder_tree(simd, pbits, acc_bits)
+    root = tree[-1] if tree else min(pbits, acc_bits)
+    cmp_bits = max(acc_bits, tbits) if nt else 0
+    lut = (0 if dsp else simd * mult_luts(wbits, abits, acc_bits)) + sum(tree) + acc_bits + 1
+    lut += nt * comparator_luts(cmp_bits) + popcount_luts(nt)
+    obits = max(1, int(nt).bit_length()) if nt else acc_bits
+    ff = simd * min(pbits, acc_bits) + root + acc_bits + obits + 2
+    carry = sum(math.ceil(b / 4) for b in tree) + math.ceil(acc_bits / 4) + nt * (comparator_carry(cmp_bits) if nt else 0) + 2
+    return Cost(LUT=round(lut), FF=ff, CARRY=carry, DSP=simd if dsp else 0)
+
+
+# ---------------------------------------------------------------- memories
+
+
+_BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def bram18(width: int, depth: int) -> int:
+    """BRAM18 blocks for a ``depth x width`` memory: the best of the simple-dual-port aspect
+    ratios 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18, 512x36 (Xilinx UG573, Table 1-10), each tiled
+    ``ceil(depth / d) * ceil(width / w)``; the rule of FINN's ``bram_estimation`` (FINN-R)."""
+    if width <= 0 or depth <= 0:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM18_SHAPES)
+
+
+def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports: int = 1) -> Cost:
+    """``count`` memories of ``depth`` words of ``width`` bits.
+
+    ``style``: ``auto`` (depth 1: registers; at most ``LUTRAM_BITS`` bits or ``LUTRAM_DEPTH``
+    words: distributed; else block), ``distributed`` (LUT6 as 64x1 RAM/ROM: ``width *
+    ceil(depth / 64)`` LUTs per port), ``block`` (:func:`bram18`), ``ultra`` (URAM288, 4K x 72:
+    ``ceil(depth / 4096) * ceil(width / 72)``). Registers: ``width * depth`` FF.
+    """
+    if width <= 0 or depth <= 0 or count <= 0:
+        return Cost()
+    if style == "auto":
+        if depth == 1:
+            style = "registers"
+        elif width * depth <= LUTRAM_BITS or depth <= LUTRAM_DEPTH:
+            style = "distributed"
+        else:
+            style = "block"
+    if style == "registers":
+        c = Cost(FF=width * depth)
+    elif style == "distributed":
+        c = Cost(LUT=width * math.ceil(depth / 64) * ports)
+    elif style == "block":
+        c = Cost(BRAM18=bram18(width, depth))
+    elif style == "ultra":
+        c = Cost(URAM=math.ceil(depth / 4096) * math.ceil(width / 72))
+    else:
+        raise ValueError(f"memory style '{style}' (supported: auto, distributed, block, ultra)")
+    return c.scale(count)
+
+
+# ---------------------------------------------------------------- units
+
+
+def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0,
+             *, bias_bits: int = 0, weights_packed: bool = False, buffer_input: bool = True) -> Cost:
+    """A matrix-vector unit (or, with ``buffer_input=False``, a depthwise vector-vector unit).
+
+    ``PE * pe_cost(...)`` + weight memory + threshold memory + bias + input buffer + control:
+
+    * weights: ``WMEM = MH * MW / (PE * SIMD)`` words; ``PE * SIMD`` memories of ``wbits`` bits
+      (the array partitioned on PE and SIMD), or ``PE`` memories of ``SIMD * wbits`` bits when
+      ``weights_packed``; thresholds: ``PE * nt`` memories of ``TMEM = MH / PE`` words of
+      ``tbits``; bias: ``PE`` memories of ``TMEM`` words; each through :func:`memory`.
+    * input buffer ``[MW / SIMD][SIMD]`` of ``abits`` (written while read: 2 ports).
+    * control: ``CONTROL_LUT`` / ``CONTROL_FF``.
+
+    Source: FINN-R (Blott et al., TRETS 2018): ``c0 + c1 * PE * (mult + adder tree + acc + thresholds
+    + comparators) + weight memory``; our coefficients, see :func:`pe_cost`.
+    """
+    if MH % PE or MW % SIMD:
+        raise ValueError(f"mvu_cost: PE={PE} must divide MH={MH} and SIMD={SIMD} must divide MW={MW}")
+    wmem, tmem = MH * MW // (PE * SIMD), MH // PE
+    c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits).scale(PE)
+    if weights_packed:
+        c += memory(SIMD * wbits, wmem, PE)
+    else:
+        c += memory(wbits, wmem, PE * SIMD)
+    if nt:
+        c += memory(tbits, tmem, PE * nt)
+    if bias_bits:
+        c += memory(bias_bits, tmem, PE)
+    if buffer_input:
+        c += memory(abits, MW // SIMD, SIMD, ports=2)
+    return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+
+
+def swg_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, in_per_word: int, out_per_word: int) -> Cost:
+    """A sliding-window generator: a line buffer of ``kh`` rows of ``W * C`` values of ``bits``
+    (``kh`` memories), and per output value a ``kh``-to-1 row multiplexer plus the padding gate
+    (``bits * (ceil(kh / 4) + 1)`` LUTs: a LUT6 is a 4-to-1 multiplexer) and its output register.
+    Not synthesized; FINN's ``ConvolutionInputGenerator`` has the same memory and a constant logic
+    estimate."""
+    c = memory(bits, W * C, kh, ports=2)
+    c += Cost(LUT=out_per_word * bits * (math.ceil(kh / 4) + 1) + in_per_word * bits, FF=out_per_word * bits)
+    return c + Cost(LUT=CONTROL_LUT + 20, FF=CONTROL_FF + 20)
+
+
+def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode: str, acc_bits: int = 0, nt: int = 0, tbits: int = 0) -> Cost:
+    """Max or average pooling over ``kh x kw`` windows, ``PE`` channels per cycle, with a line
+    buffer of ``kh`` rows (:func:`swg_cost`'s memory).
+
+    max: per channel ``kh*kw - 1`` compare-and-select stages of ``bits`` (a comparator and a
+    ``bits``-wide multiplexer). avg: ``kh*kw - 1`` adders of at most ``acc_bits`` (the window
+    sum's :func:`adder_tree`), then ``nt`` comparators and their count, as in :func:`pe_cost`."""
+    k = kh * kw
+    c = memory(bits, W * C, kh, ports=2)
+    if mode == "max":
+        per = (k - 1) * (comparator_luts(bits) + bits)
+        c += Cost(LUT=round(PE * per), FF=PE * bits, CARRY=PE * (k - 1) * comparator_carry(bits))
+    else:
+        tree = adder_tree(k, bits, acc_bits)
+        per = sum(tree) + nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+        obits = max(1, int(nt).bit_length()) if nt else acc_bits
+        c += Cost(LUT=round(PE * per), FF=PE * (acc_bits + obits), CARRY=PE * sum(math.ceil(b / 4) for b in tree))
+    return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+
+
+def _const_mult_luts(bits: int, m: int) -> int:
+    """LUTs of ``x * m`` for a constant ``m``: one adder of ``bits + bitlength(m)`` per extra set
+    bit of ``|m|`` (shift-and-add)."""
+    ones = bin(abs(int(m))).count("1")
+    return max(0, ones - 1) * (bits + abs(int(m)).bit_length())
+
+
+def add_cost(C: int, PE: int, bits_a: int, bits_b: int, mult: tuple, acc_bits: int, nt: int = 0, tbits: int = 0) -> Cost:
+    """A requantizing residual add, ``PE`` channels per cycle: per channel the constant
+    multiplications ``ma * a`` and ``mb * b`` (:func:`_const_mult_luts`), one ``acc_bits`` adder,
+    ``nt`` comparators and their count; both inputs of one pixel buffered in registers
+    (``C * (bits_a + bits_b)`` FF)."""
+    per = _const_mult_luts(bits_a, mult[0]) + _const_mult_luts(bits_b, mult[1]) + acc_bits
+    per += nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+    obits = max(1, int(nt).bit_length()) if nt else acc_bits
+    c = Cost(LUT=round(PE * per), FF=C * (bits_a + bits_b) + PE * obits, CARRY=PE * math.ceil(acc_bits / 4))
+    return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+
+
+def thresholds_cost(C: int, PE: int, in_bits: int, nt: int, tbits: int) -> Cost:
+    """A standalone multi-threshold unit (FINN's ``Thresholding``), ``PE`` channels per cycle:
+    per channel ``nt`` comparators of ``max(in_bits, tbits)`` bits and their count
+    (:func:`comparator_luts`, :func:`popcount_luts`), thresholds in ``PE * nt`` memories of
+    ``C / PE`` words (:func:`memory`), the output registered."""
+    if C % PE:
+        raise ValueError(f"thresholds_cost: PE={PE} must divide C={C}")
+    b = max(in_bits, tbits)
+    obits = max(1, int(nt).bit_length())
+    c = Cost(LUT=round(PE * (nt * comparator_luts(b) + popcount_luts(nt))), FF=PE * obits, CARRY=PE * nt * comparator_carry(b))
+    return c + memory(tbits, C // PE, PE * nt) + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+
+
+def dup_cost(word_bits: int, n_out: int) -> Cost:
+    """A stream duplicator: the word is wired to ``n_out`` streams; the handshake (all outputs
+    ready) costs a few LUTs. ``2 * n_out + 4`` LUTs, ``n_out`` FF."""
+    return Cost(LUT=2 * n_out + 4, FF=n_out)
+
+
+def fifo_cost(width: int, depth: int) -> Cost:
+    """A stream FIFO of ``depth`` words of ``width`` bits.
+
+    depth <= 2: registers (``width * depth`` FF); up to 64: shift-register LUTs (SRL32,
+    ``width * ceil(depth / 32)`` LUTs) and a ``bitlength(depth)`` counter; deeper: :func:`memory`
+    (distributed or block) and two counters. Source: FINN's ``StreamingFIFO`` implementation
+    choices (SRL up to a depth, else BRAM/LUTRAM)."""
+    if depth <= 2:
+        return Cost(LUT=2, FF=width * depth + 2)
+    a = int(depth).bit_length()
+    if depth <= 64:
+        return Cost(LUT=width * math.ceil(depth / 32) + a + 4, FF=width + a + 2)
+    return memory(width, depth, ports=2) + Cost(LUT=2 * a + 8, FF=width + 2 * a + 2)
+
+
+def width_converter_cost(in_bits: int, out_bits: int) -> Cost:
+    """A stream width converter: narrowing selects one of ``in / out`` slices per output word
+    (an ``r``-to-1 multiplexer per output bit, ``ceil(r / 4)`` LUTs) from a registered input word;
+    widening shifts input words into an ``out_bits`` register. Source: the structure of FINN's
+    ``StreamingDataWidthConverter``; not synthesized."""
+    if in_bits == out_bits:
+        return Cost()
+    if in_bits > out_bits:
+        r = math.ceil(in_bits / out_bits)
+        return Cost(LUT=out_bits * math.ceil(r / 4) + 8, FF=in_bits + 8)
+    return Cost(LUT=out_bits // 2 + 8, FF=out_bits + 8)
+
+
+# ---------------------------------------------------------------- from the code generator's plan
+
+
+def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Cost:
+    """The estimate of one :class:`a2qhls.codegen.LayerPlan` (a conv/dw unit includes its
+    sliding-window generator). ``acc_bits``/``thr_bits`` replace the unit's accumulator and
+    threshold widths (the 32-bit comparison); default: the built widths."""
+    P = int(acc_bits if acc_bits is not None else u.P)
+    T = int(thr_bits if thr_bits is not None else (u.thr_t.bits if u.thr_t is not None else 0))
+    nt = int(u.NT)
+    if u.kind in ("mvu", "conv", "dw"):
+        val = u.win_t if u.kind in ("conv", "dw") else u.val_t
+        bias = 0
+        if u.bias_t is not None:
+            bias = P if acc_bits is not None else u.bias_t.bits
+        c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
+                     buffer_input=u.kind != "dw")
+        if u.kind in ("conv", "dw"):
+            H, W, C = u.in_shape
+            c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)
+        return c
+    if u.kind in ("maxpool", "avgpool"):
+        H, W, C = u.in_shape
+        return pool_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.PE, "max" if u.kind == "maxpool" else "avg", P, nt, T)
+    if u.kind == "add":
+        return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
+    if u.kind == "dup":
+        return dup_cost(u.PE * u.in_t.bits, u.n_out)
+    raise ValueError(f"unit_cost: unknown unit kind '{u.kind}'")
+
+
+def _stream_bits(u) -> int:
+    """Bits of the word a unit writes: ``PE`` output elements."""
+    return u.PE * u.out_t.bits
+
+
+def design_cost(units: list, fifo_depths: dict | None = None, *, baseline_bits: int = BASELINE_ACC_BITS) -> dict:
+    """Estimates of every unit of a plan, the FIFOs between them, and the totals.
+
+    ``fifo_depths``: ``{(dup index, copy): depth}`` (:func:`a2qhls.codegen.fork_depths`); every
+    other stream is a depth-2 FIFO. Returns ``{"units": [{cname, cost, cost_32, lut_ratio}],
+    "fifos": Cost dict, "total": Cost dict, "total_32": Cost dict, "lut_ratio": float}`` where
+    ``*_32`` is the same design with every accumulator (and threshold) at ``baseline_bits``
+    and ``lut_ratio`` = LUT at ``baseline_bits`` / LUT as built.
+    """
+    fifo_depths = fifo_depths or {}
+    out_units = []
+    total, total32 = Cost(), Cost()
+    fifos = Cost()
+    last = units[-1] if units else None
+    for u in units:
+        c = unit_cost(u)
+        c32 = unit_cost(u, baseline_bits, baseline_bits) if u.has_acc else c
+        out_units.append({"cname": u.cname, "kind": u.kind, "cost": c.as_dict(), "cost_32": c32.as_dict(),
+                          "lut_ratio": round(c32.LUT / c.LUT, 3) if c.LUT else None})
+        total, total32 = total + c, total32 + c32
+        if u.kind == "dup":
+            for k in range(u.n_out):
+                fifos += fifo_cost(_stream_bits(u), int(fifo_depths.get((u.index, k), 2)))
+        elif u is not last:
+            fifos += fifo_cost(_stream_bits(u), 2)
+        if u.kind in ("conv", "dw"):
+            fifos += fifo_cost(u.OPB * u.win_t.bits, 2)
+    total, total32 = total + fifos, total32 + fifos
+    return {
+        "units": out_units,
+        "fifos": fifos.as_dict(),
+        "total": total.as_dict(),
+        "total_32": total32.as_dict(),
+        "lut_ratio": round(total32.LUT / total.LUT, 3) if total.LUT else None,
+    }
+
+
+def utilization(total: dict, part: str) -> dict:
+    """``{"part", "capacity", "percent"}`` of a total (a :class:`Cost` dict) on a part of
+    :data:`PARTS`; ``percent`` per resource the part has (URAM omitted where it has none).
+    Raises ``KeyError`` for a part not in the table."""
+    name, cap = part_capacity(part)
+    pct = {k: round(100.0 * total.get(k, 0) / v, 2) for k, v in cap.items() if v}
+    return {"part": name, "capacity": cap, "percent": pct}

@@ -1,0 +1,263 @@
+"""Resource estimates: the formulas, their agreement with real Yosys synthesis of one PE's
+datapath, the build summary's cost fields, and `inspect --cost`."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from a2qhls import estimate
+from a2qhls.cli import main
+from a2qhls.errors import A2QError
+from a2qhls.synth import PEParams, _tree_nodes, pe_verilog, synth_pe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MLP = os.path.join(ROOT, "examples", "digits_a2qplus_p12.onnx")
+
+
+def test_yosys_synthesis_of_one_grid_point_agrees_with_the_estimate():
+    """One small point of bench/bench_estimate.py's grid through real Yosys synth_xilinx: the
+    estimator's LUTs within 25%, and its carry cells and flip-flops close."""
+    p = PEParams(simd=2, wbits=3, abits=3, acc_bits=12, nt=3, tbits=12)
+    y = synth_pe(p)
+    e = estimate.pe_cost(p.simd, p.wbits, p.abits, p.acc_bits, p.nt, p.tbits)
+    assert y["DSP"] == 0 and y["LUT"] > 0
+    assert abs(e.LUT / y["LUT"] - 1) <= 0.25, (e, y)
+    assert abs(e.FF / y["FF"] - 1) <= 0.25, (e, y)
+    assert abs(e.CARRY - y["CARRY"]) <= max(3, 0.3 * y["CARRY"]), (e, y)
+
+
+def test_verilog_adder_tree_is_the_estimators_tree():
+    for simd, pbits, P in ((1, 8, 16), (5, 8, 32), (16, 16, 12), (7, 4, 6)):
+        levels, _, root_bits = _tree_nodes(PEParams(simd, pbits // 2, pbits - pbits // 2, P, 0, P))
+        widths = [n["bits"] for level in levels for n in level]
+        tree = estimate.adder_tree(simd, pbits, P)
+        assert widths == tree and len(tree) == simd - 1
+        assert all(b <= P for b in tree)
+        assert root_bits == (tree[-1] if tree else min(pbits, P))
+
+
+def test_pe_verilog_declares_the_accumulator_and_one_comparator_per_threshold():
+    v = pe_verilog(PEParams(simd=3, wbits=2, abits=3, acc_bits=13, nt=7, tbits=14))
+    assert "reg signed [12:0] acc;" in v
+    assert v.count(" >= t") == 7 and "wire [2:0] count" in v
+
+
+def test_adder_tree_is_capped_at_the_accumulator_width():
+    # 64 products of 16 bits: the natural tree grows to 22 bits; modulo 2^12 every adder needs 12
+    assert max(estimate.adder_tree(64, 16, 32)) == 22
+    assert max(estimate.adder_tree(64, 16, 12)) == 12
+    assert sum(estimate.adder_tree(64, 16, 12)) == 63 * 12
+
+
+def test_pe_luts_grow_with_accumulator_width_and_thresholds():
+    luts = [estimate.pe_cost(8, 4, 4, P, 15, P).LUT for P in (10, 12, 16, 24, 32)]
+    assert luts == sorted(luts) and luts[0] < luts[-1]
+    # per accumulator bit: the accumulator (1) plus 15 comparators (0.67 each)
+    slope = (luts[-1] - luts[0]) / 22
+    assert 10 < slope < 12
+    assert estimate.pe_cost(8, 4, 4, 16, 0, 0).LUT < estimate.pe_cost(8, 4, 4, 16, 3, 16).LUT
+
+
+def test_bram18_aspect_ratios():
+    assert estimate.bram18(36, 512) == 1
+    assert estimate.bram18(18, 1024) == 1
+    assert estimate.bram18(1, 16384) == 1
+    assert estimate.bram18(37, 512) == 2  # two 512x36
+    assert estimate.bram18(4, 5000) == 2  # two 4Kx4
+    assert estimate.bram18(72, 2048) == 8  # 4 deep x 2 wide of 512x36, or 2 x 4 of 1Kx18
+
+
+def test_memory_styles():
+    assert estimate.memory(4, 1, 10).FF == 40  # depth 1: registers
+    assert estimate.memory(4, 64, 2).LUT == 8  # shallow: distributed, one LUT6 per bit
+    assert estimate.memory(8, 4096).BRAM18 == 2 and estimate.memory(8, 4096).LUT == 0
+    assert estimate.memory(72, 4096, style="ultra").URAM == 1
+    with pytest.raises(ValueError):
+        estimate.memory(8, 8, style="flipflop")
+
+
+def test_part_table():
+    name, cap = estimate.part_capacity("xczu3eg-sbva484-1-e")
+    assert name == "xczu3eg" and cap["LUT"] == 70560 and cap["BRAM18"] == 432
+    with pytest.raises(KeyError):
+        estimate.part_capacity("xc9999")
+
+
+def test_build_summary_has_per_layer_and_total_costs_with_the_32_bit_comparison(tmp_path, capsys):
+    out = tmp_path / "hls"
+    assert main(["build", MLP, "--out", str(out), "--part", "xczu7ev"]) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "a2qhls.json").read_text())
+    cost = s["cost"]
+    assert cost["part"] == "xczu7ev" and cost["capacity"]["LUT"] == 230400
+    unit_sum = sum(u["cost"]["LUT"] for u in s["units"]) + cost["fifos"]["LUT"]
+    assert cost["total"]["LUT"] == unit_sum
+    assert cost["utilization_percent"]["LUT"] == round(100 * cost["total"]["LUT"] / 230400, 2)
+    for ly in s["layers"]:
+        assert ly["acc_bits"] < 32
+        assert ly["cost_acc32"]["LUT"] > ly["cost"]["LUT"]
+        assert ly["lut_ratio_acc32"] == round(ly["cost_acc32"]["LUT"] / ly["cost"]["LUT"], 3)
+    assert cost["lut_ratio_acc32"] > 1
+    assert f"{s['layers'][0]['cost']['LUT']}" in printed and "with 32-bit accumulators" in printed
+
+
+def test_a_narrower_accumulator_costs_fewer_luts(tmp_path, capsys):
+    wide, narrow = tmp_path / "wide", tmp_path / "narrow"
+    assert main(["build", MLP, "--out", str(wide), "--acc-bits", "0=20"]) == 0
+    assert main(["build", MLP, "--out", str(narrow)]) == 0
+    capsys.readouterr()
+    lw = json.loads((wide / "a2qhls.json").read_text())["layers"][0]["cost"]["LUT"]
+    ln = json.loads((narrow / "a2qhls.json").read_text())["layers"][0]["cost"]["LUT"]
+    assert ln < lw
+
+
+def test_unknown_part_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "hls"
+    assert main(["build", MLP, "--out", str(out), "--part", "xc9999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "xc9999" in err[0] and "xczu3eg" in err[0]
+    assert not out.exists()
+
+
+def test_inspect_cost_writes_nothing_and_imports_no_torch(tmp_path):
+    code = ("import sys; from a2qhls.cli import main; rc = main(['inspect', sys.argv[1], '--cost', '--json', '--part', 'xc7z020']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, MLP], capture_output=True, text=True, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cost"]["part"] == "xc7z020"
+    assert [c["name"] for c in doc["cost_layers"]] == [ly["name"] for ly in doc["layers"]]
+    assert all(c["cost_acc32"]["LUT"] > c["cost"]["LUT"] for c in doc["cost_layers"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_part_without_cost_is_an_error(capsys):
+    assert main(["inspect", MLP, "--part", "xc7z020"]) == 2
+    assert "--cost" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- folding to a target
+
+
+def _mlp_model():
+    from a2qhls.importer import load_qonnx
+    from a2qhls.passes.accumulator import size_accumulators
+    from a2qhls.passes.thresholds import compute_thresholds
+
+    m = size_accumulators(load_qonnx(MLP))
+    compute_thresholds(m)
+    return m
+
+
+def _hand_cnn():
+    import hand_models
+    from a2qhls.passes.accumulator import size_accumulators
+    from a2qhls.passes.thresholds import compute_thresholds
+
+    m = size_accumulators(hand_models.cnn(seed=0, hw=(6, 6), cin=2, ch=4))
+    compute_thresholds(m)
+    return m
+
+
+def _plan(model, folding):
+    from a2qhls import codegen
+    from a2qhls.passes.folding import apply_folding
+
+    apply_folding(model, folding)
+    return codegen.plan(model)
+
+
+def _brute_cheapest(model, name, target):
+    """Enumerate every legal folding of one layer (others at the default) through the code generator's plan."""
+    from a2qhls.passes.folding import default_folding, divisors
+
+    base = default_folding(model)
+    best = None
+    lp0 = next(u for u in _plan(model, base) if u.has_weights and u.dense.name == name)
+    for pe in divisors(lp0.MH):
+        for simd in divisors(lp0.MW):
+            f = dict(base, **{name: {"PE": pe, "SIMD": simd}})
+            u = next(u for u in _plan(model, f) if u.has_weights and u.dense.name == name)
+            win = u.pixels * u.kernel[0] * u.kernel[1] * u.in_shape[2] // u.OPB if u.kind in ("conv", "dw") else 0
+            if max(u.cycles, win) <= target:
+                c = estimate.unit_cost(u)
+                key = (c.LUT, c.BRAM18, c.DSP, c.FF, -simd)
+                best = min(best, (key, pe, simd)) if best else (key, pe, simd)
+    return best
+
+
+@pytest.mark.parametrize("make", [_mlp_model, _hand_cnn])
+def test_fold_to_cycles_meets_the_target_with_the_cheapest_legal_folding(make):
+    from a2qhls.passes.folding import fold_to_cycles
+
+    m = make()
+    units = _plan(m, fold_to_cycles(m, 10**9))
+    slowest = max(u.stage_cycles for u in units)
+    for target in (slowest, slowest // 3, slowest // 20):
+        try:
+            f = fold_to_cycles(m, target)
+        except A2QError as e:  # the top input stream bounds a CNN: the error names what cannot reach it
+            assert "cannot reach" in str(e)
+            continue
+        assert max(u.stage_cycles for u in _plan(m, f)) <= target
+        for name, pf in f.items():
+            _, pe, simd = _brute_cheapest(m, name, target)
+            assert (pf["PE"], pf["SIMD"]) == (pe, simd), name
+
+
+def test_fold_to_cycles_has_no_parallelism_cap():
+    from a2qhls.passes.folding import MAX_PAR, fold_to_cycles
+
+    f = fold_to_cycles(_mlp_model(), 1)
+    assert f["/1/Gemm"] == {"PE": 32, "SIMD": 64} and 64 > MAX_PAR
+
+
+def test_fold_to_budget_is_the_fastest_that_fits():
+    from a2qhls import codegen
+    from a2qhls.passes.folding import fold_to_budget, fold_to_cycles
+
+    m = _mlp_model()
+    f, tot = fold_to_budget(m, {"LUT": 5000})
+    assert tot["LUT"] <= 5000
+    cyc = max(u.stage_cycles for u in _plan(m, f))
+    # one cycle level faster does not fit
+    faster = fold_to_cycles(m, cyc - 1)
+    units = _plan(m, faster)
+    assert estimate.design_cost(units, codegen.fork_depths(units))["total"]["LUT"] > 5000
+
+
+def test_build_target_fps_and_budget_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "hls"
+    assert main(["build", MLP, "--out", str(out), "--target-fps", "20e6", "--clock-mhz", "250"]) == 0
+    s = json.loads((out / "a2qhls.json").read_text())
+    assert s["cycles_per_image"] <= 12  # 250e6 / 20e6
+    assert "-period 4.0 " in (out / "vitis_hls.tcl").read_text()
+    out2 = tmp_path / "hls2"
+    assert main(["build", MLP, "--out", str(out2), "--lut-budget", "3000"]) == 0
+    assert json.loads((out2 / "a2qhls.json").read_text())["cost"]["total"]["LUT"] <= 3000
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--target-fps", "3e8"], ["layer '/1/Gemm' cannot reach", "images/s"]),
+    (["--lut-budget", "100"], ["no folding fits LUT <= 100", "layer0"]),
+    (["--target-fps", "1e6", "--folding", "f.json"], ["--folding cannot be combined"]),
+])
+def test_infeasible_target_is_one_line_and_writes_nothing(tmp_path, capsys, args, expect):
+    out = tmp_path / "hls"
+    assert main(["build", MLP, "--out", str(out)] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for e in expect:
+        assert e in err[0], err[0]
+    assert not out.exists()
+
+
+def test_standalone_thresholds_cost_the_fused_comparators():
+    """A threshold unit's comparators cost what the same comparators cost inside a PE."""
+    nt, P = 15, 14
+    fused = estimate.pe_cost(4, 4, 4, P, nt, P).LUT - estimate.pe_cost(4, 4, 4, P, 0, 0).LUT
+    alone = estimate.thresholds_cost(64, 1, P, nt, P).LUT - estimate.CONTROL_LUT - estimate.memory(P, 64, nt).LUT
+    assert abs(alone - fused) <= 2

@@ -212,17 +212,20 @@ def bram18(width: int, depth: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM18_SHAPES)
 
 
-def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports: int = 1) -> Cost:
-    """``count`` memories of ``depth`` words of ``width`` bits.
+def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports: int = 1, rom: bool = False) -> Cost:
+    """``count`` memories of ``depth`` words of ``width`` bits (``rom``: constant contents).
 
-    ``style``: ``auto`` (depth 1: registers; at most ``LUTRAM_BITS`` bits or ``LUTRAM_DEPTH``
-    words: distributed; else block), ``distributed`` (LUT6 as 64x1 RAM/ROM: ``width *
-    ceil(depth / 64)`` LUTs per port), ``block`` (:func:`bram18`), ``ultra`` (URAM288, 4K x 72:
-    ``ceil(depth / 4096) * ceil(width / 72)``). Registers: ``width * depth`` FF.
+    ``style``: ``auto`` (depth 1: registers, or nothing for a ROM, whose one word is constants
+    folded into the logic that reads it; at most ``LUTRAM_BITS`` bits or ``LUTRAM_DEPTH`` words:
+    distributed; else block), ``distributed`` (LUT6 as 64x1 RAM/ROM: ``width * ceil(depth / 64)``
+    LUTs per port), ``block`` (:func:`bram18`), ``ultra`` (URAM288, 4K x 72: ``ceil(depth / 4096)
+    * ceil(width / 72)``), ``registers`` (``width * depth`` FF).
     """
     if width <= 0 or depth <= 0 or count <= 0:
         return Cost()
     if style == "auto":
+        if depth == 1 and rom:
+            return Cost()
         if depth == 1:
             style = "registers"
         elif width * depth <= LUTRAM_BITS or depth <= LUTRAM_DEPTH:
@@ -246,7 +249,8 @@ def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports
 
 
 def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0,
-             *, bias_bits: int = 0, weights_packed: bool = False, buffer_input: bool = True) -> Cost:
+             *, bias_bits: int = 0, weights_packed: bool = False, thresholds_packed: bool = False, buffer_input: bool = True,
+             weight_style: str = "auto", threshold_style: str = "auto") -> Cost:
     """A matrix-vector unit (or, with ``buffer_input=False``, a depthwise vector-vector unit).
 
     ``PE * pe_cost(...)`` + weight memory + threshold memory + bias + input buffer + control:
@@ -254,7 +258,8 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
     * weights: ``WMEM = MH * MW / (PE * SIMD)`` words; ``PE * SIMD`` memories of ``wbits`` bits
       (the array partitioned on PE and SIMD), or ``PE`` memories of ``SIMD * wbits`` bits when
       ``weights_packed``; thresholds: ``PE * nt`` memories of ``TMEM = MH / PE`` words of
-      ``tbits``; bias: ``PE`` memories of ``TMEM`` words; each through :func:`memory`.
+      ``tbits`` (``PE`` memories of ``nt * tbits`` bits when ``thresholds_packed``); bias: ``PE``
+      memories of ``TMEM`` words; each a ROM through :func:`memory` (``*_style``: its style).
     * input buffer ``[MW / SIMD][SIMD]`` of ``abits`` (written while read: 2 ports).
     * control: ``CONTROL_LUT`` / ``CONTROL_FF``.
 
@@ -266,13 +271,15 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
     wmem, tmem = MH * MW // (PE * SIMD), MH // PE
     c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits).scale(PE)
     if weights_packed:
-        c += memory(SIMD * wbits, wmem, PE)
+        c += memory(SIMD * wbits, wmem, PE, style=weight_style, rom=True)
     else:
-        c += memory(wbits, wmem, PE * SIMD)
-    if nt:
-        c += memory(tbits, tmem, PE * nt)
+        c += memory(wbits, wmem, PE * SIMD, style=weight_style, rom=True)
+    if nt and thresholds_packed:
+        c += memory(nt * tbits, tmem, PE, style=threshold_style, rom=True)
+    elif nt:
+        c += memory(tbits, tmem, PE * nt, style=threshold_style, rom=True)
     if bias_bits:
-        c += memory(bias_bits, tmem, PE)
+        c += memory(bias_bits, tmem, PE, rom=True)
     if buffer_input:
         c += memory(abits, MW // SIMD, SIMD, ports=2)
     return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
@@ -390,8 +397,16 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         bias = 0
         if u.bias_t is not None:
             bias = P if acc_bits is not None else u.bias_t.bits
+        # a plan that binds its ROMs (packed SIMD/threshold words per PE, w_impl/t_impl) is costed as bound
+        styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
+        packed = hasattr(u, "w_impl")
+        kw = dict(weights_packed=packed, thresholds_packed=hasattr(u, "t_impl"))
+        if packed:
+            kw["weight_style"] = styles.get(u.w_impl, "auto")
+        if hasattr(u, "t_impl"):
+            kw["threshold_style"] = styles.get(u.t_impl, "auto")
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
-                     buffer_input=u.kind != "dw")
+                     buffer_input=u.kind != "dw", **kw)
         if u.kind in ("conv", "dw"):
             H, W, C = u.in_shape
             c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)

@@ -71,6 +71,7 @@ def test_bram18_aspect_ratios():
 
 def test_memory_styles():
     assert estimate.memory(4, 1, 10).FF == 40  # depth 1: registers
+    assert estimate.memory(4, 1, 10, rom=True).as_dict() == estimate.Cost().as_dict()  # a constant word: in the logic
     assert estimate.memory(4, 64, 2).LUT == 8  # shallow: distributed, one LUT6 per bit
     assert estimate.memory(8, 4096).BRAM18 == 2 and estimate.memory(8, 4096).LUT == 0
     assert estimate.memory(72, 4096, style="ultra").URAM == 1
@@ -259,5 +260,5 @@ def test_standalone_thresholds_cost_the_fused_comparators():
     """A threshold unit's comparators cost what the same comparators cost inside a PE."""
     nt, P = 15, 14
     fused = estimate.pe_cost(4, 4, 4, P, nt, P).LUT - estimate.pe_cost(4, 4, 4, P, 0, 0).LUT
-    alone = estimate.thresholds_cost(64, 1, P, nt, P).LUT - estimate.CONTROL_LUT - estimate.memory(P, 64, nt).LUT
+    alone = estimate.thresholds_cost(64, 1, P, nt, P).LUT - estimate.CONTROL_LUT - estimate.memory(P, 64, nt, rom=True).LUT
     assert abs(alone - fused) <= 2

@@ -112,21 +112,24 @@ def part_capacity(part: str) -> tuple[str, dict]:
 # ---------------------------------------------------------------- one processing element
 
 
-def mult_luts(wbits: int, abits: int, out_bits: int | None = None) -> int:
-    """LUTs of one ``wbits x abits`` multiplier in fabric.
+def mult_luts(wbits: int, abits: int, out_bits: int | None = None, asigned: bool = False) -> int:
+    """LUTs of one multiplier of a signed ``wbits``-bit weight by an ``abits``-bit input, in fabric.
 
-    An array multiplier reduces ``wbits * abits`` partial-product bits; FINN-R models it as
-    ``(2 * ceil((W + A) / 6) - 1) * (W + A)``. Calibrated on Yosys ``synth_xilinx`` (signed
-    weight by unsigned input): ``1.69 * n - 3`` for ``n`` partial-product bits, at least
-    ``ceil(n / 2)`` (1-bit operands are AND gates). When only the low ``out_bits`` of the
-    product are used (the accumulator is narrower than the product), only the partial products
-    ``x_i w_j`` with ``i + j < out_bits`` count.
+    An array multiplier reduces ``n = wbits * abits`` partial-product bits in a tree of adders
+    about ``log2(n)`` deep; FINN-R models it as ``(2 * ceil((W + A) / 6) - 1) * (W + A)``.
+    Calibrated on Yosys ``synth_xilinx``: ``0.3 * n * log2(n) + 3`` for an unsigned input, 1.2
+    times that for a signed one (the sign corrections of a signed-by-signed product). When only
+    the low ``out_bits`` of the product are used (the accumulator is narrower than the product),
+    only the partial products ``x_i w_j`` with ``i + j < out_bits`` count.
     """
     if out_bits is None or out_bits >= wbits + abits:
         n = wbits * abits
     else:
         n = sum(1 for i in range(wbits) for j in range(abits) if i + j < out_bits)
-    return max(math.ceil(n / 2), round(1.69 * n - 3))
+    if n <= 1:
+        return 1
+    luts = 0.3 * n * math.log2(n) + 3
+    return round(luts * (1.2 if asigned else 1.0))
 
 
 def adder_tree(n: int, leaf_bits: int, acc_bits: int) -> list[int]:
@@ -165,13 +168,14 @@ def popcount_luts(n: int) -> int:
     return max(0, n - int(n).bit_length())
 
 
-def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0, *, dsp: bool | None = None) -> Cost:
+def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0, *, asigned: bool = False,
+            dsp: bool | None = None) -> Cost:
     """One processing element: ``simd`` products, the adder tree, a ``acc_bits``-bit accumulator,
-    ``nt`` comparators against ``tbits``-bit thresholds and their count.
+    ``nt`` comparators against ``tbits``-bit thresholds and their count (``asigned``: signed inputs).
 
     The datapath of ``templates/verilog/pe.v.j2`` (memories excluded):
 
-    * LUT = ``simd * mult_luts(W, A, P) + sum(adder_tree) + P + nt * comparator_luts(max(P, T))
+    * LUT = ``simd * mult_luts(W, A, P, asigned) + sum(adder_tree) + P + nt * comparator_luts(max(P, T))
       + popcount_luts(nt) + 1``; products in DSPs instead when ``dsp`` (default: both operands
       wider than ``DSP_MIN_BITS - 1`` bits), one DSP48 per product.
     * FF = ``simd * min(W + A, P)`` (registered products) + the tree's root + ``P`` (accumulator)
@@ -189,7 +193,7 @@ def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits
     tree = adder_tree(simd, pbits, acc_bits)
     root = tree[-1] if tree else min(pbits, acc_bits)
     cmp_bits = max(acc_bits, tbits) if nt else 0
-    lut = (0 if dsp else simd * mult_luts(wbits, abits, acc_bits)) + sum(tree) + acc_bits + 1
+    lut = (0 if dsp else simd * mult_luts(wbits, abits, acc_bits, asigned)) + sum(tree) + acc_bits + 1
     lut += nt * comparator_luts(cmp_bits) + popcount_luts(nt)
     obits = max(1, int(nt).bit_length()) if nt else acc_bits
     ff = simd * min(pbits, acc_bits) + root + acc_bits + obits + 2
@@ -250,7 +254,7 @@ def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports
 
 def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0,
              *, bias_bits: int = 0, weights_packed: bool = False, thresholds_packed: bool = False, buffer_input: bool = True,
-             weight_style: str = "auto", threshold_style: str = "auto") -> Cost:
+             weight_style: str = "auto", threshold_style: str = "auto", asigned: bool = False) -> Cost:
     """A matrix-vector unit (or, with ``buffer_input=False``, a depthwise vector-vector unit).
 
     ``PE * pe_cost(...)`` + weight memory + threshold memory + bias + input buffer + control:
@@ -269,7 +273,7 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
     if MH % PE or MW % SIMD:
         raise ValueError(f"mvu_cost: PE={PE} must divide MH={MH} and SIMD={SIMD} must divide MW={MW}")
     wmem, tmem = MH * MW // (PE * SIMD), MH // PE
-    c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits).scale(PE)
+    c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits, asigned=asigned).scale(PE)
     if weights_packed:
         c += memory(SIMD * wbits, wmem, PE, style=weight_style, rom=True)
     else:
@@ -406,7 +410,7 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         if hasattr(u, "t_impl"):
             kw["threshold_style"] = styles.get(u.t_impl, "auto")
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
-                     buffer_input=u.kind != "dw", **kw)
+                     buffer_input=u.kind != "dw", asigned=val.signed, **kw)
         if u.kind in ("conv", "dw"):
             H, W, C = u.in_shape
             c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)

@@ -41,6 +41,9 @@ def grid(quick: bool = False) -> list[PEParams]:
             pts.append(PEParams(4, 4, 4, 16, nt, 16))
         pts.append(PEParams(4, 4, 4, 16, 15, 16, asigned=True))
         pts.append(PEParams(8, 8, 8, 20, 15, 20, asigned=True))
+        pts.append(PEParams(2, 3, 6, 16, 15, 16, asigned=True))
+        pts.append(PEParams(8, 2, 2, 12, 3, 12, asigned=True))
+        pts.append(PEParams(16, 4, 4, 14, 7, 14, asigned=True))
     return pts
 
 
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
           f"{'CARRY est':>9} {'yosys':>5} | {'FF est':>6} {'yosys':>5} | {'s':>4}")
     rows, raw = [], []
     for p, r, dt in results:
-        e = pe_cost(p.simd, p.wbits, p.abits, p.acc_bits, p.nt, p.tbits)
+        e = pe_cost(p.simd, p.wbits, p.abits, p.acc_bits, p.nt, p.tbits, asigned=p.asigned)
         ratio = e.LUT / r["LUT"]
         rows.append((p, e, r, ratio))
         raw.append({"params": p.__dict__, "yosys": {k: v for k, v in r.items() if k != "cells"}, "seconds": round(dt, 1)})

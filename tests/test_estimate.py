@@ -21,7 +21,7 @@ def test_yosys_synthesis_of_one_grid_point_agrees_with_the_estimate():
     estimator's LUTs within 25%, and its carry cells and flip-flops close."""
     p = PEParams(simd=2, wbits=3, abits=3, acc_bits=12, nt=3, tbits=12)
     y = synth_pe(p)
-    e = estimate.pe_cost(p.simd, p.wbits, p.abits, p.acc_bits, p.nt, p.tbits)
+    e = estimate.pe_cost(p.simd, p.wbits, p.abits, p.acc_bits, p.nt, p.tbits, asigned=p.asigned)
     assert y["DSP"] == 0 and y["LUT"] > 0
     assert abs(e.LUT / y["LUT"] - 1) <= 0.25, (e, y)
     assert abs(e.FF / y["FF"] - 1) <= 0.25, (e, y)

@@ -6,6 +6,7 @@ The curated public API (the command line's subcommands as functions)::
     report = a2qhls.inspect("model.onnx")                 # = a2qhls inspect --json
     summary = a2qhls.build("model.onnx", "hls/")          # = a2qhls build (returns a2qhls.json)
     result = a2qhls.cosim("hls/", random=100, adversarial=True)   # = a2qhls cosim --json
+    cost = a2qhls.estimate_cost("model.onnx", target_fps=1e6)      # = inspect --cost (the build summary, nothing written)
 
 and the pieces the flow is made of (:mod:`a2qhls.flow` lists its steps)::
 
@@ -29,6 +30,7 @@ __all__ = [
     "Model",
     "build",
     "cosim",
+    "estimate_cost",
     "inspect",
     "load_qonnx",
     "size_accumulators",
@@ -40,6 +42,7 @@ _LAZY = {
     "build": ("flow", "build"),
     "cosim": ("flow", "cosim"),
     "inspect": ("flow", "inspect"),
+    "estimate_cost": ("flow", "estimate_cost"),
     "load_qonnx": ("importer", "load_qonnx"),
     "IntType": ("ir", "IntType"),
     "Model": ("ir", "Model"),

@@ -262,3 +262,13 @@ def test_standalone_thresholds_cost_the_fused_comparators():
     fused = estimate.pe_cost(4, 4, 4, P, nt, P).LUT - estimate.pe_cost(4, 4, 4, P, 0, 0).LUT
     alone = estimate.thresholds_cost(64, 1, P, nt, P).LUT - estimate.CONTROL_LUT - estimate.memory(P, 64, nt, rom=True).LUT
     assert abs(alone - fused) <= 2
+
+
+def test_python_api_estimate_cost_and_build_with_a_target(tmp_path):
+    import a2qhls
+
+    s = a2qhls.estimate_cost(MLP, target_fps=1e6, clock_mhz=100)
+    assert s["cycles_per_image"] <= 100
+    assert not list(tmp_path.iterdir())
+    b = a2qhls.build(MLP, tmp_path / "hls", budget={"LUT": 4000})
+    assert b["cost"]["total"]["LUT"] <= 4000

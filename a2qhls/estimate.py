@@ -349,7 +349,7 @@ def thresholds_cost(C: int, PE: int, in_bits: int, nt: int, tbits: int) -> Cost:
     b = max(in_bits, tbits)
     obits = max(1, int(nt).bit_length())
     c = Cost(LUT=round(PE * (nt * comparator_luts(b) + popcount_luts(nt))), FF=PE * obits, CARRY=PE * nt * comparator_carry(b))
-    return c + memory(tbits, C // PE, PE * nt) + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+    return c + memory(tbits, C // PE, PE * nt, rom=True) + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
 def dup_cost(word_bits: int, n_out: int) -> Cost:

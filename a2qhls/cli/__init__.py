@@ -1,4 +1,4 @@
-"""The ``a2qhls`` command line: ``inspect``, ``build``, ``cosim``, ``train``.
+"""The ``a2qhls`` command line: ``inspect``, ``build``, ``cosim``, ``train``, ``sweep``.
 
 Each subcommand lives in its own module ``a2qhls/cli/<name>.py`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "build": ("a2qhls.cli.build", "generate a Vitis HLS C++ project from a QONNX model"),
     "cosim": ("a2qhls.cli.cosim", "compile a generated project with g++ and compare bit for bit"),
     "train": ("a2qhls.cli.train", "train an A2Q/A2Q+ quantized MLP or CNN and export it to QONNX"),
+    "sweep": ("a2qhls.cli.sweep", "train over a grid of quantizers and widths (on Ray); results table and plots"),
 }
 
 EXIT_USER_ERROR = 2

@@ -5,8 +5,10 @@ Imports no torch: only onnx, qonnx's helpers and numpy.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
+from ..errors import A2QError
 from ..escape import display
 from ..flow import inspect
 
@@ -21,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--part", metavar="PART", help="with --cost: the part whose capacity the estimate is shown against "
                    "(xc7z020, xczu3eg, xczu7ev, xczu9eg, xcu250, xcu280; default xczu3eg)")
     p.add_argument("--folding", metavar="F.json", help="with --cost: per-layer folding, as for build")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also draw per-layer bars of the data-type, A2Q, A2Q+, exact and target widths (needs matplotlib)")
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -61,13 +65,22 @@ def render_text(doc: dict, per_channel: bool) -> str:
 
 
 def run(args) -> int:
-    from ..errors import A2QError
     from ..flow import estimate_cost
 
     if (args.part or args.folding) and not args.cost:
         raise A2QError("--part and --folding need --cost")
+    if args.plot is not None:
+        if not args.plot.lower().endswith(".png"):
+            raise A2QError(f"--plot: '{args.plot}' must name a .png file")
+        plot_dir = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(plot_dir):
+            raise A2QError(f"--plot: directory does not exist: {plot_dir}")
     doc = inspect(args.model, per_channel=args.per_channel)
     summary = estimate_cost(args.model, folding=args.folding, part=args.part) if args.cost else None
+    if args.plot is not None:
+        from ..plots import plot_inspect  # matplotlib only when a plot is asked for
+
+        plot_inspect(doc["layers"], args.plot, title=os.path.basename(args.model))
     if summary is not None and args.json:
         doc["cost"] = summary["cost"]
         doc["cycles_per_image"] = summary["cycles_per_image"]

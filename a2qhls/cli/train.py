@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 
 from ..errors import A2QError
 
@@ -18,15 +16,13 @@ _CONSTRAIN_HELP = (
 
 def _arch(text: str):
     """MLP hidden sizes as a list, or a CNN spec ``cnn:...`` as a string (validated in ``run``)."""
-    if text.startswith("cnn:"):
-        return text
+    from ..frontend.pipeline import parse_arch
+
     try:
-        sizes = [int(t) for t in text.split(",") if t.strip()]
+        return parse_arch(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--arch takes comma-separated hidden sizes, e.g. 64,32, or cnn:SPEC; got '{text}'")
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--arch takes positive hidden sizes, got '{text}'")
-    return sizes
+        raise argparse.ArgumentTypeError(f"--arch takes positive comma-separated hidden sizes, e.g. 64,32, "
+                                         f"or cnn:SPEC; got '{text}'")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,121 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the results (no progress bar)")
 
 
-def _is_cnn(arch) -> bool:
-    return isinstance(arch, str)
-
-
-def _arch_key(arch):
-    return arch if _is_cnn(arch) else list(arch)
-
-
-def _describe(arch, features: int, classes: int) -> str:
-    if _is_cnn(arch):
-        return f"{arch} CNN ({features} inputs, {classes} classes)"
-    return f"{features}-{'-'.join(map(str, arch))}-{classes} MLP"
-
-
-def _build(args, data, quant: str):
-    from ..frontend.train import build_cnn, build_mlp
-
-    if _is_cnn(args.arch):
-        return build_cnn(args.arch, data.sample_shape, data.classes, quant, args.weight_bits, args.act_bits,
-                         args.acc_bits, args.constrain)
-    return build_mlp(data.features, args.arch, data.classes, quant, args.weight_bits, args.act_bits,
-                     args.acc_bits, args.constrain)
-
-
-def _save_float(path: str, model, args, features: int, classes: int) -> None:
-    import torch
-
-    torch.save({"a2qhls_float": 1, "dataset": args.dataset, "arch": _arch_key(args.arch), "features": features,
-                "classes": classes, "state_dict": model.state_dict()}, path)
-
-
-def _load_float(path: str, args, data, features: int, classes: int):
-    import torch
-
-    if not os.path.exists(path):
-        raise A2QError(f"--from: no such file: {path}")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
-        raise A2QError(f"--from: cannot read {path} as a float checkpoint ({type(e).__name__})")
-    if not isinstance(ck, dict) or ck.get("a2qhls_float") != 1:
-        raise A2QError(f"--from: {path} is not an a2qhls float checkpoint (write one with --quant float)")
-    if ck["features"] != features or ck["classes"] != classes or ck["arch"] != _arch_key(args.arch):
-        raise A2QError(f"--from: {path} is a {_describe(ck['arch'], ck['features'], ck['classes'])}, "
-                       f"but this run builds a {_describe(args.arch, features, classes)}")
-    model = _build(args, data, "float")
-    model.load_state_dict(ck["state_dict"])
-    return model
-
-
 def run(args) -> int:
-    for name in ("weight_bits", "act_bits", "acc_bits", "epochs", "batch_size", "threads"):
-        v = getattr(args, name)
-        if v < (0 if name == "epochs" else 1):
-            raise A2QError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if args.float_epochs is not None and args.float_epochs < 0:
-        raise A2QError(f"--float-epochs must be >= 0, got {args.float_epochs}")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise A2QError(f"--out: directory does not exist: {out_dir}")
+    from ..frontend.pipeline import TrainRun, progress_wanted, train_run
 
-    import torch
-
-    from ..frontend.data import load_dataset
-    from ..frontend.export import export_qonnx
-    from ..frontend.init import init_from_float
-    from ..frontend.train import TrainConfig, evaluate, fit, layer_report, parse_cnn_spec, resolve_device
-
-    if _is_cnn(args.arch):
-        parse_cnn_spec(args.arch)  # a malformed spec is an error before any training
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, args.seed)
-    features = data.features
-    if _is_cnn(args.arch):
-        data = data.as_images()
-    progress = (not args.json) and sys.stderr.isatty()
-    result = {"dataset": args.dataset, "quant": args.quant, "seed": args.seed, "device": str(device)}
-    if _is_cnn(args.arch):
-        result.update({"arch": args.arch, "input_shape": list(data.sample_shape)})
-    else:
-        result["arch"] = [data.features] + list(args.arch) + [data.classes]
-
-    float_epochs = args.epochs if args.float_epochs is None else args.float_epochs
-    if args.from_:
-        fmodel = _load_float(args.from_, args, data, features, data.classes)
-        result["float_test_accuracy"] = evaluate(fmodel, data.x_test, data.y_test)
-    else:
-        torch.manual_seed(args.seed)
-        fmodel = _build(args, data, "float")
-        r = fit(fmodel, data, TrainConfig(epochs=float_epochs, lr=args.lr, batch_size=args.batch_size,
-                                          seed=args.seed, progress=progress, desc="float"), device)
-        result["float_test_accuracy"] = r.test_accuracy
-        result["float_train_seconds"] = round(r.seconds, 3)
-    fmodel.cpu()
-    if args.save_float:
-        _save_float(args.save_float, fmodel, args, features, data.classes)
-
-    if args.quant == "float":
-        _save_float(args.out, fmodel, args, features, data.classes)
-        result["test_accuracy"] = result["float_test_accuracy"]
-        result["out"] = args.out
-    else:
-        torch.manual_seed(args.seed)
-        qmodel = _build(args, data, args.quant)
-        init_from_float(qmodel, fmodel, args.init)
-        r = fit(qmodel, data, TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                          penalty_weight=args.penalty, seed=args.seed, progress=progress,
-                                          desc=args.quant), device)
-        qmodel.cpu()
-        export_qonnx(qmodel, args.out, data.sample_shape)
-        result.update({"test_accuracy": r.test_accuracy, "train_accuracy": r.train_accuracy,
-                       "train_seconds": round(r.seconds, 3), "out": args.out,
-                       "weight_bits": args.weight_bits, "act_bits": args.act_bits, "acc_bits": args.acc_bits,
-                       "constrain": args.constrain, "init": args.init, "layers": layer_report(qmodel)})
+    result = train_run(TrainRun.from_args(args), progress=progress_wanted(args.json))
     if args.json:
         print(json.dumps(result))
     else:

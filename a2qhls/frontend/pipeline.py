@@ -1,0 +1,224 @@
+"""One training run, as ``a2qhls train`` does it: float model -> A2Q/A2Q+ model -> QONNX.
+
+:func:`train_run` is the single implementation behind both ``a2qhls train`` and
+each configuration of ``a2qhls sweep``, so a sweep row is by construction what
+``a2qhls train`` with the same options gives. :func:`train_argv` writes the
+``a2qhls train`` command line of a :class:`TrainRun`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields
+from typing import Optional, Union
+
+from ..errors import A2QError
+
+__all__ = ["TrainRun", "train_run", "train_argv", "arch_text", "parse_arch", "save_float"]
+
+
+@dataclass
+class TrainRun:
+    """The options of one ``a2qhls train`` invocation (same names and defaults as its flags).
+
+    ``arch`` is a list of MLP hidden sizes or a CNN spec string ``"cnn:..."``.
+    ``from_`` is a float checkpoint to start from (``--from``); ``out`` the QONNX
+    file (or, with ``quant="float"``, the float checkpoint) to write.
+    """
+
+    dataset: str = "digits"
+    arch: Union[list, str] = None  # type: ignore[assignment]
+    quant: str = "a2q+"
+    weight_bits: int = 4
+    act_bits: int = 4
+    acc_bits: int = 12
+    constrain: str = "all"
+    init: str = "ep"
+    epochs: int = 30
+    float_epochs: Optional[int] = None
+    lr: float = 1e-2
+    batch_size: int = 64
+    penalty: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 1
+    from_: Optional[str] = None
+    save_float: Optional[str] = None
+    out: str = "model.onnx"
+
+    def __post_init__(self):
+        if self.arch is None:
+            self.arch = [64, 32]
+
+    @classmethod
+    def from_args(cls, args) -> "TrainRun":
+        """From the parsed arguments of ``a2qhls train``."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def parse_arch(text: str):
+    """``"64,32"`` -> ``[64, 32]``; ``"cnn:..."`` is returned as is. ValueError if malformed."""
+    if text.startswith("cnn:"):
+        return text
+    sizes = [int(t) for t in text.split(",") if t.strip()]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--arch takes positive hidden sizes, got '{text}'")
+    return sizes
+
+
+def arch_text(arch) -> str:
+    """The ``--arch`` text of ``arch`` (inverse of :func:`parse_arch`)."""
+    return arch if isinstance(arch, str) else ",".join(str(int(h)) for h in arch)
+
+
+def train_argv(run: TrainRun) -> list:
+    """The ``a2qhls train`` arguments (after ``train``) that perform ``run``."""
+    argv = ["--dataset", run.dataset, "--arch", arch_text(run.arch), "--quant", run.quant,
+            "--weight-bits", str(run.weight_bits), "--act-bits", str(run.act_bits), "--acc-bits", str(run.acc_bits),
+            "--constrain", run.constrain, "--init", run.init, "--epochs", str(run.epochs)]
+    if run.float_epochs is not None:
+        argv += ["--float-epochs", str(run.float_epochs)]
+    argv += ["--lr", repr(float(run.lr)), "--batch-size", str(run.batch_size), "--penalty", repr(float(run.penalty)),
+             "--seed", str(run.seed), "--device", run.device, "--threads", str(run.threads)]
+    if run.from_:
+        argv += ["--from", run.from_]
+    if run.save_float:
+        argv += ["--save-float", run.save_float]
+    return argv + ["--out", run.out]
+
+
+def _is_cnn(arch) -> bool:
+    return isinstance(arch, str)
+
+
+def _arch_key(arch):
+    return arch if _is_cnn(arch) else list(arch)
+
+
+def _describe(arch, features: int, classes: int) -> str:
+    if _is_cnn(arch):
+        return f"{arch} CNN ({features} inputs, {classes} classes)"
+    return f"{features}-{'-'.join(map(str, arch))}-{classes} MLP"
+
+
+def _build(run: TrainRun, data, quant: str):
+    from .train import build_cnn, build_mlp
+
+    if _is_cnn(run.arch):
+        return build_cnn(run.arch, data.sample_shape, data.classes, quant, run.weight_bits, run.act_bits,
+                         run.acc_bits, run.constrain)
+    return build_mlp(data.features, run.arch, data.classes, quant, run.weight_bits, run.act_bits,
+                     run.acc_bits, run.constrain)
+
+
+def save_float(path: str, model, run: TrainRun, features: int, classes: int) -> None:
+    """Write the float checkpoint that ``--from`` reads."""
+    import torch
+
+    torch.save({"a2qhls_float": 1, "dataset": run.dataset, "arch": _arch_key(run.arch), "features": features,
+                "classes": classes, "state_dict": model.state_dict()}, path)
+
+
+def _load_float(path: str, run: TrainRun, data, features: int, classes: int):
+    import torch
+
+    if not os.path.exists(path):
+        raise A2QError(f"--from: no such file: {path}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        raise A2QError(f"--from: cannot read {path} as a float checkpoint ({type(e).__name__})")
+    if not isinstance(ck, dict) or ck.get("a2qhls_float") != 1:
+        raise A2QError(f"--from: {path} is not an a2qhls float checkpoint (write one with --quant float)")
+    if ck["features"] != features or ck["classes"] != classes or ck["arch"] != _arch_key(run.arch):
+        raise A2QError(f"--from: {path} is a {_describe(ck['arch'], ck['features'], ck['classes'])}, "
+                       f"but this run builds a {_describe(run.arch, features, classes)}")
+    model = _build(run, data, "float")
+    model.load_state_dict(ck["state_dict"])
+    return model
+
+
+def validate(run: TrainRun) -> None:
+    """One-line errors for options that can be checked before any training."""
+    for name in ("weight_bits", "act_bits", "acc_bits", "epochs", "batch_size", "threads"):
+        v = getattr(run, name)
+        if v < (0 if name == "epochs" else 1):
+            raise A2QError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if run.float_epochs is not None and run.float_epochs < 0:
+        raise A2QError(f"--float-epochs must be >= 0, got {run.float_epochs}")
+    out_dir = os.path.dirname(os.path.abspath(run.out))
+    if not os.path.isdir(out_dir):
+        raise A2QError(f"--out: directory does not exist: {out_dir}")
+    if _is_cnn(run.arch):
+        from .train import parse_cnn_spec
+
+        parse_cnn_spec(run.arch)  # a malformed spec is an error before any training
+
+
+def train_run(run: TrainRun, progress: bool = False) -> dict:
+    """Train (or load) the float model, then the quantized one, and export it; the result as a dict.
+
+    Keys: ``dataset``, ``quant``, ``seed``, ``device``, ``arch``, ``float_test_accuracy``
+    (and ``float_train_seconds`` when trained here), ``test_accuracy``, ``out``; for a
+    quantized run also ``train_accuracy``, ``train_seconds``, the bit widths, ``constrain``,
+    ``init`` and ``layers`` (:func:`a2qhls.frontend.train.layer_report`).
+    Deterministic on CPU for a fixed configuration. Raises :class:`A2QError` on bad options.
+    """
+    validate(run)
+    import torch
+
+    from .data import load_dataset
+    from .export import export_qonnx
+    from .init import init_from_float
+    from .train import TrainConfig, evaluate, fit, layer_report, resolve_device
+
+    torch.set_num_threads(run.threads)
+    device = resolve_device(run.device)
+    data = load_dataset(run.dataset, run.seed)
+    features = data.features
+    if _is_cnn(run.arch):
+        data = data.as_images()
+    result = {"dataset": run.dataset, "quant": run.quant, "seed": run.seed, "device": str(device)}
+    if _is_cnn(run.arch):
+        result.update({"arch": run.arch, "input_shape": list(data.sample_shape)})
+    else:
+        result["arch"] = [data.features] + list(run.arch) + [data.classes]
+
+    float_epochs = run.epochs if run.float_epochs is None else run.float_epochs
+    if run.from_:
+        fmodel = _load_float(run.from_, run, data, features, data.classes)
+        result["float_test_accuracy"] = evaluate(fmodel, data.x_test, data.y_test)
+    else:
+        torch.manual_seed(run.seed)
+        fmodel = _build(run, data, "float")
+        r = fit(fmodel, data, TrainConfig(epochs=float_epochs, lr=run.lr, batch_size=run.batch_size,
+                                          seed=run.seed, progress=progress, desc="float"), device)
+        result["float_test_accuracy"] = r.test_accuracy
+        result["float_train_seconds"] = round(r.seconds, 3)
+    fmodel.cpu()
+    if run.save_float:
+        save_float(run.save_float, fmodel, run, features, data.classes)
+
+    if run.quant == "float":
+        save_float(run.out, fmodel, run, features, data.classes)
+        result["test_accuracy"] = result["float_test_accuracy"]
+        result["out"] = run.out
+        return result
+    torch.manual_seed(run.seed)
+    qmodel = _build(run, data, run.quant)
+    init_from_float(qmodel, fmodel, run.init)
+    r = fit(qmodel, data, TrainConfig(epochs=run.epochs, lr=run.lr, batch_size=run.batch_size,
+                                      penalty_weight=run.penalty, seed=run.seed, progress=progress,
+                                      desc=run.quant), device)
+    qmodel.cpu()
+    export_qonnx(qmodel, run.out, data.sample_shape)
+    result.update({"test_accuracy": r.test_accuracy, "train_accuracy": r.train_accuracy,
+                   "train_seconds": round(r.seconds, 3), "out": run.out,
+                   "weight_bits": run.weight_bits, "act_bits": run.act_bits, "acc_bits": run.acc_bits,
+                   "constrain": run.constrain, "init": run.init, "layers": layer_report(qmodel)})
+    return result
+
+
+def progress_wanted(json_output: bool) -> bool:
+    """Progress bars only on an interactive terminal and not with ``--json``."""
+    return (not json_output) and sys.stderr.isatty()

@@ -1,0 +1,252 @@
+"""PNG plots of sweeps and of ``a2qhls inspect`` (matplotlib, Agg; no torch).
+
+matplotlib is imported only when a plot is drawn; figures are
+:class:`matplotlib.figure.Figure` objects rendered by the Agg canvas, so no GUI
+backend and no pyplot state are touched.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+from .errors import A2QError
+
+__all__ = ["sweep_plots", "plot_quality_vs_acc_bits", "plot_quality_vs_cost", "plot_layer_widths", "plot_inspect",
+           "pareto_front", "MATPLOTLIB_MISSING"]
+
+MATPLOTLIB_MISSING = "plots need matplotlib, which is not installed: pip install 'a2qhls[plot]'"
+_COLORS = {"baseline": "#7f7f7f", "a2q": "#1f77b4", "a2q+": "#d62728"}
+_NAMES = {"baseline": "baseline (no constraint)", "a2q": "A2Q", "a2q+": "A2Q+"}
+
+
+def _figure(w: float, h: float):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise A2QError(MATPLOTLIB_MISSING)
+    return Figure(figsize=(w, h), dpi=110, layout="constrained")
+
+
+def _ok(rows: list) -> list:
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _series_label(quant: str, init, mn, many_mn: bool, many_init: bool) -> str:
+    lab = _NAMES.get(quant, quant)
+    if init is not None and many_init:
+        lab += " EP-init" if init == "ep" else " A2Q-init"
+    if many_mn:
+        lab += f" (M={mn[0]}, N={mn[1]})"
+    return lab
+
+
+def _title(rows: list) -> str:
+    r = rows[0]
+    arch = r["arch"]
+    return f"{r['dataset']} {arch if arch.startswith('cnn:') else 'MLP ' + arch.replace(',', '-')}, {r['epochs']} epochs"
+
+
+def plot_quality_vs_acc_bits(rows: list, path: str) -> str:
+    """Test accuracy vs target accumulator width P, one line per (quantizer, init, M, N).
+
+    Line: mean over seeds; band: min..max over seeds. The baseline (no target) is a
+    horizontal band, the float model a dotted line.
+    """
+    ok = _ok(rows)
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    mns = sorted({(r["weight_bits"], r["act_bits"]) for r in ok})
+    inits = {r["init"] for r in ok if r["init"] is not None}
+    ps = sorted({r["acc_bits"] for r in ok if r["acc_bits"] is not None})
+    lo_p, hi_p = (min(ps), max(ps)) if ps else (0, 1)
+    styles = ["-", "--", ":", "-."]
+    keys = sorted({(r["quant"], r["init"], (r["weight_bits"], r["act_bits"])) for r in ok},
+                  key=lambda k: (["baseline", "a2q", "a2q+"].index(k[0]), str(k[1]), k[2]))
+    for quant, init, mn in keys:
+        sub = [r for r in ok if (r["quant"], r["init"], (r["weight_bits"], r["act_bits"])) == (quant, init, mn)]
+        label = _series_label(quant, init, mn, len(mns) > 1, len(inits) > 1)
+        color = _COLORS.get(quant)
+        ls = styles[(mns.index(mn) + (1 if init == "default" else 0)) % len(styles)]
+        if quant == "baseline":
+            accs = [100 * r["test_accuracy"] for r in sub]
+            ax.axhline(statistics.mean(accs), color=color, ls="--", lw=1.2, label=label)
+            if len(accs) > 1:
+                ax.axhspan(min(accs), max(accs), color=color, alpha=0.12, lw=0)
+            continue
+        xs = sorted({r["acc_bits"] for r in sub})
+        per = [[100 * r["test_accuracy"] for r in sub if r["acc_bits"] == p] for p in xs]
+        ax.plot(xs, [statistics.mean(a) for a in per], ls, color=color, marker="o", ms=4, label=label)
+        if any(len(a) > 1 for a in per):
+            ax.fill_between(xs, [min(a) for a in per], [max(a) for a in per], color=color, alpha=0.18, lw=0)
+    floats = sorted({100 * r["float_test_accuracy"] for r in ok})
+    if floats:
+        ax.axhline(statistics.mean(floats), color="black", ls=":", lw=1, label="float")
+    nseeds = len({r["seed"] for r in ok})
+    ax.set_xlabel("target accumulator width P (bits)")
+    ax.set_ylabel("test accuracy (%)")
+    if ps:
+        ax.set_xticks(ps)
+        ax.set_xlim(lo_p - 0.3, hi_p + 0.3)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{_title(ok)}: accuracy vs accumulator width\n"
+                 f"(mean over {nseeds} seed{'s' if nseeds > 1 else ''}"
+                 f"{', band = min..max' if nseeds > 1 else ''})", fontsize=10)
+    fig.savefig(path)
+    return path
+
+
+def pareto_front(points: list) -> list:
+    """The points ``(cost, quality, ...)`` not dominated by another (lower or equal cost and
+    higher or equal quality, one of them strictly), sorted by cost."""
+    front, best = [], float("-inf")
+    for p in sorted(points, key=lambda p: (p[0], -p[1])):
+        if p[1] > best:
+            front.append(p)
+            best = p[1]
+    return front
+
+
+def plot_quality_vs_cost(rows: list, path: str) -> str:
+    """Test accuracy (mean over seeds) vs hardware cost per configuration (M, N, P, quantizer, init),
+    with the Pareto front (cheapest configuration for each accuracy level) marked."""
+    ok = _ok(rows)
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    groups = {}
+    for r in ok:
+        k = (r["quant"], r["init"], r["weight_bits"], r["act_bits"], r["acc_bits"])
+        groups.setdefault(k, []).append(r)
+    pts = []
+    for k, sub in groups.items():
+        pts.append((statistics.mean(r["cost"] for r in sub), statistics.mean(100 * r["test_accuracy"] for r in sub), k))
+    many_mn = len({(k[2], k[3]) for k in groups}) > 1
+    seen = set()
+    for cost, acc, k in pts:
+        quant, init = k[0], k[1]
+        label = _NAMES.get(quant, quant) + ("" if init in (None, "ep") else " A2Q-init")
+        ax.scatter([cost], [acc], color=_COLORS.get(quant), marker="s" if init == "default" else "o", s=28,
+                   label=None if label in seen else label, zorder=3)
+        seen.add(label)
+        if k[4] is not None:
+            tag = f"P={k[4]}"
+        else:  # the baseline has no target: its exact widths decide its cost
+            tag = f"exact P={max(r['max_exact_acc_bits'] for r in groups[k])}"
+        tag += f" M{k[2]}N{k[3]}" if many_mn else ""
+        ax.annotate(tag, (cost, acc), textcoords="offset points", xytext=(4, -9), fontsize=7, color="#444444")
+    front = pareto_front(pts)
+    if front:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", lw=1, alpha=0.7,
+                zorder=2)
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=110, facecolors="none", edgecolors="black",
+                   lw=1.2, label="Pareto front", zorder=4)
+    ax.margins(x=0.12, y=0.08)
+    kind = ok[0].get("cost_kind", "cost") if ok else "cost"
+    ax.set_xlabel(f"hardware cost ({kind}, exact P per layer)" if kind.startswith("proxy") else kind)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{_title(ok)}: accuracy vs cost", fontsize=10)
+    fig.savefig(path)
+    return path
+
+
+def plot_layer_widths(rows: list, path: str) -> str:
+    """Per layer: exact accumulator width (max over seeds) vs the target P, one panel per quantizer.
+
+    The dashed diagonal is ``exact == target``: A2Q/A2Q+ layers must lie on or below it.
+    """
+    ok = _ok(rows)
+    quants = [q for q in ("a2q", "a2q+", "baseline") if any(r["quant"] == q for r in ok)]
+    constrained = [q for q in quants if q != "baseline"]
+    fig = _figure(3.4 * max(len(constrained), 1) + 0.6, 3.8)
+    axes = fig.subplots(1, max(len(constrained), 1), squeeze=False, sharey=True)[0]
+    ps = sorted({r["acc_bits"] for r in ok if r["acc_bits"] is not None})
+    names = []
+    for r in ok:
+        for lay in r.get("layers", []):
+            if lay["name"] not in names:
+                names.append(lay["name"])
+    markers = "osD^v<>p*h"
+    base = [r for r in ok if r["quant"] == "baseline"]
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, quant in zip(axes, constrained or ["baseline"]):
+        sub = [r for r in ok if r["quant"] == quant]
+        for i, name in enumerate(names):
+            xs, ys = [], []
+            for p in ps:
+                ws = [lay["acc_bits"] for r in sub if r["acc_bits"] == p for lay in r["layers"] if lay["name"] == name]
+                if ws:
+                    xs.append(p)
+                    ys.append(max(ws))
+            if xs:
+                k = next(lay for r in sub for lay in r["layers"] if lay["name"] == name)
+                ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1,
+                        label=f"layer {i} (K={k['K']}, {k['channels']} ch)")
+            bw = [lay["acc_bits"] for r in base for lay in r["layers"] if lay["name"] == name]
+            if bw and ps:
+                ax.axhline(max(bw), color=f"C{i}", ls=":", lw=1, alpha=0.8)
+        if ps:
+            ax.plot([ps[0], ps[-1]], [ps[0], ps[-1]], color="#999999", ls="--", lw=3, alpha=0.5,
+                    label="exact = target", zorder=1)
+            ax.set_xticks(ps)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(_NAMES.get(quant, quant), fontsize=10)
+        ax.set_xlabel("target accumulator width P (bits)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("exact accumulator width (bits)")
+    axes[0].legend(fontsize=7, loc="upper left")
+    if base:
+        fig.suptitle(f"{_title(ok)}: exact width per layer (max over seeds); dotted: baseline's exact widths",
+                     fontsize=9)
+    else:
+        fig.suptitle(f"{_title(ok)}: exact width per layer (max over seeds)", fontsize=9)
+    fig.savefig(path)
+    return path
+
+
+def sweep_plots(rows: list, out_dir: str) -> list:
+    """The three sweep plots as PNGs in ``out_dir``; their paths (none without a successful run)."""
+    if not _ok(rows):
+        return []
+    return [plot_quality_vs_acc_bits(rows, os.path.join(out_dir, "quality_vs_acc_bits.png")),
+            plot_quality_vs_cost(rows, os.path.join(out_dir, "quality_vs_cost.png")),
+            plot_layer_widths(rows, os.path.join(out_dir, "layer_widths.png"))]
+
+
+def plot_inspect(records: list, path: str, title: str = "") -> str:
+    """Grouped bars per layer: the data-type, A2Q, A2Q+ and exact widths, and the target when present.
+
+    ``records`` are ``a2qhls inspect --json`` layer records.
+    """
+    if not records:
+        raise A2QError("--plot: the model has no layer with an accumulator")
+    fig = _figure(max(6.4, 1.2 + 1.4 * len(records)), 4.0)
+    ax = fig.add_subplot()
+    series = [("acc_bits_datatype", "data type", "#bbbbbb"), ("acc_bits_a2q", "A2Q bound", "#1f77b4"),
+              ("acc_bits_a2qplus", "A2Q+ bound", "#d62728"), ("acc_bits", "exact", "#2ca02c"),
+              ("target_acc_bits", "target", "#ff7f0e")]
+    series = [s for s in series if any(r.get(s[0]) is not None for r in records)]
+    w = 0.8 / len(series)
+    for j, (key, label, color) in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * w for i, r in enumerate(records) if r.get(key) is not None]
+        vs = [r[key] for r in records if r.get(key) is not None]
+        bars = ax.bar(xs, vs, w, label=label, color=color)
+        ax.bar_label(bars, fontsize=7, padding=1)
+    ax.set_xticks(range(len(records)))
+    ax.set_xticklabels([f"{r['name']}\n{r['op']} K={r['K']}\n{r['input_type']} x {r['weight_type']}" for r in records],
+                       fontsize=8)
+    ax.set_ylabel("accumulator width (bits)")
+    top = max(r[k] for r in records for k, _, _ in series if r.get(k) is not None)
+    ax.set_ylim(0, top * 1.15)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(fontsize=8, ncols=len(series), loc="outside lower center", frameon=False)
+    ax.grid(True, axis="y", alpha=0.3)
+    over = [r["name"] for r in records if r["exceeds_target"]]
+    ax.set_title((title + ": " if title else "") + "accumulator widths per layer"
+                 + (f" (exact > target in {', '.join(over)})" if over else ""), fontsize=10)
+    fig.savefig(path)
+    return path

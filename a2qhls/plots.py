@@ -17,6 +17,7 @@ __all__ = ["sweep_plots", "plot_quality_vs_acc_bits", "plot_quality_vs_cost", "p
 MATPLOTLIB_MISSING = "plots need matplotlib, which is not installed: pip install 'a2qhls[plot]'"
 _COLORS = {"baseline": "#7f7f7f", "a2q": "#1f77b4", "a2q+": "#d62728"}
 _NAMES = {"baseline": "baseline (no constraint)", "a2q": "A2Q", "a2q+": "A2Q+"}
+_INIT_NAMES = {"ep": ", EP-init", "default": ", A2Q's init"}
 
 
 def _figure(w: float, h: float):
@@ -34,7 +35,7 @@ def _ok(rows: list) -> list:
 def _series_label(quant: str, init, mn, many_mn: bool, many_init: bool) -> str:
     lab = _NAMES.get(quant, quant)
     if init is not None and many_init:
-        lab += " EP-init" if init == "ep" else " A2Q-init"
+        lab += _INIT_NAMES.get(init, f", {init} init")
     if many_mn:
         lab += f" (M={mn[0]}, N={mn[1]})"
     return lab
@@ -69,7 +70,7 @@ def plot_quality_vs_acc_bits(rows: list, path: str) -> str:
         ls = styles[(mns.index(mn) + (1 if init == "default" else 0)) % len(styles)]
         if quant == "baseline":
             accs = [100 * r["test_accuracy"] for r in sub]
-            ax.axhline(statistics.mean(accs), color=color, ls="--", lw=1.2, label=label)
+            ax.axhline(statistics.mean(accs), color=color, ls="-.", lw=1.2, label=label)
             if len(accs) > 1:
                 ax.axhspan(min(accs), max(accs), color=color, alpha=0.12, lw=0)
             continue
@@ -121,26 +122,34 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
     for k, sub in groups.items():
         pts.append((statistics.mean(r["cost"] for r in sub), statistics.mean(100 * r["test_accuracy"] for r in sub), k))
     many_mn = len({(k[2], k[3]) for k in groups}) > 1
+    many_init = len({k[1] for k in groups if k[1] is not None}) > 1
+    front = pareto_front(pts)
+    on_front = {id(p) for p in front}
     seen = set()
-    for cost, acc, k in pts:
+    for p in sorted(pts, key=lambda p: (["baseline", "a2q", "a2q+"].index(p[2][0]), str(p[2][1]))):
+        cost, acc, k = p
         quant, init = k[0], k[1]
-        label = _NAMES.get(quant, quant) + ("" if init in (None, "ep") else " A2Q-init")
+        label = _series_label(quant, init, None, False, many_init)
         ax.scatter([cost], [acc], color=_COLORS.get(quant), marker="s" if init == "default" else "o", s=28,
                    label=None if label in seen else label, zorder=3)
         seen.add(label)
+        if id(p) not in on_front and quant != "baseline":
+            continue  # only the front (and the baseline) is labelled, to stay legible
         if k[4] is not None:
             tag = f"P={k[4]}"
         else:  # the baseline has no target: its exact widths decide its cost
             tag = f"exact P={max(r['max_exact_acc_bits'] for r in groups[k])}"
         tag += f" M{k[2]}N{k[3]}" if many_mn else ""
-        ax.annotate(tag, (cost, acc), textcoords="offset points", xytext=(4, -9), fontsize=7, color="#444444")
-    front = pareto_front(pts)
+        ax.annotate(tag, (cost, acc), textcoords="offset points", xytext=(5, -10), fontsize=7, color="#333333")
     if front:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", lw=1, alpha=0.7,
                 zorder=2)
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=110, facecolors="none", edgecolors="black",
                    lw=1.2, label="Pareto front", zorder=4)
     ax.margins(x=0.12, y=0.08)
+    from matplotlib.ticker import EngFormatter
+
+    ax.xaxis.set_major_formatter(EngFormatter(places=1))
     kind = ok[0].get("cost_kind", "cost") if ok else "cost"
     ax.set_xlabel(f"hardware cost ({kind}, exact P per layer)" if kind.startswith("proxy") else kind)
     ax.set_ylabel("test accuracy (%)")
@@ -152,15 +161,23 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
 
 
 def plot_layer_widths(rows: list, path: str) -> str:
-    """Per layer: exact accumulator width (max over seeds) vs the target P, one panel per quantizer.
+    """Per layer: exact accumulator width (max over seeds) vs the target P, one panel per
+    (quantizer, init) with a target (A2Q, A2Q+).
 
     The dashed diagonal is ``exact == target``: A2Q/A2Q+ layers must lie on or below it.
+    Dotted lines: the baseline's exact widths, where the sweep has a baseline.
     """
+    from matplotlib.ticker import MaxNLocator
+
     ok = _ok(rows)
-    quants = [q for q in ("a2q", "a2q+", "baseline") if any(r["quant"] == q for r in ok)]
-    constrained = [q for q in quants if q != "baseline"]
-    fig = _figure(3.4 * max(len(constrained), 1) + 0.6, 3.8)
-    axes = fig.subplots(1, max(len(constrained), 1), squeeze=False, sharey=True)[0]
+    panels = sorted({(r["quant"], r["init"]) for r in ok if r["quant"] != "baseline"},
+                    key=lambda k: (["a2q", "a2q+"].index(k[0]) if k[0] in ("a2q", "a2q+") else 9, str(k[1])))
+    many_init = len({k[1] for k in panels}) > 1
+    n = max(len(panels), 1)
+    ncols = min(n, 2)
+    nrows = (n + ncols - 1) // ncols
+    fig = _figure(max(5.6, 3.8 * ncols + 0.6), 3.0 * nrows + 1.0)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True, sharex=True).ravel()
     ps = sorted({r["acc_bits"] for r in ok if r["acc_bits"] is not None})
     names = []
     for r in ok:
@@ -169,10 +186,12 @@ def plot_layer_widths(rows: list, path: str) -> str:
                 names.append(lay["name"])
     markers = "osD^v<>p*h"
     base = [r for r in ok if r["quant"] == "baseline"]
-    from matplotlib.ticker import MaxNLocator
-
-    for ax, quant in zip(axes, constrained or ["baseline"]):
-        sub = [r for r in ok if r["quant"] == quant]
+    for ax, (quant, init) in zip(axes, panels):
+        sub = [r for r in ok if (r["quant"], r["init"]) == (quant, init)]
+        if ps:
+            ax.plot([ps[0], ps[-1]], [ps[0], ps[-1]], color="#999999", ls="--", lw=3, alpha=0.5,
+                    label="exact = target", zorder=1)
+            ax.set_xticks(ps)
         for i, name in enumerate(names):
             xs, ys = [], []
             for p in ps:
@@ -182,26 +201,23 @@ def plot_layer_widths(rows: list, path: str) -> str:
                     ys.append(max(ws))
             if xs:
                 k = next(lay for r in sub for lay in r["layers"] if lay["name"] == name)
-                ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1,
-                        label=f"layer {i} (K={k['K']}, {k['channels']} ch)")
+                ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1, color=f"C{i}",
+                        label=f"{name} (K={k['K']}, {k['channels']} ch)")
             bw = [lay["acc_bits"] for r in base for lay in r["layers"] if lay["name"] == name]
             if bw and ps:
                 ax.axhline(max(bw), color=f"C{i}", ls=":", lw=1, alpha=0.8)
-        if ps:
-            ax.plot([ps[0], ps[-1]], [ps[0], ps[-1]], color="#999999", ls="--", lw=3, alpha=0.5,
-                    label="exact = target", zorder=1)
-            ax.set_xticks(ps)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(_NAMES.get(quant, quant), fontsize=10)
-        ax.set_xlabel("target accumulator width P (bits)")
+        ax.set_title(_series_label(quant, init, None, False, many_init), fontsize=10)
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("exact accumulator width (bits)")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("target accumulator width P (bits)")
+    for ax in axes[::ncols]:
+        ax.set_ylabel("exact width (bits)")
     axes[0].legend(fontsize=7, loc="upper left")
-    if base:
-        fig.suptitle(f"{_title(ok)}: exact width per layer (max over seeds); dotted: baseline's exact widths",
-                     fontsize=9)
-    else:
-        fig.suptitle(f"{_title(ok)}: exact width per layer (max over seeds)", fontsize=9)
+    fig.suptitle(f"{_title(ok)}: exact accumulator width per layer (max over seeds)"
+                 + ("\ndotted: the baseline's exact widths" if base else ""), fontsize=9)
     fig.savefig(path)
     return path
 
@@ -235,8 +251,8 @@ def plot_inspect(records: list, path: str, title: str = "") -> str:
         bars = ax.bar(xs, vs, w, label=label, color=color)
         ax.bar_label(bars, fontsize=7, padding=1)
     ax.set_xticks(range(len(records)))
-    ax.set_xticklabels([f"{r['name']}\n{r['op']} K={r['K']}\n{r['input_type']} x {r['weight_type']}" for r in records],
-                       fontsize=8)
+    ax.set_xticklabels([f"{r['name']}\n{r['op']} K={r['K']}\n{r['input_type']}"
+                        + (f" x {r['weight_type']}" if r["weight_type"] != "-" else "") for r in records], fontsize=8)
     ax.set_ylabel("accumulator width (bits)")
     top = max(r[k] for r in records for k, _, _ in series if r.get(k) is not None)
     ax.set_ylim(0, top * 1.15)

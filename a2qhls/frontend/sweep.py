@@ -519,13 +519,14 @@ def run_sweep(grid: SweepGrid, out_dir: str, executor: str = "ray", address: Opt
 
 
 def _label(row: dict) -> str:
-    return row["quant"] + ("" if row["init"] in (None, "ep") else f" ({row['init']}-init)")
+    return row["quant"] + ("" if row["init"] is None else f"/{row['init']}")
 
 
 def summary_table(rows: list) -> str:
     """Mean test accuracy (and seed spread) per quantizer and target P, as a text table.
 
-    One block per (M, N); the baseline has no target and is listed as ``-``.
+    One block per (M, N); columns are ``quantizer/init``; the baseline has no target and is
+    listed at P ``-``.
     """
     import statistics
 
@@ -535,7 +536,7 @@ def summary_table(rows: list) -> str:
     out = []
     for m, n in sorted({(r["weight_bits"], r["act_bits"]) for r in ok}):
         sub = [r for r in ok if (r["weight_bits"], r["act_bits"]) == (m, n)]
-        labels = sorted({_label(r) for r in sub}, key=lambda s: (QUANTS.index(s.split()[0]), s))
+        labels = sorted({_label(r) for r in sub}, key=lambda s: (QUANTS.index(s.split("/")[0]), s))
         ps = sorted({r["acc_bits"] for r in sub if r["acc_bits"] is not None}, reverse=True)
         if any(r["acc_bits"] is None for r in sub):
             ps.append(None)

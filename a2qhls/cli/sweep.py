@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import A2QError
-from .train import _arch
+from .train import arch_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); one float checkpoint per seed")
     t = p.add_argument_group("training (as in a2qhls train)")
     t.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
-    t.add_argument("--arch", type=_arch, default=[64, 32], help="MLP hidden sizes (e.g. 64,64) or cnn:SPEC")
+    t.add_argument("--arch", type=arch_arg, default=[64, 32], help="MLP hidden sizes (e.g. 64,64) or cnn:SPEC")
     t.add_argument("--constrain", choices=("all", "inner"), default="all")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--float-epochs", type=int, default=None, help="None means the same as --epochs")

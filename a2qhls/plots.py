@@ -10,6 +10,7 @@ import os
 import statistics
 
 from .errors import A2QError
+from .escape import display
 
 __all__ = ["sweep_plots", "plot_quality_vs_acc_bits", "plot_quality_vs_cost", "plot_layer_widths", "plot_inspect",
            "pareto_front", "MATPLOTLIB_MISSING"]
@@ -18,6 +19,15 @@ MATPLOTLIB_MISSING = "plots need matplotlib, which is not installed: pip install
 _COLORS = {"baseline": "#7f7f7f", "a2q": "#1f77b4", "a2q+": "#d62728"}
 _NAMES = {"baseline": "baseline (no constraint)", "a2q": "A2Q", "a2q+": "A2Q+"}
 _INIT_NAMES = {"ep": ", EP-init", "default": ", A2Q's init"}
+
+
+def _txt(name, limit: int = 40) -> str:
+    """A name from a model file as plot text: control characters escaped, cut to ``limit``
+    characters, and ``$`` escaped so matplotlib does not read it as math."""
+    s = display(name, limit=None)
+    if len(s) > limit:
+        s = s[:limit - 3] + "..."
+    return s.replace("$", "\\$")
 
 
 def _figure(w: float, h: float):
@@ -202,7 +212,7 @@ def plot_layer_widths(rows: list, path: str) -> str:
             if xs:
                 k = next(lay for r in sub for lay in r["layers"] if lay["name"] == name)
                 ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1, color=f"C{i}",
-                        label=f"{name} (K={k['K']}, {k['channels']} ch)")
+                        label=f"{_txt(name)} (K={k['K']}, {k['channels']} ch)")
             bw = [lay["acc_bits"] for r in base for lay in r["layers"] if lay["name"] == name]
             if bw and ps:
                 ax.axhline(max(bw), color=f"C{i}", ls=":", lw=1, alpha=0.8)
@@ -251,7 +261,7 @@ def plot_inspect(records: list, path: str, title: str = "") -> str:
         bars = ax.bar(xs, vs, w, label=label, color=color)
         ax.bar_label(bars, fontsize=7, padding=1)
     ax.set_xticks(range(len(records)))
-    ax.set_xticklabels([f"{r['name']}\n{r['op']} K={r['K']}\n{r['input_type']}"
+    ax.set_xticklabels([f"{_txt(r['name'], 24)}\n{r['op']} K={r['K']}\n{r['input_type']}"
                         + (f" x {r['weight_type']}" if r["weight_type"] != "-" else "") for r in records], fontsize=8)
     ax.set_ylabel("accumulator width (bits)")
     top = max(r[k] for r in records for k, _, _ in series if r.get(k) is not None)
@@ -261,8 +271,8 @@ def plot_inspect(records: list, path: str, title: str = "") -> str:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.legend(fontsize=8, ncols=len(series), loc="outside lower center", frameon=False)
     ax.grid(True, axis="y", alpha=0.3)
-    over = [r["name"] for r in records if r["exceeds_target"]]
-    ax.set_title((title + ": " if title else "") + "accumulator widths per layer"
+    over = [_txt(r["name"], 24) for r in records if r["exceeds_target"]]
+    ax.set_title((_txt(title, 60) + ": " if title else "") + "accumulator widths per layer"
                  + (f" (exact > target in {', '.join(over)})" if over else ""), fontsize=10)
     fig.savefig(path)
     return path

@@ -190,3 +190,21 @@ def test_inspect_plot_bad_target_is_one_line_error(tmp_path, capsys, target, nee
     assert main(["inspect", model, "--plot", str(tmp_path / target)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and needle in captured.err and captured.err.count("\n") == 1
+
+
+def test_inspect_plot_of_hostile_layer_names(tmp_path):
+    """Names from the model file reach the PNG escaped and cut (no mathtext, no control characters)."""
+    import onnx
+    from matplotlib.image import imread
+
+    from hostile_names import named_cases, rename_all
+
+    model = os.path.join(os.path.dirname(__file__), "..", "examples", "digits_a2qplus_p12.onnx")
+    hostile = list(named_cases(str(tmp_path / "canary")).values())
+    mathtext = ["$x^$", "$\\nosuchsymbol{$", "$\\frac{1}$"]  # broken TeX if read as math
+    for k, names in enumerate((hostile, mathtext)):
+        path, png = tmp_path / f"hostile{k}.onnx", tmp_path / f"h{k}.png"
+        onnx.save(rename_all(onnx.load(model), names), str(path))
+        assert main(["inspect", str(path), "--plot", str(png)]) in (0, 1)
+        assert imread(png).shape[1] >= 600
+    assert not (tmp_path / "canary").exists()

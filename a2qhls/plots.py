@@ -54,7 +54,8 @@ def _series_label(quant: str, init, mn, many_mn: bool, many_init: bool) -> str:
 def _title(rows: list) -> str:
     r = rows[0]
     arch = r["arch"]
-    return f"{r['dataset']} {arch if arch.startswith('cnn:') else 'MLP ' + arch.replace(',', '-')}, {r['epochs']} epochs"
+    net = arch if arch.startswith("cnn:") else f"MLP, hidden {arch.replace(',', '-')}"
+    return f"{r['dataset']} {net}, {r['epochs']} epochs"
 
 
 def plot_quality_vs_acc_bits(rows: list, path: str) -> str:

@@ -119,9 +119,14 @@ def pareto_front(points: list) -> list:
     return front
 
 
+def _cost(row: dict):
+    return row["luts"] if row.get("luts") is not None else row["cost_proxy"]
+
+
 def plot_quality_vs_cost(rows: list, path: str) -> str:
-    """Test accuracy (mean over seeds) vs hardware cost per configuration (M, N, P, quantizer, init),
-    with the Pareto front (cheapest configuration for each accuracy level) marked."""
+    """Test accuracy (mean over seeds) vs estimated LUTs (``luts``) per configuration (M, N, P,
+    quantizer, init), with the Pareto front (cheapest configuration for each accuracy level) marked.
+    Rows without an estimate use ``cost_proxy``."""
     ok = _ok(rows)
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
@@ -131,7 +136,7 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
         groups.setdefault(k, []).append(r)
     pts = []
     for k, sub in groups.items():
-        pts.append((statistics.mean(r["cost"] for r in sub), statistics.mean(100 * r["test_accuracy"] for r in sub), k))
+        pts.append((statistics.mean(_cost(r) for r in sub), statistics.mean(100 * r["test_accuracy"] for r in sub), k))
     many_mn = len({(k[2], k[3]) for k in groups}) > 1
     many_init = len({k[1] for k in groups if k[1] is not None}) > 1
     front = pareto_front(pts)
@@ -161,8 +166,10 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
     from matplotlib.ticker import EngFormatter
 
     ax.xaxis.set_major_formatter(EngFormatter(places=1))
-    kind = ok[0].get("cost_kind", "cost") if ok else "cost"
-    ax.set_xlabel(f"hardware cost ({kind}, exact P per layer)" if kind.startswith("proxy") else kind)
+    if all(r.get("luts") is not None for r in ok):
+        ax.set_xlabel("estimated LUTs (a2qhls estimate, default folding, exact P per layer)")
+    else:
+        ax.set_xlabel("cost proxy: sum over layers of MACs * (M*N + P)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -57,6 +57,7 @@ def test_sweep_on_local_ray_matches_direct_train_caches_and_records_failures(tmp
         assert t["exact_acc_bits"] == ";".join(map(str, r["exact_acc_bits"]))
         assert r["target_acc_bits"] == [r["acc_bits"]] * 2  # every layer constrained
         assert max(r["exact_acc_bits"]) <= r["acc_bits"] and not r["exceeds_target"]
+        assert 0 < r["luts"] < r["luts_acc32"] and r["cost_proxy"] > 0  # narrower than 32 bits costs less
     from matplotlib.image import imread
 
     for name in PLOTS:
@@ -117,7 +118,7 @@ def test_serial_sweep_resumes_only_what_is_missing_and_csv_matches_json(tmp_path
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))
     for r, t in zip(b.rows, table, strict=True):
-        for c in ("key", "status", "quant", "seed", "test_accuracy", "max_exact_acc_bits", "cost", "onnx"):
+        for c in ("key", "status", "quant", "seed", "test_accuracy", "max_exact_acc_bits", "luts", "cost_proxy", "onnx"):
             assert t[c] == ("" if r.get(c) is None else str(r[c])), c
     assert table[0]["acc_bits"] == "" and table[0]["quant"] == "baseline"
 

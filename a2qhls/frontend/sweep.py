@@ -16,12 +16,13 @@ includes it loads it instead of running it. A configuration that fails inside
 its one-line error and cached too (``retry_failed`` runs it again); a task lost to
 the executor (a crashed worker) is reported as failed but not cached.
 
-Cost: the per-layer hardware-cost proxy ``sum over weight layers of MACs * (M*N + P)``
-with ``M``, ``N`` the layer's weight and input bit widths and ``P`` its exact
-accumulator width (an ``M x N``-bit multiplier and a ``P``-bit adder per
-multiply-accumulate; A2Q paper, Sec. 5: accumulator and adder width enter the LUT count
-linearly). ``MACs`` per inference: ``K * channels`` for a dense layer, times the
-output pixels for a convolution.
+Cost: ``luts``, the estimated LUTs of the design ``a2qhls build`` would generate (default
+folding; :func:`a2qhls.estimate_cost`, :mod:`a2qhls.estimate`), and ``luts_acc32``, the same
+design with 32-bit accumulators. Also ``cost_proxy``, a model-only figure:
+``sum over weight layers of MACs * (M*N + P)`` with ``M``, ``N`` the layer's weight and
+input bit widths and ``P`` its exact accumulator width (an ``M x N``-bit multiplier and a
+``P``-bit adder per multiply-accumulate); ``MACs`` per inference: ``K * channels`` for a
+dense layer, times the output pixels for a convolution.
 """
 from __future__ import annotations
 
@@ -45,14 +46,14 @@ QUANTS = ("baseline", "a2q", "a2q+")
 INITS = ("ep", "default")
 RAY_MISSING = ("a2qhls sweep runs on Ray, which is not installed: pip install 'a2qhls[sweep]' "
                "(or pass --serial to run the grid in this process)")
-COST_KIND = "proxy: sum MACs*(M*N+P)"
 
 # results.csv columns, in order (lists are joined with ';')
 CSV_COLUMNS = [
     "key", "status", "error", "dataset", "arch", "quant", "weight_bits", "act_bits", "acc_bits", "init", "constrain",
     "seed", "epochs", "float_epochs", "lr", "batch_size", "penalty", "device", "threads",
     "float_test_accuracy", "test_accuracy", "train_accuracy", "train_seconds",
-    "target_acc_bits", "exact_acc_bits", "max_exact_acc_bits", "exceeds_target", "macs", "cost", "cost_kind",
+    "target_acc_bits", "exact_acc_bits", "max_exact_acc_bits", "exceeds_target", "macs", "luts", "luts_acc32",
+    "cost_proxy",
     "onnx", "command",
 ]
 
@@ -244,10 +245,25 @@ def layer_cost(layer: dict) -> int:
     return int(layer["macs"] * (layer["weight_bits"] * layer["input_bits"] + layer["acc_bits"]))
 
 
-def _with_cost(row: dict) -> dict:
-    """The row with its ``cost`` and ``cost_kind`` (computed here, not cached, so the cost model can change)."""
-    if row.get("status") == "ok":
-        row = dict(row, cost=sum(layer_cost(r) for r in row["layers"]), cost_kind=COST_KIND)
+def estimate_luts(path: str) -> dict:
+    """``{"luts", "luts_acc32"}``: estimated LUTs of the design built from a QONNX file at the
+    default folding, and of the same design with 32-bit accumulators (:func:`a2qhls.estimate_cost`)."""
+    from .. import estimate_cost
+
+    cost = estimate_cost(path)["cost"]
+    return {"luts": int(cost["total"]["LUT"]), "luts_acc32": int(cost["total_acc32"]["LUT"])}
+
+
+def _with_cost(row: dict, out_dir: str) -> dict:
+    """The row with ``cost_proxy``; a cached row from before the estimator also gets ``luts``
+    (from its QONNX file; written back to its record)."""
+    if row.get("status") != "ok":
+        return row
+    row = dict(row, cost_proxy=sum(layer_cost(r) for r in row["layers"]))
+    if row.get("luts") is None and row.get("onnx"):
+        row.update(estimate_luts(os.path.join(out_dir, row["onnx"])))
+        stored = {k: v for k, v in row.items() if k != "cost_proxy"}
+        _write_atomic(os.path.join(out_dir, "runs", row["key"] + ".json"), json.dumps(stored, indent=1).encode())
     return row
 
 
@@ -268,6 +284,7 @@ def run_task(cfg: dict, checkpoint: bytes) -> dict:
         try:
             res = train_run(_train_run(cfg, ck, path))
             layers = inspect_layers(path)
+            est = estimate_luts(path)
         except Exception as e:  # noqa: BLE001 - any failure of this configuration is recorded, the sweep goes on
             row.update(status="failed", error=_one_line(e))
             return {"row": row, "onnx": None}
@@ -282,6 +299,7 @@ def run_task(cfg: dict, checkpoint: bytes) -> dict:
         "max_exact_acc_bits": max(r["acc_bits"] for r in layers),
         "exceeds_target": any(r["exceeds_target"] for r in layers),
         "macs": sum(r["macs"] for r in layers),
+        **est,
     })
     return {"row": row, "onnx": onnx_bytes}
 
@@ -505,7 +523,7 @@ def run_sweep(grid: SweepGrid, out_dir: str, executor: str = "ray", address: Opt
                 bar.close()
             if isinstance(ex, _Ray):
                 ex.close()
-    ordered = [_with_cost(rows[config_key(c)]) for c in cfgs]
+    ordered = [_with_cost(rows[config_key(c)], out_dir) for c in cfgs]
     files = [os.path.join(out_dir, "results.csv"), os.path.join(out_dir, "results.json")]
     _write_atomic(files[0], _csv_text(ordered).encode())
     _write_atomic(files[1], json.dumps(ordered, indent=1).encode())

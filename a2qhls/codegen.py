@@ -49,6 +49,8 @@ from .passes.acc_bits import built_acc_bits
 TOP = "a2q_top"
 DEFAULT_PART = "xczu3eg-sbva484-1-e"
 FORMAT_VERSION = 1
+AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
+AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
 __all__ = ["TOP", "CSIM", "csim_commands", "template_dir", "plan", "generate", "summary", "LayerPlan"]
 
@@ -397,7 +399,35 @@ def plan(model: Model) -> list[LayerPlan]:
     last = units[-1]
     if last.kind == "dup" or last.out_tensor != model.outputs[0]:
         raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
+    widest_word(units)
     return units
+
+
+def word_widths(units: list) -> list:
+    """``[(C++ type name, bits)]`` of every packed word the design declares (stream words and sliding windows)."""
+    out = []
+    for u in units:
+        out.append((f"{u.cname}_in_word", u.IPB * u.in_t.bits))
+        if u.kind == "add":
+            out.append((f"{u.cname}_inb_word", u.IPB_b * u.in_t_b.bits))
+        if u.kind in ("conv", "dw"):
+            out.append((f"{u.cname}_win_word", u.OPB * u.win_t.bits))
+        out.append((f"{u.cname}_out_word", u.PE * u.out_t.bits))
+    return out
+
+
+def widest_word(units: list) -> tuple:
+    """``(name, bits)`` of the widest packed word; A2QError above :data:`AP_INT_LIMIT_W` bits.
+
+    It sets ``AP_INT_MAX_W`` (emitted before the first ``#include "ap_int.h"``) when it exceeds
+    ap_int's default limit of 1024 bits, as FINN does (``get_ap_int_max_w``)."""
+    name, bits = max(word_widths(units), key=lambda nb: nb[1])
+    if bits > AP_INT_LIMIT_W:
+        raise A2QError(
+            f"code generation: the stream word '{name}' is {bits} bits wide, above the {AP_INT_LIMIT_W}-bit limit "
+            f"of ap_uint; lower that unit's PE or SIMD (--folding)"
+        )
+    return name, bits
 
 
 def layers_of(units: list) -> list:
@@ -522,7 +552,10 @@ def file_names(lp: LayerPlan) -> dict:
 
 def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
     streams, calls = netlist(layers)
+    wide_name, wide_bits = widest_word(layers)
     return dict(
+        widest=(wide_name, wide_bits),
+        ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
         top=TOP,
         model_name=model.name,
         layers=layers,

@@ -3,9 +3,9 @@
 #ifndef A2Q_LAYERS_H
 #define A2Q_LAYERS_H
 
+#include "a2q_top.h"  // first: it sets AP_INT_MAX_W before ap_int.h
 #include "ap_int.h"
 #include "hls_stream.h"
-#include "a2q_top.h"
 #include "weights/layer0_w.h"
 #include "weights/layer0_t.h"
 #include "weights/layer1_w.h"

@@ -33,7 +33,7 @@ partitioned on the PE and SIMD/threshold dimensions.
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -140,7 +140,9 @@ class LayerPlan:
     ``kind``: ``mvu`` (Dense), ``conv`` (sliding-window generator ``<cname>_swg`` feeding a
     matrix-vector unit), ``dw`` (sliding-window generator feeding a vector-vector unit),
     ``maxpool``, ``avgpool`` (window sum + thresholds), ``add`` (requantizing residual add),
-    ``dup`` (stream duplicator at a fork). Fields that a kind does not use keep their defaults.
+    ``dup`` (stream duplicator at a fork), ``dwc`` (stream width converter: ``IPB`` elements per
+    input word to ``PE`` per output word, where a producer's PE differs from a consumer's SIMD).
+    Fields that a kind does not use keep their defaults.
     """
 
     index: int
@@ -215,6 +217,8 @@ class LayerPlan:
     def cycles(self) -> int:
         """Steady-state cycles per image at II=1 (the unit's longest loop: reads, compute or writes)."""
         rd = self.in_elems // self.IPB
+        if self.kind == "dwc":
+            return max(rd, self.in_elems // self.PE)
         if self.kind == "mvu":
             return self.NF * self.SF
         if self.kind in ("conv", "dw"):
@@ -224,6 +228,40 @@ class LayerPlan:
         if self.kind == "add":
             return max(rd, self.in_elems // self.IPB_b, self.out_elems // self.PE)
         return rd  # dup
+
+    @staticmethod
+    def rom_impl(depth: int) -> Optional[str]:
+        """Storage of a constant table bank ``depth`` words deep: None (depth 1: constants in logic),
+        ``lutram`` up to 64 words (a LUT6 holds 64 x 1 bits), else ``bram``."""
+        if depth <= 1:
+            return None
+        return "lutram" if depth <= 64 else "bram"
+
+    @property
+    def w_impl(self) -> Optional[str]:
+        """Storage of each PE's weight ROM (``NF*SF`` words of ``SIMD`` packed weights)."""
+        return self.rom_impl(self.NF * self.SF) if self.has_weights else None
+
+    @property
+    def t_impl(self) -> Optional[str]:
+        """Storage of each PE's threshold ROM (``NF`` words of ``NT`` packed thresholds)."""
+        return self.rom_impl(self.MH // self.PE) if self.NT else None
+
+    @property
+    def bank_accesses(self) -> dict:
+        """Memory -> accesses per bank per iteration of the unit's pipelined loop (II=1 on a
+        dual-port RAM needs at most 2). Registers (completely partitioned arrays) are not listed."""
+        out: dict = {}
+        if self.kind in ("mvu", "conv", "dw"):
+            if self.kind != "dw" and self.NF > 1:
+                out["inbuf"] = 1  # written when nf == 0, else read
+            if self.w_impl:
+                out["W"] = 1  # one packed SIMD word per PE bank
+            if self.bias_t is not None and self.NF > 1:
+                out["B"] = 1
+        if self.t_impl:
+            out["T"] = 1  # one packed word of NT thresholds per PE bank
+        return out
 
     @property
     def swg_cycles(self) -> int:
@@ -288,9 +326,7 @@ def plan(model: Model) -> list[LayerPlan]:
             raise A2QError(f"layer '{d.name}': no folding decided (run passes.folding.apply_folding first)")
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
-    n_layers = n_pool = n_add = n_dup = 0
-    # unit names are generated (never taken from the model's names) and unique C++ identifiers
-    ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word"})
+    n_layers = n_pool = n_add = n_dup = n_dwc = 0
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
     in_info = model.tensors[iq.outputs[0]]
@@ -309,6 +345,26 @@ def plan(model: Model) -> list[LayerPlan]:
                 in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=len(cons),
             ))
             n_dup += 1
+
+    def convert(tensor: str, to_epw: int) -> None:
+        """Width converters in front of a consumer that wants ``to_epw`` elements per word: one when
+        one count divides the other, else two through their least common multiple."""
+        nonlocal n_dwc
+        src = epw[tensor]
+        if src == to_epw:
+            return
+        t = model.tensors[tensor]
+        it = IntT(t.dtype.bits, t.dtype.signed)
+        lcm = src * to_epw // math.gcd(src, to_epw)
+        steps = [(src, to_epw)] if lcm in (src, to_epw) else [(src, lcm), (lcm, to_epw)]
+        for a, b in steps:
+            units.append(LayerPlan(
+                index=len(units), cname=f"dwc{n_dwc}", dense=None, requant=None, MW=t.channels, MH=t.channels,
+                PE=b, SIMD=1, IPB=a, P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None, bias_t=None, out_t=it,
+                thr_t=None, NT=0, qmin=0, kind="dwc", inputs=[tensor], outputs=[tensor],
+                in_shape=_shape3(t.shape), out_shape=_shape3(t.shape),
+            ))
+            n_dwc += 1
 
     # the top input: one word per pixel for a feature map, the first layer's SIMD for a vector
     if len(in_info.shape) == 3:
@@ -329,6 +385,13 @@ def plan(model: Model) -> list[LayerPlan]:
                 raise A2QError(f"code generation: op '{op.name}' ({op.op}) reads '{t}', which no unit produces")
         x = model.tensors[op.inputs[0]]
         in_dt = x.dtype
+        ipb0 = epw[op.inputs[0]]
+        if isinstance(op, Dense):
+            # the matrix-vector unit takes SIMD elements per word (it stores the vector as SF words)
+            simd = int(op.simd)
+            if op.K % simd == 0 and int(np.prod(x.shape)) % epw[op.inputs[0]] == 0:
+                convert(op.inputs[0], simd)
+                ipb0 = simd
         in_t = IntT(in_dt.bits, in_dt.signed)
         rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
         if rq is not None:
@@ -338,7 +401,7 @@ def plan(model: Model) -> list[LayerPlan]:
         NT, thr_t, out_t, qmin = _thr_fields(rq, P)
         out_tensor = (rq or op).outputs[0]
         common = dict(
-            index=len(units), dense=op, requant=rq, IPB=epw[op.inputs[0]], P=P, safe_bits=safe, in_t=in_t,
+            index=len(units), dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
             zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
             qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
             out_shape=_shape3(model.tensors[out_tensor].shape),
@@ -400,6 +463,10 @@ def plan(model: Model) -> list[LayerPlan]:
     if last.kind == "dup" or last.out_tensor != model.outputs[0]:
         raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
     widest_word(units)
+    for u in units:
+        for mem, k in u.bank_accesses.items():
+            if k > 2:  # a template change that breaks II=1 on dual-port memories
+                raise AssertionError(f"{u.cname}: {k} accesses per bank of {mem} per iteration")
     return units
 
 
@@ -430,14 +497,39 @@ def widest_word(units: list) -> tuple:
     return name, bits
 
 
+def processes(units: list) -> list:
+    """``[(function, cycles per image)]``: every dataflow process of the top function, in order,
+    with the iterations its pipelined loops run per image (the cycles at II=1)."""
+    out = []
+    for u in units:
+        if u.kind in ("conv", "dw"):
+            out.append((f"{u.cname}_swg", u.swg_cycles))
+        out.append((u.cname, u.cycles))
+    return out
+
+
 def layers_of(units: list) -> list:
     """The units that own an accumulator (the ``layers`` of the build summary), in order."""
     return [u for u in units if u.has_acc]
 
 
 def is_chain(units: list) -> bool:
-    """True for a plain chain of matrix-vector units (an MLP): the testbench's ``--start L`` then works."""
-    return all(u.kind == "mvu" for u in units)
+    """True for a plain chain of matrix-vector units (an MLP, with any width converters between
+    them): the testbench's ``--start L`` then works."""
+    return all(u.kind in ("mvu", "dwc") for u in units)
+
+
+def chain_starts(units: list) -> list:
+    """``[(L, entry unit, units from there to the end)]`` for each layer L of a chain: where the
+    testbench feeds layer L's input (the width converter in front of it, if any)."""
+    out = []
+    weighted = [u for u in units if u.has_weights]
+    for L, u in enumerate(weighted):
+        i = u.index
+        while i > 0 and units[i - 1].kind == "dwc":
+            i -= 1
+        out.append((L, units[i], units[i:]))
+    return out
 
 
 def netlist(units: list) -> tuple[list, list]:
@@ -456,6 +548,12 @@ def netlist(units: list) -> tuple[list, list]:
     last = units[-1]
     for u in units:
         args = [src[t].pop(0) for t in u.inputs]
+        if u.kind == "dwc":
+            out = f"s{u.index}"
+            streams.append((out, f"{u.cname}_out_word", 2, f"'{u.inputs[0]}' repacked {u.IPB} -> {u.PE} elements per word"))
+            calls.append((u.cname, args + [out]))
+            src[u.inputs[0]].insert(0, out)
+            continue
         if u.kind == "dup":
             outs = [f"s{u.index}_{k}" for k in range(u.n_out)]
             for k, name in enumerate(outs):
@@ -502,6 +600,8 @@ def fork_depths(units: list) -> dict:
     out: dict = {}
     by_tensor_consumer: dict = {}
     for u in units:
+        if u.kind == "dwc":  # transparent: it passes the same tensor on
+            continue
         for t in u.inputs:
             by_tensor_consumer.setdefault(t, []).append(u)
     for d in units:
@@ -555,6 +655,7 @@ def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
     wide_name, wide_bits = widest_word(layers)
     return dict(
         widest=(wide_name, wide_bits),
+        processes=processes(layers),
         ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
         top=TOP,
         model_name=model.name,
@@ -562,6 +663,7 @@ def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
         first=layers[0],
         last=layers[-1],
         chain=is_chain(layers),
+        starts=chain_starts(layers) if is_chain(layers) else chain_starts(layers)[:1],
         streams=streams,
         calls=calls,
         part=part,

@@ -33,7 +33,8 @@ def test_golden_tiny_cnn_project():
 def test_units_streams_and_fifo_depth_on_the_bypass():
     m, fold = _tiny()
     units = codegen.plan(apply_folding(m, fold))
-    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "add", "avgpool", "mvu"]
+    # a width converter packs the pool's 1-element words into the dense layer's SIMD=2 words
+    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "add", "avgpool", "dwc", "mvu"]
     files = codegen.generate(m)
     top = files["firmware/a2q_top.cpp"]
     assert "layer0_swg(in, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "add0(s3_1, s4, s5);" in top

@@ -10,117 +10,139 @@
 #include "weights/layer0_t.h"
 #include "weights/layer1_w.h"
 
-// layer0: 'fc0' + 'act0'
-//   MH=4 MW=4 PE=2 SIMD=2: 2 x 2 = 4 cycles per vector at II=1
-//   accumulator ap_int<8> (safe width 8)
 typedef ap_int<3> layer0_val_t;
 typedef ap_int<8> layer0_acc_t;
 typedef ap_uint<2> layer0_out_t;
-
+// layer0: 'fc0' + 'act0', matrix-vector unit
+//   MH=4 MW=4 PE=2 SIMD=2: 2 x 2 = 4 cycles per vector at II=1
+//   accumulator ap_int<8> (safe width 8)
+//   accesses per memory bank per iteration: inbuf 1, W 1, B 1, T 1
 static void layer0(hls::stream<layer0_in_word> &in, hls::stream<layer0_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer0_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer0_W complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer0_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer0_W type=rom_1p impl=lutram
 #pragma HLS ARRAY_PARTITION variable=layer0_B complete dim=1
+
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer0_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer0_T complete dim=3
-    layer0_val_t buf[2][2];
-#pragma HLS ARRAY_PARTITION variable=buf complete dim=2
-layer0_read:
-    for (int b = 0; b < 2; b++) {
-#pragma HLS PIPELINE II=1
-        layer0_in_word w = in.read();
-        for (int e = 0; e < 2; e++) {
-#pragma HLS UNROLL
-            ap_int<3> q = w.range(3 * e + 2, 3 * e);
-            int i = b * 2 + e;
-            buf[i / 2][i % 2] = q;
-        }
-    }
+#pragma HLS ARRAY_RESHAPE variable=layer0_T complete dim=3
+#pragma HLS BIND_STORAGE variable=layer0_T type=rom_1p impl=lutram
+
+    layer0_in_word inbuf[2];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer0_compute:
-    for (int nf = 0; nf < 2; nf++) {
-        for (int sf = 0; sf < 2; sf++) {
+    int sf = 0, nf = 0, tile = 0;
+layer0_loop:
+    for (int i = 0; i < 4; i++) {
 #pragma HLS PIPELINE II=1
+#pragma HLS DEPENDENCE variable=inbuf inter false
+        A2Q_COUNT(layer0);
+        layer0_in_word w;
+        if (nf == 0) {
+            w = in.read();
+            inbuf[sf] = w;
+        } else {
+            w = inbuf[sf];
+        }
+        for (int pe = 0; pe < 2; pe++) {
+#pragma HLS UNROLL
+            layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
+            for (int s = 0; s < 2; s++) {
+#pragma HLS UNROLL
+                a += (layer0_w_t)layer0_W[pe][tile][s] * (layer0_val_t)((ap_int<3>)w.range(3 * s + 2, 3 * s));  // wraps modulo 2^8
+            }
+            acc[pe] = a;
+        }
+        if (sf == 1) {
+            layer0_out_word o = 0;
             for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
-                layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
-                for (int s = 0; s < 2; s++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                    a += (layer0_w_t)layer0_W[pe][nf * 2 + sf][s] * buf[sf][s];  // wraps modulo 2^8
+                    cnt += (acc[pe] >= (layer0_thr_t)layer0_T[pe][nf][t]) ? 1 : 0;
                 }
-                acc[pe] = a;
+                layer0_out_t r = 0 + cnt;
+
+                o.range(2 * pe + 1, 2 * pe) = r;
             }
-            if (sf == 1) {
-                layer0_out_word o = 0;
-                for (int pe = 0; pe < 2; pe++) {
-#pragma HLS UNROLL
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
-#pragma HLS UNROLL
-                        cnt += (acc[pe] >= (layer0_thr_t)layer0_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    layer0_out_t r = 0 + cnt;
-                    o.range(2 * pe + 1, 2 * pe) = r;
-                }
-                out.write(o);
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 2) {
+            sf = 0;
+            if (++nf == 2) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
 }
 
-// layer1: 'fc1'
-//   MH=2 MW=4 PE=1 SIMD=2: 2 x 2 = 4 cycles per vector at II=1
-//   accumulator ap_int<8> (safe width 8)
+
 typedef ap_uint<2> layer1_val_t;
 typedef ap_int<8> layer1_acc_t;
 typedef ap_int<8> layer1_out_t;
-
+// layer1: 'fc1', matrix-vector unit
+//   MH=2 MW=4 PE=1 SIMD=2: 2 x 2 = 4 cycles per vector at II=1
+//   accumulator ap_int<8> (safe width 8)
+//   accesses per memory bank per iteration: inbuf 1, W 1, B 1
 static void layer1(hls::stream<layer1_in_word> &in, hls::stream<layer1_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer1_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer1_W complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer1_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer1_W type=rom_1p impl=lutram
 #pragma HLS ARRAY_PARTITION variable=layer1_B complete dim=1
-    layer1_val_t buf[2][2];
-#pragma HLS ARRAY_PARTITION variable=buf complete dim=2
-layer1_read:
-    for (int b = 0; b < 2; b++) {
-#pragma HLS PIPELINE II=1
-        layer1_in_word w = in.read();
-        for (int e = 0; e < 2; e++) {
-#pragma HLS UNROLL
-            ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-            int i = b * 2 + e;
-            buf[i / 2][i % 2] = q;
-        }
-    }
+
+
+    layer1_in_word inbuf[2];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer1_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer1_compute:
-    for (int nf = 0; nf < 2; nf++) {
-        for (int sf = 0; sf < 2; sf++) {
+    int sf = 0, nf = 0, tile = 0;
+layer1_loop:
+    for (int i = 0; i < 4; i++) {
 #pragma HLS PIPELINE II=1
+#pragma HLS DEPENDENCE variable=inbuf inter false
+        A2Q_COUNT(layer1);
+        layer1_in_word w;
+        if (nf == 0) {
+            w = in.read();
+            inbuf[sf] = w;
+        } else {
+            w = inbuf[sf];
+        }
+        for (int pe = 0; pe < 1; pe++) {
+#pragma HLS UNROLL
+            layer1_acc_t a = (sf == 0) ? (layer1_acc_t)(layer1_b_t)layer1_B[pe][nf] : acc[pe];
+            for (int s = 0; s < 2; s++) {
+#pragma HLS UNROLL
+                a += (layer1_w_t)layer1_W[pe][tile][s] * (layer1_val_t)((ap_uint<2>)w.range(2 * s + 1, 2 * s));  // wraps modulo 2^8
+            }
+            acc[pe] = a;
+        }
+        if (sf == 1) {
+            layer1_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                layer1_acc_t a = (sf == 0) ? (layer1_acc_t)(layer1_b_t)layer1_B[pe][nf] : acc[pe];
-                for (int s = 0; s < 2; s++) {
-#pragma HLS UNROLL
-                    a += (layer1_w_t)layer1_W[pe][nf * 2 + sf][s] * buf[sf][s];  // wraps modulo 2^8
-                }
-                acc[pe] = a;
+                layer1_out_t r = acc[pe];
+
+                o.range(8 * pe + 7, 8 * pe) = r;
             }
-            if (sf == 1) {
-                layer1_out_word o = 0;
-                for (int pe = 0; pe < 1; pe++) {
-#pragma HLS UNROLL
-                    layer1_out_t r = acc[pe];
-                    o.range(8 * pe + 7, 8 * pe) = r;
-                }
-                out.write(o);
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 2) {
+            sf = 0;
+            if (++nf == 2) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
 }
+
 
 #endif

@@ -2,6 +2,14 @@
 #include "a2q_top.h"
 #include "a2q_layers.h"
 
+#if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
+long long a2q_cycle_count[A2Q_NUM_PROCESSES];
+const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
+    "layer0",
+    "layer1",
+};
+#endif
+
 void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out

@@ -27,6 +27,21 @@ typedef layer1_out_word a2q_out_word;
 #define A2Q_OUT_BITS 8
 #define A2Q_OUT_SIGNED 1
 
+// Cycle counters (C simulation only, built with -DA2Q_COUNT_CYCLES): every pipelined loop
+// counts its iterations in its process's counter; empty in synthesis.
+#if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
+enum a2q_process {
+    A2Q_P_layer0,
+    A2Q_P_layer1,
+    A2Q_NUM_PROCESSES
+};
+extern long long a2q_cycle_count[A2Q_NUM_PROCESSES];
+extern const char *const a2q_process_name[A2Q_NUM_PROCESSES];
+#define A2Q_COUNT(process) (a2q_cycle_count[A2Q_P_##process]++)
+#else
+#define A2Q_COUNT(process) ((void)0)
+#endif
+
 void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out);
 
 #endif

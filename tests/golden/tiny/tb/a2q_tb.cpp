@@ -47,7 +47,7 @@ static void read_output(hls::stream<a2q_out_word> &s, vec_t &y) {
     }
 }
 
-// Feed layer0's input (4 x ap_int<3>) and run the top function.
+// Feed layer 0's input (4 x ap_int<3>) and run the top function.
 static int run_from_0(const vec_t &x, vec_t &y) {
     if ((int)x.size() != 4) {
         std::fprintf(stderr, "a2q_tb: expected 4 values per line, got %d\n", (int)x.size());
@@ -73,7 +73,7 @@ static int run_from_0(const vec_t &x, vec_t &y) {
     return 0;
 }
 
-// Feed layer1's input (4 x ap_uint<2>) and run layers 1..1.
+// Feed layer 1's input (4 x ap_uint<2>) and run units 1..1.
 static int run_from_1(const vec_t &x, vec_t &y) {
     if ((int)x.size() != 4) {
         std::fprintf(stderr, "a2q_tb: expected 4 values per line, got %d\n", (int)x.size());

@@ -79,55 +79,58 @@ layer0_rows:
 // layer0: 'conv0' + 'act0', convolution as a matrix-vector unit over the windows
 //   MH=2 (C_out) MW=9 (K = kh*kw*C_in) PE=2 SIMD=3: 1 x 3 = 3 cycles per pixel, 16 pixels: 48 cycles per image at II=1
 //   accumulator ap_int<9> (safe width 9)
+//   accesses per memory bank per iteration: W 1
 static void layer0(hls::stream<layer0_win_word> &in, hls::stream<layer0_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer0_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer0_W complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer0_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer0_W type=rom_1p impl=lutram
 #pragma HLS ARRAY_PARTITION variable=layer0_B complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer0_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer0_T complete dim=3
 
-    layer0_win_t buf[3][3];
-#pragma HLS ARRAY_PARTITION variable=buf complete dim=2
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
+#pragma HLS ARRAY_PARTITION variable=layer0_T complete dim=1
+#pragma HLS ARRAY_RESHAPE variable=layer0_T complete dim=3
+
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer0_pixels:
-    for (int px = 0; px < 16; px++) {
-        for (int sf = 0; sf < 3; sf++) {
+    int sf = 0, nf = 0, tile = 0;
+layer0_loop:
+    for (int i = 0; i < 48; i++) {
 #pragma HLS PIPELINE II=1
-            layer0_win_word w = in.read();
+        A2Q_COUNT(layer0);
+        layer0_win_word w;
+        w = in.read();
+        for (int pe = 0; pe < 2; pe++) {
+#pragma HLS UNROLL
+            layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
             for (int s = 0; s < 3; s++) {
 #pragma HLS UNROLL
-                buf[sf][s] = w.range(4 * s + 3, 4 * s);
+                a += (layer0_w_t)layer0_W[pe][tile][s] * (layer0_win_t)w.range(4 * s + 3, 4 * s);  // wraps modulo 2^9
             }
+            acc[pe] = a;
         }
-        for (int nf = 0; nf < 1; nf++) {
-            for (int sf = 0; sf < 3; sf++) {
-#pragma HLS PIPELINE II=1
-                for (int pe = 0; pe < 2; pe++) {
+        if (sf == 2) {
+            layer0_out_word o = 0;
+            for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
-                    layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
-                    for (int s = 0; s < 3; s++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                        a += (layer0_w_t)layer0_W[pe][nf * 3 + sf][s] * buf[sf][s];  // wraps modulo 2^9
-                    }
-                    acc[pe] = a;
+                    cnt += (acc[pe] >= (layer0_thr_t)layer0_T[pe][nf][t]) ? 1 : 0;
                 }
-                if (sf == 2) {
-                    layer0_out_word o = 0;
-                    for (int pe = 0; pe < 2; pe++) {
-#pragma HLS UNROLL
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
-#pragma HLS UNROLL
-                        cnt += (acc[pe] >= (layer0_thr_t)layer0_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    layer0_out_t r = 0 + cnt;
+                layer0_out_t r = 0 + cnt;
 
-                        o.range(2 * pe + 1, 2 * pe) = r;
-                    }
-                    out.write(o);
-                }
+                o.range(2 * pe + 1, 2 * pe) = r;
+            }
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 3) {
+            sf = 0;
+            if (++nf == 1) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
@@ -139,7 +142,7 @@ typedef ap_int<8> layer1_acc_t;
 typedef ap_uint<2> layer1_out_t;
 // layer1_swg: sliding windows over the 4x4x2 (HxWxC) input of 'conv1':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
-//   each 18 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 3 per word.
+//   each 18 values q - (0) in the depthwise unit's order (channel group nf, tap group sf, then tap s, channel pe) (padding: 0, the zero-point), 3 per word.
 static void layer1_swg(hls::stream<layer1_in_word> &in, hls::stream<layer1_win_word> &out) {
 #pragma HLS INLINE off
     layer1_win_t lb[3][4][2];  // line buffer: 3 input rows
@@ -168,8 +171,9 @@ layer1_rows:
                 layer1_win_word o = 0;
                 for (int e = 0; e < 3; e++) {
 #pragma HLS UNROLL
-                    int k = k0 * 3 + e;
-                    int ky = k / 6, kx = (k / 2) % 3, c = k % 2;
+                    // consumer order: word k0 = nf * SF + sf, element e = s * PE + pe: tap sf * SIMD + s of channel nf * PE + pe
+                    int t = (k0 % 3) * 3 + e / 1;
+                    int ky = t / 3, kx = t % 3, c = (k0 / 3) * 1 + e % 1;
                     layer1_win_t v = ((oy * 1 - 1 + ky) >= 0 && (oy * 1 - 1 + ky) < 4 && (ox * 1 - 1 + kx) >= 0 && (ox * 1 - 1 + kx) < 4 ? (layer1_win_t)lb[(oy * 1 - 1 + ky) % 3][ox * 1 - 1 + kx][c] : (layer1_win_t)0);
                     o.range(2 * e + 1, 2 * e) = v;
                 }
@@ -196,55 +200,60 @@ layer1_rows:
 
 // layer1: 'conv1' + 'act1', depthwise convolution as a vector-vector unit
 //   2 channels x 9 taps, PE=1 (channels) SIMD=3 (taps): 2 x 3 = 6 cycles per pixel, 16 pixels: 96 cycles per image at II=1
+//   window words in consumer order: word (nf, sf) holds taps sf*SIMD+s of channels nf*PE+pe at element s*PE+pe
 //   accumulator ap_int<8> (safe width 8)
+//   accesses per memory bank per iteration: W 1, T 1
 static void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer1_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer1_W complete dim=3
-#pragma HLS ARRAY_PARTITION variable=layer1_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer1_T complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer1_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer1_W type=rom_1p impl=lutram
 
-    layer1_win_t buf[9][2];  // [tap][channel]
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
+#pragma HLS ARRAY_PARTITION variable=layer1_T complete dim=1
+#pragma HLS ARRAY_RESHAPE variable=layer1_T complete dim=3
+#pragma HLS BIND_STORAGE variable=layer1_T type=rom_1p impl=lutram
+
     layer1_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer1_pixels:
-    for (int px = 0; px < 16; px++) {
-        for (int b = 0; b < 6; b++) {
+    int sf = 0, nf = 0, tile = 0;
+layer1_loop:
+    for (int i = 0; i < 96; i++) {
 #pragma HLS PIPELINE II=1
-            layer1_win_word w = in.read();
-            for (int e = 0; e < 3; e++) {
+        A2Q_COUNT(layer1);
+        layer1_win_word w;
+        w = in.read();
+        for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                int i = b * 3 + e;
-                buf[i / 2][i % 2] = w.range(2 * e + 1, 2 * e);
+            layer1_acc_t a = (sf == 0) ? (layer1_acc_t)0 : acc[pe];
+            for (int s = 0; s < 3; s++) {
+#pragma HLS UNROLL
+                a += (layer1_w_t)layer1_W[pe][tile][s] * (layer1_win_t)w.range(2 * (s * 1 + pe) + 1, 2 * (s * 1 + pe));  // wraps modulo 2^8
             }
+            acc[pe] = a;
         }
-        for (int nf = 0; nf < 2; nf++) {
-            for (int sf = 0; sf < 3; sf++) {
-#pragma HLS PIPELINE II=1
-                for (int pe = 0; pe < 1; pe++) {
+        if (sf == 2) {
+            layer1_out_word o = 0;
+            for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                    layer1_acc_t a = (sf == 0) ? (layer1_acc_t)0 : acc[pe];
-                    for (int s = 0; s < 3; s++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                        a += (layer1_w_t)layer1_W[pe][nf * 3 + sf][s] * buf[sf * 3 + s][nf * 1 + pe];  // wraps modulo 2^8
-                    }
-                    acc[pe] = a;
+                    cnt += (acc[pe] >= (layer1_thr_t)layer1_T[pe][nf][t]) ? 1 : 0;
                 }
-                if (sf == 2) {
-                    layer1_out_word o = 0;
-                    for (int pe = 0; pe < 1; pe++) {
-#pragma HLS UNROLL
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
-#pragma HLS UNROLL
-                        cnt += (acc[pe] >= (layer1_thr_t)layer1_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    layer1_out_t r = 0 + cnt;
+                layer1_out_t r = 0 + cnt;
 
-                        o.range(2 * pe + 1, 2 * pe) = r;
-                    }
-                    out.write(o);
-                }
+                o.range(2 * pe + 1, 2 * pe) = r;
+            }
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 3) {
+            sf = 0;
+            if (++nf == 2) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
@@ -394,55 +403,58 @@ layer2_rows:
 // layer2: 'conv2' + 'act2', convolution as a matrix-vector unit over the windows
 //   MH=2 (C_out) MW=6 (K = kh*kw*C_in) PE=2 SIMD=2: 1 x 3 = 3 cycles per pixel, 4 pixels: 12 cycles per image at II=1
 //   accumulator ap_int<7> (safe width 7)
+//   accesses per memory bank per iteration: W 1
 static void layer2(hls::stream<layer2_win_word> &in, hls::stream<layer2_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer2_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer2_W complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer2_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer2_W type=rom_1p impl=lutram
 #pragma HLS ARRAY_PARTITION variable=layer2_B complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer2_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer2_T complete dim=3
 
-    layer2_win_t buf[3][2];
-#pragma HLS ARRAY_PARTITION variable=buf complete dim=2
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
+#pragma HLS ARRAY_PARTITION variable=layer2_T complete dim=1
+#pragma HLS ARRAY_RESHAPE variable=layer2_T complete dim=3
+
     layer2_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer2_pixels:
-    for (int px = 0; px < 4; px++) {
-        for (int sf = 0; sf < 3; sf++) {
+    int sf = 0, nf = 0, tile = 0;
+layer2_loop:
+    for (int i = 0; i < 12; i++) {
 #pragma HLS PIPELINE II=1
-            layer2_win_word w = in.read();
+        A2Q_COUNT(layer2);
+        layer2_win_word w;
+        w = in.read();
+        for (int pe = 0; pe < 2; pe++) {
+#pragma HLS UNROLL
+            layer2_acc_t a = (sf == 0) ? (layer2_acc_t)(layer2_b_t)layer2_B[pe][nf] : acc[pe];
             for (int s = 0; s < 2; s++) {
 #pragma HLS UNROLL
-                buf[sf][s] = w.range(2 * s + 1, 2 * s);
+                a += (layer2_w_t)layer2_W[pe][tile][s] * (layer2_win_t)w.range(2 * s + 1, 2 * s);  // wraps modulo 2^7
             }
+            acc[pe] = a;
         }
-        for (int nf = 0; nf < 1; nf++) {
-            for (int sf = 0; sf < 3; sf++) {
-#pragma HLS PIPELINE II=1
-                for (int pe = 0; pe < 2; pe++) {
+        if (sf == 2) {
+            layer2_out_word o = 0;
+            for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
-                    layer2_acc_t a = (sf == 0) ? (layer2_acc_t)(layer2_b_t)layer2_B[pe][nf] : acc[pe];
-                    for (int s = 0; s < 2; s++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                        a += (layer2_w_t)layer2_W[pe][nf * 3 + sf][s] * buf[sf][s];  // wraps modulo 2^7
-                    }
-                    acc[pe] = a;
+                    cnt += (acc[pe] >= (layer2_thr_t)layer2_T[pe][nf][t]) ? 1 : 0;
                 }
-                if (sf == 2) {
-                    layer2_out_word o = 0;
-                    for (int pe = 0; pe < 2; pe++) {
-#pragma HLS UNROLL
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
-#pragma HLS UNROLL
-                        cnt += (acc[pe] >= (layer2_thr_t)layer2_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    layer2_out_t r = 0 + cnt;
+                layer2_out_t r = 0 + cnt;
 
-                        o.range(2 * pe + 1, 2 * pe) = r;
-                    }
-                    out.write(o);
-                }
+                o.range(2 * pe + 1, 2 * pe) = r;
+            }
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 3) {
+            sf = 0;
+            if (++nf == 1) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
@@ -456,8 +468,10 @@ typedef ap_uint<2> add0_out_t;
 //   accumulator ap_int<5> (safe width 5); 8 cycles per image at II=1
 static void add0(hls::stream<add0_in_word> &in_a, hls::stream<add0_inb_word> &in_b, hls::stream<add0_out_word> &out) {
 #pragma HLS INLINE off
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=add0_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=add0_T complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=add0_T complete dim=3
+#pragma HLS BIND_STORAGE variable=add0_T type=rom_1p impl=lutram
 
     add0_val_t va[2], vb[2];
 #pragma HLS ARRAY_PARTITION variable=va complete
@@ -491,12 +505,12 @@ add0_pixels:
                 add0_acc_t a = 0;
                 a += va[c] * 1;  // wraps modulo 2^5
                 a += vb[c] * 2;
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                        cnt += (a >= (add0_thr_t)add0_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    add0_out_t r = 0 + cnt;
+                    cnt += (a >= (add0_thr_t)add0_T[pe][nf][t]) ? 1 : 0;
+                }
+                add0_out_t r = 0 + cnt;
 
                 o.range(2 * pe + 1, 2 * pe) = r;
             }
@@ -514,8 +528,10 @@ typedef ap_int<2> pool1_out_t;
 //   1 channels per word: 8 cycles per image at II=1
 static void pool1(hls::stream<pool1_in_word> &in, hls::stream<pool1_out_word> &out) {
 #pragma HLS INLINE off
+    // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=pool1_T complete dim=1
-#pragma HLS ARRAY_PARTITION variable=pool1_T complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=pool1_T complete dim=3
+#pragma HLS BIND_STORAGE variable=pool1_T type=rom_1p impl=lutram
 
     pool1_win_t lb[2][2][2];  // line buffer: 2 input rows
 #pragma HLS ARRAY_PARTITION variable=lb complete dim=1
@@ -551,12 +567,12 @@ pool1_rows:
                             a += ((oy * 1 - 0 + ky) >= 0 && (oy * 1 - 0 + ky) < 2 && (ox * 1 - 0 + kx) >= 0 && (ox * 1 - 0 + kx) < 2 ? (pool1_win_t)lb[(oy * 1 - 0 + ky) % 2][ox * 1 - 0 + kx][c] : (pool1_win_t)0);  // wraps modulo 2^5
                         }
                     }
-                    int cnt = 0;
-                    for (int t = 0; t < 3; t++) {
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                        cnt += (a >= (pool1_thr_t)pool1_T[pe][nf][t]) ? 1 : 0;
-                    }
-                    pool1_out_t r = -2 + cnt;
+                    cnt += (a >= (pool1_thr_t)pool1_T[pe][nf][t]) ? 1 : 0;
+                }
+                pool1_out_t r = -2 + cnt;
 
                     o.range(2 * pe + 1, 2 * pe) = r;
                 }
@@ -582,57 +598,88 @@ pool1_rows:
 }
 
 
-// layer3: 'fc'
-//   MH=2 MW=2 PE=1 SIMD=2: 2 x 1 = 2 cycles per vector at II=1
-//   accumulator ap_int<6> (safe width 6)
+// dwc0: width converter for 'act4', 1 -> 2 elements of ap_int<2> per word, element order kept;
+//   2 cycles per image at II=1; a shift register, no memory
+static void dwc0(hls::stream<dwc0_in_word> &in, hls::stream<dwc0_out_word> &out) {
+#pragma HLS INLINE off
+    dwc0_out_word buf = 0;
+    int k = 0;
+dwc0_loop:
+    for (int i = 0; i < 2; i++) {
+#pragma HLS PIPELINE II=1
+        A2Q_COUNT(dwc0);
+        dwc0_in_word w = in.read();
+        buf >>= 2;
+        buf.range(3, 2) = w;
+        if (++k == 2) {
+            out.write(buf);
+            k = 0;
+        }
+    }
+}
+
+
 typedef ap_int<2> layer3_val_t;
 typedef ap_int<6> layer3_acc_t;
 typedef ap_int<6> layer3_out_t;
-
+// layer3: 'fc', matrix-vector unit
+//   MH=2 MW=2 PE=1 SIMD=2: 2 x 1 = 2 cycles per vector at II=1
+//   accumulator ap_int<6> (safe width 6)
+//   accesses per memory bank per iteration: inbuf 1, W 1, B 1
 static void layer3(hls::stream<layer3_in_word> &in, hls::stream<layer3_out_word> &out) {
 #pragma HLS INLINE off
+    // weights: one ROM per PE (dim 1 partitioned), each word the SIMD weights of a tile packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer3_W complete dim=1
-#pragma HLS ARRAY_PARTITION variable=layer3_W complete dim=3
+#pragma HLS ARRAY_RESHAPE variable=layer3_W complete dim=3
+#pragma HLS BIND_STORAGE variable=layer3_W type=rom_1p impl=lutram
 #pragma HLS ARRAY_PARTITION variable=layer3_B complete dim=1
-    layer3_val_t buf[1][2];
-#pragma HLS ARRAY_PARTITION variable=buf complete dim=2
-layer3_read:
-    for (int b = 0; b < 2; b++) {
-#pragma HLS PIPELINE II=1
-        layer3_in_word w = in.read();
-        for (int e = 0; e < 1; e++) {
-#pragma HLS UNROLL
-            ap_int<2> q = w.range(2 * e + 1, 2 * e);
-            int i = b * 1 + e;
-            buf[i / 2][i % 2] = q;
-        }
-    }
+
+
+    layer3_in_word inbuf[1];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer3_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
-layer3_compute:
-    for (int nf = 0; nf < 2; nf++) {
-        for (int sf = 0; sf < 1; sf++) {
+    int sf = 0, nf = 0, tile = 0;
+layer3_loop:
+    for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
+#pragma HLS DEPENDENCE variable=inbuf inter false
+        A2Q_COUNT(layer3);
+        layer3_in_word w;
+        if (nf == 0) {
+            w = in.read();
+            inbuf[sf] = w;
+        } else {
+            w = inbuf[sf];
+        }
+        for (int pe = 0; pe < 1; pe++) {
+#pragma HLS UNROLL
+            layer3_acc_t a = (sf == 0) ? (layer3_acc_t)(layer3_b_t)layer3_B[pe][nf] : acc[pe];
+            for (int s = 0; s < 2; s++) {
+#pragma HLS UNROLL
+                a += (layer3_w_t)layer3_W[pe][tile][s] * (layer3_val_t)((ap_int<2>)w.range(2 * s + 1, 2 * s));  // wraps modulo 2^6
+            }
+            acc[pe] = a;
+        }
+        if (sf == 0) {
+            layer3_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                layer3_acc_t a = (sf == 0) ? (layer3_acc_t)(layer3_b_t)layer3_B[pe][nf] : acc[pe];
-                for (int s = 0; s < 2; s++) {
-#pragma HLS UNROLL
-                    a += (layer3_w_t)layer3_W[pe][nf * 1 + sf][s] * buf[sf][s];  // wraps modulo 2^6
-                }
-                acc[pe] = a;
+                layer3_out_t r = acc[pe];
+
+                o.range(6 * pe + 5, 6 * pe) = r;
             }
-            if (sf == 0) {
-                layer3_out_word o = 0;
-                for (int pe = 0; pe < 1; pe++) {
-#pragma HLS UNROLL
-                    layer3_out_t r = acc[pe];
-                    o.range(6 * pe + 5, 6 * pe) = r;
-                }
-                out.write(o);
+            out.write(o);
+        }
+        tile++;
+        if (++sf == 1) {
+            sf = 0;
+            if (++nf == 2) {
+                nf = 0;
+                tile = 0;
             }
         }
     }
 }
+
 
 #endif

@@ -2,6 +2,24 @@
 #include "a2q_top.h"
 #include "a2q_layers.h"
 
+#if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
+long long a2q_cycle_count[A2Q_NUM_PROCESSES];
+const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
+    "layer0_swg",
+    "layer0",
+    "layer1_swg",
+    "layer1",
+    "pool0",
+    "dup0",
+    "layer2_swg",
+    "layer2",
+    "add0",
+    "pool1",
+    "dwc0",
+    "layer3",
+};
+#endif
+
 void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out
@@ -29,6 +47,8 @@ void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
 #pragma HLS STREAM variable=s5 depth=2
     hls::stream<pool1_out_word> s6("s6");
 #pragma HLS STREAM variable=s6 depth=2
+    hls::stream<dwc0_out_word> s7("s7");
+#pragma HLS STREAM variable=s7 depth=2
     layer0_swg(in, s0w);
     layer0(s0w, s0);
     layer1_swg(s0, s1w);
@@ -39,5 +59,6 @@ void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
     layer2(s4w, s4);
     add0(s3_1, s4, s5);
     pool1(s5, s6);
-    layer3(s6, out);
+    dwc0(s6, s7);
+    layer3(s7, out);
 }

@@ -32,8 +32,11 @@ typedef ap_uint<2> add0_out_word;
 // pool1 (avgpool): in 1 x ap_uint<2> per word, out 1 x ap_int<2> per word
 typedef ap_uint<2> pool1_in_word;
 typedef ap_uint<2> pool1_out_word;
-// layer3 (fc): in 1 x ap_int<2> per word, out 1 x ap_int<6> per word
-typedef ap_uint<2> layer3_in_word;
+// dwc0 (width converter for act4): in 1 x ap_int<2> per word, out 2
+typedef ap_uint<2> dwc0_in_word;
+typedef ap_uint<4> dwc0_out_word;
+// layer3 (fc): in 2 x ap_int<2> per word, out 1 x ap_int<6> per word
+typedef ap_uint<4> layer3_in_word;
 typedef ap_uint<6> layer3_out_word;
 
 typedef layer0_in_word a2q_in_word;
@@ -48,6 +51,31 @@ typedef layer3_out_word a2q_out_word;
 #define A2Q_OUT_PER_WORD 1
 #define A2Q_OUT_BITS 6
 #define A2Q_OUT_SIGNED 1
+
+// Cycle counters (C simulation only, built with -DA2Q_COUNT_CYCLES): every pipelined loop
+// counts its iterations in its process's counter; empty in synthesis.
+#if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
+enum a2q_process {
+    A2Q_P_layer0_swg,
+    A2Q_P_layer0,
+    A2Q_P_layer1_swg,
+    A2Q_P_layer1,
+    A2Q_P_pool0,
+    A2Q_P_dup0,
+    A2Q_P_layer2_swg,
+    A2Q_P_layer2,
+    A2Q_P_add0,
+    A2Q_P_pool1,
+    A2Q_P_dwc0,
+    A2Q_P_layer3,
+    A2Q_NUM_PROCESSES
+};
+extern long long a2q_cycle_count[A2Q_NUM_PROCESSES];
+extern const char *const a2q_process_name[A2Q_NUM_PROCESSES];
+#define A2Q_COUNT(process) (a2q_cycle_count[A2Q_P_##process]++)
+#else
+#define A2Q_COUNT(process) ((void)0)
+#endif
 
 void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out);
 

@@ -47,7 +47,7 @@ static void read_output(hls::stream<a2q_out_word> &s, vec_t &y) {
     }
 }
 
-// Feed layer0's input (16 x ap_uint<3>) and run the top function.
+// Feed layer 0's input (16 x ap_uint<3>) and run the top function.
 static int run_from_0(const vec_t &x, vec_t &y) {
     if ((int)x.size() != 16) {
         std::fprintf(stderr, "a2q_tb: expected 16 values per line, got %d\n", (int)x.size());
@@ -321,18 +321,56 @@ static int run_unit_6(const vec_t &x, vec_t &y) {
     return 0;
 }
 
-// Feed unit 7 (layer3, 'fc') alone: 2 x ap_int<2> in, 2 x ap_int<6> out.
+// Feed unit 7 (dwc0) alone: 2 x ap_int<2> in, 2 x ap_int<2> out.
 static int run_unit_7(const vec_t &x, vec_t &y) {
     const int n_in = 2;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<layer3_in_word> s_in("s_in");
+    hls::stream<dwc0_in_word> s_in("s_in");
     for (int b = 0; b < 2; b++) {
-        layer3_in_word w = 0;
+        dwc0_in_word w = 0;
         for (int e = 0; e < 1; e++) {
             long long xv = x[0 + b * 1 + e];
+            ap_int<2> v = xv;
+            if ((long long)v.to_int64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_int<2>\n", xv);
+                return 1;
+            }
+            w.range(2 * e + 1, 2 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<dwc0_out_word> s_out("s_out");
+    dwc0(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 1; b++) {
+        dwc0_out_word w = s_out.read();
+        for (int e = 0; e < 2; e++) {
+            ap_int<2> v = w.range(2 * e + 1, 2 * e);
+            y.push_back((long long)v.to_int64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
+// Feed unit 8 (layer3, 'fc') alone: 2 x ap_int<2> in, 2 x ap_int<6> out.
+static int run_unit_8(const vec_t &x, vec_t &y) {
+    const int n_in = 2;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<layer3_in_word> s_in("s_in");
+    for (int b = 0; b < 1; b++) {
+        layer3_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
             ap_int<2> v = xv;
             if ((long long)v.to_int64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_int<2>\n", xv);
@@ -353,7 +391,7 @@ static int run_unit_7(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 8 wrote more words than its output has\n");
         return 1;
     }
     return 0;
@@ -370,8 +408,8 @@ int main(int argc, char **argv) {
         else if (!out_path) out_path = argv[i];
         else { std::fprintf(stderr, "a2q_tb: unexpected argument %s\n", argv[i]); return 2; }
     }
-    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 8) {
-        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 7);
+    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 9) {
+        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 8);
         return 2;
     }
     std::ifstream fin(in_path);
@@ -396,6 +434,7 @@ int main(int argc, char **argv) {
             case 5: rc = run_unit_5(x, y); break;
             case 6: rc = run_unit_6(x, y); break;
             case 7: rc = run_unit_7(x, y); break;
+            case 8: rc = run_unit_8(x, y); break;
             default: std::fprintf(stderr, "a2q_tb: unit %d is a stream duplicator; feed its consumers\n", unit); return 2;
             }
         } else {

@@ -215,7 +215,9 @@ class LayerPlan:
 
     @property
     def cycles(self) -> int:
-        """Steady-state cycles per image at II=1 (the unit's longest loop: reads, compute or writes)."""
+        """Iterations per image of the unit's pipelined loops (its cycles per image at II=1, not
+        counting pipeline fill); for conv/dw the matrix unit alone (:attr:`swg_cycles`: its window
+        generator). The C simulation counts exactly these (``-DA2Q_COUNT_CYCLES``)."""
         rd = self.in_elems // self.IPB
         if self.kind == "dwc":
             return max(rd, self.in_elems // self.PE)
@@ -224,9 +226,9 @@ class LayerPlan:
         if self.kind in ("conv", "dw"):
             return self.pixels * self.NF * self.SF
         if self.kind in ("maxpool", "avgpool"):
-            return max(rd, self.out_elems // self.PE)
+            return rd + self.out_elems // self.PE  # rows read, then windows written: not overlapped
         if self.kind == "add":
-            return max(rd, self.in_elems // self.IPB_b, self.out_elems // self.PE)
+            return rd + self.in_elems // self.IPB_b + self.out_elems // self.PE  # a, then b, then the sum
         return rd  # dup
 
     @staticmethod
@@ -265,8 +267,8 @@ class LayerPlan:
 
     @property
     def swg_cycles(self) -> int:
-        """The sliding-window generator's cycles per image (conv, dw): rows in, windows out."""
-        return max(self.in_elems // self.IPB, self.pixels * (self.kernel[0] * self.kernel[1] * self.in_shape[2]) // self.OPB)
+        """The sliding-window generator's iterations per image (conv, dw): rows in, then windows out."""
+        return self.in_elems // self.IPB + self.pixels * (self.kernel[0] * self.kernel[1] * self.in_shape[2]) // self.OPB
 
     @property
     def stage_cycles(self) -> int:
@@ -718,12 +720,14 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
-    in dataflow order; ``units``: every unit with its cycles per image; ``cycles_per_image``:
-    the slowest unit's (the dataflow's initiation interval per image at II=1). ``cost``: the
-    resource estimates of :mod:`a2qhls.estimate` in total, against ``part``'s capacity, and
-    with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each layer and
-    unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and ``lut_ratio_acc32``).
-    Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
+    in dataflow order; ``units``: every unit with its cycles per image and those of each of its
+    dataflow processes (``processes``: function -> iterations of its pipelined loops per image,
+    which the C simulation counts with ``-DA2Q_COUNT_CYCLES``); ``cycles_per_image``: the slowest
+    process's (the dataflow's initiation interval per image at II=1, pipeline fill not counted).
+    ``cost``: the resource estimates of :mod:`a2qhls.estimate` in total, against ``part``'s
+    capacity, and with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each
+    layer and unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and
+    ``lut_ratio_acc32``). Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
     """
     from . import estimate
 
@@ -788,7 +792,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
              "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles,
-             "cost": cost_of[u.cname]["cost"]}
+             "cost": cost_of[u.cname]["cost"], "processes": {name: cyc for name, cyc in processes([u])}}
         if u.kind in ("conv", "dw"):
             e["swg_cycles_per_image"] = u.swg_cycles
             e["compute_cycles_per_image"] = u.cycles

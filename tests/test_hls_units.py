@@ -52,3 +52,93 @@ def test_word_above_4096_bits_is_a_clear_error():
     fold = {"fc0": {"PE": 1, "SIMD": 640}, "fc1": {"PE": 1, "SIMD": 4}}
     with pytest.raises(A2QError, match=r"5120 bits wide, above the 4096-bit limit"):
         codegen.plan(m, fold)
+
+
+def _counted_cycles(prj, tmp_path, n_in: int, in_type: str, n: int = 3) -> dict:
+    """Build ``prj`` with the cycle counters on, run ``n`` random images; returns process -> count per image."""
+    import re
+    import subprocess
+
+    binary = tmp_path / "csim_count"
+    compile_csim(prj, binary, cxxflags="-O1 -DA2Q_COUNT_CYCLES")
+    bits = int(re.sub(r"\D", "", in_type))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if in_type.startswith("int") else (0, (1 << bits) - 1)
+    x = np.random.default_rng(0).integers(lo, hi + 1, size=(n, n_in))
+    inp, outp = tmp_path / "in.txt", tmp_path / "out.txt"
+    np.savetxt(inp, x, fmt="%d")
+    r = subprocess.run([str(binary), str(inp), str(outp)], capture_output=True, text=True, check=True)
+    counts = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("a2q_cycles "):
+            _, name, c = line.split()
+            assert int(c) % n == 0, line
+            counts[name] = int(c) // n
+    return counts
+
+
+def _assert_counts_match_summary(summary: dict, counts: dict) -> None:
+    stated = {name: c for u in summary["units"] for name, c in u["processes"].items()}
+    assert counts == stated  # every process, every pipelined loop iteration
+    assert summary["cycles_per_image"] == max(counts.values())
+    for u in summary["units"]:
+        assert u["cycles_per_image"] == max(counts[name] for name in u["processes"])
+
+
+def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys):
+    """The bundled digits MLP: each process's loop iterations per image, counted in C simulation,
+    equal the cycles a2qhls.json states, and the dataflow interval is their maximum."""
+    import json
+    from pathlib import Path
+
+    from a2qhls.cli import main
+
+    onnx = Path(__file__).parent.parent / "examples" / "digits_a2qplus_p12.onnx"
+    prj = tmp_path / "prj"
+    assert main(["build", str(onnx), "--out", str(prj)]) == 0
+    summary = json.loads((prj / "a2qhls.json").read_text())
+    ly0 = summary["layers"][0]
+    counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
+    _assert_counts_match_summary(summary, counts)
+
+
+def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
+    """Hand-built CNN with stride, padding, depthwise, max pool, fork + residual add, average pool and
+    dense head (two foldings): counted iterations per image equal the summary's cycles."""
+    m = hand_models.cnn(seed=1, in_type=IntType(4, False, False, 2), dw={"stride": (2, 1), "pads": (1, 0, 1, 2)},
+                        pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5)
+    compute_thresholds(m)
+    from a2qhls.passes.folding import default_folding
+
+    folds = [
+        {"conv0": {"PE": 2, "SIMD": 6}, "conv1": {"PE": 2, "SIMD": 3}, "conv2": {"PE": 4, "SIMD": 2}, "fc": {"PE": 5, "SIMD": 2}},
+        default_folding(m),
+    ]
+    for k, fold in enumerate(folds):
+        prj = tmp_path / f"prj{k}"
+        _write(codegen.generate(m, fold), prj)
+        summary = codegen.summary(m, fold)
+        ly0 = summary["layers"][0]
+        counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
+        _assert_counts_match_summary(summary, counts)
+
+
+def test_counted_cycles_equal_the_summary_digits_cnn(tmp_path, capsys):
+    """The digits CNN of `a2qhls train --arch cnn:c8,dw,p,r,a` (one epoch: the weights do not matter)."""
+    pytest.importorskip("torch")
+    import contextlib
+    import io
+    import json
+
+    from a2qhls.cli import main
+
+    onnx = tmp_path / "cnn.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--dataset", "digits", "--arch", "cnn:c8,dw,p,r,a", "--quant", "a2q+", "--weight-bits", "4",
+                     "--act-bits", "4", "--acc-bits", "12", "--epochs", "1", "--seed", "0", "--device", "cpu",
+                     "--out", str(onnx)]) == 0
+    prj = tmp_path / "prj"
+    assert main(["build", str(onnx), "--out", str(prj)]) == 0
+    summary = json.loads((prj / "a2qhls.json").read_text())
+    ly0 = summary["layers"][0]
+    counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
+    _assert_counts_match_summary(summary, counts)

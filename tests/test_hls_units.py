@@ -6,7 +6,8 @@ import pytest
 
 import hand_models
 from a2qhls import codegen
-from a2qhls.cosim import compile_csim, run_csim
+from a2qhls.cosimulation import compile_csim, run_csim
+from a2qhls.passes.folding import apply_folding, default_folding
 from a2qhls.errors import A2QError
 from a2qhls.ir import IntType
 from a2qhls.passes.thresholds import compute_thresholds
@@ -24,12 +25,9 @@ def test_wide_depthwise_word_sets_ap_int_max_w_and_csim_is_exact(tmp_path):
     raises AP_INT_MAX_W before ap_int.h, and the C simulation runs and equals the numpy model."""
     m = hand_models.cnn(seed=3, ch=16, act_type=IntType(8, False), hw=(4, 4))
     compute_thresholds(m)
-    fold = {"conv1": {"PE": 16, "SIMD": 9}}
-    from a2qhls.passes.folding import validate_folding
-
-    fold = validate_folding(m, fold)
-    files = codegen.generate(m, fold)
-    name, bits = codegen.widest_word(codegen.plan(m, fold))
+    apply_folding(m, {"conv1": {"PE": 16, "SIMD": 9}})
+    files = codegen.generate(m)
+    name, bits = codegen.widest_word(codegen.plan(m))
     assert bits > 1024, (name, bits)
     top_h = files["firmware/a2q_top.h"]
     assert f"#define AP_INT_MAX_W {bits}" in top_h
@@ -49,9 +47,9 @@ def test_wide_depthwise_word_sets_ap_int_max_w_and_csim_is_exact(tmp_path):
 def test_word_above_4096_bits_is_a_clear_error():
     m = hand_models.mlp((640, 4, 2), in_type=IntType(8, False))
     compute_thresholds(m)
-    fold = {"fc0": {"PE": 1, "SIMD": 640}, "fc1": {"PE": 1, "SIMD": 4}}
+    apply_folding(m, {"fc0": {"PE": 1, "SIMD": 640}, "fc1": {"PE": 1, "SIMD": 4}})
     with pytest.raises(A2QError, match=r"5120 bits wide, above the 4096-bit limit"):
-        codegen.plan(m, fold)
+        codegen.plan(m)
 
 
 def _counted_cycles(prj, tmp_path, n_in: int, in_type: str, n: int = 3) -> dict:
@@ -107,16 +105,15 @@ def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
     m = hand_models.cnn(seed=1, in_type=IntType(4, False, False, 2), dw={"stride": (2, 1), "pads": (1, 0, 1, 2)},
                         pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5)
     compute_thresholds(m)
-    from a2qhls.passes.folding import default_folding
-
     folds = [
         {"conv0": {"PE": 2, "SIMD": 6}, "conv1": {"PE": 2, "SIMD": 3}, "conv2": {"PE": 4, "SIMD": 2}, "fc": {"PE": 5, "SIMD": 2}},
         default_folding(m),
     ]
     for k, fold in enumerate(folds):
         prj = tmp_path / f"prj{k}"
-        _write(codegen.generate(m, fold), prj)
-        summary = codegen.summary(m, fold)
+        apply_folding(m, fold)
+        _write(codegen.generate(m), prj)
+        summary = codegen.summary(m)
         ly0 = summary["layers"][0]
         counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
         _assert_counts_match_summary(summary, counts)

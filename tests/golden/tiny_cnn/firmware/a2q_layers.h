@@ -34,6 +34,7 @@ layer0_rows:
         for (; rows < need; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer0_swg);
                 layer0_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -47,6 +48,7 @@ layer0_rows:
         for (int ox = 0; ox < 4; ox++) {
             for (int k0 = 0; k0 < 3; k0++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer0_swg);
                 layer0_win_word o = 0;
                 for (int e = 0; e < 3; e++) {
 #pragma HLS UNROLL
@@ -64,6 +66,7 @@ layer0_rows:
         for (; rows < 4; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer0_swg);
                 layer0_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -155,6 +158,7 @@ layer1_rows:
         for (; rows < need; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer1_swg);
                 layer1_in_word w = in.read();
                 for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
@@ -168,6 +172,7 @@ layer1_rows:
         for (int ox = 0; ox < 4; ox++) {
             for (int k0 = 0; k0 < 6; k0++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer1_swg);
                 layer1_win_word o = 0;
                 for (int e = 0; e < 3; e++) {
 #pragma HLS UNROLL
@@ -186,6 +191,7 @@ layer1_rows:
         for (; rows < 4; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer1_swg);
                 layer1_in_word w = in.read();
                 for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
@@ -263,7 +269,7 @@ layer1_loop:
 typedef ap_uint<2> pool0_win_t;
 typedef ap_uint<2> pool0_out_t;
 // pool0: 'maxpool', max pooling 2x2 stride 2x2 of the stored integers over 4x4x2 -> 2x2x2
-//   1 channels per word: 32 cycles per image at II=1
+//   1 channels per word: 40 cycles per image at II=1
 static void pool0(hls::stream<pool0_in_word> &in, hls::stream<pool0_out_word> &out) {
 #pragma HLS INLINE off
 
@@ -277,6 +283,7 @@ pool0_rows:
         for (; rows < need; rows++) {
             for (int b = 0; b < 8; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool0);
                 pool0_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -290,6 +297,7 @@ pool0_rows:
         for (int ox = 0; ox < 2; ox++) {
             for (int nf = 0; nf < 2; nf++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool0);
                 pool0_out_word o = 0;
                 for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
@@ -314,6 +322,7 @@ pool0_rows:
         for (; rows < 4; rows++) {
             for (int b = 0; b < 8; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool0);
                 pool0_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -333,6 +342,7 @@ static void dup0(hls::stream<dup0_in_word> &in, hls::stream<dup0_out_word> &out0
 dup0_copy:
     for (int b = 0; b < 8; b++) {
 #pragma HLS PIPELINE II=1
+        A2Q_COUNT(dup0);
         dup0_in_word w = in.read();
         out0.write(w);
         out1.write(w);
@@ -358,6 +368,7 @@ layer2_rows:
         for (; rows < need; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer2_swg);
                 layer2_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -371,6 +382,7 @@ layer2_rows:
         for (int ox = 0; ox < 2; ox++) {
             for (int k0 = 0; k0 < 3; k0++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer2_swg);
                 layer2_win_word o = 0;
                 for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
@@ -388,6 +400,7 @@ layer2_rows:
         for (; rows < 2; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(layer2_swg);
                 layer2_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -465,7 +478,7 @@ typedef ap_uint<2> add0_val_t;
 typedef ap_int<5> add0_acc_t;
 typedef ap_uint<2> add0_out_t;
 // add0: 'add' + 'act3', residual add acc = 1 * (a - (0)) + 2 * (b - (0)) over 2x2x2
-//   accumulator ap_int<5> (safe width 5); 8 cycles per image at II=1
+//   accumulator ap_int<5> (safe width 5); 20 cycles per image at II=1
 static void add0(hls::stream<add0_in_word> &in_a, hls::stream<add0_inb_word> &in_b, hls::stream<add0_out_word> &out) {
 #pragma HLS INLINE off
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
@@ -480,6 +493,7 @@ add0_pixels:
     for (int px = 0; px < 4; px++) {
         for (int b = 0; b < 2; b++) {
 #pragma HLS PIPELINE II=1
+            A2Q_COUNT(add0);
             add0_in_word w = in_a.read();
             for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -489,6 +503,7 @@ add0_pixels:
         }
         for (int b = 0; b < 1; b++) {
 #pragma HLS PIPELINE II=1
+            A2Q_COUNT(add0);
             add0_inb_word w = in_b.read();
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
@@ -498,6 +513,7 @@ add0_pixels:
         }
         for (int nf = 0; nf < 2; nf++) {
 #pragma HLS PIPELINE II=1
+            A2Q_COUNT(add0);
             add0_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
@@ -525,7 +541,7 @@ typedef ap_int<5> pool1_acc_t;
 typedef ap_int<2> pool1_out_t;
 // pool1: 'avgpool' + 'act4', average pooling as a window sum of q - (0) (padding 0), 2x2 stride 1x1, pads 0,0,0,0
 //   accumulator ap_int<5> (safe width 5); the division is in the thresholds
-//   1 channels per word: 8 cycles per image at II=1
+//   1 channels per word: 10 cycles per image at II=1
 static void pool1(hls::stream<pool1_in_word> &in, hls::stream<pool1_out_word> &out) {
 #pragma HLS INLINE off
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
@@ -543,6 +559,7 @@ pool1_rows:
         for (; rows < need; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool1);
                 pool1_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
@@ -556,6 +573,7 @@ pool1_rows:
         for (int ox = 0; ox < 1; ox++) {
             for (int nf = 0; nf < 2; nf++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool1);
                 pool1_out_word o = 0;
                 for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
@@ -585,6 +603,7 @@ pool1_rows:
         for (; rows < 2; rows++) {
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
+                A2Q_COUNT(pool1);
                 pool1_in_word w = in.read();
                 for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL

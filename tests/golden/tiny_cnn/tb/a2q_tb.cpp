@@ -451,6 +451,10 @@ int main(int argc, char **argv) {
         n++;
     }
     fout.close();
+#if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
+    // iterations of each process's pipelined loops, summed over all samples
+    for (int p = 0; p < A2Q_NUM_PROCESSES; p++) std::printf("a2q_cycles %s %lld\n", a2q_process_name[p], a2q_cycle_count[p]);
+#endif
     if (expect_path) {
         std::printf("a2q_tb: %ld samples, %ld mismatches against %s\n", n, bad, expect_path);
         return bad ? 1 : 0;

@@ -472,6 +472,96 @@ def plan(model: Model) -> list[LayerPlan]:
     return units
 
 
+@dataclass
+class AxisPort:
+    """One AXI-stream port of the top function and its adapter (a dataflow process).
+
+    On the bus every element takes ``slot_bits`` = its bit width rounded up to whole bytes,
+    sign-extended when signed (zero-extended when unsigned), little-endian; ``per_beat`` =
+    ``bus_bits // slot_bits`` elements per beat, element ``e`` of a beat in bits
+    ``[e*slot_bits, (e+1)*slot_bits)``, in tensor order (channels-last for feature maps); the last
+    beat of an image is padded with zeros and carries TLAST; TKEEP/TSTRB are all ones. Inside, the
+    adapter repacks to ``per_word`` elements of ``bits`` per word with a shift register of
+    ``per_beat + per_word`` elements, reading and writing in one pipelined loop of ``iters``
+    iterations per image.
+    """
+
+    direction: str  # "in" or "out"
+    bus_bits: int
+    bits: int
+    signed: bool
+    elems: int
+    per_word: int
+
+    @property
+    def slot_bits(self) -> int:
+        return 8 * ((self.bits + 7) // 8)
+
+    @property
+    def per_beat(self) -> int:
+        return self.bus_bits // self.slot_bits
+
+    @property
+    def beats(self) -> int:
+        return -(-self.elems // self.per_beat)
+
+    @property
+    def words(self) -> int:
+        return self.elems // self.per_word
+
+    @property
+    def cap(self) -> int:
+        return self.per_beat + self.per_word
+
+    @property
+    def iters(self) -> int:
+        """Iterations of the adapter's loop per image: each reads when the shift register has room,
+        then writes when it holds a whole output (the output adapter also flushes the last beat)."""
+        if self.direction == "in":
+            n_in, per_in, n_out, per_out, flush = self.beats, self.per_beat, self.words, self.per_word, False
+        else:
+            n_in, per_in, n_out, per_out, flush = self.words, self.per_word, self.beats, self.per_beat, True
+        have = rd = wr = it = 0
+        while rd < n_in or wr < n_out:
+            it += 1
+            if rd < n_in and have + per_in <= self.cap:
+                have, rd = have + per_in, rd + 1
+            if wr < n_out and (have >= per_out or (flush and rd == n_in and have > 0)):
+                have, wr = max(have - per_out, 0), wr + 1
+        return it
+
+    def layout(self) -> dict:
+        """The byte layout, for ``a2qhls.json`` (a driver is written from it)."""
+        return {
+            "bus_bits": self.bus_bits,
+            "element_type": f"{'int' if self.signed else 'uint'}{self.bits}",
+            "element_bytes": self.slot_bits // 8,
+            "extension": "sign" if self.signed else "zero",
+            "elements_per_beat": self.per_beat,
+            "elements": self.elems,
+            "beats_per_image": self.beats,
+            "padding": "zeros after the last element of the last beat",
+            "tlast": "set on the last beat of each image" if self.direction == "out" else "ignored",
+            "byte_order": "little-endian; element e of a beat at bytes [e*element_bytes, (e+1)*element_bytes)",
+            "element_order": "row-major, channels last (h, w, c)" ,
+        }
+
+
+def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
+    """``(input port, output port)`` for a bus of ``bus_bits`` (a multiple of 8); default: each
+    port's first/last unit's word with every element widened to whole bytes (no repacking)."""
+    first, last = units[0], units[-1]
+    ports = []
+    for direction, t, elems, per_word in (("in", first.in_t, first.in_elems, first.IPB), ("out", last.out_t, last.out_elems, last.PE)):
+        slot = 8 * ((t.bits + 7) // 8)
+        bus = bus_bits if bus_bits is not None else per_word * slot
+        if bus % 8 or bus < slot or bus > 4096:
+            raise A2QError(f"--bus-bits {bus}: the AXI-stream width must be a multiple of 8 from {slot} (one {t.bits}-bit "
+                           f"{direction}put element in whole bytes) to 4096")
+        ports.append(AxisPort(direction, bus, t.bits, t.signed, elems, per_word))
+    return tuple(ports)
+
+
 def word_widths(units: list) -> list:
     """``[(C++ type name, bits)]`` of every packed word the design declares (stream words and sliding windows)."""
     out = []
@@ -538,7 +628,8 @@ def netlist(units: list) -> tuple[list, list]:
     """Streams and calls of the top function.
 
     Returns ``(streams, calls)``: ``streams`` = ``[(name, word type, depth, comment)]`` (the top's
-    ``in``/``out`` ports excluded); ``calls`` = ``[(function, [argument streams])]`` in dataflow order.
+    ``in``/``out`` AXI-stream ports excluded); ``calls`` = ``[(function, [argument streams])]`` in
+    dataflow order, from the input adapter (``in`` -> ``sin``) to the output adapter (``sout`` -> ``out``).
     Stream names: ``s<i>`` the output of unit ``i``, ``s<i>_<k>`` copy ``k`` of a dup, ``s<i>w`` a
     sliding-window stream. FIFO depth is 2 except on a fork's copies: see :func:`fork_depths`.
     """
@@ -546,8 +637,10 @@ def netlist(units: list) -> tuple[list, list]:
     streams, calls = [], []
     depths = fork_depths(units)
     first_tensor = units[0].inputs[0]
-    src[first_tensor] = ["in"]
+    src[first_tensor] = ["sin"]
     last = units[-1]
+    streams.append(("sin", f"{units[0].cname}_in_word", 2, "the input, unpacked from the AXI-stream beats"))
+    calls.append(("a2q_in_adapter", ["in", "sin"]))
     for u in units:
         args = [src[t].pop(0) for t in u.inputs]
         if u.kind == "dwc":
@@ -563,15 +656,15 @@ def netlist(units: list) -> tuple[list, list]:
             calls.append((u.cname, args + outs))
             src[u.inputs[0]] = list(outs)
             continue
-        out = "out" if u is last else f"s{u.index}"
+        out = "sout" if u is last else f"s{u.index}"
         if u.kind in ("conv", "dw"):
             streams.append((f"s{u.index}w", f"{u.cname}_win_word", 2, "sliding windows"))
             calls.append((f"{u.cname}_swg", [args[0], f"s{u.index}w"]))
             args = [f"s{u.index}w"]
-        if out != "out":
-            streams.append((out, f"{u.cname}_out_word", 2, ""))
+        streams.append((out, f"{u.cname}_out_word", 2, "the output, packed into AXI-stream beats" if u is last else ""))
         calls.append((u.cname, args + [out]))
         src[u.out_tensor] = [out]
+    calls.append(("a2q_out_adapter", ["sout", "out"]))
     return streams, calls
 
 
@@ -652,12 +745,15 @@ def file_names(lp: LayerPlan) -> dict:
     return out
 
 
-def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
+def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None) -> dict:
     streams, calls = netlist(layers)
+    axin, axout = axis_ports(layers, bus_bits)
     wide_name, wide_bits = widest_word(layers)
     return dict(
         widest=(wide_name, wide_bits),
-        processes=processes(layers),
+        processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [("a2q_out_adapter", axout.iters)],
+        axin=axin,
+        axout=axout,
         ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
         top=TOP,
         model_name=model.name,
@@ -675,9 +771,6 @@ def _context(model: Model, layers: list, part: str, clock_ns: float) -> dict:
     )
 
 
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_./+=-]*")
-
-
 def _csim_checked() -> dict:
     """:data:`CSIM` for the build script template; its words are pasted into the shell script
     (inside double quotes), so each must be a plain path or flag."""
@@ -689,11 +782,14 @@ def _csim_checked() -> dict:
     return CSIM
 
 
-def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0) -> dict:
-    """Render the whole project: ``{relative path: file text}`` (sorted, deterministic)."""
+def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None) -> dict:
+    """Render the whole project: ``{relative path: file text}`` (sorted, deterministic).
+
+    ``bus_bits``: the width of both AXI-stream ports (a multiple of 8); None: each port as wide
+    as its first/last unit's word with elements widened to whole bytes (see :class:`AxisPort`)."""
     layers = plan(model)
     env = _env()
-    ctx = _context(model, layers, part, clock_ns)
+    ctx = _context(model, layers, part, clock_ns, bus_bits)
     files: dict = {}
     for lp in layers:
         names = file_names(lp)
@@ -716,7 +812,7 @@ def _tname(t: IntT) -> str:
     return f"{'int' if t.signed else 'uint'}{t.bits}"
 
 
-def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART) -> dict:
+def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART, bus_bits: Optional[int] = None) -> dict:
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
@@ -728,6 +824,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     capacity, and with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each
     layer and unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and
     ``lut_ratio_acc32``). Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
+    ``interface``: the AXI-stream ports' byte layout (:meth:`AxisPort.layout`).
     """
     from . import estimate
 
@@ -738,6 +835,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     except KeyError:
         raise A2QError(f"part '{part}': no capacity known (known parts: {', '.join(estimate.PARTS)})") from None
     cost_of = {c["cname"]: c for c in costs["units"]}
+    axin, axout = axis_ports(units, bus_bits)
     overrides = {d.name: int(d.acc_bits) for d in sorted(model.accumulating_ops(), key=lambda d: d.name) if d.acc_bits_overridden}
     out_layers = []
     for lp in layers_of(units):
@@ -788,7 +886,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 worst_channel=int(d.acc.worst_channel),
             )
         out_layers.append(entry)
-    unit_list = []
+    unit_list = [{"index": None, "cname": "a2q_in_adapter", "kind": "axis_in", "op": None, "inputs": [units[0].inputs[0]],
+                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "processes": {"a2q_in_adapter": axin.iters}}]
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
              "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles,
@@ -797,7 +896,9 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             e["swg_cycles_per_image"] = u.swg_cycles
             e["compute_cycles_per_image"] = u.cycles
         unit_list.append(e)
-    slow = max(units, key=lambda u: u.stage_cycles)
+    unit_list.append({"index": None, "cname": "a2q_out_adapter", "kind": "axis_out", "op": None, "inputs": [units[-1].out_tensor],
+                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "processes": {"a2q_out_adapter": axout.iters}})
+    slow = max(unit_list, key=lambda e: e["cycles_per_image"])
     first = units[0]
     streams, _ = netlist(units)
     return {
@@ -811,8 +912,13 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
         "acc_bits_overrides": overrides,
         "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in units if lp.has_weights},
         "chain": is_chain(units),
-        "cycles_per_image": slow.stage_cycles,
-        "bottleneck": slow.cname,
+        "cycles_per_image": slow["cycles_per_image"],
+        "bottleneck": slow["cname"],
+        "interface": {
+            "protocol": "AXI4-Stream in and out (TDATA, TKEEP, TSTRB, TLAST), block control ap_ctrl_none: free-running, one image per input burst",
+            "input": axin.layout(),
+            "output": axout.layout(),
+        },
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
         "layers": out_layers,
         "units": unit_list,

@@ -422,6 +422,8 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
     if u.kind == "dup":
         return dup_cost(u.PE * u.in_t.bits, u.n_out)
+    if u.kind == "dwc":  # width converter the plan puts where a producer's PE differs from a consumer's SIMD
+        return width_converter_cost(u.IPB * u.in_t.bits, u.PE * u.in_t.bits)
     raise ValueError(f"unit_cost: unknown unit kind '{u.kind}'")
 
 

@@ -71,6 +71,7 @@ class BuildConfig:
     clock_mhz: Optional[float] = None
     budget: Optional[dict] = None
     part: Optional[str] = None
+    bus_bits: Optional[int] = None  # AXI-stream data width of both ports (codegen.AxisPort); None: natural
 
     def __post_init__(self):
         a = self.acc_bits
@@ -164,9 +165,9 @@ def step_codegen(s: BuildState) -> None:
     from . import codegen
 
     part = s.config.part or codegen.DEFAULT_PART
-    summary = codegen.summary(s.model, model_file=MODEL_FILE, part=part)  # checks the part before rendering
+    summary = codegen.summary(s.model, model_file=MODEL_FILE, part=part, bus_bits=s.config.bus_bits)  # checks the part before rendering
     kw = {} if s.config.clock_mhz is None else {"clock_ns": round(1000.0 / s.config.clock_mhz, 3)}
-    s.files.update(codegen.generate(s.model, **kw))
+    s.files.update(codegen.generate(s.model, bus_bits=s.config.bus_bits, **kw))
     s.summary = summary
 
 
@@ -315,7 +316,8 @@ def _check_out_dir(out: Path, force: bool) -> None:
 
 
 def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None,
-          part=None, target_fps=None, clock_mhz=None, budget=None) -> dict:
+          part=None, target_fps=None, clock_mhz=None, budget=None,
+          bus_bits: Optional[int] = None) -> dict:
     """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
 
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
@@ -325,12 +327,13 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     non-empty ``out_dir``. ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
     receives one-line warnings (default: :func:`warnings.warn` with
     :class:`~a2qhls.errors.A2QWarning`). ``part``, ``target_fps``, ``clock_mhz``, ``budget``: see
-    :class:`BuildConfig`. Raises :class:`A2QError` on bad input; nothing is written then.
+    :class:`BuildConfig`. ``bus_bits``: the AXI-stream data width of both ports (a multiple of 8;
+    None: each port its natural width, see :class:`a2qhls.codegen.AxisPort`). Raises :class:`A2QError` on bad input; nothing is written then.
     """
     out = Path(out_dir)
     _check_out_dir(out, force)
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
-                      clock_mhz=clock_mhz, budget=budget)
+                      clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits)
     if isinstance(model, Model):
         model = copy.deepcopy(model)
     state = run_steps(BuildState(source=model, config=cfg, out_dir=out))

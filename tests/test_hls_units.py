@@ -82,9 +82,11 @@ def _assert_counts_match_summary(summary: dict, counts: dict) -> None:
         assert u["cycles_per_image"] == max(counts[name] for name in u["processes"])
 
 
-def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys):
-    """The bundled digits MLP: each process's loop iterations per image, counted in C simulation,
-    equal the cycles a2qhls.json states, and the dataflow interval is their maximum."""
+@pytest.mark.parametrize("bus", [None, 32])
+def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys, bus):
+    """The bundled digits MLP (natural bus, and a 32-bit bus repacked inside): each process's loop
+    iterations per image, counted in C simulation, equal the cycles a2qhls.json states, and the
+    dataflow interval is their maximum."""
     import json
     from pathlib import Path
 
@@ -92,8 +94,10 @@ def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys):
 
     onnx = Path(__file__).parent.parent / "examples" / "digits_a2qplus_p12.onnx"
     prj = tmp_path / "prj"
-    assert main(["build", str(onnx), "--out", str(prj)]) == 0
+    assert main(["build", str(onnx), "--out", str(prj)] + (["--bus-bits", str(bus)] if bus else [])) == 0
     summary = json.loads((prj / "a2qhls.json").read_text())
+    if bus:
+        assert summary["interface"]["input"]["bus_bits"] == summary["interface"]["output"]["bus_bits"] == bus
     ly0 = summary["layers"][0]
     counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
     _assert_counts_match_summary(summary, counts)
@@ -139,3 +143,36 @@ def test_counted_cycles_equal_the_summary_digits_cnn(tmp_path, capsys):
     ly0 = summary["layers"][0]
     counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
     _assert_counts_match_summary(summary, counts)
+
+
+@pytest.mark.parametrize("bus", [24])
+def test_axi_stream_ports_tlast_sign_extension_and_bus_width(tmp_path, bus):
+    """Signed 11-bit-ish outputs and an input with a zero-point through a fixed bus: the testbench
+    packs whole-byte elements into beats and checks TLAST, zero padding and sign extension;
+    csim equals the numpy model. With TLAST removed from the design the testbench fails."""
+    import subprocess
+
+    m = hand_models.cnn(seed=2, in_type=IntType(4, False, False, 2), n_out=5)
+    compute_thresholds(m)
+    apply_folding(m, {"fc": {"PE": 5, "SIMD": 1}})
+    files = codegen.generate(m, bus_bits=bus)
+    s = codegen.summary(m, bus_bits=bus)
+    out = s["interface"]["output"]
+    assert out["extension"] == "sign" and out["element_bytes"] * 8 >= int(out["element_type"][3:])
+    assert out["beats_per_image"] == -(-5 // out["elements_per_beat"])
+    assert "#pragma HLS INTERFACE ap_ctrl_none port=return" in files["firmware/a2q_top.cpp"]
+    prj = tmp_path / "prj"
+    _write(files, prj)
+    compile_csim(prj, tmp_path / "csim")
+    x = np.random.default_rng(1).uniform(-0.5, 1.5, size=(20, 2, 6, 6)).astype(np.float32)
+    vals = BitSim(m).run(x, keep=True)
+    q = vals["x_q"].reshape(len(x), -1).astype(np.int64)
+    cpp = run_csim(tmp_path / "csim", q, tmp_path)
+    assert np.array_equal(cpp, vals["out"]) and (cpp < 0).any()
+    broken = files["firmware/a2q_layers.h"].replace("v.last = (beats ==", "v.last = 0 * (beats ==")
+    assert broken != files["firmware/a2q_layers.h"]
+    (prj / "firmware/a2q_layers.h").write_text(broken)
+    compile_csim(prj, tmp_path / "csim_broken")
+    np.savetxt(tmp_path / "in.txt", q, fmt="%d")
+    r = subprocess.run([str(tmp_path / "csim_broken"), str(tmp_path / "in.txt"), str(tmp_path / "o.txt")], capture_output=True, text=True)
+    assert r.returncode != 0 and "TLAST is 0 on output beat" in r.stderr

@@ -30,6 +30,13 @@ def add_arguments(p) -> None:
         metavar="LAYER=BITS",
         help="override a layer's accumulator width (LAYER: its name, 'layerN' or index N); repeatable",
     )
+    p.add_argument(
+        "--bus-bits",
+        type=int,
+        metavar="BITS",
+        help="AXI-stream data width of the input and output ports (a multiple of 8, e.g. 32, 64, 128); the "
+        "design repacks inside. Default: each port as wide as its first/last unit's word in whole bytes",
+    )
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--save-steps", action="store_true", help="also write steps/NN_<step>.json: the IR after each step of the flow")
     p.add_argument("--target-fps", type=float, metavar="F",
@@ -58,7 +65,8 @@ def run(args) -> int:
 
     budget = {"LUT": args.lut_budget, "BRAM18": args.bram_budget, "DSP": args.dsp_budget}
     s = build(args.model, args.out, folding=args.folding, acc_bits=args.acc_bits, force=args.force, save_steps=args.save_steps,
-              warn=warn, part=args.part, target_fps=args.target_fps, clock_mhz=args.clock_mhz, budget=budget)
+              warn=warn, part=args.part, target_fps=args.target_fps, clock_mhz=args.clock_mhz, budget=budget,
+              bus_bits=args.bus_bits)
     print(f"wrote {args.out} ({len(s['layers'])} layers, top {s['top']})")
     print(render_table(s))
     return 0

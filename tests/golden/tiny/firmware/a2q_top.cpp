@@ -5,17 +5,26 @@
 #if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
 long long a2q_cycle_count[A2Q_NUM_PROCESSES];
 const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
+    "a2q_in_adapter",
     "layer0",
     "layer1",
+    "a2q_out_adapter",
 };
 #endif
 
-void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
+void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out
+#pragma HLS INTERFACE ap_ctrl_none port=return
 #pragma HLS DATAFLOW
+    hls::stream<layer0_in_word> sin("sin");
+#pragma HLS STREAM variable=sin depth=2
     hls::stream<layer0_out_word> s0("s0");
 #pragma HLS STREAM variable=s0 depth=2
-    layer0(in, s0);
-    layer1(s0, out);
+    hls::stream<layer1_out_word> sout("sout");
+#pragma HLS STREAM variable=sout depth=2
+    a2q_in_adapter(in, sin);
+    layer0(sin, s0);
+    layer1(s0, sout);
+    a2q_out_adapter(sout, out);
 }

@@ -17,22 +17,56 @@ typedef ap_uint<8> layer1_out_word;
 typedef layer0_in_word a2q_in_word;
 typedef layer1_out_word a2q_out_word;
 
+// The top's AXI-stream ports: TDATA of A2Q_*_BUS_BITS, TKEEP/TSTRB, TLAST. Every element takes
+// A2Q_*_ELEM_BYTES whole bytes (sign-extended when signed, zero-extended when unsigned),
+// little-endian, A2Q_*_PER_BEAT per beat in tensor order (channels last); the last beat of an
+// image is padded with zeros; the output's last beat of each image carries TLAST.
+#define A2Q_IN_BUS_BITS 16
+#define A2Q_OUT_BUS_BITS 8
+#if defined(__has_include)
+#if __has_include(<ap_axi_sdata.h>)
+#define A2Q_HAVE_AP_AXI_SDATA 1
+#endif
+#endif
+#ifdef A2Q_HAVE_AP_AXI_SDATA
+#include <ap_axi_sdata.h>
+typedef ap_axiu<A2Q_IN_BUS_BITS, 0, 0, 0> a2q_axis_in;
+typedef ap_axiu<A2Q_OUT_BUS_BITS, 0, 0, 0> a2q_axis_out;
+#else
+// Headers without ap_axi_sdata.h (C simulation against hls4ml's ap_types): the same fields.
+template <int D>
+struct a2q_axis_word {
+    ap_uint<D> data;
+    ap_uint<(D + 7) / 8> keep;
+    ap_uint<(D + 7) / 8> strb;
+    ap_uint<1> last;
+};
+typedef a2q_axis_word<A2Q_IN_BUS_BITS> a2q_axis_in;
+typedef a2q_axis_word<A2Q_OUT_BUS_BITS> a2q_axis_out;
+#endif
+
 #define A2Q_NUM_LAYERS 2
 #define A2Q_IN_ELEMS 4
-#define A2Q_IN_PER_WORD 2
 #define A2Q_IN_BITS 3
 #define A2Q_IN_SIGNED 1
+#define A2Q_IN_ELEM_BYTES 1
+#define A2Q_IN_PER_BEAT 2
+#define A2Q_IN_BEATS 2
 #define A2Q_OUT_ELEMS 2
-#define A2Q_OUT_PER_WORD 1
 #define A2Q_OUT_BITS 8
 #define A2Q_OUT_SIGNED 1
+#define A2Q_OUT_ELEM_BYTES 1
+#define A2Q_OUT_PER_BEAT 1
+#define A2Q_OUT_BEATS 2
 
 // Cycle counters (C simulation only, built with -DA2Q_COUNT_CYCLES): every pipelined loop
 // counts its iterations in its process's counter; empty in synthesis.
 #if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
 enum a2q_process {
+    A2Q_P_a2q_in_adapter,
     A2Q_P_layer0,
     A2Q_P_layer1,
+    A2Q_P_a2q_out_adapter,
     A2Q_NUM_PROCESSES
 };
 extern long long a2q_cycle_count[A2Q_NUM_PROCESSES];
@@ -42,6 +76,6 @@ extern const char *const a2q_process_name[A2Q_NUM_PROCESSES];
 #define A2Q_COUNT(process) ((void)0)
 #endif
 
-void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out);
+void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out);
 
 #endif

@@ -47,29 +47,68 @@ static void read_output(hls::stream<a2q_out_word> &s, vec_t &y) {
     }
 }
 
-// Feed layer 0's input (4 x ap_int<3>) and run the top function.
-static int run_from_0(const vec_t &x, vec_t &y) {
-    if ((int)x.size() != 4) {
-        std::fprintf(stderr, "a2q_tb: expected 4 values per line, got %d\n", (int)x.size());
+// The whole design through its AXI-stream ports: pack the input as the bus carries it (whole-byte
+// elements, sign/zero-extended, little-endian, zero padding, TLAST on the last beat), then check
+// the output beats: exactly A2Q_OUT_BEATS, TLAST on the last one only, padding zero, each element
+// correctly sign/zero-extended.
+static int run_top(const vec_t &x, vec_t &y) {
+    if ((int)x.size() != A2Q_IN_ELEMS) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", A2Q_IN_ELEMS, (int)x.size());
         return 1;
     }
-    hls::stream<layer0_in_word> s_in("tb_in");
-    for (int b = 0; b < 2; b++) {
-        layer0_in_word w = 0;
-        for (int e = 0; e < 2; e++) {
-            long long xv = x[b * 2 + e];
-            ap_int<3> v = xv;
-            if ((long long)v.to_int64() != xv) {
+    hls::stream<a2q_axis_in> s_in("tb_in");
+    for (int b = 0; b < A2Q_IN_BEATS; b++) {
+        a2q_axis_in v;
+        v.data = 0;
+        v.keep = -1;
+        v.strb = -1;
+        v.last = (b == A2Q_IN_BEATS - 1) ? 1 : 0;
+        for (int e = 0; e < A2Q_IN_PER_BEAT; e++) {
+            int i = b * A2Q_IN_PER_BEAT + e;
+            if (i >= A2Q_IN_ELEMS) break;
+            long long xv = x[i];
+            ap_int<3> q = xv;
+            if ((long long)q.to_int64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_int<3>\n", xv);
                 return 1;
             }
-            w.range(3 * e + 2, 3 * e) = v;
+            ap_int<8> slot = q;
+            v.data.range(8 * e + 7, 8 * e) = slot;
         }
-        s_in.write(w);
+        s_in.write(v);
     }
-    hls::stream<a2q_out_word> s_out("tb_out");
+    hls::stream<a2q_axis_out> s_out("tb_out");
     a2q_top(s_in, s_out);
-    read_output(s_out, y);
+    y.clear();
+    for (int b = 0; b < A2Q_OUT_BEATS; b++) {
+        if (s_out.empty()) {
+            std::fprintf(stderr, "a2q_tb: the output ended after %d of %d beats\n", b, A2Q_OUT_BEATS);
+            return 1;
+        }
+        a2q_axis_out v = s_out.read();
+        if ((int)v.last != (b == A2Q_OUT_BEATS - 1 ? 1 : 0)) {
+            std::fprintf(stderr, "a2q_tb: TLAST is %d on output beat %d of %d\n", (int)v.last, b, A2Q_OUT_BEATS);
+            return 1;
+        }
+        for (int e = 0; e < A2Q_OUT_PER_BEAT; e++) {
+            ap_int<8> slot = v.data.range(8 * e + 7, 8 * e);
+            ap_int<8> q = slot;
+            long long val = (long long)slot.to_int64();
+            if ((long long)q.to_int64() != val) {
+                std::fprintf(stderr, "a2q_tb: output element %d is not sign-extended\n", b * A2Q_OUT_PER_BEAT + e);
+                return 1;
+            }
+            if (b * A2Q_OUT_PER_BEAT + e < A2Q_OUT_ELEMS) y.push_back(val);
+            else if (val != 0) {
+                std::fprintf(stderr, "a2q_tb: output padding is not zero\n");
+                return 1;
+            }
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: more than %d output beats for one image\n", A2Q_OUT_BEATS);
+        return 1;
+    }
     return 0;
 }
 
@@ -211,7 +250,7 @@ int main(int argc, char **argv) {
             }
         } else {
             switch (start) {
-            case 0: rc = run_from_0(x, y); break;
+            case 0: rc = run_top(x, y); break;
             case 1: rc = run_from_1(x, y); break;
             }
         }

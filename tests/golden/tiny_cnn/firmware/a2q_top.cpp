@@ -5,6 +5,7 @@
 #if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)
 long long a2q_cycle_count[A2Q_NUM_PROCESSES];
 const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
+    "a2q_in_adapter",
     "layer0_swg",
     "layer0",
     "layer1_swg",
@@ -17,13 +18,17 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
     "pool1",
     "dwc0",
     "layer3",
+    "a2q_out_adapter",
 };
 #endif
 
-void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
+void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out
+#pragma HLS INTERFACE ap_ctrl_none port=return
 #pragma HLS DATAFLOW
+    hls::stream<layer0_in_word> sin("sin");
+#pragma HLS STREAM variable=sin depth=2
     hls::stream<layer0_win_word> s0w("s0w");
 #pragma HLS STREAM variable=s0w depth=2
     hls::stream<layer0_out_word> s0("s0");
@@ -49,7 +54,10 @@ void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
 #pragma HLS STREAM variable=s6 depth=2
     hls::stream<dwc0_out_word> s7("s7");
 #pragma HLS STREAM variable=s7 depth=2
-    layer0_swg(in, s0w);
+    hls::stream<layer3_out_word> sout("sout");
+#pragma HLS STREAM variable=sout depth=2
+    a2q_in_adapter(in, sin);
+    layer0_swg(sin, s0w);
     layer0(s0w, s0);
     layer1_swg(s0, s1w);
     layer1(s1w, s1);
@@ -60,5 +68,6 @@ void a2q_top(hls::stream<a2q_in_word> &in, hls::stream<a2q_out_word> &out) {
     add0(s3_1, s4, s5);
     pool1(s5, s6);
     dwc0(s6, s7);
-    layer3(s7, out);
+    layer3(s7, sout);
+    a2q_out_adapter(sout, out);
 }

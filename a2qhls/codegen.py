@@ -50,6 +50,8 @@ TOP = "a2q_top"
 DEFAULT_PART = "xczu3eg-sbva484-1-e"
 FORMAT_VERSION = 1
 AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
+STREAMING_SWG = False  # the one-loop window generator (work in progress)
+BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
 __all__ = ["TOP", "CSIM", "csim_commands", "template_dir", "plan", "generate", "summary", "LayerPlan"]
@@ -180,6 +182,7 @@ class LayerPlan:
     mult: tuple = (1, 1)
     n_out: int = 1  # dup: number of copies
     win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
+    thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
 
     @property
     def NF(self) -> int:
@@ -225,10 +228,12 @@ class LayerPlan:
             return self.NF * self.SF
         if self.kind in ("conv", "dw"):
             return self.pixels * self.NF * self.SF
+        if self.running_max:
+            return rd  # one input word per iteration, an output word in the same iteration
         if self.kind in ("maxpool", "avgpool"):
             return rd + self.out_elems // self.PE  # rows read, then windows written: not overlapped
         if self.kind == "add":
-            return rd + self.in_elems // self.IPB_b + self.out_elems // self.PE  # a, then b, then the sum
+            return rd  # one word of a and of b in, one word out per iteration
         return rd  # dup
 
     @staticmethod
@@ -247,7 +252,25 @@ class LayerPlan:
     @property
     def t_impl(self) -> Optional[str]:
         """Storage of each PE's threshold ROM (``NF`` words of ``NT`` packed thresholds)."""
-        return self.rom_impl(self.MH // self.PE) if self.NT else None
+        return self.rom_impl(self.MH // self.PE) if self.NT and not self.thr_binary else None
+
+    @property
+    def thr_stages(self) -> int:
+        """Binary search: stages K = ceil(log2(NT + 1)); stage k holds 2^k thresholds per channel."""
+        return int(self.NT).bit_length()
+
+    @property
+    def thr_stage_t(self) -> Optional[IntT]:
+        """Binary search: the stage tables' type, wide enough for the sentinel 2^(P-1) (above any accumulator)."""
+        return IntT(max(self.thr_t.bits, self.P + 1), True) if self.thr_binary else None
+
+    def thr_stage_impl(self, k: int) -> Optional[str]:
+        return self.rom_impl(self.NF << k)
+
+    @property
+    def running_max(self) -> bool:
+        """A max pool whose windows tile the map (kernel == stride, no padding): a running-max unit."""
+        return self.kind == "maxpool" and tuple(self.kernel) == tuple(self.stride) and not any(self.pads)
 
     @property
     def bank_accesses(self) -> dict:
@@ -261,18 +284,88 @@ class LayerPlan:
                 out["W"] = 1  # one packed SIMD word per PE bank
             if self.bias_t is not None and self.NF > 1:
                 out["B"] = 1
+        if self.running_max and self.MH // self.PE > 1:
+            out["mx"] = 2  # the running max of (ox, channel group): read, then written
         if self.t_impl:
             out["T"] = 1  # one packed word of NT thresholds per PE bank
+        if self.thr_binary:
+            for k in range(self.thr_stages):
+                if self.thr_stage_impl(k):
+                    out[f"T{k}"] = 1  # one threshold per PE bank and stage
         return out
 
     @property
+    def swg_streaming(self) -> bool:
+        """The window generator reads and emits in one loop from a line buffer of packed words
+        (``swg_V`` channels each): Conv with SIMD dividing C_in, depthwise with SIMD = 1 and input
+        words of the same size. Otherwise the fallback reads rows, then emits windows."""
+        if not STREAMING_SWG:
+            return False
+        if self.kind == "conv":
+            return self.in_shape[2] % self.SIMD == 0 and self.IPB == self.SIMD
+        if self.kind == "dw":
+            return self.SIMD == 1 and self.IPB == self.PE
+        return False
+
+    @property
+    def swg_V(self) -> int:
+        """Channels per line-buffer word (and per input word) of a streaming window generator."""
+        return self.SIMD if self.kind == "conv" else self.PE
+
+    @property
+    def swg_rows(self) -> int:
+        """Line-buffer rows of a streaming window generator: the kernel's, plus the stride's read ahead."""
+        return self.kernel[0] + self.stride[0]
+
+    @property
     def swg_cycles(self) -> int:
-        """The sliding-window generator's iterations per image (conv, dw): rows in, then windows out."""
+        """The sliding-window generator's iterations per image (conv, dw): see :func:`swg_schedule`
+        for the streaming one; the fallback reads rows, then emits windows (their sum)."""
+        if self.swg_streaming:
+            return swg_schedule(self)
         return self.in_elems // self.IPB + self.pixels * (self.kernel[0] * self.kernel[1] * self.in_shape[2]) // self.OPB
 
     @property
     def stage_cycles(self) -> int:
         return max(self.cycles, self.swg_cycles) if self.kind in ("conv", "dw") else self.cycles
+
+
+def swg_schedule(u: "LayerPlan") -> int:
+    """Iterations per image of the streaming window generator (templates/_cnn_units.j2, ``swg_stream``),
+    by running its schedule: each iteration first decides, from the state at its start,
+    - to emit the next window word when every input word its output pixel needs, plus one, has
+      been read (the newest word is never read back in the iteration after its write), and
+    - to read the next input word when its row is less than ``swg_rows`` rows below the current
+      output pixel's top row (rows above the top are free);
+    and stops when all words are read and emitted. The template makes the same decisions."""
+    H, W, C = u.in_shape
+    OH, OW = u.out_shape[0], u.out_shape[1]
+    KH, KW = u.kernel
+    SH, SW = u.stride
+    pt, pl = u.pads[0], u.pads[1]
+    G = C // u.swg_V
+    R = u.swg_rows
+    total_rd = H * W * G
+    per_px = KH * KW * G
+    rd = it = 0
+    for oy in range(OH):
+        top = oy * SH - pt
+        iy_max = min(H - 1, top + KH - 1)
+        for ox in range(OW):
+            ix_max = min(W - 1, ox * SW - pl + KW - 1)
+            need = min((iy_max * W + ix_max + 1) * G + 1, total_rd) if iy_max >= 0 else 0
+            emitted = 0
+            while emitted < per_px:
+                it += 1
+                can_emit = rd >= need
+                if rd < total_rd and rd // (W * G) < top + R:
+                    rd += 1
+                if can_emit:
+                    emitted += 1
+    while rd < total_rd:  # rows below the last window
+        it += 1
+        rd += 1
+    return it
 
 
 def _weight_matrix(op) -> np.ndarray:
@@ -394,6 +487,9 @@ def plan(model: Model) -> list[LayerPlan]:
             if op.K % simd == 0 and int(np.prod(x.shape)) % epw[op.inputs[0]] == 0:
                 convert(op.inputs[0], simd)
                 ipb0 = simd
+        if isinstance(op, Add):
+            # one iteration reads a word of each addend: b repacked to a's elements per word
+            convert(op.inputs[1], epw[op.inputs[0]])
         in_t = IntT(in_dt.bits, in_dt.signed)
         rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
         if rq is not None:
@@ -401,12 +497,15 @@ def plan(model: Model) -> list[LayerPlan]:
         P = widths.get(op.name, 0)
         safe = int(op.acc.acc_bits) if getattr(op, "acc", None) is not None else P
         NT, thr_t, out_t, qmin = _thr_fields(rq, P)
+        # a binary search needs every channel's thresholds in order (they are: exact requantization
+        # is monotone; negated channels were mirrored by the importer)
+        thr_binary = NT >= BINARY_SEARCH_MIN_NT and bool(np.all(np.diff(np.asarray(rq.thresholds, dtype=object), axis=1) >= 0))
         out_tensor = (rq or op).outputs[0]
         common = dict(
             index=len(units), dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
             zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
             qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
-            out_shape=_shape3(model.tensors[out_tensor].shape),
+            out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary,
         )
         if isinstance(op, (Dense, Conv)):
             PE, SIMD = int(op.pe), int(op.simd)
@@ -447,7 +546,7 @@ def plan(model: Model) -> list[LayerPlan]:
             u = LayerPlan(cname=ids.claim(f"add{n_add}"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             n_add += 1
             u.kind = "add"
-            u.IPB_b = epw[op.inputs[1]]
+            u.IPB_b = u.IPB
             u.in_t_b = IntT(tb.bits, tb.signed)
             u.zp_b = int(tb.zero_point)
             u.mult = tuple(int(m) for m in op.multipliers)
@@ -736,6 +835,24 @@ def _thresholds_folded(lp: LayerPlan) -> list:
     return T.reshape(lp.NF, lp.PE, lp.NT).transpose(1, 0, 2).tolist()
 
 
+def _threshold_stages(lp: LayerPlan) -> list:
+    """Binary search tables: ``[stage k][pe][nf][j]`` = the threshold at index ``j * 2^(K-k) + 2^(K-1-k) - 1``
+    of channel ``nf * PE + pe`` (``2^(P-1)``, above any accumulator, past the last threshold).
+
+    Search: ``lo = 0``; at stage ``k``, ``if acc >= T_k[lo >> (K-k)]: lo += 2^(K-1-k)``; then ``lo`` =
+    ``#{t : acc >= T[t]}`` for thresholds in non-decreasing order (the classic lower bound search)."""
+    K = lp.thr_stages
+    T = np.asarray(lp.requant.thresholds).astype(object).reshape(lp.NF, lp.PE, lp.NT).transpose(1, 0, 2)
+    pad = np.full((lp.PE, lp.NF, (1 << K) - 1), 1 << (lp.P - 1), dtype=object)
+    pad[:, :, : lp.NT] = T
+    stages = []
+    for k in range(K):
+        step = 1 << (K - 1 - k)
+        idx = [j * (step << 1) + step - 1 for j in range(1 << k)]
+        stages.append(pad[:, :, idx].tolist())
+    return stages
+
+
 def file_names(lp: LayerPlan) -> dict:
     out = {}
     if lp.has_weights:
@@ -798,7 +915,9 @@ def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, b
                 ctx, lp=lp, W=_weights_folded(lp), B=_bias_folded(lp) if lp.bias_t is not None else None
             )
         if "thresholds" in names:
-            files[names["thresholds"]] = env.get_template("thresholds.h.j2").render(ctx, lp=lp, T=_thresholds_folded(lp))
+            files[names["thresholds"]] = env.get_template("thresholds.h.j2").render(
+                ctx, lp=lp, T=_thresholds_folded(lp), stages=_threshold_stages(lp) if lp.thr_binary else None
+            )
     files["firmware/a2q_layers.h"] = env.get_template("layers.h.j2").render(ctx)
     files[f"firmware/{TOP}.h"] = env.get_template("top.h.j2").render(ctx)
     files[f"firmware/{TOP}.cpp"] = env.get_template("top.cpp.j2").render(ctx)

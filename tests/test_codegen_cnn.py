@@ -33,11 +33,12 @@ def test_golden_tiny_cnn_project():
 def test_units_streams_and_fifo_depth_on_the_bypass():
     m, fold = _tiny()
     units = codegen.plan(apply_folding(m, fold))
-    # a width converter packs the pool's 1-element words into the dense layer's SIMD=2 words
-    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "add", "avgpool", "dwc", "mvu"]
+    # width converters: conv2's 2-channel words to the add's 1 (the bypass's), and the pool's
+    # 1-element words into the dense layer's SIMD=2 words
+    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "dwc", "add", "avgpool", "dwc", "mvu"]
     files = codegen.generate(m)
     top = files["firmware/a2q_top.cpp"]
-    assert "a2q_in_adapter(in, sin);" in top and "layer0_swg(sin, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "add0(s3_1, s4, s5);" in top
+    assert "a2q_in_adapter(in, sin);" in top and "layer0_swg(sin, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "dwc0(s4, s5);" in top and "add0(s3_1, s5, s6);" in top
     depths = codegen.fork_depths(units)
     # the bypass (copy 1, straight into the add) buffers the conv branch's window rows; the other needs nothing
     assert depths[(3, 0)] == 2 and depths[(3, 1)] > 2

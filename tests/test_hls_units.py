@@ -22,7 +22,8 @@ def _write(files: dict, prj) -> None:
 
 def test_wide_depthwise_word_sets_ap_int_max_w_and_csim_is_exact(tmp_path):
     """16 channels, 8-bit activations, depthwise PE=16 SIMD=9: a 1152-bit window word. The header
-    raises AP_INT_MAX_W before ap_int.h, and the C simulation runs and equals the numpy model."""
+    raises AP_INT_MAX_W before ap_int.h, and the C simulation runs and equals the numpy model
+    (every threshold unit there is a binary search: 255 thresholds per channel)."""
     m = hand_models.cnn(seed=3, ch=16, act_type=IntType(8, False), hw=(4, 4))
     compute_thresholds(m)
     apply_folding(m, {"conv1": {"PE": 16, "SIMD": 9}})
@@ -34,6 +35,8 @@ def test_wide_depthwise_word_sets_ap_int_max_w_and_csim_is_exact(tmp_path):
     assert top_h.index("AP_INT_MAX_W") < top_h.index('#include "ap_int.h"')
     layers_h = files["firmware/a2q_layers.h"]
     assert layers_h.index('#include "a2q_top.h"') < layers_h.index('#include "ap_int.h"')
+    # 255 thresholds per channel: a binary search of 8 stages, not 255 comparators
+    assert "lo += 128;" in layers_h and "_T7[pe][nf][lo >> 1]" in layers_h and "for (int t = 0; t < 255" not in layers_h
     prj = tmp_path / "prj"
     _write(files, prj)
     compile_csim(prj, tmp_path / "csim")
@@ -176,3 +179,29 @@ def test_axi_stream_ports_tlast_sign_extension_and_bus_width(tmp_path, bus):
     np.savetxt(tmp_path / "in.txt", q, fmt="%d")
     r = subprocess.run([str(tmp_path / "csim_broken"), str(tmp_path / "in.txt"), str(tmp_path / "o.txt")], capture_output=True, text=True)
     assert r.returncode != 0 and "TLAST is 0 on output beat" in r.stderr
+
+
+@pytest.mark.parametrize("dw_pe", [4, 2])
+def test_running_max_pool_and_single_loop_add_are_exact(tmp_path, dw_pe):
+    """2x2/2 max pool over a 7x7 map (last row and column dropped) as a running max, with one
+    (PE=4) or two (PE=2) channel groups per pixel, and the residual add with a width converter on
+    one input: the whole network and each of these units alone equal the numpy model."""
+    m = hand_models.cnn(seed=4, hw=(7, 7), in_type=IntType(4, False, False, 1), add_ratio=2.0)
+    compute_thresholds(m)
+    apply_folding(m, {"conv1": {"PE": dw_pe, "SIMD": 1}, "conv2": {"PE": 4 // dw_pe, "SIMD": 1}})
+    units = codegen.plan(m)
+    pool = next(u for u in units if u.kind == "maxpool")
+    assert pool.running_max and pool.cycles == pool.in_elems // pool.PE
+    assert any(u.kind == "dwc" for u in units)  # conv2's PE differs from the pooled words
+    prj = tmp_path / "prj"
+    _write(codegen.generate(m), prj)
+    compile_csim(prj, tmp_path / "csim")
+    x = np.random.default_rng(5).uniform(-0.5, 1.5, size=(16, 2, 7, 7)).astype(np.float32)
+    vals = BitSim(m).run(x, keep=True)
+    n = len(x)
+    assert np.array_equal(run_csim(tmp_path / "csim", vals["x_q"].reshape(n, -1).astype(np.int64), tmp_path), vals["out"])
+    for u in units:
+        if u.kind in ("maxpool", "add", "dwc"):
+            q = np.concatenate([np.asarray(vals[t]).reshape(n, -1) for t in u.inputs], axis=1).astype(np.int64)
+            got = run_csim(tmp_path / "csim", q, tmp_path, unit=u.index, tag=u.cname)
+            assert np.array_equal(got, np.asarray(vals[u.out_tensor]).reshape(n, -1)), u.cname

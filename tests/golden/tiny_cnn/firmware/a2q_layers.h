@@ -269,70 +269,46 @@ layer1_loop:
 typedef ap_uint<2> pool0_win_t;
 typedef ap_uint<2> pool0_out_t;
 // pool0: 'maxpool', max pooling 2x2 stride 2x2 of the stored integers over 4x4x2 -> 2x2x2
-//   1 channels per word: 40 cycles per image at II=1
+//   running max: one input word (1 channels) per iteration; the window's last input word writes the output word
+//   in the same iteration: 32 cycles per image at II=1
+//   accesses per memory bank per iteration: mx 2
 static void pool0(hls::stream<pool0_in_word> &in, hls::stream<pool0_out_word> &out) {
 #pragma HLS INLINE off
-
-    pool0_win_t lb[2][4][2];  // line buffer: 2 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
-    int rows = 0;  // input rows read so far
-pool0_rows:
-    for (int oy = 0; oy < 2; oy++) {
-        int need = oy * 2 + 2;  // rows the windows of this output row reach
-        if (need > 4) need = 4;
-        for (; rows < need; rows++) {
-            for (int b = 0; b < 8; b++) {
+    pool0_in_word mx[4];  // running max of output row: word ox * 2 + channel group
+    pool0_in_word cur = 0;  // running max of the previous input word's window
+    int cg = 0, ix = 0, iy = 0, kx = 0, ky = 0, base = 0;
+pool0_loop:
+    for (int i = 0; i < 32; i++) {
 #pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool0);
-                pool0_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+        A2Q_COUNT(pool0);
+        pool0_in_word w = in.read();
+        bool valid = ix < 4 && iy < 4;
+        pool0_in_word prev = (kx == 0 && ky == 0) ? w : mx[base + cg];  // written 2 iterations ago (kx > 0) or a row above
+        pool0_in_word m = 0;
+        for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
-                }
-            }
+            pool0_win_t a = prev.range(2 * pe + 1, 2 * pe), b = w.range(2 * pe + 1, 2 * pe);
+            m.range(2 * pe + 1, 2 * pe) = (b > a) ? b : a;
         }
-
-        for (int ox = 0; ox < 2; ox++) {
-            for (int nf = 0; nf < 2; nf++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool0);
-                pool0_out_word o = 0;
-                for (int pe = 0; pe < 1; pe++) {
-#pragma HLS UNROLL
-                    int c = nf * 1 + pe;
-                    pool0_win_t m = lb[(oy * 2) % 2][ox * 2][c];
-                    for (int ky = 0; ky < 2; ky++) {
-                        for (int kx = 0; kx < 2; kx++) {
-#pragma HLS UNROLL
-                            pool0_win_t v = lb[(oy * 2 + ky) % 2][ox * 2 + kx][c];
-                            if (v > m) m = v;
-                        }
-                    }
-                    pool0_out_t r = m;
-                    o.range(2 * pe + 1, 2 * pe) = r;
-                }
-                out.write(o);
+        cur = m;
+        if (valid) {
+            mx[base + cg] = m;
+            if (ky == 1 && kx == 1) out.write(m);
+        }
+        if (++cg == 2) {
+            cg = 0;
+            if (++ix == 4) {
+                ix = 0;
+                kx = 0;
+                base = 0;
+                iy++;
+                if (++ky == 2) ky = 0;
+            } else if (++kx == 2) {
+                kx = 0;
+                base += 2;
             }
-
         }
     }
-    // rows below the last window
-        for (; rows < 4; rows++) {
-            for (int b = 0; b < 8; b++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool0);
-                pool0_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
-#pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
-                }
-            }
-        }
-
 }
 
 
@@ -474,11 +450,31 @@ layer2_loop:
 }
 
 
+// dwc0: width converter for 'act2', 2 -> 1 elements of ap_uint<2> per word, element order kept;
+//   8 cycles per image at II=1; a shift register, no memory
+static void dwc0(hls::stream<dwc0_in_word> &in, hls::stream<dwc0_out_word> &out) {
+#pragma HLS INLINE off
+    dwc0_in_word buf = 0;
+    int k = 0;
+dwc0_loop:
+    for (int i = 0; i < 8; i++) {
+#pragma HLS PIPELINE II=1
+        A2Q_COUNT(dwc0);
+        if (k == 0) buf = in.read();
+        out.write((dwc0_out_word)buf.range(1, 0));
+        buf >>= 2;
+        if (++k == 2) k = 0;
+    }
+}
+
+
 typedef ap_uint<2> add0_val_t;
 typedef ap_int<5> add0_acc_t;
 typedef ap_uint<2> add0_out_t;
 // add0: 'add' + 'act3', residual add acc = 1 * (a - (0)) + 2 * (b - (0)) over 2x2x2
-//   accumulator ap_int<5> (safe width 5); 20 cycles per image at II=1
+//   accumulator ap_int<5> (safe width 5); one word of each input and one output word
+//   (1 channels) per iteration: 8 cycles per image at II=1
+//   accesses per memory bank per iteration: T 1
 static void add0(hls::stream<add0_in_word> &in_a, hls::stream<add0_inb_word> &in_b, hls::stream<add0_out_word> &out) {
 #pragma HLS INLINE off
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
@@ -486,41 +482,21 @@ static void add0(hls::stream<add0_in_word> &in_a, hls::stream<add0_inb_word> &in
 #pragma HLS ARRAY_RESHAPE variable=add0_T complete dim=3
 #pragma HLS BIND_STORAGE variable=add0_T type=rom_1p impl=lutram
 
-    add0_val_t va[2], vb[2];
-#pragma HLS ARRAY_PARTITION variable=va complete
-#pragma HLS ARRAY_PARTITION variable=vb complete
-add0_pixels:
-    for (int px = 0; px < 4; px++) {
-        for (int b = 0; b < 2; b++) {
+    int nf = 0;  // channel group of the current words
+add0_loop:
+    for (int i = 0; i < 8; i++) {
 #pragma HLS PIPELINE II=1
-            A2Q_COUNT(add0);
-            add0_in_word w = in_a.read();
-            for (int e = 0; e < 1; e++) {
+        A2Q_COUNT(add0);
+        add0_in_word wa = in_a.read();
+        add0_inb_word wb = in_b.read();
+        add0_out_word o = 0;
+        for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                va[b * 1 + e] = q - (0);
-            }
-        }
-        for (int b = 0; b < 1; b++) {
-#pragma HLS PIPELINE II=1
-            A2Q_COUNT(add0);
-            add0_inb_word w = in_b.read();
-            for (int e = 0; e < 2; e++) {
-#pragma HLS UNROLL
-                ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                vb[b * 2 + e] = q - (0);
-            }
-        }
-        for (int nf = 0; nf < 2; nf++) {
-#pragma HLS PIPELINE II=1
-            A2Q_COUNT(add0);
-            add0_out_word o = 0;
-            for (int pe = 0; pe < 1; pe++) {
-#pragma HLS UNROLL
-                int c = nf * 1 + pe;
-                add0_acc_t a = 0;
-                a += va[c] * 1;  // wraps modulo 2^5
-                a += vb[c] * 2;
+            ap_uint<2> qa = wa.range(2 * pe + 1, 2 * pe);
+            ap_uint<2> qb = wb.range(2 * pe + 1, 2 * pe);
+            add0_acc_t a = 0;
+            a += (add0_val_t)(qa - (0)) * 1;  // wraps modulo 2^5
+            a += (add0_val_t)(qb - (0)) * 2;
                 int cnt = 0;
                 for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
@@ -528,10 +504,10 @@ add0_pixels:
                 }
                 add0_out_t r = 0 + cnt;
 
-                o.range(2 * pe + 1, 2 * pe) = r;
-            }
-            out.write(o);
+            o.range(2 * pe + 1, 2 * pe) = r;
         }
+        out.write(o);
+        if (++nf == 2) nf = 0;
     }
 }
 
@@ -617,17 +593,17 @@ pool1_rows:
 }
 
 
-// dwc0: width converter for 'act4', 1 -> 2 elements of ap_int<2> per word, element order kept;
+// dwc1: width converter for 'act4', 1 -> 2 elements of ap_int<2> per word, element order kept;
 //   2 cycles per image at II=1; a shift register, no memory
-static void dwc0(hls::stream<dwc0_in_word> &in, hls::stream<dwc0_out_word> &out) {
+static void dwc1(hls::stream<dwc1_in_word> &in, hls::stream<dwc1_out_word> &out) {
 #pragma HLS INLINE off
-    dwc0_out_word buf = 0;
+    dwc1_out_word buf = 0;
     int k = 0;
-dwc0_loop:
+dwc1_loop:
     for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
-        A2Q_COUNT(dwc0);
-        dwc0_in_word w = in.read();
+        A2Q_COUNT(dwc1);
+        dwc1_in_word w = in.read();
         buf >>= 2;
         buf.range(3, 2) = w;
         if (++k == 2) {

@@ -14,9 +14,10 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
     "dup0",
     "layer2_swg",
     "layer2",
+    "dwc0",
     "add0",
     "pool1",
-    "dwc0",
+    "dwc1",
     "layer3",
     "a2q_out_adapter",
 };
@@ -48,12 +49,14 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS STREAM variable=s4w depth=2
     hls::stream<layer2_out_word> s4("s4");
 #pragma HLS STREAM variable=s4 depth=2
-    hls::stream<add0_out_word> s5("s5");
+    hls::stream<dwc0_out_word> s5("s5");
 #pragma HLS STREAM variable=s5 depth=2
-    hls::stream<pool1_out_word> s6("s6");
+    hls::stream<add0_out_word> s6("s6");
 #pragma HLS STREAM variable=s6 depth=2
-    hls::stream<dwc0_out_word> s7("s7");
+    hls::stream<pool1_out_word> s7("s7");
 #pragma HLS STREAM variable=s7 depth=2
+    hls::stream<dwc1_out_word> s8("s8");
+#pragma HLS STREAM variable=s8 depth=2
     hls::stream<layer3_out_word> sout("sout");
 #pragma HLS STREAM variable=sout depth=2
     a2q_in_adapter(in, sin);
@@ -65,9 +68,10 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
     dup0(s2, s3_0, s3_1);
     layer2_swg(s3_0, s4w);
     layer2(s4w, s4);
-    add0(s3_1, s4, s5);
-    pool1(s5, s6);
-    dwc0(s6, s7);
-    layer3(s7, sout);
+    dwc0(s4, s5);
+    add0(s3_1, s5, s6);
+    pool1(s6, s7);
+    dwc1(s7, s8);
+    layer3(s8, sout);
     a2q_out_adapter(sout, out);
 }

@@ -50,7 +50,7 @@ TOP = "a2q_top"
 DEFAULT_PART = "xczu3eg-sbva484-1-e"
 FORMAT_VERSION = 1
 AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
-STREAMING_SWG = False  # the one-loop window generator (work in progress)
+STREAMING_SWG = True  # the one-loop window generator where the folding allows it (LayerPlan.swg_streaming)
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
@@ -317,6 +317,15 @@ class LayerPlan:
         """Line-buffer rows of a streaming window generator: the kernel's, plus the stride's read ahead."""
         return self.kernel[0] + self.stride[0]
 
+    def swg_need(self, oy: int, ox: int) -> int:
+        """Streaming window generator: input words read before output pixel (oy, ox) is emitted
+        (every word its window reaches in raster order, plus one; 0 when it reaches no row)."""
+        H, W, C = self.in_shape
+        G = C // self.swg_V
+        iy_max = min(H - 1, oy * self.stride[0] - self.pads[0] + self.kernel[0] - 1)
+        ix_max = min(W - 1, ox * self.stride[1] - self.pads[1] + self.kernel[1] - 1)
+        return min((iy_max * W + ix_max + 1) * G + 1, H * W * G) if iy_max >= 0 else 0
+
     @property
     def swg_cycles(self) -> int:
         """The sliding-window generator's iterations per image (conv, dw): see :func:`swg_schedule`
@@ -350,10 +359,8 @@ def swg_schedule(u: "LayerPlan") -> int:
     rd = it = 0
     for oy in range(OH):
         top = oy * SH - pt
-        iy_max = min(H - 1, top + KH - 1)
         for ox in range(OW):
-            ix_max = min(W - 1, ox * SW - pl + KW - 1)
-            need = min((iy_max * W + ix_max + 1) * G + 1, total_rd) if iy_max >= 0 else 0
+            need = u.swg_need(oy, ox)
             emitted = 0
             while emitted < per_px:
                 it += 1
@@ -487,6 +494,12 @@ def plan(model: Model) -> list[LayerPlan]:
             if op.K % simd == 0 and int(np.prod(x.shape)) % epw[op.inputs[0]] == 0:
                 convert(op.inputs[0], simd)
                 ipb0 = simd
+        if isinstance(op, Conv) and x.shape[2] % epw[op.inputs[0]] == 0 and STREAMING_SWG:
+            # the one-loop window generator stores and reads words of SIMD (conv) or PE (depthwise) channels
+            v = int(op.pe) if op.depthwise else int(op.simd)
+            if (op.simd == 1 if op.depthwise else x.shape[2] % v == 0) and x.shape[2] % v == 0:
+                convert(op.inputs[0], v)
+                ipb0 = v
         if isinstance(op, Add):
             # one iteration reads a word of each addend: b repacked to a's elements per word
             convert(op.inputs[1], epw[op.inputs[0]])

@@ -33,12 +33,14 @@ def test_golden_tiny_cnn_project():
 def test_units_streams_and_fifo_depth_on_the_bypass():
     m, fold = _tiny()
     units = codegen.plan(apply_folding(m, fold))
-    # width converters: conv2's 2-channel words to the add's 1 (the bypass's), and the pool's
-    # 1-element words into the dense layer's SIMD=2 words
-    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "conv", "dwc", "add", "avgpool", "dwc", "mvu"]
+    # width converters: the pooled 1-channel words to conv2's SIMD=2 (its one-loop window generator
+    # stores SIMD-channel words), conv2's 2-channel words to the add's 1 (the bypass's), and the
+    # pool's 1-element words into the dense layer's SIMD=2 words
+    assert [u.kind for u in units] == ["conv", "dw", "maxpool", "dup", "dwc", "conv", "dwc", "add", "avgpool", "dwc", "mvu"]
+    assert [u.swg_streaming for u in units if u.kind in ("conv", "dw")] == [False, False, True]
     files = codegen.generate(m)
     top = files["firmware/a2q_top.cpp"]
-    assert "a2q_in_adapter(in, sin);" in top and "layer0_swg(sin, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "dwc0(s4, s5);" in top and "add0(s3_1, s5, s6);" in top
+    assert "a2q_in_adapter(in, sin);" in top and "layer0_swg(sin, s0w);" in top and "dup0(s2, s3_0, s3_1);" in top and "dwc1(s5, s6);" in top and "add0(s3_1, s6, s7);" in top
     depths = codegen.fork_depths(units)
     # the bypass (copy 1, straight into the add) buffers the conv branch's window rows; the other needs nothing
     assert depths[(3, 0)] == 2 and depths[(3, 1)] > 2

@@ -55,8 +55,9 @@ def test_word_above_4096_bits_is_a_clear_error():
         codegen.plan(m)
 
 
-def _counted_cycles(prj, tmp_path, n_in: int, in_type: str, n: int = 3) -> dict:
-    """Build ``prj`` with the cycle counters on, run ``n`` random images; returns process -> count per image."""
+def _counted_cycles(prj, tmp_path, n_in: int, in_type: str, n: int = 3, model=None) -> dict:
+    """Build ``prj`` with the cycle counters on, run ``n`` random images; returns process -> count per image.
+    With ``model``, the outputs must also equal the numpy model's."""
     import re
     import subprocess
 
@@ -68,6 +69,9 @@ def _counted_cycles(prj, tmp_path, n_in: int, in_type: str, n: int = 3) -> dict:
     inp, outp = tmp_path / "in.txt", tmp_path / "out.txt"
     np.savetxt(inp, x, fmt="%d")
     r = subprocess.run([str(binary), str(inp), str(outp)], capture_output=True, text=True, check=True)
+    if model is not None:
+        want = BitSim(model).run(x, start=model.ops[0].outputs[0])[model.outputs[0]]
+        assert np.array_equal(np.loadtxt(outp, dtype=np.int64, ndmin=2), np.asarray(want).reshape(n, -1))
     counts = {}
     for line in r.stdout.splitlines():
         if line.startswith("a2q_cycles "):
@@ -108,13 +112,16 @@ def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys, bus):
 
 def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
     """Hand-built CNN with stride, padding, depthwise, max pool, fork + residual add, average pool and
-    dense head (two foldings): counted iterations per image equal the summary's cycles."""
+    dense head (three foldings: row-buffer window generators; the default; one-loop window
+    generators, SIMD dividing C_in and depthwise SIMD 1): counted iterations per image equal the
+    summary's cycles, and the outputs equal the numpy model's."""
     m = hand_models.cnn(seed=1, in_type=IntType(4, False, False, 2), dw={"stride": (2, 1), "pads": (1, 0, 1, 2)},
                         pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5)
     compute_thresholds(m)
     folds = [
         {"conv0": {"PE": 2, "SIMD": 6}, "conv1": {"PE": 2, "SIMD": 3}, "conv2": {"PE": 4, "SIMD": 2}, "fc": {"PE": 5, "SIMD": 2}},
         default_folding(m),
+        {"conv0": {"PE": 2, "SIMD": 2}, "conv1": {"PE": 2, "SIMD": 1}, "conv2": {"PE": 2, "SIMD": 4}, "fc": {"PE": 5, "SIMD": 4}},
     ]
     for k, fold in enumerate(folds):
         prj = tmp_path / f"prj{k}"
@@ -122,8 +129,10 @@ def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
         _write(codegen.generate(m), prj)
         summary = codegen.summary(m)
         ly0 = summary["layers"][0]
-        counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"])
+        counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"], n=6, model=m)
         _assert_counts_match_summary(summary, counts)
+        streaming = [u.swg_streaming for u in codegen.plan(m) if u.kind in ("conv", "dw")]
+        assert streaming == ([False, False, True] if k == 0 else [True, True, True] if k == 2 else streaming)
 
 
 def test_counted_cycles_equal_the_summary_digits_cnn(tmp_path, capsys):

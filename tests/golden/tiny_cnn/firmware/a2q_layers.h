@@ -326,67 +326,107 @@ dup0_copy:
 }
 
 
+// dwc0: width converter for 'pooled', 1 -> 2 elements of ap_uint<2> per word, element order kept;
+//   8 cycles per image at II=1; a shift register, no memory
+static void dwc0(hls::stream<dwc0_in_word> &in, hls::stream<dwc0_out_word> &out) {
+#pragma HLS INLINE off
+    dwc0_out_word buf = 0;
+    int k = 0;
+dwc0_loop:
+    for (int i = 0; i < 8; i++) {
+#pragma HLS PIPELINE II=1
+        A2Q_COUNT(dwc0);
+        dwc0_in_word w = in.read();
+        buf >>= 2;
+        buf.range(3, 2) = w;
+        if (++k == 2) {
+            out.write(buf);
+            k = 0;
+        }
+    }
+}
+
+
 typedef ap_uint<2> layer2_win_t;
 typedef ap_int<7> layer2_acc_t;
 typedef ap_uint<2> layer2_out_t;
 // layer2_swg: sliding windows over the 2x2x2 (HxWxC) input of 'conv2':
-//   kernel 1x3, stride 1x1, pads (t,l,b,r) 0,1,0,1 -> 2x2 windows,
-//   each 6 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 2 per word.
+//   kernel 1x3, stride 1x1, pads (t,l,b,r) 0,1,0,1 -> 2x2 windows, each 6 values q - (0)
+//   (padding: 0, the zero-point) in (ky, kx, c) order, 2 per word.
+//   One pipelined loop reads an input word and emits a window word in the same iteration when it can:
+//   line buffer of 2 rows (kernel 1 + stride 1: the next rows are read while windows are emitted),
+//   each row 2 x 1 words of 2 channels; a word is emitted once every input word its output pixel
+//   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
+//   word is read when its row is less than 2 rows below the current pixel's top row.
+//   15 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
+//   accesses per memory bank per iteration: lb 2 (one write, one read)
 static void layer2_swg(hls::stream<layer2_in_word> &in, hls::stream<layer2_win_word> &out) {
 #pragma HLS INLINE off
-    layer2_win_t lb[1][2][2];  // line buffer: 1 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
-    int rows = 0;  // input rows read so far
-layer2_rows:
-    for (int oy = 0; oy < 2; oy++) {
-        int need = oy * 1 + 1;  // rows the windows of this output row reach
-        if (need > 2) need = 2;
-        for (; rows < need; rows++) {
-            for (int b = 0; b < 4; b++) {
+    layer2_in_word lb[4];  // row slot s, column x, channel group g at s * 2 + x * 1 + g
+#pragma HLS BIND_STORAGE variable=lb type=ram_s2p impl=lutram
+#pragma HLS DEPENDENCE variable=lb inter false
+    // reading: words read, and the row / row slot / word within the row of the next one
+    int rd = 0, r_row = 0, r_slot = 0, r_col = 0;
+    // emitting: output pixel (oy, ox), its top row and that row's slot, the tap and channel group, done
+    int oy = 0, ox = 0, top = 0, top_slot = 0, ky = 0, kx = 0, g = 0;
+    bool all_out = false;
+    int need = 3;  // words pixel (0, 0) needs, plus one
+layer2_swg_loop:
+    for (int i = 0; i < 15; i++) {
 #pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer2_swg);
-                layer2_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+        A2Q_COUNT(layer2_swg);
+        bool emit = !all_out && rd >= need;
+        layer2_win_word o = 0;
+        int iy = top + ky, ix = ox * 1 - 1 + kx;
+        if (emit && iy >= 0 && iy < 2 && ix >= 0 && ix < 2) {
+            int slot = top_slot + ky;
+            if (slot >= 2) slot -= 2;
+            layer2_in_word w = lb[slot * 2 + ix * 1 + g];
+            for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 1][i / 2][i % 2] = q;
-                }
+                ap_uint<2> q = w.range(2 * e + 1, 2 * e);
+                o.range(2 * e + 1, 2 * e) = (layer2_win_t)(q - (0));
             }
         }
-
-        for (int ox = 0; ox < 2; ox++) {
-            for (int k0 = 0; k0 < 3; k0++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer2_swg);
-                layer2_win_word o = 0;
-                for (int e = 0; e < 2; e++) {
-#pragma HLS UNROLL
-                    int k = k0 * 2 + e;
-                    int ky = k / 6, kx = (k / 2) % 3, c = k % 2;
-                    layer2_win_t v = ((oy * 1 - 0 + ky) >= 0 && (oy * 1 - 0 + ky) < 2 && (ox * 1 - 1 + kx) >= 0 && (ox * 1 - 1 + kx) < 2 ? (layer2_win_t)lb[(oy * 1 - 0 + ky) % 1][ox * 1 - 1 + kx][c] : (layer2_win_t)0);
-                    o.range(2 * e + 1, 2 * e) = v;
-                }
-                out.write(o);
+        if (rd < 4 && (all_out || r_row < top + 2)) {
+            lb[r_slot * 2 + r_col] = in.read();
+            rd++;
+            if (++r_col == 2) {
+                r_col = 0;
+                r_row++;
+                if (++r_slot == 2) r_slot = 0;
             }
-
+        }
+        if (emit) {
+            out.write(o);
+            // next tap: channel group g, then kx, then ky
+            bool px_done = false;
+            if (++g == 1) {
+                g = 0;
+                if (++kx == 3) {
+                    kx = 0;
+                    if (++ky == 1) {
+                        ky = 0;
+                        px_done = true;
+                    }
+                }
+            }
+            if (px_done) {
+                if (++ox == 2) {
+                    ox = 0;
+                    top += 1;
+                    top_slot += 1;
+                    if (top_slot >= 2) top_slot -= 2;
+                    if (++oy == 2) all_out = true;
+                }
+                int iy_max = top + 0, ix_max = ox * 1 + 1;
+                if (iy_max > 1) iy_max = 1;
+                if (ix_max > 1) ix_max = 1;
+                int n = (iy_max * 2 + ix_max + 1) * 1 + 1;
+                need = iy_max < 0 ? 0 : (n > 4 ? 4 : n);
+            }
         }
     }
-    // rows below the last window
-        for (; rows < 2; rows++) {
-            for (int b = 0; b < 4; b++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer2_swg);
-                layer2_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
-#pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 1][i / 2][i % 2] = q;
-                }
-            }
-        }
-
 }
 
 // layer2: 'conv2' + 'act2', convolution as a matrix-vector unit over the windows
@@ -450,18 +490,18 @@ layer2_loop:
 }
 
 
-// dwc0: width converter for 'act2', 2 -> 1 elements of ap_uint<2> per word, element order kept;
+// dwc1: width converter for 'act2', 2 -> 1 elements of ap_uint<2> per word, element order kept;
 //   8 cycles per image at II=1; a shift register, no memory
-static void dwc0(hls::stream<dwc0_in_word> &in, hls::stream<dwc0_out_word> &out) {
+static void dwc1(hls::stream<dwc1_in_word> &in, hls::stream<dwc1_out_word> &out) {
 #pragma HLS INLINE off
-    dwc0_in_word buf = 0;
+    dwc1_in_word buf = 0;
     int k = 0;
-dwc0_loop:
+dwc1_loop:
     for (int i = 0; i < 8; i++) {
 #pragma HLS PIPELINE II=1
-        A2Q_COUNT(dwc0);
+        A2Q_COUNT(dwc1);
         if (k == 0) buf = in.read();
-        out.write((dwc0_out_word)buf.range(1, 0));
+        out.write((dwc1_out_word)buf.range(1, 0));
         buf >>= 2;
         if (++k == 2) k = 0;
     }
@@ -593,17 +633,17 @@ pool1_rows:
 }
 
 
-// dwc1: width converter for 'act4', 1 -> 2 elements of ap_int<2> per word, element order kept;
+// dwc2: width converter for 'act4', 1 -> 2 elements of ap_int<2> per word, element order kept;
 //   2 cycles per image at II=1; a shift register, no memory
-static void dwc1(hls::stream<dwc1_in_word> &in, hls::stream<dwc1_out_word> &out) {
+static void dwc2(hls::stream<dwc2_in_word> &in, hls::stream<dwc2_out_word> &out) {
 #pragma HLS INLINE off
-    dwc1_out_word buf = 0;
+    dwc2_out_word buf = 0;
     int k = 0;
-dwc1_loop:
+dwc2_loop:
     for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
-        A2Q_COUNT(dwc1);
-        dwc1_in_word w = in.read();
+        A2Q_COUNT(dwc2);
+        dwc2_in_word w = in.read();
         buf >>= 2;
         buf.range(3, 2) = w;
         if (++k == 2) {

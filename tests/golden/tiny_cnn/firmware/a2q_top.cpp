@@ -12,12 +12,13 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
     "layer1",
     "pool0",
     "dup0",
+    "dwc0",
     "layer2_swg",
     "layer2",
-    "dwc0",
+    "dwc1",
     "add0",
     "pool1",
-    "dwc1",
+    "dwc2",
     "layer3",
     "a2q_out_adapter",
 };
@@ -45,18 +46,20 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
     // copy 1 of 'pooled': deep enough to hold what the other branch consumes before its first output
     hls::stream<dup0_out_word> s3_1("s3_1");
 #pragma HLS STREAM variable=s3_1 depth=8
-    hls::stream<layer2_win_word> s4w("s4w");
-#pragma HLS STREAM variable=s4w depth=2
-    hls::stream<layer2_out_word> s4("s4");
+    hls::stream<dwc0_out_word> s4("s4");
 #pragma HLS STREAM variable=s4 depth=2
-    hls::stream<dwc0_out_word> s5("s5");
+    hls::stream<layer2_win_word> s5w("s5w");
+#pragma HLS STREAM variable=s5w depth=2
+    hls::stream<layer2_out_word> s5("s5");
 #pragma HLS STREAM variable=s5 depth=2
-    hls::stream<add0_out_word> s6("s6");
+    hls::stream<dwc1_out_word> s6("s6");
 #pragma HLS STREAM variable=s6 depth=2
-    hls::stream<pool1_out_word> s7("s7");
+    hls::stream<add0_out_word> s7("s7");
 #pragma HLS STREAM variable=s7 depth=2
-    hls::stream<dwc1_out_word> s8("s8");
+    hls::stream<pool1_out_word> s8("s8");
 #pragma HLS STREAM variable=s8 depth=2
+    hls::stream<dwc2_out_word> s9("s9");
+#pragma HLS STREAM variable=s9 depth=2
     hls::stream<layer3_out_word> sout("sout");
 #pragma HLS STREAM variable=sout depth=2
     a2q_in_adapter(in, sin);
@@ -66,12 +69,13 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
     layer1(s1w, s1);
     pool0(s1, s2);
     dup0(s2, s3_0, s3_1);
-    layer2_swg(s3_0, s4w);
-    layer2(s4w, s4);
-    dwc0(s4, s5);
-    add0(s3_1, s5, s6);
-    pool1(s6, s7);
-    dwc1(s7, s8);
-    layer3(s8, sout);
+    dwc0(s3_0, s4);
+    layer2_swg(s4, s5w);
+    layer2(s5w, s5);
+    dwc1(s5, s6);
+    add0(s3_1, s6, s7);
+    pool1(s7, s8);
+    dwc2(s8, s9);
+    layer3(s9, sout);
     a2q_out_adapter(sout, out);
 }

@@ -21,13 +21,16 @@ typedef ap_uint<2> pool0_out_word;
 // dup0 (fork of pooled): 1 x ap_uint<2> per word, in and 2 copies out
 typedef ap_uint<2> dup0_in_word;
 typedef ap_uint<2> dup0_out_word;
-// layer2 (conv2): in 1 x ap_uint<2> per word, out 2 x ap_uint<2> per word
-typedef ap_uint<2> layer2_in_word;
+// dwc0 (width converter for pooled): in 1 x ap_uint<2> per word, out 2
+typedef ap_uint<2> dwc0_in_word;
+typedef ap_uint<4> dwc0_out_word;
+// layer2 (conv2): in 2 x ap_uint<2> per word, out 2 x ap_uint<2> per word
+typedef ap_uint<4> layer2_in_word;
 typedef ap_uint<4> layer2_win_word;  // sliding windows: 2 x ap_uint<2>
 typedef ap_uint<4> layer2_out_word;
-// dwc0 (width converter for act2): in 2 x ap_uint<2> per word, out 1
-typedef ap_uint<4> dwc0_in_word;
-typedef ap_uint<2> dwc0_out_word;
+// dwc1 (width converter for act2): in 2 x ap_uint<2> per word, out 1
+typedef ap_uint<4> dwc1_in_word;
+typedef ap_uint<2> dwc1_out_word;
 // add0 (add): in 1 x ap_uint<2> per word, out 1 x ap_uint<2> per word
 typedef ap_uint<2> add0_in_word;
 typedef ap_uint<2> add0_inb_word;  // second input: 1 x ap_uint<2>
@@ -35,9 +38,9 @@ typedef ap_uint<2> add0_out_word;
 // pool1 (avgpool): in 1 x ap_uint<2> per word, out 1 x ap_int<2> per word
 typedef ap_uint<2> pool1_in_word;
 typedef ap_uint<2> pool1_out_word;
-// dwc1 (width converter for act4): in 1 x ap_int<2> per word, out 2
-typedef ap_uint<2> dwc1_in_word;
-typedef ap_uint<4> dwc1_out_word;
+// dwc2 (width converter for act4): in 1 x ap_int<2> per word, out 2
+typedef ap_uint<2> dwc2_in_word;
+typedef ap_uint<4> dwc2_out_word;
 // layer3 (fc): in 2 x ap_int<2> per word, out 1 x ap_int<6> per word
 typedef ap_uint<4> layer3_in_word;
 typedef ap_uint<6> layer3_out_word;
@@ -98,12 +101,13 @@ enum a2q_process {
     A2Q_P_layer1,
     A2Q_P_pool0,
     A2Q_P_dup0,
+    A2Q_P_dwc0,
     A2Q_P_layer2_swg,
     A2Q_P_layer2,
-    A2Q_P_dwc0,
+    A2Q_P_dwc1,
     A2Q_P_add0,
     A2Q_P_pool1,
-    A2Q_P_dwc1,
+    A2Q_P_dwc2,
     A2Q_P_layer3,
     A2Q_P_a2q_out_adapter,
     A2Q_NUM_PROCESSES

@@ -230,18 +230,56 @@ static int run_unit_2(const vec_t &x, vec_t &y) {
     return 0;
 }
 
-// Feed unit 4 (layer2, 'conv2') alone: 8 x ap_uint<2> in, 8 x ap_uint<2> out.
+// Feed unit 4 (dwc0) alone: 8 x ap_uint<2> in, 8 x ap_uint<2> out.
 static int run_unit_4(const vec_t &x, vec_t &y) {
     const int n_in = 8;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<layer2_in_word> s_in("s_in");
+    hls::stream<dwc0_in_word> s_in("s_in");
     for (int b = 0; b < 8; b++) {
-        layer2_in_word w = 0;
+        dwc0_in_word w = 0;
         for (int e = 0; e < 1; e++) {
             long long xv = x[0 + b * 1 + e];
+            ap_uint<2> v = xv;
+            if ((long long)v.to_uint64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<2>\n", xv);
+                return 1;
+            }
+            w.range(2 * e + 1, 2 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<dwc0_out_word> s_out("s_out");
+    dwc0(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 4; b++) {
+        dwc0_out_word w = s_out.read();
+        for (int e = 0; e < 2; e++) {
+            ap_uint<2> v = w.range(2 * e + 1, 2 * e);
+            y.push_back((long long)v.to_uint64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 4 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
+// Feed unit 5 (layer2, 'conv2') alone: 8 x ap_uint<2> in, 8 x ap_uint<2> out.
+static int run_unit_5(const vec_t &x, vec_t &y) {
+    const int n_in = 8;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<layer2_in_word> s_in("s_in");
+    for (int b = 0; b < 4; b++) {
+        layer2_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
             ap_uint<2> v = xv;
             if ((long long)v.to_uint64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<2>\n", xv);
@@ -264,22 +302,22 @@ static int run_unit_4(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 4 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 5 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 5 (dwc0) alone: 8 x ap_uint<2> in, 8 x ap_uint<2> out.
-static int run_unit_5(const vec_t &x, vec_t &y) {
+// Feed unit 6 (dwc1) alone: 8 x ap_uint<2> in, 8 x ap_uint<2> out.
+static int run_unit_6(const vec_t &x, vec_t &y) {
     const int n_in = 8;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<dwc0_in_word> s_in("s_in");
+    hls::stream<dwc1_in_word> s_in("s_in");
     for (int b = 0; b < 4; b++) {
-        dwc0_in_word w = 0;
+        dwc1_in_word w = 0;
         for (int e = 0; e < 2; e++) {
             long long xv = x[0 + b * 2 + e];
             ap_uint<2> v = xv;
@@ -291,25 +329,25 @@ static int run_unit_5(const vec_t &x, vec_t &y) {
         }
         s_in.write(w);
     }
-    hls::stream<dwc0_out_word> s_out("s_out");
-    dwc0(s_in, s_out);
+    hls::stream<dwc1_out_word> s_out("s_out");
+    dwc1(s_in, s_out);
     y.clear();
     for (int b = 0; b < 8; b++) {
-        dwc0_out_word w = s_out.read();
+        dwc1_out_word w = s_out.read();
         for (int e = 0; e < 1; e++) {
             ap_uint<2> v = w.range(2 * e + 1, 2 * e);
             y.push_back((long long)v.to_uint64());
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 5 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 6 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 6 (add0, 'add') alone: 8 x ap_uint<2> then 8 x ap_uint<2> in, 8 x ap_uint<2> out.
-static int run_unit_6(const vec_t &x, vec_t &y) {
+// Feed unit 7 (add0, 'add') alone: 8 x ap_uint<2> then 8 x ap_uint<2> in, 8 x ap_uint<2> out.
+static int run_unit_7(const vec_t &x, vec_t &y) {
     const int n_in = 16;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -354,14 +392,14 @@ static int run_unit_6(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 6 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 7 (pool1, 'avgpool') alone: 8 x ap_uint<2> in, 2 x ap_int<2> out.
-static int run_unit_7(const vec_t &x, vec_t &y) {
+// Feed unit 8 (pool1, 'avgpool') alone: 8 x ap_uint<2> in, 2 x ap_int<2> out.
+static int run_unit_8(const vec_t &x, vec_t &y) {
     const int n_in = 8;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -392,22 +430,22 @@ static int run_unit_7(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 8 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 8 (dwc1) alone: 2 x ap_int<2> in, 2 x ap_int<2> out.
-static int run_unit_8(const vec_t &x, vec_t &y) {
+// Feed unit 9 (dwc2) alone: 2 x ap_int<2> in, 2 x ap_int<2> out.
+static int run_unit_9(const vec_t &x, vec_t &y) {
     const int n_in = 2;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<dwc1_in_word> s_in("s_in");
+    hls::stream<dwc2_in_word> s_in("s_in");
     for (int b = 0; b < 2; b++) {
-        dwc1_in_word w = 0;
+        dwc2_in_word w = 0;
         for (int e = 0; e < 1; e++) {
             long long xv = x[0 + b * 1 + e];
             ap_int<2> v = xv;
@@ -419,25 +457,25 @@ static int run_unit_8(const vec_t &x, vec_t &y) {
         }
         s_in.write(w);
     }
-    hls::stream<dwc1_out_word> s_out("s_out");
-    dwc1(s_in, s_out);
+    hls::stream<dwc2_out_word> s_out("s_out");
+    dwc2(s_in, s_out);
     y.clear();
     for (int b = 0; b < 1; b++) {
-        dwc1_out_word w = s_out.read();
+        dwc2_out_word w = s_out.read();
         for (int e = 0; e < 2; e++) {
             ap_int<2> v = w.range(2 * e + 1, 2 * e);
             y.push_back((long long)v.to_int64());
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 8 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 9 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 9 (layer3, 'fc') alone: 2 x ap_int<2> in, 2 x ap_int<6> out.
-static int run_unit_9(const vec_t &x, vec_t &y) {
+// Feed unit 10 (layer3, 'fc') alone: 2 x ap_int<2> in, 2 x ap_int<6> out.
+static int run_unit_10(const vec_t &x, vec_t &y) {
     const int n_in = 2;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -468,7 +506,7 @@ static int run_unit_9(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 9 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 10 wrote more words than its output has\n");
         return 1;
     }
     return 0;
@@ -485,8 +523,8 @@ int main(int argc, char **argv) {
         else if (!out_path) out_path = argv[i];
         else { std::fprintf(stderr, "a2q_tb: unexpected argument %s\n", argv[i]); return 2; }
     }
-    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 10) {
-        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 9);
+    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 11) {
+        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 10);
         return 2;
     }
     std::ifstream fin(in_path);
@@ -513,6 +551,7 @@ int main(int argc, char **argv) {
             case 7: rc = run_unit_7(x, y); break;
             case 8: rc = run_unit_8(x, y); break;
             case 9: rc = run_unit_9(x, y); break;
+            case 10: rc = run_unit_10(x, y); break;
             default: std::fprintf(stderr, "a2q_tb: unit %d is a stream duplicator; feed its consumers\n", unit); return 2;
             }
         } else {

@@ -149,29 +149,18 @@ layer1_loop:
 //   per image, TLAST ignored) -> 2 words of 2 x ap_int<3>: 2 cycles per image at II=1
 static void a2q_in_adapter(hls::stream<a2q_axis_in> &in, hls::stream<layer0_in_word> &out) {
 #pragma HLS INLINE off
-    ap_uint<12> buf = 0;  // elements [0, have) valid, element 0 next out
-    int have = 0, beats = 0, words = 0;
+    // one beat is one word: take the low 3 bits of each element
 a2q_in_loop:
     for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
         A2Q_COUNT(a2q_in_adapter);
-        if (beats < 2 && have + 2 <= 4) {
-            a2q_axis_in v = in.read();
-            ap_uint<6> e_all;
-            for (int e = 0; e < 2; e++) {
+        a2q_axis_in v = in.read();
+        layer0_in_word w;
+        for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
-                e_all.range(3 * e + 2, 3 * e) = v.data.range(8 * e + 2, 8 * e);
-            }
-            buf |= ((ap_uint<12>)e_all) << (3 * have);
-            have += 2;
-            beats++;
+            w.range(3 * e + 2, 3 * e) = v.data.range(8 * e + 2, 8 * e);
         }
-        if (words < 2 && have >= 2) {
-            out.write((layer0_in_word)buf.range(5, 0));
-            buf >>= 6;
-            have -= 2;
-            words++;
-        }
+        out.write(w);
     }
 }
 
@@ -181,34 +170,22 @@ a2q_in_loop:
 //   2 cycles per image at II=1
 static void a2q_out_adapter(hls::stream<layer1_out_word> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INLINE off
-    ap_uint<16> buf = 0;  // elements [0, have) valid, element 0 next out
-    int have = 0, words = 0, beats = 0;
+    // one word is one beat: widen each element to 1 byte(s)
 a2q_out_loop:
     for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
         A2Q_COUNT(a2q_out_adapter);
-        if (words < 2 && have + 1 <= 2) {
-            layer1_out_word w = in.read();
-            buf |= ((ap_uint<16>)w) << (8 * have);
-            have += 1;
-            words++;
-        }
-        if (beats < 2 && (have >= 1 || (words == 2 && have > 0))) {
-            a2q_axis_out v;
-            v.data = 0;
-            for (int e = 0; e < 1; e++) {
+        layer1_out_word w = in.read();
+        a2q_axis_out v;
+        for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
-                ap_int<8> x = buf.range(8 * e + 7, 8 * e);  // 0 past the last element
-                v.data.range(8 * e + 7, 8 * e) = (ap_int<8>)x;
-            }
-            v.keep = -1;
-            v.strb = -1;
-            v.last = (beats == 1) ? 1 : 0;
-            out.write(v);
-            buf >>= 8;
-            have = (have > 1) ? have - 1 : 0;
-            beats++;
+            ap_int<8> x = w.range(8 * e + 7, 8 * e);
+            v.data.range(8 * e + 7, 8 * e) = (ap_int<8>)x;
         }
+        v.keep = -1;
+        v.strb = -1;
+        v.last = (i == 1) ? 1 : 0;
+        out.write(v);
     }
 }
 

@@ -721,29 +721,18 @@ layer3_loop:
 //   per image, TLAST ignored) -> 16 words of 1 x ap_uint<3>: 16 cycles per image at II=1
 static void a2q_in_adapter(hls::stream<a2q_axis_in> &in, hls::stream<layer0_in_word> &out) {
 #pragma HLS INLINE off
-    ap_uint<6> buf = 0;  // elements [0, have) valid, element 0 next out
-    int have = 0, beats = 0, words = 0;
+    // one beat is one word: take the low 3 bits of each element
 a2q_in_loop:
     for (int i = 0; i < 16; i++) {
 #pragma HLS PIPELINE II=1
         A2Q_COUNT(a2q_in_adapter);
-        if (beats < 16 && have + 1 <= 2) {
-            a2q_axis_in v = in.read();
-            ap_uint<3> e_all;
-            for (int e = 0; e < 1; e++) {
+        a2q_axis_in v = in.read();
+        layer0_in_word w;
+        for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
-                e_all.range(3 * e + 2, 3 * e) = v.data.range(8 * e + 2, 8 * e);
-            }
-            buf |= ((ap_uint<6>)e_all) << (3 * have);
-            have += 1;
-            beats++;
+            w.range(3 * e + 2, 3 * e) = v.data.range(8 * e + 2, 8 * e);
         }
-        if (words < 16 && have >= 1) {
-            out.write((layer0_in_word)buf.range(2, 0));
-            buf >>= 3;
-            have -= 1;
-            words++;
-        }
+        out.write(w);
     }
 }
 
@@ -753,34 +742,22 @@ a2q_in_loop:
 //   2 cycles per image at II=1
 static void a2q_out_adapter(hls::stream<layer3_out_word> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INLINE off
-    ap_uint<12> buf = 0;  // elements [0, have) valid, element 0 next out
-    int have = 0, words = 0, beats = 0;
+    // one word is one beat: widen each element to 1 byte(s)
 a2q_out_loop:
     for (int i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II=1
         A2Q_COUNT(a2q_out_adapter);
-        if (words < 2 && have + 1 <= 2) {
-            layer3_out_word w = in.read();
-            buf |= ((ap_uint<12>)w) << (6 * have);
-            have += 1;
-            words++;
-        }
-        if (beats < 2 && (have >= 1 || (words == 2 && have > 0))) {
-            a2q_axis_out v;
-            v.data = 0;
-            for (int e = 0; e < 1; e++) {
+        layer3_out_word w = in.read();
+        a2q_axis_out v;
+        for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
-                ap_int<6> x = buf.range(6 * e + 5, 6 * e);  // 0 past the last element
-                v.data.range(8 * e + 7, 8 * e) = (ap_int<8>)x;
-            }
-            v.keep = -1;
-            v.strb = -1;
-            v.last = (beats == 1) ? 1 : 0;
-            out.write(v);
-            buf >>= 6;
-            have = (have > 1) ? have - 1 : 0;
-            beats++;
+            ap_int<6> x = w.range(6 * e + 5, 6 * e);
+            v.data.range(8 * e + 7, 8 * e) = (ap_int<8>)x;
         }
+        v.keep = -1;
+        v.strb = -1;
+        v.last = (i == 1) ? 1 : 0;
+        out.write(v);
     }
 }
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -429,6 +430,9 @@ def plan(model: Model) -> list[LayerPlan]:
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
     n_layers = n_pool = n_add = n_dup = n_dwc = 0
+    # unit names are generated (never taken from the model's names) and unique C++ identifiers
+    ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word", "a2q_axis_in", "a2q_axis_out", "a2q_axis_word",
+                                "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
     in_info = model.tensors[iq.outputs[0]]
@@ -461,7 +465,7 @@ def plan(model: Model) -> list[LayerPlan]:
         steps = [(src, to_epw)] if lcm in (src, to_epw) else [(src, lcm), (lcm, to_epw)]
         for a, b in steps:
             units.append(LayerPlan(
-                index=len(units), cname=f"dwc{n_dwc}", dense=None, requant=None, MW=t.channels, MH=t.channels,
+                index=len(units), cname=ids.claim(f"dwc{n_dwc}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=b, SIMD=1, IPB=a, P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None, bias_t=None, out_t=it,
                 thr_t=None, NT=0, qmin=0, kind="dwc", inputs=[tensor], outputs=[tensor],
                 in_shape=_shape3(t.shape), out_shape=_shape3(t.shape),

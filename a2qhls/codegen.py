@@ -309,6 +309,12 @@ class LayerPlan:
         return False
 
     @property
+    def swg_bank_accesses(self) -> dict:
+        """Streaming window generator: memory -> accesses per bank per iteration (one write of the
+        word read, one read of the word emitted; the line buffer is one simple dual-port RAM)."""
+        return {"lb": 2} if self.swg_streaming else {}
+
+    @property
     def swg_V(self) -> int:
         """Channels per line-buffer word (and per input word) of a streaming window generator."""
         return self.SIMD if self.kind == "conv" else self.PE
@@ -582,7 +588,7 @@ def plan(model: Model) -> list[LayerPlan]:
         raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
     widest_word(units)
     for u in units:
-        for mem, k in u.bank_accesses.items():
+        for mem, k in {**u.bank_accesses, **u.swg_bank_accesses}.items():
             if k > 2:  # a template change that breaks II=1 on dual-port memories
                 raise AssertionError(f"{u.cname}: {k} accesses per bank of {mem} per iteration")
     return units

@@ -32,6 +32,7 @@ layer0_rows:
         int need = oy * 1 + 2;  // rows the windows of this output row reach
         if (need > 4) need = 4;
         for (; rows < need; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=4
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer0_swg);
@@ -64,6 +65,7 @@ layer0_rows:
     }
     // rows below the last window
         for (; rows < 4; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=4
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer0_swg);
@@ -156,6 +158,7 @@ layer1_rows:
         int need = oy * 1 + 2;  // rows the windows of this output row reach
         if (need > 4) need = 4;
         for (; rows < need; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=4
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer1_swg);
@@ -189,6 +192,7 @@ layer1_rows:
     }
     // rows below the last window
         for (; rows < 4; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=4
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer1_swg);
@@ -573,6 +577,7 @@ pool1_rows:
         int need = oy * 1 + 2;  // rows the windows of this output row reach
         if (need > 2) need = 2;
         for (; rows < need; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=2
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(pool1);
@@ -617,6 +622,7 @@ pool1_rows:
     }
     // rows below the last window
         for (; rows < 2; rows++) {
+#pragma HLS LOOP_TRIPCOUNT min=0 max=2
             for (int b = 0; b < 4; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(pool1);

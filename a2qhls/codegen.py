@@ -911,6 +911,9 @@ def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: O
     )
 
 
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_./+=-]*")
+
+
 def _csim_checked() -> dict:
     """:data:`CSIM` for the build script template; its words are pasted into the shell script
     (inside double quotes), so each must be a plain path or flag."""
@@ -1028,8 +1031,11 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 worst_channel=int(d.acc.worst_channel),
             )
         out_layers.append(entry)
+    # the AXI-stream adapters are not in the resource estimate yet (cost 0, not_estimated)
+    no_cost = estimate.Cost().as_dict()
     unit_list = [{"index": None, "cname": "a2q_in_adapter", "kind": "axis_in", "op": None, "inputs": [units[0].inputs[0]],
-                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "processes": {"a2q_in_adapter": axin.iters}}]
+                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "cost": no_cost, "not_estimated": True,
+                  "processes": {"a2q_in_adapter": axin.iters}}]
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
              "inputs": list(u.inputs), "output": u.out_tensor, "cycles_per_image": u.stage_cycles,
@@ -1039,7 +1045,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             e["compute_cycles_per_image"] = u.cycles
         unit_list.append(e)
     unit_list.append({"index": None, "cname": "a2q_out_adapter", "kind": "axis_out", "op": None, "inputs": [units[-1].out_tensor],
-                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "processes": {"a2q_out_adapter": axout.iters}})
+                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": no_cost, "not_estimated": True,
+                      "processes": {"a2q_out_adapter": axout.iters}})
     slow = max(unit_list, key=lambda e: e["cycles_per_image"])
     first = units[0]
     streams, _ = netlist(units)

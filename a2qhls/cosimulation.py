@@ -45,11 +45,13 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
+from .limits import MAX_SAMPLE_VALUES, MAX_SAMPLES
 from .headers import find_cxx, find_headers
 from .ir import Model
 from .sim import BitSim, dequantize_input, to_real
 
 SUMMARY = "a2qhls.json"
+MODEL_FILE = "model.onnx"
 
 __all__ = ["Project", "load_project", "compile_csim", "run_csim", "QonnxReference", "cosimulate"]
 
@@ -64,26 +66,45 @@ class Project:
 
 
 def load_project(d) -> Project:
-    """Re-import a build directory's model copy with its recorded widths."""
+    """Re-import a build directory's model copy with its recorded widths and folding.
+
+    The summary (``a2qhls.json``) is untrusted: it is read with size and nesting limits, its
+    ``model`` must be ``model.onnx``, its overrides and folding are checked like the command
+    line's, and the whole summary must equal the one a build of the copied model with those
+    decisions writes; otherwise :class:`A2QError` asks for a rebuild."""
+    from . import codegen
+    from .files import load_json_file
     from .importer import load_qonnx
     from .passes.acc_bits import apply_acc_bits
     from .passes.accumulator import size_accumulators
+    from .passes.folding import apply_folding
 
     d = Path(d)
     if not d.is_dir():
         raise A2QError(f"{d}: not a directory (expected the output of 'a2qhls build')")
     sp = d / SUMMARY
-    if not sp.is_file():
+    if not sp.exists():
         raise A2QError(f"{d}: no {SUMMARY} found; is this the output of 'a2qhls build'?")
-    try:
-        summary = json.loads(sp.read_text())
-        onnx_path = d / summary["model"]
-        overrides = {str(k): int(v) for k, v in summary.get("acc_bits_overrides", {}).items()}
-        _ = summary["layers"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise A2QError(f"{sp}: not a valid a2qhls build summary ({type(e).__name__}: {e})") from None
+    summary = load_json_file(sp, "build summary")
+    if not isinstance(summary, dict) or summary.get("tool") != "a2qhls":
+        raise A2QError(f"{sp}: not an a2qhls build summary (no \"tool\": \"a2qhls\")")
+    if summary.get("model") != MODEL_FILE:
+        raise A2QError(f"{sp}: \"model\" is {json.dumps(summary.get('model'))[:80]}; a project's model copy is '{MODEL_FILE}'")
+    overrides = summary.get("acc_bits_overrides", {})
+    folding = summary.get("folding", {})
+    for key, v in (("acc_bits_overrides", overrides), ("folding", folding)):
+        if not isinstance(v, dict):
+            raise A2QError(f"{sp}: \"{key}\" must be a JSON object, got {type(v).__name__}")
+    onnx_path = d / MODEL_FILE
     model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path))), overrides)
     sim = BitSim(model)
+    apply_folding(model, folding)
+    cost = summary.get("cost")
+    part = cost.get("part") if isinstance(cost, dict) else None
+    if not isinstance(part, str):
+        raise A2QError(f"{sp}: no FPGA part recorded (\"cost\": {{\"part\": ...}}); rebuild the project")
+    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part))) != summary:
+        raise A2QError(f"{sp}: does not match the project's {MODEL_FILE} (edited, or written by another a2qhls version); rebuild the project")
     return Project(d, summary, model, sim, onnx_path)
 
 
@@ -694,25 +715,79 @@ def adversarial_groups(project: Project) -> list:
     return groups
 
 
+def _load_inputs(path) -> np.ndarray:
+    """A ``.npy`` file of float inputs, checked from its header before its data is read: real
+    numbers (no complex, bool or object arrays), at least one sample, at most
+    :data:`~a2qhls.limits.MAX_SAMPLES` samples and :data:`~a2qhls.limits.MAX_SAMPLE_VALUES` values,
+    the data as long as the header says, every value finite and within float32's range."""
+    from .files import regular_file
+
+    p = regular_file(path, "numpy (.npy) file")
+    fmt = np.lib.format
+    try:
+        with open(p, "rb") as f:
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+            start = f.tell()
+    except (ValueError, OSError, SyntaxError, TypeError, UnicodeDecodeError) as e:
+        raise A2QError(f"{p}: not a numpy .npy file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    _check_inputs_header(shape, dtype, p)
+    n = int(np.prod(shape))
+    if os.path.getsize(p) < start + n * dtype.itemsize:
+        raise A2QError(f"{p}: the data is shorter than its header's shape {list(shape)} needs")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise A2QError(f"{p}: cannot read a numpy array ({str(e).splitlines()[0]})") from None
+    return _check_inputs(arr, p)
+
+
+def _check_inputs_header(shape, dtype, what) -> None:
+    from .limits import check_elements
+
+    if dtype.hasobject or dtype.kind not in "iuf":
+        desc = "complex numbers (the imaginary part would be dropped)" if dtype.kind == "c" else f"element type {dtype}"
+        raise A2QError(f"{what}: holds {desc}; inputs must be real numbers (float or integer)")
+    n = check_elements(shape, f"{what}", MAX_SAMPLE_VALUES)
+    if n == 0 or len(shape) == 0:
+        raise A2QError(f"{what}: holds no samples (shape {list(shape)}); inputs are [batch, ...] with batch >= 1")
+    if shape[0] > MAX_SAMPLES:
+        raise A2QError(f"{what}: {shape[0]} samples, above the limit of {MAX_SAMPLES} per run (see README, Limits)")
+
+
+def _check_inputs(arr: np.ndarray, what) -> np.ndarray:
+    """Float inputs: real numbers, 1..MAX_SAMPLES samples, every value finite within float32's range."""
+    _check_inputs_header(arr.shape, arr.dtype, what)
+    a = np.asarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(a) | (np.abs(np.nan_to_num(a)) > np.finfo(np.float32).max)
+    if np.any(bad):
+        i = np.unravel_index(int(np.argmax(bad)), a.shape)
+        raise A2QError(f"{what}: value {a[i]} at index {list(map(int, i))}; inputs must be finite float32 numbers")
+    return arr
+
+
 def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
     """Compile, run and compare; returns the report (see module doc)."""
-    project = load_project(project_dir)
-    groups = []
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise A2QError(f"--seed {seed}: must be an integer in 0..2^64-1")
+    if isinstance(random, bool) or not isinstance(random, (int, np.integer)) or not 0 <= int(random) <= MAX_SAMPLES:
+        raise A2QError(f"--random {random}: must be an integer in 0..{MAX_SAMPLES} (see README, Limits; run several seeds for more)")
+    x_in = None  # checked before anything is compiled
     if isinstance(inputs, np.ndarray):
-        arr, inputs = inputs, "the given array"
+        x_in = _check_inputs(inputs, "inputs")
     elif inputs is not None:
-        try:
-            arr = np.load(str(inputs), allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise A2QError(f"{inputs}: cannot read a numpy array ({e})") from None
-    if inputs is not None:
-        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise A2QError(f"{inputs}: inputs must be finite numbers")
-        groups.append(Group("inputs", 0, _reshape_input(project, arr), f"from {inputs}"))
+        x_in = _load_inputs(inputs)
+    project = load_project(project_dir)
+    feat = int(np.prod(project.model.input_shape))
+    groups = []
+    if x_in is not None:
+        groups.append(Group("inputs", 0, _reshape_input(project, x_in), f"from {inputs if not isinstance(inputs, np.ndarray) else 'the given array'}"))
     if random:
-        if random < 0:
-            raise A2QError("--random must be >= 0")
-        rng = np.random.default_rng(seed)
+        if int(random) * feat > MAX_SAMPLE_VALUES:
+            raise A2QError(f"--random {random}: {random} samples of {feat} values exceed the limit of {MAX_SAMPLE_VALUES} values per run "
+                           f"(at most {MAX_SAMPLE_VALUES // feat} samples for this model; see README, Limits)")
+        rng = np.random.default_rng(int(seed))
         groups.append(Group("random", 0, _input_float(project, int(random), rng), f"uniform over the input range, seed {seed}"))
     if adversarial:
         groups.extend(adversarial_groups(project))

@@ -28,8 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +92,7 @@ class BuildState:
     files: dict = field(default_factory=dict)  # relative path -> text, the generated project
     summary: Optional[dict] = None
     out_dir: Optional[Path] = None
+    force: bool = False  # the write step may replace an a2qhls project in out_dir (a2qhls.files.check_out_dir)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -201,37 +200,22 @@ def step_testbench(s: BuildState) -> None:
 
 
 def step_write(s: BuildState) -> None:
-    """Write the project to a temporary folder beside ``out_dir`` and rename it into place."""
-    out = s.out_dir
-    if out is None:
+    """Write the project to a temporary folder beside ``out_dir`` and rename it into place
+    (:func:`a2qhls.files.write_project`); the model is copied self-contained (external data inlined)."""
+    from .files import check_out_dir, write_project
+    from .importer.onnx_file import copy_self_contained, external_data_files
+
+    if s.out_dir is None:
         raise A2QError("the write step needs an output folder (BuildState.out_dir)")
     model_file = s.model.source if isinstance(s.source, Model) else str(s.source)
     if not model_file or not os.path.isfile(model_file):
         raise A2QError("the model has no source file to copy into the project (load it with load_qonnx from a file)")
     if isinstance(s.source, Model) and s.model.source_stat and _stat(model_file) != s.model.source_stat:
         raise A2QError(f"{model_file}: the file changed since the model was loaded; load it again")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.a2qhls-", dir=parent))
-    try:
-        shutil.copyfile(model_file, tmp / MODEL_FILE)
-        for rel, text in s.files.items():
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            with open(p, "w", newline="\n") as f:
-                f.write(text)
-        os.chmod(tmp / "build_csim.sh", 0o755)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rename(out, old / "x")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    folding = s.config.folding if isinstance(s.config.folding, (str, os.PathLike)) else None
+    inputs = [model_file, folding, *external_data_files(model_file)]
+    out = check_out_dir(s.out_dir, force=s.force, inputs=inputs)
+    write_project(out, s.files, lambda tmp: copy_self_contained(model_file, tmp / MODEL_FILE), executable=["build_csim.sh"])
 
 
 def _stat(path) -> tuple:
@@ -308,13 +292,6 @@ def run_steps(state: BuildState, steps=BUILD_STEPS) -> BuildState:
 # ----------------------------------------------------------------------------- API
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise A2QError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise A2QError(f"{out}: directory is not empty (use --force to replace it)")
-
-
 def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None,
           part=None, target_fps=None, clock_mhz=None, budget=None,
           bus_bits: Optional[int] = None) -> dict:
@@ -323,20 +300,23 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
     (built from a copy: the caller's Model is not changed; its source file is copied into the
     project, where cosim re-imports it, so the IR must be as loaded from that file, unchanged). ``folding``: ``{layer: {"PE": p, "SIMD": s}}``
-    or a JSON file path. ``acc_bits``: ``{LAYER: bits}`` overrides (or ``["LAYER=BITS", ...]``). ``force``: replace a
-    non-empty ``out_dir``. ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
+    or a JSON file path. ``acc_bits``: ``{LAYER: bits}`` overrides (or ``["LAYER=BITS", ...]``). ``force``: replace an
+    existing project in ``out_dir`` (see :func:`a2qhls.files.check_out_dir` for what is refused). ``save_steps``: also write ``steps/NN_<step>.json``. ``warn(msg)``
     receives one-line warnings (default: :func:`warnings.warn` with
     :class:`~a2qhls.errors.A2QWarning`). ``part``, ``target_fps``, ``clock_mhz``, ``budget``: see
     :class:`BuildConfig`. ``bus_bits``: the AXI-stream data width of both ports (a multiple of 8;
     None: each port its natural width, see :class:`a2qhls.codegen.AxisPort`). Raises :class:`A2QError` on bad input; nothing is written then.
     """
+    from .files import check_out_dir
+
     out = Path(out_dir)
-    _check_out_dir(out, force)
+    folding_file = folding if isinstance(folding, (str, os.PathLike)) else None
+    check_out_dir(out_dir, force=force, inputs=[model if not isinstance(model, Model) else model.source, folding_file])
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
                       clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits)
     if isinstance(model, Model):
         model = copy.deepcopy(model)
-    state = run_steps(BuildState(source=model, config=cfg, out_dir=out))
+    state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
     return state.summary
 
 

@@ -176,9 +176,13 @@ def test_build_is_byte_identical_and_force_replaces(exported, tmp_path):
     fa = {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file()}
     fb = {p.relative_to(b): p.read_bytes() for p in b.rglob("*") if p.is_file()}
     assert fa == fb and Path("a2qhls.json") in fa and Path("model.onnx") in fa
-    (a / "stale.txt").write_text("old")
+    (a / "firmware" / "stale.h").write_text("old")  # a file of an older build: replaced
     assert main(["build", str(exported["a2qplus"]), "--out", str(a), "--force"]) == 0
-    assert not (a / "stale.txt").exists()
+    assert not (a / "firmware" / "stale.h").exists()
+    (a / "notes.txt").write_text("mine")  # a file build did not write: --force refuses
+    assert main(["build", str(exported["a2qplus"]), "--out", str(a), "--force"]) == 2
+    assert (a / "notes.txt").read_text() == "mine"
+    (a / "notes.txt").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 

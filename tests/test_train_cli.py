@@ -66,7 +66,7 @@ def test_float_checkpoint_then_from(tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["--from", "/nonexistent/float.pt"], "no such file"),
     (["--out", "/nonexistent/dir/m.onnx"], "directory does not exist"),
-    (["--acc-bits", "0"], "--acc-bits must be positive"),
+    (["--acc-bits", "0"], "--acc-bits 0: must be in 2..32"),
     (["--acc-bits", "3", "--act-bits", "4", "--epochs", "0", "--float-epochs", "0"], "leaves no l1 budget"),
 ])
 def test_bad_input_is_one_line_error(capsys, argv, needle, tmp_path):

@@ -138,17 +138,57 @@ def _load_float(path: str, run: TrainRun, data, features: int, classes: int):
     return model
 
 
-def validate(run: TrainRun) -> None:
-    """One-line errors for options that can be checked before any training."""
-    for name in ("weight_bits", "act_bits", "acc_bits", "epochs", "batch_size", "threads"):
-        v = getattr(run, name)
-        if v < (0 if name == "epochs" else 1):
-            raise A2QError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if run.float_epochs is not None and run.float_epochs < 0:
-        raise A2QError(f"--float-epochs must be >= 0, got {run.float_epochs}")
-    out_dir = os.path.dirname(os.path.abspath(run.out))
+# accepted ranges of the integer options (checked before any data is loaded or any training runs)
+RANGES = {"weight_bits": (2, 16), "act_bits": (1, 16), "acc_bits": (2, 32), "epochs": (0, 100_000),
+          "batch_size": (1, 1_000_000), "threads": (1, 1024)}
+
+
+def _check_out_file(path, flag: str) -> None:
+    """``path`` can be written as a file: not a folder or special file, in an existing writable folder."""
+    import stat
+
+    if not path or not str(path).strip():
+        raise A2QError(f"{flag}: empty path")
+    if os.path.lexists(path):
+        if not os.path.exists(path):
+            raise A2QError(f"{flag} {path}: a dangling symbolic link")
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise A2QError(f"{flag} {path}: is a folder; name the file to write")
+        if not stat.S_ISREG(mode):
+            raise A2QError(f"{flag} {path}: not a regular file (a FIFO, socket or device)")
+    out_dir = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(out_dir):
-        raise A2QError(f"--out: directory does not exist: {out_dir}")
+        raise A2QError(f"{flag}: directory does not exist: {out_dir}")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise A2QError(f"{flag}: cannot write in {out_dir} (permission denied)")
+
+
+def validate(run: TrainRun) -> None:
+    """One-line errors for options that can be checked before any training: integer options in
+    :data:`RANGES`, a finite positive ``lr``, a finite ``penalty >= 0``, a seed in 0..2^63-1,
+    files to write that can be written (not a folder), a ``--from`` that is a regular file."""
+    import math
+
+    for name, (lo, hi) in RANGES.items():
+        v = getattr(run, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise A2QError(f"--{name.replace('_', '-')} {v}: must be in {lo}..{hi}")
+    if run.float_epochs is not None and not 0 <= run.float_epochs <= RANGES["epochs"][1]:
+        raise A2QError(f"--float-epochs {run.float_epochs}: must be in 0..{RANGES['epochs'][1]}")
+    if not (isinstance(run.lr, (int, float)) and math.isfinite(run.lr) and run.lr > 0):
+        raise A2QError(f"--lr {run.lr}: must be a finite positive number")
+    if not (isinstance(run.penalty, (int, float)) and math.isfinite(run.penalty) and run.penalty >= 0):
+        raise A2QError(f"--penalty {run.penalty}: must be a finite number >= 0")
+    if not isinstance(run.seed, int) or not 0 <= run.seed < 2**63:
+        raise A2QError(f"--seed {run.seed}: must be in 0..2^63-1")
+    _check_out_file(run.out, "--out")
+    if run.save_float:
+        _check_out_file(run.save_float, "--save-float")
+    if run.from_:
+        from ..files import regular_file
+
+        regular_file(run.from_, "float checkpoint (.pt)")
     if _is_cnn(run.arch):
         from .train import parse_cnn_spec
 

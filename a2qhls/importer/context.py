@@ -94,6 +94,9 @@ def finalize_acc(ctx: Ctx, where: str, st: AccState) -> None:
     """Record the accumulator's real-value mapping on its tensor (once per accumulator)."""
     name = st.layer.outputs[0]
     info = ctx.tensors[name]
+    if not (np.all(np.isfinite(st.scale)) and np.all(st.scale > 0) and np.all(np.isfinite(st.offset))):
+        raise A2QError(f"{where}: the float scale or offset applied to the accumulator of '{st.layer.name}' overflows "
+                       f"(scale {float(np.max(np.abs(st.scale))):g}, offset {float(np.max(np.abs(st.offset))):g})")
     if name in ctx.finalized:
         if not (np.array_equal(info.scale, st.scale) and np.array_equal(info.offset, st.offset)):
             raise A2QError(f"{where}: an accumulator consumed with two different scalings is not supported")

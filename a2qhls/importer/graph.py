@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from ..errors import A2QError
+from ..limits import check_elements
 from ..ir import Conv, Dense, Model
 from .arith import on_add, on_mul
 from .batchnorm import on_batchnorm
@@ -107,7 +108,8 @@ def load_qonnx(path: str) -> Model:
         for i in n.input:
             ctx.consumers.setdefault(i, []).append(n)
 
-    check_quant_params_constant(graph, ctx)
+    order = toposort(graph, ctx)
+    check_quant_params_constant(graph, ctx, order)
     infer_shapes(proto, ctx)
 
     dyn_inputs = [i for i in graph.input if i.name not in ctx.consts]
@@ -122,9 +124,10 @@ def load_qonnx(path: str) -> Model:
     if len(in_shape) < 2 or any(d is None or d <= 0 for d in in_shape[1:]):
         raise A2QError(f"{path}: input '{inp.name}' must be [batch, features...] with fixed feature dimensions, got {list(in_shape)}")
     per_sample = tuple(int(d) for d in in_shape[1:])
+    check_elements(per_sample, f"{path}: input '{inp.name}' (one sample)")
     ctx.state[inp.name] = FloatInput(per_sample)
 
-    for node in toposort(graph, ctx):
+    for node in order:
         if node.op_type == "Constant":
             continue
         if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
@@ -171,10 +174,10 @@ def load_qonnx(path: str) -> Model:
     )
 
 
-def check_quant_params_constant(graph, ctx: Ctx) -> None:
+def check_quant_params_constant(graph, ctx: Ctx, order=None) -> None:
     """Every Quant's scale, zero-point and bit width must be computable from constants alone."""
     const = set(ctx.consts)
-    for n in toposort(graph, ctx):
+    for n in order if order is not None else toposort(graph, ctx):
         if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
             const.update(n.output)
     params = {
@@ -230,40 +233,36 @@ def shape_only_copy(proto):
 
 
 def infer_shapes(proto, ctx: Ctx) -> None:
-    """Shapes of value infos (after qonnx's shape inference when it succeeds)."""
-    try:
-        from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.transformation.infer_shapes import InferShapes
+    """Shapes of value infos, from onnx's shape inference (linear in the graph's size) run on a
+    :func:`shape_only_copy` whose QONNX ops (``Quant``, ``Trunc``: output shaped like input 0) are replaced by ``Identity``,
+    as qonnx's ``InferShapes`` does; the graph as given when inference fails. Every inferred
+    per-sample size is checked against :data:`~a2qhls.limits.MAX_TENSOR_ELEMENTS`."""
+    import onnx
+    from onnx import helper
 
-        mw = ModelWrapper(shape_only_copy(proto))
-        mw = mw.transform(InferShapes())
-        g = mw.model.graph
+    from ..limits import check_elements
+    from .onnx_file import QONNX_OPS
+
+    g = proto.graph
+    try:
+        p = shape_only_copy(proto)
+        nodes = [helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name) if n.op_type in QONNX_OPS else n
+                 for n in p.graph.node]
+        del p.graph.node[:]
+        p.graph.node.extend(nodes)
+        g = onnx.shape_inference.infer_shapes(p).graph
     except Exception:
         g = proto.graph
     for vi in list(g.value_info) + list(g.input) + list(g.output):
         dims = vi.type.tensor_type.shape.dim
         if dims:
-            ctx.shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            if all(d is not None for d in shape[1:]):
+                check_elements(shape[1:], f"{ctx.path}: tensor '{vi.name}' (one sample)")
+            ctx.shapes[vi.name] = shape
 
 
 def toposort(graph, ctx: Ctx) -> list:
-    """Nodes in topological order (exporters usually write them so already)."""
-    produced = set(ctx.consts) | {i.name for i in graph.input} | {""}
-    pending = list(graph.node)
-    order = []
-    while pending:
-        progress = False
-        rest = []
-        for n in pending:
-            if all(i in produced for i in n.input):
-                order.append(n)
-                produced.update(n.output)
-                progress = True
-            else:
-                rest.append(n)
-        pending = rest
-        if not progress:
-            n = pending[0]
-            missing = [i for i in n.input if i not in produced]
-            raise A2QError(f"{ctx.path}: node '{n.name}' ({n.op_type}) reads '{missing[0]}', which nothing produces")
-    return order
+    """The nodes in topological order: :func:`~a2qhls.importer.onnx_file.read_onnx` has sorted
+    them in place (in linear time) and refused graphs with cycles or dangling inputs."""
+    return list(graph.node)

@@ -37,11 +37,19 @@ def quant_params(ctx: Ctx, node):
             )
         vals.append(np.asarray(v))
     scale, zp, bits = vals
-    if bits.size != 1 or float(bits.reshape(-1)[0]) != int(bits.reshape(-1)[0]):
-        raise A2QError(f"{ctx.where(node)}: bit width {bits.reshape(-1).tolist()} is not a single integer")
-    b = int(bits.reshape(-1)[0])
+    flat = bits.reshape(-1)
+    if bits.size != 1 or not np.isfinite(flat[0]) or float(flat[0]) != round(float(flat[0])):
+        raise A2QError(f"{ctx.where(node)}: bit width {flat[:4].tolist()} is not a single integer")
+    b = int(flat[0])
     if not 1 <= b <= 32:
         raise A2QError(f"{ctx.where(node)}: bit width {b} is outside the supported range 1..32")
+    for what, v in (("scale", scale), ("zero-point", zp)):
+        if v.dtype.kind not in "fiub":
+            raise A2QError(f"{ctx.where(node)}: {what} has element type {v.dtype}; expected float")
+        if np.any(~np.isfinite(v)):
+            raise A2QError(f"{ctx.where(node)}: {what} {v.reshape(-1)[~np.isfinite(v.reshape(-1))][0]} is not finite")
+    if np.any(np.abs(zp) > 2.0**b):
+        raise A2QError(f"{ctx.where(node)}: zero-point {float(np.max(np.abs(zp))):g} is outside the {b}-bit range")
     signed = bool(attr(node, "signed", 1))
     narrow = bool(attr(node, "narrow", 0))
     rounding = str(attr(node, "rounding_mode", "ROUND")).upper()
@@ -49,8 +57,8 @@ def quant_params(ctx: Ctx, node):
         raise A2QError(f"{ctx.where(node)}: rounding mode '{rounding}' is not supported (supported: {', '.join(ROUNDING_MODES)})")
     if b == 1 and signed:
         raise A2QError(f"{ctx.where(node)}: signed 1-bit (bipolar) Quant is not supported; use 1-bit unsigned or >= 2 bits")
-    if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
-        raise A2QError(f"{ctx.where(node)}: scale must be finite and positive")
+    if np.any(scale <= 0) or np.any(scale < np.finfo(np.float32).tiny):
+        raise A2QError(f"{ctx.where(node)}: scale {float(np.min(scale)):g} is not positive (scales must be positive normal float32 values)")
     if np.any(zp != np.round(zp)):
         raise A2QError(f"{ctx.where(node)}: non-integer zero-point is not supported")
     return scale, zp, b, signed, narrow, rounding
@@ -68,7 +76,14 @@ def on_quant(ctx: Ctx, node) -> None:
     src = node.input[0]
     out = node.output[0]
     if src in ctx.consts:
-        x = const_array(ctx, src)
+        x = np.asarray(const_array(ctx, src))
+        for what, v in (("scale", scale), ("zero-point", zp)):
+            try:
+                fits = np.broadcast_shapes(x.shape, v.shape) == x.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise A2QError(f"{ctx.where(node)}: {what} of shape {list(v.shape)} does not match the input '{src}' of shape {list(x.shape)}")
         zpi = single_zero_point(ctx, node, zp)
         q = quant_ints(x, scale, zp, bits, signed, narrow, rounding)
         ints = np.round(q).astype(np.int64) - zpi
@@ -139,6 +154,8 @@ def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     out = node.output[0]
     C = info.shape[-1]
     s = np.asarray(scale, dtype=np.float32)
+    if s.size not in (1, C):
+        raise A2QError(f"{ctx.where(node)}: scale has {s.size} values for {C} channels")
     op = Requant(
         name=node.name, inputs=list(first.inputs), outputs=[out], relu=st.relu,
         scale=s.reshape(-1) if s.size > 1 else s.reshape(()), zero_point=np.asarray(zp, dtype=np.float32).reshape(()),

@@ -8,6 +8,8 @@ through :func:`built_acc_bits`; none of them takes the override as a parameter.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import bounds
 from ..errors import A2QError
 from ..ir import Model
@@ -31,14 +33,15 @@ def parse_acc_bits(model: Model, specs) -> dict:
         if "=" not in spec:
             raise A2QError(f"--acc-bits '{spec}': expected LAYER=BITS")
         key, _, bits = spec.rpartition("=")
-        try:
-            b = int(bits)
-        except ValueError:
-            raise A2QError(f"--acc-bits '{spec}': BITS must be an integer") from None
+        if not (bits.isascii() and bits.isdigit() and len(bits) <= 3):
+            raise A2QError(f"--acc-bits '{spec}': BITS must be an integer written with ASCII digits 0-9")
+        if not key.isascii() and not any(d.name == key for d in acc_ops):
+            raise A2QError(f"--acc-bits '{spec}': unknown layer '{key}' (LAYER: a layer name, layerN or N with ASCII digits)")
+        b = int(bits)
         match = [d for d in acc_ops if d.name == key]
-        if not match and key.isdigit() and int(key) < len(layers):
+        if not match and key.isascii() and key.isdigit() and len(key) <= 9 and int(key) < len(layers):
             match = [layers[int(key)]]
-        if not match and key.startswith("layer") and key[5:].isdigit() and int(key[5:]) < len(layers):
+        if not match and key.startswith("layer") and key[5:].isascii() and key[5:].isdigit() and len(key) <= 14 and int(key[5:]) < len(layers):
             match = [layers[int(key[5:])]]
         if not match:
             raise A2QError(f"--acc-bits '{spec}': unknown layer '{key}' (layers: {', '.join(d.name for d in acc_ops)}, or layer0..layer{len(layers) - 1})")
@@ -73,7 +76,10 @@ def apply_acc_bits(model: Model, overrides: dict | None = None) -> Model:
         raise A2QError(f"--acc-bits: unknown layer '{unknown[0]}' (layers: {', '.join(d.name for d in ops)})")
     for d in ops:
         if d.name in overrides:
-            p = int(overrides[d.name])
+            p = overrides[d.name]
+            if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+                raise A2QError(f"--acc-bits: width {p!r} for layer '{d.name}' is not an integer")
+            p = int(p)
             if not MIN_ACC_BITS <= p <= MAX_ACC_BITS:
                 raise A2QError(f"--acc-bits: width {p} for layer '{d.name}' is outside {MIN_ACC_BITS}..{MAX_ACC_BITS}")
             d.acc_bits, d.acc_bits_overridden = p, True

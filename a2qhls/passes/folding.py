@@ -125,14 +125,10 @@ def validate_folding(model: Model, folding: dict, source: str = "folding") -> di
 
 
 def load_folding(model: Model, path) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise A2QError(f"{path}: no such folding file") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise A2QError(f"{path}: not a valid JSON folding file ({e})") from None
-    return validate_folding(model, data, str(path))
+    """Read a folding file (JSON; size and nesting limited, see :func:`a2qhls.files.load_json_file`)."""
+    from ..files import load_json_file
+
+    return validate_folding(model, load_json_file(path, "JSON folding file"), str(path))
 
 
 def apply_folding(model: Model, folding: dict | None = None) -> Model:

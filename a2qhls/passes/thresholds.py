@@ -204,6 +204,22 @@ def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -
     return T.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else T
 
 
+def _check_table_size(model: Model, op: Requant) -> None:
+    """Refuse, before computing it, a threshold table above :data:`a2qhls.limits.MAX_THRESHOLDS`."""
+    from ..limits import MAX_THRESHOLDS
+
+    C = int(model.tensors[op.inputs[0]].shape[-1])
+    r = op
+    while r is not None:
+        levels = int(r.out_type.qmax) - int(r.out_type.qmin)
+        if C * levels > MAX_THRESHOLDS:
+            raise A2QError(
+                f"{op.name}: requantizing {C} channels to {r.out_type.bits} bits needs {C * levels} thresholds, above the "
+                f"limit of {MAX_THRESHOLDS} (see README, Limits); use a narrower activation"
+            )
+        r = getattr(r, "pre", None)
+
+
 def compute_thresholds(model: Model) -> Model:
     """Fill ``Requant.thresholds`` for every Requant (in place); returns ``model``.
 
@@ -224,6 +240,7 @@ def compute_thresholds(model: Model) -> Model:
                 f"found {getattr(prod, 'op', None)}"
             )
         P = widths[prod.name]
+        _check_table_size(model, op)
         lo, hi = acc_range(model, prod)
         lo, hi = min(lo, -(1 << (P - 1))), max(hi, (1 << (P - 1)) - 1)
         info = model.tensors[op.inputs[0]]

@@ -11,7 +11,8 @@ Writes a complete Vitis HLS project for a QONNX model:
     DIR/steps/NN_<step>.json   with --save-steps: the IR after each step of the flow
 
 The project is written to a temporary folder next to DIR and renamed into place at
-the end, so a failure leaves nothing behind. Same inputs, byte-identical output.
+the end, so a failure leaves nothing behind. Where DIR may be, and what ``--force`` may
+replace: :func:`a2qhls.files.check_out_dir`. Same inputs, byte-identical output.
 The flow itself is :func:`a2qhls.flow.build`; this module parses arguments and prints.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="QONNX model file (.onnx)")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (must not exist or be empty, unless --force)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (new or empty; with --force an a2qhls project it replaces)")
     p.add_argument("--folding", metavar="F.json", help='per-layer folding: {"LAYER": {"PE": p, "SIMD": s}, ...}')
     p.add_argument(
         "--acc-bits",
@@ -37,7 +38,7 @@ def add_arguments(p) -> None:
         help="AXI-stream data width of the input and output ports (a multiple of 8, e.g. 32, 64, 128); the "
         "design repacks inside. Default: each port as wide as its first/last unit's word in whole bytes",
     )
-    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--force", action="store_true", help="replace an existing a2qhls project in --out (never a folder holding other files)")
     p.add_argument("--save-steps", action="store_true", help="also write steps/NN_<step>.json: the IR after each step of the flow")
     p.add_argument("--target-fps", type=float, metavar="F",
                    help="fold every layer to the cheapest PE/SIMD (by the resource estimate) that reaches F images/s at --clock-mhz")

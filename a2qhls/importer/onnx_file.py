@@ -28,7 +28,7 @@ from ..metadata import LAYERS_KEY as METADATA_KEY
 
 MIN_OPSET = 11  # oldest default-domain opset accepted (the newest is what the installed onnx knows)
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas")  # where QONNX's executor finds Quant/Trunc
-QONNX_OPS = {"Quant": (4, 4), "Trunc": (6, 6), "BipolarQuant": (2, 2)}  # op -> (min, max) inputs
+QONNX_OPS = {"Quant": (4, 4), "Trunc": (5, 6), "BipolarQuant": (2, 2)}  # op -> (min, max) inputs (Trunc v1: 5, refused later by name)
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 __all__ = ["read_onnx", "layer_annotations", "external_data_files", "copy_self_contained", "MIN_OPSET", "QONNX_DOMAINS"]

@@ -6,9 +6,12 @@ traceback; an error is exactly one line; a failed build leaves no output; nothin
 outside ``--out``. Mutations: attribute values (NaN, inf, huge, wrong types), initializer values
 and element types, dropped/duplicated/renamed inputs and outputs, op types, domains, opsets, input
 shapes, the a2qhls metadata (random JSON), and the flags ``--acc-bits``, ``--folding`` (random JSON),
-``--force``, ``--save-steps``, ``--out``.
+``--force``, ``--save-steps``, ``--out``; damaged bytes (truncated, flipped, appended); and ``cosim``'s
+``--random``, ``--seed``, ``--inputs`` (random arrays, dtypes and bytes), ``--adversarial`` on a built
+project, which it must never change.
 
-Bounded for CI (derandomized, ``A2QHLS_FUZZ_EXAMPLES`` examples per test, default 60);
+Bounded for CI (derandomized, ``A2QHLS_FUZZ_EXAMPLES`` examples per test, default 60; a sixth of
+that for cosim, which compiles with g++ when the arguments are valid);
 ``A2QHLS_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_cli.py -s`` runs a longer campaign and prints
 the exit-code counts.
 """
@@ -228,3 +231,46 @@ def test_fuzz_outcomes_seen():
     print(f"\nfuzz outcomes (exit code: count): {dict(sorted(OUTCOMES.items()))}")
     if OUTCOMES:
         assert OUTCOMES[2] > 0
+
+
+@pytest.fixture(scope="module")
+def built_project(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzzprj")
+    path = os.path.join(d, "m.onnx")
+    onnx.save(valid_model(), path)
+    assert run_cli(["build", path, "--out", os.path.join(d, "prj")])[0] == 0
+    return os.path.join(d, "prj")
+
+
+npy_arrays = st.builds(
+    lambda shape, dtype, fill: np.full(shape, fill).astype(dtype) if dtype != "complex" else np.full(shape, fill) + 1j,
+    st.sampled_from([(0, 12), (1, 12), (2, 12), (3, 5), (12,), (2, 3, 4), (), (1, 0)]),
+    st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.float16, "complex"]),
+    numbers,
+)
+
+
+@settings(max_examples=max(5, EXAMPLES // 6), deadline=None, derandomize="A2QHLS_FUZZ_EXAMPLES" not in os.environ,
+          database=None, suppress_health_check=list(HealthCheck))
+@given(random=st.one_of(st.integers(-5, 6), st.sampled_from([10**5, 10**5 + 1, 10**7, 10**12, -(2**63)])),
+       seed=st.one_of(st.integers(-3, 3), st.sampled_from([2**63, 2**64, 2**70])),
+       inputs=st.none() | npy_arrays | st.binary(max_size=40), adversarial=st.booleans())
+def test_fuzz_cosim_arguments(built_project, random, seed, inputs, adversarial):
+    with tempfile.TemporaryDirectory(prefix="a2qhls-fuzz-") as tmp:
+        argv = ["cosim", built_project, "--random", str(random), "--seed", str(seed)]
+        if adversarial:
+            argv.append("--adversarial")
+        if inputs is not None:
+            p = os.path.join(tmp, "x.npy")
+            if isinstance(inputs, bytes):
+                with open(p, "wb") as f:
+                    f.write(inputs)
+            else:
+                with np.errstate(all="ignore"):
+                    np.save(p, inputs)
+            argv += ["--inputs", p]
+        before = listing(built_project)
+        rc = _check(tmp, argv, None)
+        assert listing(built_project) == before  # cosim never writes into the project
+        if rc != 2:
+            assert random <= 10**5 and seed >= 0

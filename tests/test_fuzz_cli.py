@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
 from robust_cases import listing, run_cli, valid_model
+from test_import_conv import conv_graph, residual_graph
 
 EXAMPLES = int(os.environ.get("A2QHLS_FUZZ_EXAMPLES", "60"))
 OUTCOMES: collections.Counter = collections.Counter()
@@ -37,7 +38,13 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize="A2QHLS_FU
                     suppress_health_check=list(HealthCheck))
 
 BASE = valid_model(bias="int").SerializeToString()
-BASE_FLOAT_BIAS = valid_model(bias="float", per_channel=False).SerializeToString()
+BASES = [
+    BASE,
+    valid_model(bias="float", per_channel=False).SerializeToString(),
+    valid_model(style="matmul", flatten_input=(3, 4)).SerializeToString(),  # Flatten, Transpose -> MatMul, Add
+    conv_graph(pool="max", head=4)[0].SerializeToString(),  # Conv, Relu, Quant, MaxPool, Flatten, Gemm
+    residual_graph().SerializeToString(),  # Conv, residual Add
+]
 
 numbers = st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 1e300, 0.0, -0.0, 1e-45, -1.0,
                            0.5, 1.0, 2.0, 3.0, 4.0, 8.0, 16.0, 31.0, 32.0, 33.0, 64.0, 2.0**40, -(2.0**63)])
@@ -50,7 +57,8 @@ attr_values = st.one_of(
     st.integers(-3, 3), st.integers(-2**63, 2**63 - 1), numbers, st.text(max_size=6),
     st.lists(st.integers(-3, 3), min_size=1, max_size=4), st.lists(numbers, min_size=1, max_size=3),
 )
-ATTR_NAMES = ["signed", "narrow", "rounding_mode", "transA", "transB", "alpha", "beta", "axis", "perm", "epsilon", "x"]
+ATTR_NAMES = ["signed", "narrow", "rounding_mode", "transA", "transB", "alpha", "beta", "axis", "perm", "epsilon", "x",
+              "kernel_shape", "strides", "pads", "group", "dilations", "auto_pad", "ceil_mode", "count_include_pad"]
 OP_TYPES = ["Quant", "Trunc", "Gemm", "MatMul", "Relu", "Add", "Mul", "Identity", "Flatten", "Reshape", "Transpose",
             "Conv", "MaxPool", "Sigmoid", "If", "BatchNormalization", "Constant"]
 DOMAINS = ["", "ai.onnx", "qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general", "evil"]
@@ -137,7 +145,7 @@ def _mutation(draw, m):
 @st.composite
 def hostile_models(draw):
     m = onnx.ModelProto()
-    m.ParseFromString(draw(st.sampled_from([BASE, BASE_FLOAT_BIAS])))
+    m.ParseFromString(draw(st.sampled_from(BASES)))
     for _ in range(draw(st.integers(1, 3))):
         _mutation(draw, m)
     return m

@@ -39,6 +39,9 @@ def fold_const(ctx: Ctx, node) -> None:
         return
     if node.op_type == "Transpose":
         perm = attr(node, "perm")
+        ndim = (src.ints if isinstance(src, QConst) else np.asarray(src)).ndim
+        if perm is not None and sorted(int(p) for p in perm) != list(range(ndim)):
+            raise A2QError(f"{ctx.where(node)}: perm={list(perm)} is not a permutation of the {ndim} axes of '{node.input[0]}'")
         if isinstance(src, QConst):
             s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
             ctx.consts[out] = QConst(np.transpose(src.ints, perm), np.transpose(s, perm), src.dtype, np.transpose(src.value, perm))
@@ -54,11 +57,17 @@ def fold_const(ctx: Ctx, node) -> None:
         else:
             axis = int(attr(node, "axis", 1))
             shp = (src.ints if isinstance(src, QConst) else np.asarray(src)).shape
+            if not -len(shp) <= axis <= len(shp):
+                raise A2QError(f"{ctx.where(node)}: axis={axis} is outside the {len(shp)} axes of '{node.input[0]}'")
             tgt = [int(np.prod(shp[:axis])), -1]
-        if isinstance(src, QConst):
-            s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
-            ctx.consts[out] = QConst(src.ints.reshape(tgt), s.reshape(tgt), src.dtype, src.value.reshape(tgt))
-        else:
-            ctx.consts[out] = np.asarray(src).reshape(tgt)
+        try:
+            if isinstance(src, QConst):
+                s = np.broadcast_to(np.asarray(src.scale), src.ints.shape)
+                ctx.consts[out] = QConst(src.ints.reshape(tgt), s.reshape(tgt), src.dtype, src.value.reshape(tgt))
+            else:
+                ctx.consts[out] = np.asarray(src).reshape(tgt)
+        except ValueError:
+            shp = (src.ints if isinstance(src, QConst) else np.asarray(src)).shape
+            raise A2QError(f"{ctx.where(node)}: cannot reshape '{node.input[0]}' of shape {list(shp)} to {tgt}") from None
         return
     raise A2QError(f"{ctx.where(node)}: cannot fold this op on constants")

@@ -31,6 +31,8 @@ def run_cli(argv) -> tuple:
     sys.stdout, sys.stderr = out, err
     try:
         rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        rc = e.code if isinstance(e.code, int) else 2
     finally:
         sys.stdout, sys.stderr = so, se
     return rc, out.getvalue(), err.getvalue()

@@ -203,8 +203,7 @@ def test_fuzz_model_and_flags(m, cmd, acc, folding, force, steps, nested):
             return
         out = os.path.join(tmp, "a", "prj") if nested else os.path.join(tmp, "prj")
         argv = ["build", path, "--out", out]
-        for a in acc:
-            argv += ["--acc-bits", a]
+        argv += [f"--acc-bits={a}" for a in acc]
         if folding is not None:
             fp = os.path.join(tmp, "fold.json")
             with open(fp, "w") as f:

@@ -44,6 +44,8 @@ def quant_params(ctx: Ctx, node):
     if not 1 <= b <= 32:
         raise A2QError(f"{ctx.where(node)}: bit width {b} is outside the supported range 1..32")
     for what, v in (("scale", scale), ("zero-point", zp)):
+        if v.size == 0:
+            raise A2QError(f"{ctx.where(node)}: {what} is empty (shape {list(v.shape)})")
         if v.dtype.kind not in "fiub":
             raise A2QError(f"{ctx.where(node)}: {what} has element type {v.dtype}; expected float")
         if np.any(~np.isfinite(v)):

@@ -62,9 +62,14 @@ def read_onnx(path: str):
     g = proto.graph
     if len(g.node) > MAX_NODES:
         raise A2QError(f"{path}: {len(g.node)} nodes, above the limit of {MAX_NODES}")
-    for i, n in enumerate(g.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
+    seen: set = set()
+    for i, n in enumerate(g.node):  # unique node names, so that errors can name every node
+        base = n.name or f"{n.op_type}_{i}"
+        name, k = base, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        n.name = name
     if len(g.sparse_initializer):
         raise A2QError(f"{path}: sparse initializer '{g.sparse_initializer[0].values.name}' is not supported; store it dense")
     base = os.path.dirname(os.path.abspath(path))

@@ -74,7 +74,12 @@ def attr(node, name, default=None):
     for a in node.attribute:
         if a.name == name:
             v = helper.get_attribute_value(a)
-            return v.decode() if isinstance(v, bytes) else v
+            if isinstance(v, bytes):
+                try:
+                    return v.decode()
+                except UnicodeDecodeError:
+                    raise A2QError(f"node '{node.name}' ({node.op_type}): attribute {name}={v[:40]!r} is not UTF-8 text") from None
+            return v
     return default
 
 

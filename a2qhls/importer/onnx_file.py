@@ -59,6 +59,7 @@ def read_onnx(path: str):
         raise A2QError(f"{path}: not a valid ONNX file ({type(e).__name__}: {_first_line(e)})") from None
     if not proto.HasField("graph") or proto.ir_version == 0 or len(proto.graph.node) == 0:
         raise A2QError(f"{path}: not an ONNX model (no graph or no nodes found)")
+    _check_strings(proto, path)
     g = proto.graph
     if len(g.node) > MAX_NODES:
         raise A2QError(f"{path}: {len(g.node)} nodes, above the limit of {MAX_NODES}")
@@ -93,6 +94,31 @@ def read_onnx(path: str):
         _check_tensor_data(path, t, what + (f", read by {readers[t.name]}" if t.name in readers and what.startswith("init") else ""))
     check_graph(proto, path)
     return proto
+
+
+def _check_strings(proto, path) -> None:
+    """Every string field (names, op types, domains, metadata) is valid UTF-8: protobuf decodes
+    them lazily, so a damaged one would otherwise raise wherever it is first read. One pass over
+    the messages (numeric and bytes fields are not read)."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [proto]
+    try:
+        while stack:
+            msg = stack.pop()
+            for fd, value in msg.ListFields():
+                single = isinstance(value, (str, bytes, int, float, bool)) or hasattr(value, "ListFields")
+                if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                    if single:
+                        stack.append(value)
+                    else:
+                        stack.extend(value)
+                elif fd.type == FieldDescriptor.TYPE_STRING:
+                    for v in [value] if single else value:
+                        if not isinstance(v, str):  # protobuf hands invalid UTF-8 over as bytes
+                            raise A2QError(f"{path}: not a valid ONNX file (field '{fd.name}' holds {bytes(v)[:40]!r}, which is not UTF-8)")
+    except UnicodeDecodeError as e:
+        raise A2QError(f"{path}: not a valid ONNX file (a name or string is not UTF-8: {e.reason} at byte {e.start})") from None
 
 
 def _constant_tensors(path, g):

@@ -34,6 +34,7 @@ and QONNX runs the graph cut at that tensor, fed its real value.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile

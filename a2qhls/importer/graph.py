@@ -65,7 +65,7 @@ HANDLERS = {
 def load_qonnx(path: str) -> Model:
     """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`."""
     path = str(path)
-    proto = read_onnx(path)
+    proto = read_onnx(path, check_ops=check_ops)
     from onnx import numpy_helper
 
     graph = proto.graph
@@ -79,19 +79,6 @@ def load_qonnx(path: str) -> Model:
         n.name = name
     ctx = Ctx(path=path)
     ctx.annotations = layer_annotations(proto)
-
-    quant_types = {"Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear", "Trunc"}
-    if not any(n.op_type in quant_types for n in graph.node):
-        raise A2QError(
-            f"{path}: a float model with no Quant nodes; a2qhls needs a quantized QONNX model "
-            "(e.g. exported with brevitas.export.export_qonnx or 'a2qhls train')"
-        )
-    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS]
-    if unsupported:
-        n = unsupported[0]
-        raise A2QError(
-            f"{path}: node '{n.name}' has unsupported op {n.op_type}; supported ops: {', '.join(SUPPORTED_OPS)}"
-        )
 
     for t in graph.initializer:
         ctx.consts[t.name] = numpy_helper.to_array(t)
@@ -172,6 +159,23 @@ def load_qonnx(path: str) -> Model:
         source=os.path.abspath(path),
         source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
     )
+
+
+def check_ops(graph, path: str) -> None:
+    """A quantized model whose ops are all in :data:`SUPPORTED_OPS` (run by the importer's door,
+    before ``onnx.checker``, so an unknown op is named with what is supported)."""
+    quant_types = {"Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear", "Trunc"}
+    if not any(n.op_type in quant_types for n in graph.node):
+        raise A2QError(
+            f"{path}: a float model with no Quant nodes; a2qhls needs a quantized QONNX model "
+            "(e.g. exported with brevitas.export.export_qonnx or 'a2qhls train')"
+        )
+    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS]
+    if unsupported:
+        n = unsupported[0]
+        raise A2QError(
+            f"{path}: node '{n.name}' has unsupported op {n.op_type}; supported ops: {', '.join(SUPPORTED_OPS)}"
+        )
 
 
 def check_quant_params_constant(graph, ctx: Ctx, order=None) -> None:

@@ -39,9 +39,10 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0] if s else type(e).__name__
 
 
-def read_onnx(path: str):
+def read_onnx(path: str, check_ops=None):
     """Load and check a QONNX model file; returns its ``ModelProto`` with external data loaded and
-    the nodes in topological order. Raises :class:`A2QError` (one line) for anything it refuses."""
+    the nodes in topological order. ``check_ops(graph, path)``: the importer's own check of the op
+    types, run before ``onnx.checker``. Raises :class:`A2QError` (one line) for anything it refuses."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -92,7 +93,7 @@ def read_onnx(path: str):
             readers.setdefault(x, f"node '{n.name}' ({n.op_type})")
     for t, what in tensors:
         _check_tensor_data(path, t, what + (f", read by {readers[t.name]}" if t.name in readers and what.startswith("init") else ""))
-    check_graph(proto, path)
+    check_graph(proto, path, check_ops)
     return proto
 
 
@@ -211,7 +212,7 @@ def _check_tensor_data(path, t, what) -> None:
             raise A2QError(f"{path}: {what} holds {a[i]} at index {list(map(int, i))}; values must be finite")
 
 
-def check_graph(proto, path: str) -> None:
+def check_graph(proto, path: str, check_ops=None) -> None:
     """The graph-level checks of the module docstring; sorts the nodes in place."""
     import onnx
     from onnx import AttributeProto
@@ -275,6 +276,8 @@ def check_graph(proto, path: str) -> None:
         if o.name not in names:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by any node")
     toposort_in_place(g, path)
+    if check_ops is not None:
+        check_ops(g, path)
     _check_constant_types(proto, path, default)
     try:
         onnx.checker.check_model(proto)

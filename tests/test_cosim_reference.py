@@ -41,16 +41,30 @@ def test_wide_accumulator_float32_boundary_no_false_alarm_and_narrow_still_caugh
     assert rc == 1 and rep["mismatches_model_vs_qonnx"] >= 1 and rep["qonnx_float32_rounding"] == 0, rep
 
 
-def test_reference_that_cannot_run_reports_cpp_vs_model_and_exits_3(tmp_path, capsys):
-    """An attribute onnxruntime rejects (a2qhls ignores it): QONNX cannot execute the graph."""
+def test_reference_that_cannot_run_reports_cpp_vs_model_and_exits_3(tmp_path, capsys, monkeypatch):
+    """QONNX's executor failing leaves C++ vs model standing: exit 3, one line saying why.
+
+    A model with an attribute onnxruntime rejects is now refused at the door (build runs
+    onnx.checker, issue 9 section 4), so the executor's failure, onnxruntime's error for such an
+    attribute, is raised where cosim calls qonnx's ``execute_onnx``."""
     m, _, _ = qonnx_graphs.mlp(sizes=(12, 8, 5), bias="int")
-    for n in m.graph.node:
+    bad = qonnx_graphs.mlp(sizes=(12, 8, 5), bias="int")[0]
+    for n in bad.graph.node:
         if n.op_type == "Gemm":
             n.attribute.append(helper.make_attribute("a2qhls_test_unknown", 1))
+    assert main(["build", qonnx_graphs.save(bad, tmp_path / "bad.onnx"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "Unrecognized attribute" in err and err.count("\n") == 1 and not (tmp_path / "b").exists()
     path = qonnx_graphs.save(m, tmp_path / "m.onnx")
     out = tmp_path / "p"
     assert main(["build", path, "--out", str(out)]) == 0
     capsys.readouterr()
+    import qonnx.core.onnx_exec as onnx_exec
+
+    def execute_onnx(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unrecognized attribute: a2qhls_test_unknown for operator Gemm")
+
+    monkeypatch.setattr(onnx_exec, "execute_onnx", execute_onnx)
     assert main(["cosim", str(out), "--random", "20"]) == 3
     text = capsys.readouterr().out
     lines = [l for l in text.splitlines() if "QONNX reference could not run" in l]

@@ -325,8 +325,8 @@ def _check_constant_types(proto, path, opset: int) -> None:
                     ctype[n.output[0]] = 7
     dyn = next((vi for vi in g.input if vi.name not in ctype), None)
     flow = dyn.type.tensor_type.elem_type if dyn is not None and dyn.type.HasField("tensor_type") else 1
-    if flow not in _FLOAT_TYPES:
-        raise A2QError(f"{path}: graph input '{dyn.name}' has element type {_type_name(flow)}; a2qhls reads float inputs")
+    if flow != 1:  # QONNX's Quant computes and outputs float32: the whole dataflow is float32
+        raise A2QError(f"{path}: graph input '{dyn.name}' has element type {_type_name(flow)}; a2qhls reads FLOAT (float32) inputs")
     for n in g.node:
         where = f"{path}: node '{n.name}' ({n.op_type})"
         consts = [(i, x) for i, x in enumerate(n.input) if x in ctype]

@@ -15,9 +15,11 @@ def on_reshape(ctx: Ctx, node) -> None:
     st = ctx.state.get(src)
     out_shape = ctx.shapes.get(out)
     if isinstance(st, FloatInput):
-        if out_shape is None or len(out_shape) != 2:
-            raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported")
-        ctx.state[out] = FloatInput((int(out_shape[1]),))
+        feat = int(np.prod(st.shape))
+        if out_shape is None or len(out_shape) != 2 or out_shape[1] != feat:
+            raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported "
+                           f"(input of {feat} features per sample, output shape {list(out_shape) if out_shape else None})")
+        ctx.state[out] = FloatInput((feat,))
         return
     if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
         no_pending_relu(ctx, node, st)

@@ -47,7 +47,7 @@ import numpy as np
 from .errors import A2QError
 from .headers import find_cxx, find_headers
 from .ir import Model
-from .sim import BitSim, dequantize_input, to_real
+from .sim import BitSim, dequantize_input, preprocess_input, to_real, unpreprocess_input
 
 SUMMARY = "a2qhls.json"
 
@@ -82,7 +82,10 @@ def load_project(d) -> Project:
         _ = summary["layers"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise A2QError(f"{sp}: not a valid a2qhls build summary ({type(e).__name__}: {e})") from None
-    model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path))), overrides)
+    input_quant = summary.get("input_quant")
+    if input_quant is not None and not isinstance(input_quant, str):
+        raise A2QError(f"{sp}: not a valid a2qhls build summary (input_quant is not a string)")
+    model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path), input_quant=input_quant)), overrides)
     sim = BitSim(model)
     return Project(d, summary, model, sim, onnx_path)
 
@@ -164,12 +167,17 @@ class QonnxReference:
     ``float64=True``: the same graph with every standard ONNX op (Gemm, MatMul, Conv, Add, ...)
     computed in float64 (a Cast to double on each float input); QONNX's own ops (Quant, Trunc)
     run as exported. Accumulations above 2^24 are then exact, where float32 sums are not.
+    ``input_quant``: the build's declared input type (``--input-quant``), inserted as the importer does.
     """
 
-    def __init__(self, onnx_path, *, float64: bool = False):
+    def __init__(self, onnx_path, input_quant: Optional[str] = None, *, float64: bool = False):
         import onnx
 
         self.proto = onnx.load(str(onnx_path))
+        if input_quant is not None:
+            from .importer.input_quant import insert_input_quant
+
+            self.proto = insert_input_quant(self.proto, input_quant, str(onnx_path))
         self.float64 = float64
         self._cache: dict = {}
 
@@ -367,6 +375,8 @@ def _input_float(project: Project, n: int, rng) -> np.ndarray:
     shape = tuple(model.input_shape) if _fmap_input(model) else tuple(model.tensors[iq.outputs[0]].shape)
     q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + shape)
     x = (q - float(iq.zero_point)) * float(iq.scale)
+    if iq.pre:  # through the inverse of the float preprocessing, so the quantizer sees its whole range
+        x = unpreprocess_input(iq, x)
     return x.astype(np.float32)
 
 
@@ -419,7 +429,10 @@ def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
     """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map)."""
     shape = tuple(model.tensors[tensor].shape)
     a = np.asarray(a).reshape((len(a),) + shape)
-    return a.transpose(0, 3, 1, 2) if len(shape) == 3 else a
+    if len(shape) != 3:
+        return a
+    a = a.transpose(0, 3, 1, 2)
+    return a[:, :, 0, :] if len(model.input_shape) == 2 else a  # a 1-D model's maps are [n, C, L]
 
 
 def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
@@ -454,7 +467,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ref_x = g.x.reshape((n,) + tuple(model.input_shape)).astype(np.float32)
         # the input quantizer vs QONNX's own Quant function, in float32 as exported: exact
         t = iq.out_type
-        y_ref = quant(ref_x, iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
+        y_ref = quant(preprocess_input(iq, ref_x), iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
         q_nchw = _nchw(model, iq.outputs[0], vals[iq.outputs[0]])
         y_model = (q_nchw.astype(np.float32) - np.float32(iq.zero_point)) * np.float32(iq.scale)
         iq_bad = np.any(y_ref.reshape(n, -1) != y_model.reshape(n, -1), axis=1)
@@ -685,9 +698,10 @@ def adversarial_groups(project: Project) -> list:
             xs = [np.stack([np.full(shape, hi_a), np.full(shape, lo_a)]).astype(np.int64),
                   np.stack([np.full(shape, hi_b), np.full(shape, lo_b)]).astype(np.int64)]
         if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
-            x = dequantize_input(iq, xs[0])
-            if len(shape) == 3:
-                x = x.transpose(0, 3, 1, 2)  # NHWC -> the NCHW float input
+            q0 = xs[0]
+            if len(shape) == 3:  # NHWC -> the NCHW (or [C, L]) float input's layout
+                q0 = q0.transpose(0, 3, 1, 2).reshape((len(q0),) + tuple(model.input_shape))
+            x = dequantize_input(iq, q0)
             groups.append(Group(f"adversarial_{d.name}", 0, np.ascontiguousarray(x), note))
         else:
             groups.append(Group(f"adversarial_{d.name}", i, xs, note, mode="unit"))
@@ -718,8 +732,8 @@ def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, input
         groups.extend(adversarial_groups(project))
     if not groups:
         raise A2QError("nothing to simulate: give --random N, --adversarial and/or --inputs FILE.npy")
-    ref = QonnxReference(project.onnx_path)
-    ref64 = QonnxReference(project.onnx_path, float64=True)
+    ref = QonnxReference(project.onnx_path, project.model.input_quant)
+    ref64 = QonnxReference(project.onnx_path, project.model.input_quant, float64=True)
     with tempfile.TemporaryDirectory(prefix="a2qhls-cosim-") as work:
         binary = Path(work) / "a2q_csim"
         compile_s = compile_csim(project.dir, binary, cxxflags)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Add, Conv, Dense, TensorInfo
-from .context import AccState, Ctx, IntState, QConst, const_array, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, no_pending_relu
 
 MAX_ADD_MULTIPLIER = 1 << 12
 
@@ -36,7 +36,42 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
     return AccState(st.layer, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
 
 
+def on_float_input_op(ctx: Ctx, node) -> bool:
+    """``x op c`` or ``c op x`` (Add, Sub, Mul, Div) on the float graph input with a constant ``c``:
+    float preprocessing (e.g. ``2 * x - 1``, ``(x - mean) / std``) that the input quantizer absorbs.
+    Returns False when ``node`` does not read the float input."""
+    from .quant import preprocess
+
+    a, b = node.input[0], node.input[1]
+    sa, sb = ctx.state.get(a), ctx.state.get(b)
+    if not isinstance(sa, FloatInput) and not isinstance(sb, FloatInput):
+        return False
+    x, c, st = (a, b, sa) if isinstance(sa, FloatInput) else (b, a, sb)
+    cv = const_array(ctx, c)
+    if cv is None:
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} of the float input with a non-constant '{c}' is not supported; "
+                       "supported before the input quantizer: Add/Sub/Mul/Div by a constant and Relu")
+    op = node.op_type
+    if x != a:  # c op x
+        if op in ("Add", "Mul"):
+            pass  # commutative, and exactly so in float32
+        elif op == "Sub":  # c - x = (x * -1) + c, exactly so in float32
+            st = preprocess(ctx, node, st, "Mul", -1.0)
+            op = "Add"
+        else:
+            raise A2QError(f"{ctx.where(node)}: a constant divided by the float input is not supported; supported: x / c")
+    ctx.state[node.output[0]] = preprocess(ctx, node, st, op, cv)
+    return True
+
+
+def on_sub_div(ctx: Ctx, node) -> None:
+    if not on_float_input_op(ctx, node):
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} is supported only on the float graph input, by a constant, before its quantizer")
+
+
 def on_add(ctx: Ctx, node) -> None:
+    if on_float_input_op(ctx, node):
+        return
     a, b = node.input[0], node.input[1]
     if a in ctx.consts and b not in ctx.consts:
         a, b = b, a
@@ -78,6 +113,8 @@ def on_residual_add(ctx: Ctx, node, ta: TensorInfo, tb: TensorInfo) -> None:
 
 
 def on_mul(ctx: Ctx, node) -> None:
+    if on_float_input_op(ctx, node):
+        return
     a, b = node.input[0], node.input[1]
     if a in ctx.consts and b not in ctx.consts:
         a, b = b, a

@@ -43,13 +43,18 @@ class AccState:
     scale: np.ndarray  # [channels], float64
     offset: np.ndarray  # [channels], float64
     relu: bool = False
+    flattened: bool = False  # an [H, W, C] accumulator the graph sees as [batch, C*H*W] (see IntState)
 
 
 @dataclass
 class FloatInput:
-    """The float graph input (possibly reshaped)."""
+    """The float graph input (possibly reshaped), after any float preprocessing ``pre``
+    (see :class:`~a2qhls.ir.InputQuant`), which the input quantizer absorbs."""
 
     shape: tuple
+    pre: tuple = ()
+    reshaped: bool = False
+    pre_shape: tuple = ()  # the shape ``pre`` applies in (before any reshape)
 
 
 @dataclass
@@ -63,6 +68,7 @@ class Ctx:
     tensors: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
     finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
+    input_name: str = ""  # the float graph input
 
     def where(self, node) -> str:
         return f"{self.path}: node '{node.name}' ({node.op_type})"
@@ -119,6 +125,11 @@ def layer_input(ctx: Ctx, node, name: str) -> TensorInfo:
         return info
     if name in ctx.consts:
         raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")
+    if isinstance(st, FloatInput):
+        raise A2QError(
+            f"{ctx.where(node)}: the graph input reaches this layer without a quantizer; quantize it in the model "
+            "(e.g. a QuantIdentity) or declare its integer type with --input-quant TYPE:SCALE (e.g. uint8:0.00392)"
+        )
     raise A2QError(
         f"{ctx.where(node)}: the input '{name}' is not quantized; "
         "insert a Quant node (e.g. a QuantIdentity or QuantReLU) before every MatMul/Gemm"

@@ -12,13 +12,15 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Conv, Dense, Model
-from .arith import on_add, on_mul
+from .arith import on_add, on_mul, on_sub_div
 from .batchnorm import on_batchnorm
 from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
 from .conv import on_conv
 from .dense import on_gemm, on_matmul
 from .onnx_file import layer_annotations, read_onnx
 from .pool import on_pool, on_trunc
+from .input_quant import insert_input_quant
+from .qcdq import has_qcdq, qcdq_to_quant
 from .quant import on_quant, on_relu
 from .shape import fold_const, on_reshape
 
@@ -31,8 +33,11 @@ SUPPORTED_OPS = (
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "Add",
+    "Sub",
     "Mul",
+    "Div",
     "BatchNormalization",
     "Relu",
     "Transpose",
@@ -49,11 +54,14 @@ HANDLERS = {
     "MaxPool": on_pool,
     "AveragePool": on_pool,
     "GlobalAveragePool": on_pool,
+    "ReduceMean": on_pool,
     "Quant": on_quant,
     "Gemm": on_gemm,
     "MatMul": on_matmul,
     "Add": on_add,
     "Mul": on_mul,
+    "Sub": on_sub_div,
+    "Div": on_sub_div,
     "BatchNormalization": on_batchnorm,
     "Relu": on_relu,
     "Flatten": on_reshape,
@@ -61,12 +69,19 @@ HANDLERS = {
 }
 
 
-def load_qonnx(path: str) -> Model:
-    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`."""
+def load_qonnx(path: str, input_quant: str | None = None) -> Model:
+    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`.
+
+    ``input_quant``: ``"TYPE:SCALE[:ZERO_POINT]"`` (e.g. ``"uint8:0.00392"``) declares the integer
+    type of a graph input the file does not quantize (see :mod:`.input_quant`)."""
     path = str(path)
     proto = read_onnx(path)
+    if input_quant is not None:
+        proto = insert_input_quant(proto, input_quant, path)
     from onnx import numpy_helper
 
+    if has_qcdq(proto):
+        proto = qcdq_to_quant(proto, path)
     graph = proto.graph
     seen: set = set()
     for i, n in enumerate(graph.node):  # every op gets a unique name (folding, --acc-bits, cosim key on it)
@@ -123,6 +138,7 @@ def load_qonnx(path: str) -> Model:
         raise A2QError(f"{path}: input '{inp.name}' must be [batch, features...] with fixed feature dimensions, got {list(in_shape)}")
     per_sample = tuple(int(d) for d in in_shape[1:])
     ctx.state[inp.name] = FloatInput(per_sample)
+    ctx.input_name = inp.name
 
     for node in toposort(graph, ctx):
         if node.op_type == "Constant":
@@ -168,6 +184,7 @@ def load_qonnx(path: str) -> Model:
         output_names=out_names,
         source=os.path.abspath(path),
         source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
+        input_quant=input_quant,
     )
 
 

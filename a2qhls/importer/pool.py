@@ -1,4 +1,6 @@
-"""``MaxPool``, ``AveragePool``, ``GlobalAveragePool`` -> :class:`~a2qhls.ir.Pool`, and QONNX ``Trunc``
+"""``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``ReduceMean`` over the spatial axes (the
+global average pool of Brevitas's dynamo export) -> :class:`~a2qhls.ir.Pool` (1-D pools on
+``[batch, C, L]`` as 2-D pools of height 1), and QONNX ``Trunc``
 (v2, after Brevitas's average pool) -> a :class:`~a2qhls.ir.Requant` with a first rounding."""
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ def on_pool(ctx: Ctx, node) -> None:
         raise A2QError(f"{ctx.where(node)}: pooling is supported on a quantized tensor only (put it after a Quant)")
     no_pending_relu(ctx, node, st)
     x = feature_map(ctx, node)
-    if node.op_type == "GlobalAveragePool":
+    flattened = False
+    if node.op_type == "ReduceMean":
+        flattened = not global_mean_axes(ctx, node)
+    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
         kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
     else:
         kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
@@ -35,7 +40,27 @@ def on_pool(ctx: Ctx, node) -> None:
         return
     scale = np.full(C, float(x.scale.reshape(-1)[0]) / pool.K)
     ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), np.zeros(C))
-    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C))
+    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C), flattened=flattened)
+
+
+def global_mean_axes(ctx: Ctx, node) -> bool:
+    """Check that a ``ReduceMean`` averages over exactly the spatial axes of ``[batch, C, H, W]``
+    (or ``[batch, C, L]``), i.e. is a global average pool; returns its ``keepdims``."""
+    rank = len(ctx.shapes.get(node.input[0]) or ()) or 4
+    axes = attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        a = const_array(ctx, node.input[1])
+        if a is None:
+            raise A2QError(f"{ctx.where(node)}: the axes input '{node.input[1]}' is not a constant")
+        axes = np.asarray(a).reshape(-1).tolist()
+    spatial = set(range(2, rank))
+    got = None if axes is None else {int(a) % rank for a in axes}
+    if got != spatial:
+        raise A2QError(
+            f"{ctx.where(node)}: ReduceMean over axes {axes if axes is not None else 'all'} is not supported; "
+            f"supported: the mean over the spatial axes {sorted(spatial)} (a global average pool)"
+        )
+    return bool(int(attr(node, "keepdims", 1)))
 
 
 def on_trunc(ctx: Ctx, node) -> None:

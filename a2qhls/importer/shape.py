@@ -17,7 +17,7 @@ def on_reshape(ctx: Ctx, node) -> None:
     if isinstance(st, FloatInput):
         if out_shape is None or len(out_shape) != 2:
             raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported")
-        ctx.state[out] = FloatInput((int(out_shape[1]),))
+        ctx.state[out] = FloatInput((int(out_shape[1]),), st.pre, True, st.pre_shape or st.shape)
         return
     if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
         no_pending_relu(ctx, node, st)

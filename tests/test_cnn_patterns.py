@@ -288,9 +288,10 @@ def _fixture(name: str):
     return p
 
 
-@pytest.mark.parametrize("name", ["a2q_cnn_reducemean_dynamo.onnx", "conv1d_avgpool1d.onnx", "mlp_qcdq.onnx", "residual_shared_quant.onnx"])
+@pytest.mark.parametrize("name", ["a2q_cnn_reducemean_dynamo.onnx", "conv1d_avgpool1d.onnx", "mlp_qcdq.onnx", "residual_shared_quant.onnx",
+                                  "conv_maxpool_before_relu.onnx"])
 def test_shared_fixture_builds_and_cosimulates(name, tmp_path, capsys):
-    """The shared cases' files for patterns 1, 8, 9, 3 (shared quantizer): build and cosim random + adversarial, 0 mismatches."""
+    """The shared cases' files for patterns 1, 8, 9, 3 (shared quantizer), 2 (max pool first): build and cosim random + adversarial, 0 mismatches."""
     from cnn_patterns import build, cosim
 
     out = tmp_path / "prj"
@@ -487,3 +488,62 @@ def test_shared_requantizer_of_a_tensor_read_elsewhere(shared_requant, exporter,
     kinds = [ly["op"] for ly in a2qhls.inspect(str(paths[exporter]))["layers"]]
     assert kinds[1] == "Quant" and kinds[2] == "Add", kinds
     check_exact_then_narrower(paths[exporter], ref, tmp_path, capsys, tag=exporter, narrower=exporter == "dynamo")
+
+
+# ----------------------------------------------------------------------------- 2: max pool before the activation
+
+
+@pytest.fixture(scope="module")
+def pool_first(tmp_path_factory):
+    """QuantConv2d -> BatchNorm -> MaxPool2d -> QuantReLU, then QuantConv2d -> MaxPool2d -> QuantReLU -> head."""
+    import brevitas.nn as qnn
+    import torch.nn as nn
+
+    torch.manual_seed(8)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = qnn.QuantIdentity(bit_width=6, return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_bit_width=4)
+            self.bn = nn.BatchNorm2d(4)
+            self.r1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.c2 = qnn.QuantConv2d(4, 4, 3, padding=1, bias=False, weight_bit_width=3)
+            self.r2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(4 * 2 * 2, 3, bias=False, weight_bit_width=4)
+
+        def forward(self, x):
+            x = self.q(x)
+            x = self.r1(nn.functional.max_pool2d(self.bn(self.c1(x)), 2))
+            x = self.r2(nn.functional.max_pool2d(self.c2(x), 2))
+            return self.fc(torch.flatten(x, 1))
+
+    m = Net()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.5, 0.5)
+        m.bn.running_var.uniform_(0.5, 2)
+        m.bn.weight.uniform_(0.5, 1.5)
+    m.train()
+    m.bn.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(16, 2, 8, 8))
+    m.eval()
+    return m, export_both(m, torch.randn(1, 2, 8, 8), tmp_path_factory.mktemp("poolfirst"), "poolfirst")
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_max_pool_before_the_activation(pool_first, exporter, tmp_path, capsys):
+    """Max commutes with the monotone activation: the pool runs on the quantized integers after the
+    threshold unit, bit-exact with QONNX's pool of floats before the Quant."""
+    from a2qhls.importer import load_qonnx
+
+    m, paths = pool_first
+    path = paths[exporter]
+    model = load_qonnx(str(path))
+    kinds = [op.op for op in model.ops]
+    assert kinds.count("Pool") == 2 and kinds.index("Pool") == kinds.index("Requant") + 1, kinds
+    ref = [conv_range(int_weight(m.c1), (8, 8), (1, 1), (1, 1, 1, 1), *int_range(*quant_type(m.q))),
+           conv_range(int_weight(m.c2), (4, 4), (1, 1), (1, 1, 1, 1), *int_range(*quant_type(m.r1))),
+           dense_range(int_weight(m.fc), *int_range(*quant_type(m.r2)))]
+    check_exact_then_narrower(path, ref, tmp_path, capsys, tag=exporter, narrower=exporter == "dynamo")

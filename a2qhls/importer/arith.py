@@ -2,6 +2,8 @@
 quantized tensors (:class:`~a2qhls.ir.Add`)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
@@ -24,7 +26,7 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
             st.layer.bias = np.asarray(ints, dtype=np.int64).copy()
-            return AccState(st.layer, st.scale, st.offset, st.relu)
+            return replace(st)
         val = b.value
     else:
         val = b
@@ -33,7 +35,7 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
     if st.relu:
         raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
-    return AccState(st.layer, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
+    return replace(st, offset=st.offset + np.broadcast_to(val, (C,)))
 
 
 def on_float_input_op(ctx: Ctx, node) -> bool:
@@ -125,6 +127,6 @@ def on_mul(ctx: Ctx, node) -> None:
         c = np.asarray(c, dtype=np.float64).reshape(-1)
         if c.size not in (1, C) or np.any(c <= 0):
             raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
-        ctx.state[node.output[0]] = AccState(st.layer, st.scale * c, st.offset * c, st.relu)
+        ctx.state[node.output[0]] = replace(st, scale=st.scale * c, offset=st.offset * c)
         return
     raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")

@@ -44,6 +44,9 @@ class AccState:
     offset: np.ndarray  # [channels], float64
     relu: bool = False
     flattened: bool = False  # an [H, W, C] accumulator the graph sees as [batch, C*H*W] (see IntState)
+    # a MaxPool of the accumulator before its activation (Conv -> MaxPool -> Relu -> Quant): the max commutes
+    # with the monotone non-decreasing activation, so it is applied to the Requant's output (see importer.pool)
+    pending_pool: Optional[object] = None
 
 
 @dataclass

@@ -2,6 +2,8 @@
 accumulator or of another activation; and ``Relu`` before a Quant."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
@@ -136,6 +138,14 @@ def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, roun
     if op.scale.ndim == 1 and op.scale.size != C:
         raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
     ctx.ops.append(op)
+    pool = st.pending_pool
+    if pool is not None:  # max over windows of a monotone non-decreasing map == that map of the max: pool after it
+        pre = f"{out}__a2qhls_prepool"
+        op.outputs = [pre]
+        ctx.tensors[pre] = TensorInfo(pre, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
+        pool.inputs, pool.outputs = [pre], [out]
+        ctx.ops.append(pool)
+        acc_shape = pool.out_shape
     ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
     ctx.state[out] = IntState(out, flattened=st.flattened)
 
@@ -171,7 +181,7 @@ def on_relu(ctx: Ctx, node) -> None:
         ctx.state[node.output[0]] = preprocess(ctx, node, st, "Relu", None)
         return
     if isinstance(st, AccState):
-        ctx.state[node.output[0]] = AccState(st.layer, st.scale, st.offset, True, st.flattened)
+        ctx.state[node.output[0]] = replace(st, relu=True)
         return
     if isinstance(st, IntState) and not st.flattened:  # e.g. QuantIdentity -> QuantReLU: folds into the next Quant
         ctx.state[node.output[0]] = IntState(st.tensor, relu=True)

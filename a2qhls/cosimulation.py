@@ -239,9 +239,9 @@ class QonnxReference:
             for n in g.node:
                 if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] in byname:
                     shp = numpy_helper.to_array(byname[n.input[1]]).copy()
-                    if shp.ndim == 1 and shp.size and shp[0] == b0 and -1 not in shp:
-                        shp[0] = -1
-                        name = n.input[1] + "__a2qhls_batch"
+                    if shp.ndim == 1 and shp.size and shp[0] == b0:
+                        shp[0] = -1 if -1 not in shp else batch  # TorchScript's view(n, -1) bakes in [1, -1]
+                        name = n.input[1] + f"__a2qhls_batch{batch}"
                         if name not in byname:
                             g.initializer.append(numpy_helper.from_array(shp.astype(np.int64), name))
                             byname[name] = g.initializer[-1]

@@ -7,6 +7,10 @@ blocks, for tests that run in seconds (``bench/paper_nets.py`` runs the full-siz
   8-bit linear head with an ``Int32Bias``; 4-bit A2Q or A2Q+ weights (``a2q/quant.py``) at a target
   width, as ``a2q/utils.py`` builds ``quant_resnet18``. Its input is an unquantized image: a2qhls
   needs ``--input-quant``.
+* :func:`mobilenet`: ``imagenet_classification/models/mobilenetv1.py``'s own ``MobileNet`` class (what
+  ``quant_mobilenet_v1`` instantiates) with fewer, narrower stages: 8-bit first ConvBlock with
+  per-channel activation scales, depthwise-separable blocks (per-channel activation scales into the
+  depthwise convolutions), ``TruncAvgPool2d``, 4-bit head with ``Int32Bias``; unquantized input.
 """
 from __future__ import annotations
 
@@ -62,5 +66,33 @@ def resnet(kind: str = "a2q", acc_bits: int = 12, planes=(8, 16), seed: int = 0,
     with torch.no_grad():
         for _ in range(3):
             m(torch.rand(16, 3, hw, hw))
+    m.eval()
+    return m
+
+
+def mobilenet(channels=((8,), (16,), (16,)), hw: int = 16, seed: int = 0, bits: int = 4):
+    import torch
+    import torch.nn as nn
+    from brevitas_examples.imagenet_classification.models.mobilenetv1 import MobileNet
+
+    torch.manual_seed(seed)
+    final = hw // 2 // 2 ** (len(channels) - 2)
+    m = MobileNet(channels=[list(c) for c in channels], first_stage_stride=False, act_bit_width=bits,
+                  weight_bit_width=bits, round_average_pool=False, last_layer_bit_width=bits,
+                  avg_pool_kernel_size=final, num_classes=10)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    m.train()
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(16, 3, hw, hw))
     m.eval()
     return m

@@ -117,14 +117,21 @@ def no_pending_relu(ctx: Ctx, node, *states) -> None:
         raise A2QError(f"{ctx.where(node)}: a Relu of an activation must be followed by a Quant before {node.op_type}")
 
 
-def layer_input(ctx: Ctx, node, name: str) -> TensorInfo:
+def layer_input(ctx: Ctx, node, name: str, per_channel: bool = False) -> TensorInfo:
+    """The integer tensor a layer reads. ``per_channel``: the op works channel by channel (a depthwise
+    convolution, a pool), so a per-channel activation scale moves past it to its output (as FINN
+    streamlines MobileNet); an op that sums over channels needs one scale for all of them."""
     st = ctx.state.get(name)
     if isinstance(st, IntState) and st.relu:
         raise A2QError(f"{ctx.where(node)}: the input '{name}' is a Relu of an activation without a Quant after it")
     if isinstance(st, IntState):
         info = ctx.tensors[st.tensor]
-        if np.unique(info.scale).size != 1:
-            raise A2QError(f"{ctx.where(node)}: the input '{name}' has per-channel scales; a layer input needs a per-tensor scale")
+        if np.unique(info.scale).size != 1 and not per_channel:
+            raise A2QError(
+                f"{ctx.where(node)}: the input '{name}' has per-channel scales, which a layer summing over channels cannot "
+                "take exactly; use a per-tensor activation scale here (per-channel scales are supported into depthwise "
+                "convolutions and pools)"
+            )
         return info
     if name in ctx.consts:
         raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")

@@ -39,8 +39,8 @@ def onnx_shape(shape) -> list:
     return shape if len(shape) < 2 else [shape[-1], *shape[:-1]]
 
 
-def feature_map(ctx: Ctx, node) -> TensorInfo:
-    x = layer_input(ctx, node, node.input[0])
+def feature_map(ctx: Ctx, node, per_channel: bool = False) -> TensorInfo:
+    x = layer_input(ctx, node, node.input[0], per_channel)
     if len(x.shape) != 3:
         raise A2QError(
             f"{ctx.where(node)}: expects a [batch, C, H, W] or [batch, C, L] input, "
@@ -55,7 +55,8 @@ def _expand_scale(scale, ndim: int) -> np.ndarray:
 
 
 def on_conv(ctx: Ctx, node) -> None:
-    x = feature_map(ctx, node)
+    groups = int(attr(node, "group", 1))
+    x = feature_map(ctx, node, per_channel=groups > 1)  # a depthwise conv takes per-channel input scales
     w = ctx.consts.get(node.input[1])
     if not isinstance(w, QConst):
         weight_of(ctx, node, node.input[1], "CK")  # raises the matching error
@@ -64,7 +65,6 @@ def on_conv(ctx: Ctx, node) -> None:
     if w.ints.ndim != 4:
         raise A2QError(f"{ctx.where(node)}: only 1-D and 2-D convolutions (3-D or 4-D weights) are supported")
     kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape", None) or w.ints.shape[2:])
-    groups = int(attr(node, "group", 1))
     cout, cin_g = w.ints.shape[:2]
     if x.shape[2] != cin_g * groups:
         raise A2QError(f"{ctx.where(node)}: input has {x.shape[2]} channels, weight expects {cin_g * groups}")
@@ -91,7 +91,14 @@ def on_conv(ctx: Ctx, node) -> None:
         quant_kind=ann.get("quant"),
     )
     ctx.ops.append(conv)
-    acc_scale = float(x.scale.reshape(-1)[0]) * conv.weight_scale
+    if not conv.depthwise and np.unique(x.scale).size != 1:
+        raise A2QError(
+            f"{ctx.where(node)}: the input has per-channel scales, which a convolution over channels cannot take "
+            "exactly; use a per-tensor activation scale here (per-channel scales are supported into depthwise convolutions)"
+        )
+    # per output channel j: input scale (per channel for a depthwise conv: channel j's) times weight scale
+    s_in = np.asarray(x.scale, dtype=np.float64).reshape(-1)
+    acc_scale = (s_in if conv.depthwise else np.full(cout, s_in[0])) * conv.weight_scale
     ctx.tensors[node.output[0]] = TensorInfo(node.output[0], conv.out_shape, None, acc_scale.copy(), np.zeros(cout))
     st = AccState(layer=conv, scale=acc_scale, offset=np.zeros(cout))
     if len(node.input) > 2 and node.input[2]:

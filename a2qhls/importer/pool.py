@@ -25,7 +25,7 @@ def on_pool(ctx: Ctx, node) -> None:
             "(MaxPool is); supported: pooling after a Quant"
         )
     no_pending_relu(ctx, node, st)
-    x = feature_map(ctx, node)
+    x = feature_map(ctx, node, per_channel=True)
     flattened = False
     if node.op_type == "ReduceMean":
         flattened = not global_mean_axes(ctx, node)
@@ -46,7 +46,7 @@ def on_pool(ctx: Ctx, node) -> None:
         ctx.tensors[out] = TensorInfo(out, pool.out_shape, x.dtype, x.scale.copy(), x.offset.copy())
         ctx.state[out] = IntState(out)
         return
-    scale = np.full(C, float(x.scale.reshape(-1)[0]) / pool.K)
+    scale = np.broadcast_to(np.asarray(x.scale, dtype=np.float64).reshape(-1), (C,)) / pool.K
     ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), np.zeros(C))
     ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C), flattened=flattened)
 

@@ -7,7 +7,8 @@ optionally build + cosim; prints every targeted layer's exact accumulator width 
   4-bit weights, 4-bit activations, at a 12- or 16-bit target, built as ``a2q/utils.py`` builds them;
   its input is an unquantized 8-bit image, so a2qhls gets ``--input-quant uint8:0.00392``.
 * ``quant_mobilenet_v1`` 4-bit (``imagenet_classification/models``, cfg ``quant_mobilenet_v1_4b``) on
-  32x32 inputs.
+  224x224 inputs (its ``TruncAvgPool2d(7)`` needs a 7x7 final map; 32x32 leaves 1x1), input declared
+  ``int8:0.03125``.
 
 Weights are seeded random (no download), activation scales calibrated on a few random batches, and
 BatchNorm statistics perturbed so they are not the identity. Not run in CI (full size takes minutes);
@@ -25,7 +26,7 @@ import time
 import warnings
 
 NETS = ("resnet18_a2q_12", "resnet18_a2q_16", "resnet18_a2qplus_12", "resnet18_a2qplus_16", "mobilenet_v1_4b")
-INPUT_QUANT = {"resnet18": "uint8:0.00392"}
+INPUT_QUANT = {"resnet18": "uint8:0.00392", "mobilenet": "int8:0.03125"}
 
 
 def calibrate(model, shape, seed: int = 0, batches: int = 2, batch: int = 8):
@@ -75,11 +76,17 @@ def make_net(name: str, reduced: bool = False):
                                 zero_init_residual=False, round_average_pool=False)
             shape = (1, 3, 32, 32)
         return calibrate(model, shape), shape, INPUT_QUANT["resnet18"]
+    if reduced:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+        import paper_nets
+
+        return paper_nets.mobilenet(), (1, 3, 16, 16), INPUT_QUANT["mobilenet"]
     from brevitas_examples.imagenet_classification.models import model_with_cfg
 
     model, _ = model_with_cfg("quant_mobilenet_v1_4b", pretrained=None)
-    shape = (1, 3, 32, 32)
-    return calibrate(model, shape), shape, None
+    # 224x224: the net's TruncAvgPool2d(7) needs a 7x7 final map (a 32x32 input leaves 1x1, which torch refuses)
+    shape = (1, 3, 224, 224)
+    return calibrate(model, shape, batch=2), shape, INPUT_QUANT["mobilenet"]
 
 
 def export(model, shape, path, how: str) -> str:

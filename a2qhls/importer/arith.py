@@ -17,7 +17,11 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
     C = st.layer.channels
     b = ctx.consts.get(bname)
     if b is None:
-        raise A2QError(f"{ctx.where(node)}: adding a non-constant tensor '{bname}' to an accumulator is not supported")
+        raise A2QError(
+            f"{ctx.where(node)}: adding the tensor '{bname}' to a layer's accumulator before its activation Quant is not "
+            "supported; quantize both branches before the Add (e.g. one shared QuantReLU, as brevitas_examples' "
+            "QuantBasicBlock does)"
+        )
     if isinstance(b, QConst):
         ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
         bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))

@@ -137,7 +137,7 @@ def layer_input(ctx: Ctx, node, name: str, per_channel: bool = False) -> TensorI
         raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")
     if isinstance(st, FloatInput):
         raise A2QError(
-            f"{ctx.where(node)}: the graph input reaches this layer without a quantizer; quantize it in the model "
+            f"{ctx.where(node)}: the graph input '{name}' is not quantized; quantize it in the model "
             "(e.g. a QuantIdentity) or declare its integer type with --input-quant TYPE:SCALE (e.g. uint8:0.00392)"
         )
     raise A2QError(

@@ -289,7 +289,7 @@ def _fixture(name: str):
 
 
 @pytest.mark.parametrize("name", ["a2q_cnn_reducemean_dynamo.onnx", "conv1d_avgpool1d.onnx", "mlp_qcdq.onnx", "residual_shared_quant.onnx",
-                                  "conv_maxpool_before_relu.onnx"])
+                                  "conv_maxpool_before_relu.onnx", "cnv_binary_w1a2.onnx", "wide_acc_float32_boundary.onnx"])
 def test_shared_fixture_builds_and_cosimulates(name, tmp_path, capsys):
     """The shared cases' files for patterns 1, 8, 9, 3 (shared quantizer), 2 (max pool first): build and cosim random + adversarial, 0 mismatches."""
     from cnn_patterns import build, cosim
@@ -547,3 +547,43 @@ def test_max_pool_before_the_activation(pool_first, exporter, tmp_path, capsys):
            conv_range(int_weight(m.c2), (4, 4), (1, 1), (1, 1, 1, 1), *int_range(*quant_type(m.r1))),
            dense_range(int_weight(m.fc), *int_range(*quant_type(m.r2)))]
     check_exact_then_narrower(path, ref, tmp_path, capsys, tag=exporter, narrower=exporter == "dynamo")
+
+
+# ----------------------------------------------------------------------------- bipolar (binary) weights
+
+
+def test_bipolar_activations_are_refused_in_one_line():
+    """BNN-PYNQ's w1a1: BipolarQuant on an activation is refused with what is supported (w1a2 builds above)."""
+    from a2qhls.errors import A2QError
+    from a2qhls.importer import load_qonnx
+
+    with pytest.raises(A2QError) as e:
+        load_qonnx(str(_fixture("cnv_binary_w1a1.onnx")))
+    msg = str(e.value)
+    assert "\n" not in msg and "BipolarQuant of an activation" in msg and "BipolarQuant on weights" in msg
+
+
+def test_binary_weights_brevitas(tmp_path, capsys):
+    """QuantConv2d/QuantLinear with Brevitas's binary weight quantizer (BipolarQuant in QONNX): exact."""
+    import brevitas.nn as qnn
+    import torch.nn as nn
+    from brevitas.quant import SignedBinaryWeightPerTensorConst
+
+    torch.manual_seed(9)
+    m = nn.Sequential(
+        qnn.QuantIdentity(bit_width=4, return_quant_tensor=True),
+        qnn.QuantConv2d(2, 4, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+        qnn.QuantReLU(bit_width=2, return_quant_tensor=True),
+        nn.Flatten(),
+        qnn.QuantLinear(4 * 16, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+    )
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(16, 2, 6, 6))
+    m.eval()
+    path = export_both(m, torch.randn(1, 2, 6, 6), tmp_path, "bin", exporters=("dynamo",))["dynamo"]
+    assert "BipolarQuant" in op_types(path)
+    ref = [conv_range(int_weight(m[1]), (6, 6), (1, 1), (0, 0, 0, 0), *int_range(*quant_type(m[0]))),
+           dense_range(int_weight(m[4]), *int_range(*quant_type(m[2])))]
+    check_exact_then_narrower(path, ref, tmp_path, capsys)

@@ -21,11 +21,12 @@ from .onnx_file import layer_annotations, read_onnx
 from .pool import on_pool, on_trunc
 from .input_quant import insert_input_quant
 from .qcdq import has_qcdq, qcdq_to_quant
-from .quant import on_quant, on_relu
+from .quant import on_bipolar_quant, on_quant, on_relu
 from .shape import fold_const, on_reshape
 
 SUPPORTED_OPS = (
     "Quant",
+    "BipolarQuant",
     "Trunc",
     "Gemm",
     "MatMul",
@@ -56,6 +57,7 @@ HANDLERS = {
     "GlobalAveragePool": on_pool,
     "ReduceMean": on_pool,
     "Quant": on_quant,
+    "BipolarQuant": on_bipolar_quant,
     "Gemm": on_gemm,
     "MatMul": on_matmul,
     "Add": on_add,
@@ -143,7 +145,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
     for node in toposort(graph, ctx):
         if node.op_type == "Constant":
             continue
-        if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
+        if node.op_type not in ("Quant", "BipolarQuant") and all((x in ctx.consts) or x == "" for x in node.input):
             if node.op_type in ("Transpose", "Reshape", "Flatten", "Identity"):
                 fold_const(ctx, node)
                 continue
@@ -194,11 +196,12 @@ def check_quant_params_constant(graph, ctx: Ctx) -> None:
     """Every Quant's scale, zero-point and bit width must be computable from constants alone."""
     const = set(ctx.consts)
     for n in toposort(graph, ctx):
-        if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
+        if n.op_type not in ("Quant", "BipolarQuant") and n.input and all(i in const or i == "" for i in n.input):
             const.update(n.output)
     params = {
         "Quant": ("scale", "zero-point", "bit width"),
         "Trunc": ("scale", "zero-point", "input bit width", "output scale", "output bit width"),
+        "BipolarQuant": ("scale",),
     }
     for n in graph.node:
         if n.op_type not in params:

@@ -237,3 +237,22 @@ def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     ctx.tensors[acc] = TensorInfo(acc, shape, None, s_in.copy(), np.zeros(C))
     acc_state = AccState(layer=layer, scale=s_in, offset=np.zeros(C), relu=st.relu, flattened=st.flattened)
     requant_of_acc(ctx, node, acc_state, scale, zp, dtype, rounding)
+
+
+def on_bipolar_quant(ctx: Ctx, node) -> None:
+    """QONNX ``BipolarQuant`` on a constant weight (BNN-PYNQ's binary weights): the integers
+    ``+1 if w >= 0 else -1`` (as qonnx's ``binary_quant``) times the scale. On an activation it is refused."""
+    src, out = node.input[0], node.output[0]
+    scale = const_array(ctx, node.input[1])
+    if scale is None or np.any(~np.isfinite(scale)) or np.any(np.asarray(scale) <= 0):
+        raise A2QError(f"{ctx.where(node)}: scale must be a finite, positive constant")
+    if src not in ctx.consts:
+        raise A2QError(
+            f"{ctx.where(node)}: BipolarQuant of an activation (1-bit bipolar activations) is not supported; "
+            "supported: BipolarQuant on weights; quantize activations with a Quant (e.g. a 1-bit unsigned or 2-bit QuantReLU)"
+        )
+    x = np.asarray(const_array(ctx, src), dtype=np.float32)
+    ints = np.where(x >= 0, 1, -1).astype(np.int64)
+    value = (ints * np.asarray(scale, dtype=np.float32)).astype(np.float32)
+    # {-1, +1} inside a 2-bit narrow signed type (the exact sizing uses the integers themselves)
+    ctx.consts[out] = QConst(ints=ints, scale=np.asarray(scale), dtype=IntType(2, True, True), value=value)

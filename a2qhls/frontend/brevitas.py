@@ -158,7 +158,7 @@ def export_brevitas_qonnx(model: torch.nn.Module, example_input: torch.Tensor, p
                 for m, w in zip(layers, saved):
                     m.weight.copy_(w)
         order = list(dict.fromkeys(calls)) + [k for k in range(len(layers)) if k not in calls]
-        proto = onnx.load(tmp)
+        proto = onnx.load(tmp)  # external data (if any) loaded into the proto: the file saved below is self-contained
         in_file = _weight_quants(proto)
         hit = _match_layers(names, order, in_file)
         annotations, unmatched = {}, []
@@ -175,7 +175,8 @@ def export_brevitas_qonnx(model: torch.nn.Module, example_input: torch.Tensor, p
         write_layers(proto, annotations)  # target widths for 'a2qhls inspect'
         onnx.save(proto, tmp)
         os.replace(tmp, str(path))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    finally:  # the temporary file, and the external-data file the dynamo exporter may write beside it
+        for junk in (tmp, tmp + ".data"):
+            if os.path.exists(junk):
+                os.remove(junk)
     return ints

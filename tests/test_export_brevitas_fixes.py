@@ -47,6 +47,9 @@ def test_identical_all_zero_layers_each_keep_their_target(tmp_path, dynamo):
     ints = export_brevitas_qonnx(m, torch.zeros(1, 6), str(path), dynamo=dynamo)
     assert all(not q.any() for q in ints)
     assert os.listdir(tmp_path) == ["m.onnx"]  # no temporary or external-data file left beside it
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as a plain save would leave it
     model = load_qonnx(str(path))
     assert [(d.quant_kind, d.target_acc_bits) for d in model.layers()] == [("a2q", 12), ("a2q", 14), ("a2q", 16)]
 

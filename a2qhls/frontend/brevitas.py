@@ -174,6 +174,9 @@ def export_brevitas_qonnx(model: torch.nn.Module, example_input: torch.Tensor, p
             raise A2QError(f"{path}: the exported weights of {', '.join(unmatched)} do not give back the trained integers")
         write_layers(proto, annotations)  # target widths for 'a2qhls inspect'
         onnx.save(proto, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is 0600; the export gets the permissions of a plain save
         os.replace(tmp, str(path))
     finally:  # the temporary file, and the external-data file the dynamo exporter may write beside it
         for junk in (tmp, tmp + ".data"):

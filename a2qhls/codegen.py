@@ -1059,6 +1059,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
         "input": {"name": model.input_name, "shape": list(model.input_shape), "tensor": first.inputs[0]},
         "output": {"tensor": model.outputs[0], "name": (model.output_names or [None])[0]},
         "acc_bits_overrides": overrides,
+        "bus_bits": bus_bits,
+        **({"input_quant": model.input_quant} if getattr(model, "input_quant", None) is not None else {}),
         "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in units if lp.has_weights},
         "chain": is_chain(units),
         "cycles_per_image": slow["cycles_per_image"],

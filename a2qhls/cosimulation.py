@@ -49,7 +49,7 @@ from .errors import A2QError
 from .limits import MAX_SAMPLE_VALUES, MAX_SAMPLES
 from .headers import find_cxx, find_headers
 from .ir import Model
-from .sim import BitSim, dequantize_input, to_real
+from .sim import BitSim, dequantize_input, preprocess_input, to_real, unpreprocess_input
 
 SUMMARY = "a2qhls.json"
 MODEL_FILE = "model.onnx"
@@ -96,15 +96,21 @@ def load_project(d) -> Project:
     for key, v in (("acc_bits_overrides", overrides), ("folding", folding)):
         if not isinstance(v, dict):
             raise A2QError(f"{sp}: \"{key}\" must be a JSON object, got {type(v).__name__}")
+    input_quant = summary.get("input_quant")
+    if input_quant is not None and not isinstance(input_quant, str):
+        raise A2QError(f"{sp}: \"input_quant\" must be a string, got {type(input_quant).__name__}")
     onnx_path = d / MODEL_FILE
-    model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path))), overrides)
+    model = apply_acc_bits(size_accumulators(load_qonnx(str(onnx_path), input_quant=input_quant)), overrides)
     sim = BitSim(model)
     apply_folding(model, folding)
     cost = summary.get("cost")
     part = cost.get("part") if isinstance(cost, dict) else None
     if not isinstance(part, str):
         raise A2QError(f"{sp}: no FPGA part recorded (\"cost\": {{\"part\": ...}}); rebuild the project")
-    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part))) != summary:
+    bus_bits = summary.get("bus_bits")
+    if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int)):
+        raise A2QError(f"{sp}: \"bus_bits\" must be an integer or null")
+    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits))) != summary:
         raise A2QError(f"{sp}: does not match the project's {MODEL_FILE} (edited, or written by another a2qhls version); rebuild the project")
     return Project(d, summary, model, sim, onnx_path)
 
@@ -186,12 +192,17 @@ class QonnxReference:
     ``float64=True``: the same graph with every standard ONNX op (Gemm, MatMul, Conv, Add, ...)
     computed in float64 (a Cast to double on each float input); QONNX's own ops (Quant, Trunc)
     run as exported. Accumulations above 2^24 are then exact, where float32 sums are not.
+    ``input_quant``: the build's declared input type (``--input-quant``), inserted as the importer does.
     """
 
-    def __init__(self, onnx_path, *, float64: bool = False):
+    def __init__(self, onnx_path, input_quant: Optional[str] = None, *, float64: bool = False):
         import onnx
 
         self.proto = onnx.load(str(onnx_path))
+        if input_quant is not None:
+            from .importer.input_quant import insert_input_quant
+
+            self.proto = insert_input_quant(self.proto, input_quant, str(onnx_path))
         self.float64 = float64
         self._cache: dict = {}
 
@@ -253,9 +264,9 @@ class QonnxReference:
             for n in g.node:
                 if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] in byname:
                     shp = numpy_helper.to_array(byname[n.input[1]]).copy()
-                    if shp.ndim == 1 and shp.size and shp[0] == b0 and -1 not in shp:
-                        shp[0] = -1
-                        name = n.input[1] + "__a2qhls_batch"
+                    if shp.ndim == 1 and shp.size and shp[0] == b0:
+                        shp[0] = -1 if -1 not in shp else batch  # TorchScript's view(n, -1) bakes in [1, -1]
+                        name = n.input[1] + f"__a2qhls_batch{batch}"
                         if name not in byname:
                             g.initializer.append(numpy_helper.from_array(shp.astype(np.int64), name))
                             byname[name] = g.initializer[-1]
@@ -389,6 +400,8 @@ def _input_float(project: Project, n: int, rng) -> np.ndarray:
     shape = tuple(model.input_shape) if _fmap_input(model) else tuple(model.tensors[iq.outputs[0]].shape)
     q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + shape)
     x = (q - float(iq.zero_point)) * float(iq.scale)
+    if iq.pre:  # through the inverse of the float preprocessing, so the quantizer sees its whole range
+        x = unpreprocess_input(iq, x)
     return x.astype(np.float32)
 
 
@@ -441,7 +454,10 @@ def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
     """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map)."""
     shape = tuple(model.tensors[tensor].shape)
     a = np.asarray(a).reshape((len(a),) + shape)
-    return a.transpose(0, 3, 1, 2) if len(shape) == 3 else a
+    if len(shape) != 3:
+        return a
+    a = a.transpose(0, 3, 1, 2)
+    return a[:, :, 0, :] if len(model.input_shape) == 2 else a  # a 1-D model's maps are [n, C, L]
 
 
 def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
@@ -476,7 +492,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ref_x = g.x.reshape((n,) + tuple(model.input_shape)).astype(np.float32)
         # the input quantizer vs QONNX's own Quant function, in float32 as exported: exact
         t = iq.out_type
-        y_ref = quant(ref_x, iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
+        y_ref = quant(preprocess_input(iq, ref_x), iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
         q_nchw = _nchw(model, iq.outputs[0], vals[iq.outputs[0]])
         y_model = (q_nchw.astype(np.float32) - np.float32(iq.zero_point)) * np.float32(iq.scale)
         iq_bad = np.any(y_ref.reshape(n, -1) != y_model.reshape(n, -1), axis=1)
@@ -499,15 +515,23 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         n = len(qs[0])
         feeds = {t: q for t, q in zip(ins, qs)}
         stop = ly["activation"] or ly["name"]
-        vals = sim.run(feeds, keep=True, stop=stop)
         out_t = ly["output_tensor"]
+        cmp_t = out_t
+        onnx_names = {t for nd in ref.proto.graph.node for t in nd.output}
+        nxt = model.consumers(out_t)
+        if out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "Pool" and nxt[0].mode == "max":
+            # a max pool the importer moved after the activation: QONNX has the pooled tensor only
+            stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
+        vals = sim.run(feeds, keep=True, stop=stop)
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
         ref_x = {t: _nchw(model, t, to_real(model, t, sim._shaped(t, q))).astype(np.float32) for t, q in feeds.items()}
-        onnx_out_name = model.output_names[model.outputs.index(out_t)] if out_t in model.outputs and model.output_names else out_t
+        onnx_out_name = model.output_names[model.outputs.index(cmp_t)] if cmp_t in model.outputs and model.output_names else cmp_t
         run_ref = lambda r, sel: r.run({t: v[sel] for t, v in ref_x.items()}, full=True, end=onnx_out_name)  # noqa: E731
         fed = f"layer {L} ('{ly['name']}', unit {ly['cname']}) alone, at tensor(s) {', '.join(repr(t) for t in ins)}"
     if iq_bad is None:
         iq_bad = np.zeros(n, dtype=bool)
+    if g.mode != "unit":
+        cmp_t = out_t
     model_out = _flat(vals[out_t], n).astype(np.int64)
     cpp_bad = np.any(cpp != model_out, axis=1)
     ref_error = None
@@ -515,11 +539,11 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ctx = run_ref(ref, slice(None))
     except Exception as e:  # the reference's own failure: C++ vs model still stands
         ctx, ref_error = None, _reason(e)
-    out_info = model.tensors[out_t]
-    model_real = _flat(to_real(model, out_t, vals[out_t]), n)
+    out_info = model.tensors[cmp_t]
+    model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
     tol = 0.25 * np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1])
     if ctx is not None:
-        ref_out = _from_qonnx(model, out_t, ctx[onnx_out_name], n)
+        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], n)
         out_bad = np.any(np.abs(model_real - ref_out) > tol, axis=1)
     else:
         ref_out = model_real
@@ -580,7 +604,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
             except Exception:
                 ctx64 = None
             if ctx64 is not None:
-                f64[idx] = _reference_agrees(model, layers, ctx64, vals, idx, n, out_t, onnx_out_name, model_real, tol)
+                f64[idx] = _reference_agrees(model, layers, ctx64, vals, idx, n, cmp_t, onnx_out_name, model_real, tol)
         real_bad &= ~f64
     return {
         "group": g.name,
@@ -707,9 +731,10 @@ def adversarial_groups(project: Project) -> list:
             xs = [np.stack([np.full(shape, hi_a), np.full(shape, lo_a)]).astype(np.int64),
                   np.stack([np.full(shape, hi_b), np.full(shape, lo_b)]).astype(np.int64)]
         if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
-            x = dequantize_input(iq, xs[0])
-            if len(shape) == 3:
-                x = x.transpose(0, 3, 1, 2)  # NHWC -> the NCHW float input
+            q0 = xs[0]
+            if len(shape) == 3:  # NHWC -> the NCHW (or [C, L]) float input's layout
+                q0 = q0.transpose(0, 3, 1, 2).reshape((len(q0),) + tuple(model.input_shape))
+            x = dequantize_input(iq, q0)
             groups.append(Group(f"adversarial_{d.name}", 0, np.ascontiguousarray(x), note))
         else:
             groups.append(Group(f"adversarial_{d.name}", i, xs, note, mode="unit"))
@@ -794,8 +819,8 @@ def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, input
         groups.extend(adversarial_groups(project))
     if not groups:
         raise A2QError("nothing to simulate: give --random N, --adversarial and/or --inputs FILE.npy")
-    ref = QonnxReference(project.onnx_path)
-    ref64 = QonnxReference(project.onnx_path, float64=True)
+    ref = QonnxReference(project.onnx_path, project.model.input_quant)
+    ref64 = QonnxReference(project.onnx_path, project.model.input_quant, float64=True)
     with tempfile.TemporaryDirectory(prefix="a2qhls-cosim-") as work:
         binary = Path(work) / "a2q_csim"
         compile_s = compile_csim(project.dir, binary, cxxflags)

@@ -70,6 +70,7 @@ class BuildConfig:
     budget: Optional[dict] = None
     part: Optional[str] = None
     bus_bits: Optional[int] = None  # AXI-stream data width of both ports (codegen.AxisPort); None: natural
+    input_quant: Optional[str] = None  # "TYPE:SCALE[:ZERO_POINT]" for an input the file leaves unquantized
 
     def __post_init__(self):
         a = self.acc_bits
@@ -78,6 +79,8 @@ class BuildConfig:
         f = self.folding
         if f is not None and not isinstance(f, (dict, str, os.PathLike)):
             raise A2QError(f"folding: expected {{LAYER: {{'PE': p, 'SIMD': s}}}} or a JSON file path, got {type(f).__name__}")
+        if self.input_quant is not None and not isinstance(self.input_quant, str):
+            raise A2QError(f"input_quant: expected a string like 'uint8:0.00392', got {type(self.input_quant).__name__}")
         if self.warn is None:
             self.warn = lambda msg: warnings.warn(msg, A2QWarning, stacklevel=4)
 
@@ -101,7 +104,7 @@ class BuildState:
 def step_import(s: BuildState) -> None:
     from .importer import load_qonnx
 
-    s.model = s.source if isinstance(s.source, Model) else load_qonnx(str(s.source))
+    s.model = s.source if isinstance(s.source, Model) else load_qonnx(str(s.source), input_quant=s.config.input_quant)
 
 
 def step_size(s: BuildState) -> None:
@@ -294,7 +297,7 @@ def run_steps(state: BuildState, steps=BUILD_STEPS) -> BuildState:
 
 def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None,
           part=None, target_fps=None, clock_mhz=None, budget=None,
-          bus_bits: Optional[int] = None) -> dict:
+          bus_bits: Optional[int] = None, input_quant: Optional[str] = None) -> dict:
     """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
 
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
@@ -305,7 +308,10 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     receives one-line warnings (default: :func:`warnings.warn` with
     :class:`~a2qhls.errors.A2QWarning`). ``part``, ``target_fps``, ``clock_mhz``, ``budget``: see
     :class:`BuildConfig`. ``bus_bits``: the AXI-stream data width of both ports (a multiple of 8;
-    None: each port its natural width, see :class:`a2qhls.codegen.AxisPort`). Raises :class:`A2QError` on bad input; nothing is written then.
+    None: each port its natural width, see :class:`a2qhls.codegen.AxisPort`). ``input_quant``:
+    ``"TYPE:SCALE[:ZERO_POINT]"`` (e.g. ``"uint8:0.00392"``) declares the integer type of a graph input
+    the file feeds to a layer without a quantizer; it is recorded in the summary and honoured by
+    :func:`cosim`. Raises :class:`A2QError` on bad input; nothing is written then.
     """
     from .files import check_out_dir
 
@@ -313,7 +319,7 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     folding_file = folding if isinstance(folding, (str, os.PathLike)) else None
     check_out_dir(out_dir, force=force, inputs=[model if not isinstance(model, Model) else model.source, folding_file])
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
-                      clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits)
+                      clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits, input_quant=input_quant)
     if isinstance(model, Model):
         model = copy.deepcopy(model)
     state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
@@ -353,26 +359,29 @@ def layer_record(model: Model, op, per_channel: bool = True) -> dict:
     return rec
 
 
-def inspect(model, *, per_channel: bool = False) -> dict:
+def inspect(model, *, per_channel: bool = False, input_quant: Optional[str] = None) -> dict:
     """Per-layer accumulator sizing of a QONNX model: what ``a2qhls inspect --json`` prints.
 
     ``model``: a file path or a loaded :class:`~a2qhls.ir.Model`. Returns
     ``{"model": path, "layers": [record, ...]}`` (see the README for the record's keys);
-    ``per_channel`` adds each channel's exact range. Raises :class:`A2QError` on bad input.
+    ``per_channel`` adds each channel's exact range; ``input_quant`` as for :func:`build`.
+    Raises :class:`A2QError` on bad input.
     """
-    state = run_steps(BuildState(source=model, config=BuildConfig()), BUILD_STEPS[:2])
+    state = run_steps(BuildState(source=model, config=BuildConfig(input_quant=input_quant)), BUILD_STEPS[:2])
     m = state.model
     path = m.source if isinstance(model, Model) else os.path.abspath(str(model))
     return {"model": path, "layers": [layer_record(m, op, per_channel=per_channel) for op in m.accumulating_ops()]}
 
 
-def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=None, clock_mhz=None, budget=None) -> dict:
+def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=None, clock_mhz=None, budget=None,
+                  input_quant: Optional[str] = None) -> dict:
     """The build summary (``a2qhls.json``: layers, folding, cycles, resource estimates) of a model
     without writing or rendering anything: the build's steps up to ``folding``, then the summary.
     Arguments as for :func:`build`. Raises :class:`A2QError` on bad input."""
     from . import codegen
 
-    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget)
+    cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget,
+                      input_quant=input_quant)
     if isinstance(model, Model):  # the steps record decisions on the IR: leave the caller's Model unchanged
         model = copy.deepcopy(model)
     names = [n for n, _ in BUILD_STEPS]

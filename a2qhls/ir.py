@@ -86,6 +86,10 @@ class InputQuant:
     zero_point: np.ndarray
     out_type: IntType
     rounding_mode: str
+    # float preprocessing between the graph input and the quantizer, applied in float32 in this order,
+    # in the graph input's own layout, as ONNX computes it: ("Sub"|"Add"|"Mul"|"Div", constant) or ("Relu", None)
+    pre: tuple = ()
+    pre_shape: tuple = ()  # the per-sample shape the preprocessing constants broadcast over (ONNX layout)
 
     op = "InputQuant"
 
@@ -347,6 +351,8 @@ class Model:
     output_names: list = field(default_factory=list)  # the graph's own output names
     source: str = ""  # the file it was loaded from (absolute path)
     source_stat: tuple = ()  # (size, mtime_ns) of that file when loaded: a build checks it is unchanged
+    # the declared input type ``--input-quant`` (e.g. "uint8:0.00392") when the file has no input quantizer
+    input_quant: Optional[str] = None
 
     def producer(self, tensor: str):
         for op in self.ops:

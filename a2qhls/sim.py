@@ -80,11 +80,42 @@ def round_like_qonnx(y: np.ndarray, mode: str) -> np.ndarray:
     raise A2QError(f"rounding mode '{mode}' is not supported")
 
 
+def preprocess_input(op: InputQuant, x: np.ndarray) -> np.ndarray:
+    """The float preprocessing ``op.pre`` (Sub/Add/Mul/Div by constants, Relu) on the float input
+    ``[B, *input_shape]``, in float32 and in order, as ONNX computes it."""
+    x = np.asarray(x, dtype=np.float32)
+    shape = x.shape
+    if op.pre_shape:
+        x = x.reshape((-1,) + tuple(op.pre_shape))
+    for kind, c in op.pre:
+        if kind == "Relu":
+            x = np.maximum(x, np.float32(0))
+        else:
+            x = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[kind](x, np.asarray(c, dtype=np.float32))
+        x = x.astype(np.float32, copy=False)
+    return x.reshape(shape)
+
+
+def unpreprocess_input(op: InputQuant, y: np.ndarray) -> np.ndarray:
+    """Float inputs that :func:`preprocess_input` maps (nearly) to ``y``: the inverse maps in reverse
+    order, in float64 (Relu inverts to the identity on ``y >= 0``)."""
+    x = np.asarray(y, dtype=np.float64)
+    shape = x.shape
+    if op.pre_shape:
+        x = x.reshape((-1,) + tuple(op.pre_shape))
+    for kind, c in reversed(op.pre):
+        if kind == "Relu":
+            continue
+        c = np.asarray(c, dtype=np.float64)
+        x = {"Add": np.subtract, "Sub": np.add, "Mul": np.divide, "Div": np.multiply}[kind](x, c)
+    return x.reshape(shape)
+
+
 def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False) -> np.ndarray:
     """Float input -> integer ``q`` (int64; ``as_float``: the same integers as float32), as QONNX
-    computes it in float32 (``x / scale + zp``, clip, round; clipping before rounding to the
-    integer bounds is the same as after)."""
-    x = np.asarray(x, dtype=np.float32)
+    computes it in float32 (any float preprocessing ``op.pre`` first, then ``x / scale + zp``, clip,
+    round; clipping before rounding to the integer bounds is the same as after)."""
+    x = preprocess_input(op, x) if op.pre else np.asarray(x, dtype=np.float32)
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     y = np.divide(x, scale)
@@ -104,9 +135,29 @@ def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
     """Integers ``q`` -> float32 inputs that :func:`quantize_input` maps back to ``q``."""
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
-    x = ((np.asarray(q).astype(np.float32) - zp) * scale).astype(np.float32)
+    q = np.asarray(q)
+    x = ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+    if op.pre:
+        if any(k == "Relu" for k, _ in op.pre) and np.any(x < 0):
+            raise A2QError(f"{op.name}: these integer inputs are negative after the input's Relu; no float input reaches them")
+        y = x.astype(np.float64)
+        x = unpreprocess_input(op, y).astype(np.float32)
+        # float32 rounding of the preprocessing may move a value across a rounding boundary:
+        # nudge each such element by one ulp at a time, towards its target, until the quantizer gives back q
+        sign = np.ones((1,) + tuple(op.pre_shape))
+        for kind, c in op.pre:
+            if kind in ("Mul", "Div"):
+                sign = sign * np.sign(np.asarray(c, dtype=np.float64))
+        sign = np.broadcast_to(sign, (x.size // max(1, int(np.prod(op.pre_shape))),) + tuple(op.pre_shape)).reshape(x.shape)
+        for _ in range(64):
+            bad = quantize_input(op, x) != q
+            if not bad.any():
+                break
+            rising = (preprocess_input(op, x) < y) == (sign > 0)
+            step = np.where(rising, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf)))
+            x = np.where(bad, step, x).astype(np.float32)
     back = quantize_input(op, x)
-    if not np.array_equal(back, np.asarray(q)):
+    if not np.array_equal(back, q):
         raise A2QError(f"{op.name}: cannot represent these integer inputs as float inputs exactly")
     return x
 
@@ -457,8 +508,9 @@ class BitSim:
                 fmap = len(self.model.tensors[op.outputs[0]].shape) == 3
                 # integer-valued float32 feeds the BLAS path directly; int64 when kept or exotic
                 out = quantize_input(op, src, as_float=not keep and op.out_type.bits <= 24)
-                if fmap:
-                    out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))  # NCHW -> NHWC
+                if fmap:  # NCHW (or [B, C, L], a map of height 1) -> NHWC
+                    H, W, C = self.model.tensors[op.outputs[0]].shape
+                    out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))
             elif isinstance(op, Requant):
                 out = self.requant(self.stages[op.name], src)
             else:

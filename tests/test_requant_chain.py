@@ -68,7 +68,10 @@ def test_brevitas_quant_chain_imports_as_one_requant_and_cosimulates(tmp_path, c
     assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "500", "--adversarial"))
 
 
-def test_requantizing_a_shared_activation_is_a_clear_error(tmp_path):
+def test_requantizing_a_shared_activation_goes_through_an_identity_layer(tmp_path, capsys):
+    """A Quant of an activation that another node also reads cannot fold into the first Quant's
+    thresholds: it becomes an identity layer (accumulator = the activation's value) with its own
+    threshold unit, exact in cosim."""
     from qonnx_graphs import GraphBuilder, save
 
     g = GraphBuilder()
@@ -78,8 +81,12 @@ def test_requantizing_a_shared_activation_is_a_clear_error(tmp_path):
     a = g.quant(y, 0.25, 0, 3, False, False, name="again")
     s = g.node("Add", [a, y])  # 'act' is read twice: by 'again' and by the Add
     m = g.model("x", s, [4], 3, batch=1)
-    with pytest.raises(A2QError, match="'again'.*nothing else reads"):
-        load_qonnx(save(m, tmp_path / "m.onnx"))
+    path = save(m, tmp_path / "m.onnx")
+    model = size_accumulators(load_qonnx(path))
+    ident = next(op for op in model.layers() if op.source_op == "Quant")
+    assert ident.inputs == [y] and np.array_equal(ident.weight, np.eye(3, dtype=np.int64))
+    assert (ident.acc.acc_min, ident.acc.acc_max) == (0, 15)  # the uint4 activation's range
+    assert_exact(*build_and_cosim(path, tmp_path / "hls", capsys, "--random", "200", "--adversarial"))
 
 
 def test_quantidentity_then_quantrelu_folds_the_relu(tmp_path, capsys):

@@ -225,7 +225,7 @@ def test_out_under_a_file_or_unwritable_is_one_line(tmp_path):
 
 def test_nested_out_is_created_and_removed_on_failure(tmp_path):
     path = _project(tmp_path)
-    rc, _, err = run_cli(["build", path, "--out", tmp_path / "a" / "b" / "prj", "--acc-bits", "layer0=1"])
+    rc, _, err = run_cli(["build", path, "--out", tmp_path / "a" / "b" / "prj", "--acc-bits", "layer0=65"])
     assert_one_line(rc, err, "--acc-bits")
     assert not (tmp_path / "a").exists()
     assert run_cli(["build", path, "--out", tmp_path / "a" / "b" / "prj"])[0] == 0

@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
         "design repacks inside. Default: each port as wide as its first/last unit's word in whole bytes",
     )
     p.add_argument("--force", action="store_true", help="replace an existing a2qhls project in --out (never a folder holding other files)")
+    p.add_argument("--input-quant", metavar="TYPE:SCALE", default=None,
+                   help="integer type of a graph input the model leaves unquantized, e.g. uint8:0.00392 "
+                        "(TYPE intN/uintN, optional :ZERO_POINT); inserted as the input quantizer")
     p.add_argument("--save-steps", action="store_true", help="also write steps/NN_<step>.json: the IR after each step of the flow")
     p.add_argument("--target-fps", type=float, metavar="F",
                    help="fold every layer to the cheapest PE/SIMD (by the resource estimate) that reaches F images/s at --clock-mhz")
@@ -67,7 +70,7 @@ def run(args) -> int:
     budget = {"LUT": args.lut_budget, "BRAM18": args.bram_budget, "DSP": args.dsp_budget}
     s = build(args.model, args.out, folding=args.folding, acc_bits=args.acc_bits, force=args.force, save_steps=args.save_steps,
               warn=warn, part=args.part, target_fps=args.target_fps, clock_mhz=args.clock_mhz, budget=budget,
-              bus_bits=args.bus_bits)
+              bus_bits=args.bus_bits, input_quant=args.input_quant)
     print(f"wrote {args.out} ({len(s['layers'])} layers, top {s['top']})")
     print(render_table(s))
     return 0

@@ -25,6 +25,9 @@ def add_arguments(p) -> None:
     p.add_argument("--folding", metavar="F.json", help="with --cost: per-layer folding, as for build")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also draw per-layer bars of the data-type, A2Q, A2Q+, exact and target widths (needs matplotlib)")
+    p.add_argument("--input-quant", metavar="TYPE:SCALE", default=None,
+                   help="integer type of a graph input the model leaves unquantized, e.g. uint8:0.00392 "
+                        "(TYPE intN/uintN, optional :ZERO_POINT); inserted as the input quantizer")
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -75,8 +78,8 @@ def run(args) -> int:
         plot_dir = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(plot_dir):
             raise A2QError(f"--plot: directory does not exist: {plot_dir}")
-    doc = inspect(args.model, per_channel=args.per_channel)
-    summary = estimate_cost(args.model, folding=args.folding, part=args.part) if args.cost else None
+    doc = inspect(args.model, per_channel=args.per_channel, input_quant=args.input_quant)
+    summary = estimate_cost(args.model, folding=args.folding, part=args.part, input_quant=args.input_quant) if args.cost else None
     if args.plot is not None:
         from ..plots import plot_inspect  # matplotlib only when a plot is asked for
 

@@ -2,11 +2,13 @@
 quantized tensors (:class:`~a2qhls.ir.Add`)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
 from ..ir import Add, Conv, Dense, TensorInfo
-from .context import AccState, Ctx, IntState, QConst, const_array, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, no_pending_relu
 
 MAX_ADD_MULTIPLIER = 1 << 12
 
@@ -15,7 +17,11 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
     C = st.layer.channels
     b = ctx.consts.get(bname)
     if b is None:
-        raise A2QError(f"{ctx.where(node)}: adding a non-constant tensor '{bname}' to an accumulator is not supported")
+        raise A2QError(
+            f"{ctx.where(node)}: adding the tensor '{bname}' to a layer's accumulator before its activation Quant is not "
+            "supported; quantize both branches before the Add (e.g. one shared QuantReLU, as brevitas_examples' "
+            "QuantBasicBlock does)"
+        )
     if isinstance(b, QConst):
         ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
         bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
@@ -24,7 +30,7 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
             st.layer.bias = np.asarray(ints, dtype=np.int64).copy()
-            return AccState(st.layer, st.scale, st.offset, st.relu)
+            return replace(st)
         val = b.value
     else:
         val = b
@@ -33,10 +39,45 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
     if st.relu:
         raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
-    return AccState(st.layer, st.scale, st.offset + np.broadcast_to(val, (C,)), st.relu)
+    return replace(st, offset=st.offset + np.broadcast_to(val, (C,)))
+
+
+def on_float_input_op(ctx: Ctx, node) -> bool:
+    """``x op c`` or ``c op x`` (Add, Sub, Mul, Div) on the float graph input with a constant ``c``:
+    float preprocessing (e.g. ``2 * x - 1``, ``(x - mean) / std``) that the input quantizer absorbs.
+    Returns False when ``node`` does not read the float input."""
+    from .quant import preprocess
+
+    a, b = node.input[0], node.input[1]
+    sa, sb = ctx.state.get(a), ctx.state.get(b)
+    if not isinstance(sa, FloatInput) and not isinstance(sb, FloatInput):
+        return False
+    x, c, st = (a, b, sa) if isinstance(sa, FloatInput) else (b, a, sb)
+    cv = const_array(ctx, c)
+    if cv is None:
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} of the float input with a non-constant '{c}' is not supported; "
+                       "supported before the input quantizer: Add/Sub/Mul/Div by a constant and Relu")
+    op = node.op_type
+    if x != a:  # c op x
+        if op in ("Add", "Mul"):
+            pass  # commutative, and exactly so in float32
+        elif op == "Sub":  # c - x = (x * -1) + c, exactly so in float32
+            st = preprocess(ctx, node, st, "Mul", -1.0)
+            op = "Add"
+        else:
+            raise A2QError(f"{ctx.where(node)}: a constant divided by the float input is not supported; supported: x / c")
+    ctx.state[node.output[0]] = preprocess(ctx, node, st, op, cv)
+    return True
+
+
+def on_sub_div(ctx: Ctx, node) -> None:
+    if not on_float_input_op(ctx, node):
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} is supported only on the float graph input, by a constant, before its quantizer")
 
 
 def on_add(ctx: Ctx, node) -> None:
+    if on_float_input_op(ctx, node):
+        return
     a, b = node.input[0], node.input[1]
     if a in ctx.consts and b not in ctx.consts:
         a, b = b, a
@@ -78,6 +119,8 @@ def on_residual_add(ctx: Ctx, node, ta: TensorInfo, tb: TensorInfo) -> None:
 
 
 def on_mul(ctx: Ctx, node) -> None:
+    if on_float_input_op(ctx, node):
+        return
     a, b = node.input[0], node.input[1]
     if a in ctx.consts and b not in ctx.consts:
         a, b = b, a
@@ -88,6 +131,6 @@ def on_mul(ctx: Ctx, node) -> None:
         c = np.asarray(c, dtype=np.float64).reshape(-1)
         if c.size not in (1, C) or np.any(c <= 0):
             raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
-        ctx.state[node.output[0]] = AccState(st.layer, st.scale * c, st.offset * c, st.relu)
+        ctx.state[node.output[0]] = replace(st, scale=st.scale * c, offset=st.offset * c)
         return
     raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")

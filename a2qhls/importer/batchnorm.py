@@ -1,6 +1,8 @@
 """Inference ``BatchNormalization`` on an accumulator."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
@@ -30,6 +32,11 @@ def on_batchnorm(ctx: Ctx, node) -> None:
     b = beta - mean * a
     scale, offset = st.scale * a, st.offset * a + b
     neg = np.flatnonzero(scale < 0)
+    if neg.size and st.pending_pool is not None:
+        raise A2QError(
+            f"{ctx.where(node)}: a negative scale after the MaxPool '{st.pending_pool.name}' turns the max into a min, "
+            "which a2qhls cannot build exactly; put the BatchNormalization before the MaxPool"
+        )
     if neg.size:
         # v = scale_j * acc + offset_j with scale_j < 0: negate channel j's weights and bias, so that the
         # accumulator -acc grows with v and the thresholds stay ">= T" (the sizing pass sizes what is computed)
@@ -47,4 +54,4 @@ def on_batchnorm(ctx: Ctx, node) -> None:
             layer.bias[neg] *= -1
         layer.negated_channels = tuple(int(j) for j in neg)
         scale = np.abs(scale)
-    ctx.state[node.output[0]] = AccState(st.layer, scale, offset, False)
+    ctx.state[node.output[0]] = replace(st, scale=scale, offset=offset, relu=False)

@@ -43,13 +43,21 @@ class AccState:
     scale: np.ndarray  # [channels], float64
     offset: np.ndarray  # [channels], float64
     relu: bool = False
+    flattened: bool = False  # an [H, W, C] accumulator the graph sees as [batch, C*H*W] (see IntState)
+    # a MaxPool of the accumulator before its activation (Conv -> MaxPool -> Relu -> Quant): the max commutes
+    # with the monotone non-decreasing activation, so it is applied to the Requant's output (see importer.pool)
+    pending_pool: Optional[object] = None
 
 
 @dataclass
 class FloatInput:
-    """The float graph input (possibly reshaped)."""
+    """The float graph input (possibly reshaped), after any float preprocessing ``pre``
+    (see :class:`~a2qhls.ir.InputQuant`), which the input quantizer absorbs."""
 
     shape: tuple
+    pre: tuple = ()
+    reshaped: bool = False
+    pre_shape: tuple = ()  # the shape ``pre`` applies in (before any reshape)
 
 
 @dataclass
@@ -63,6 +71,7 @@ class Ctx:
     tensors: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
     finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
+    input_name: str = ""  # the float graph input
 
     def where(self, node) -> str:
         return f"{self.path}: node '{node.name}' ({node.op_type})"
@@ -116,17 +125,29 @@ def no_pending_relu(ctx: Ctx, node, *states) -> None:
         raise A2QError(f"{ctx.where(node)}: a Relu of an activation must be followed by a Quant before {node.op_type}")
 
 
-def layer_input(ctx: Ctx, node, name: str) -> TensorInfo:
+def layer_input(ctx: Ctx, node, name: str, per_channel: bool = False) -> TensorInfo:
+    """The integer tensor a layer reads. ``per_channel``: the op works channel by channel (a depthwise
+    convolution, a pool), so a per-channel activation scale moves past it to its output (as FINN
+    streamlines MobileNet); an op that sums over channels needs one scale for all of them."""
     st = ctx.state.get(name)
     if isinstance(st, IntState) and st.relu:
         raise A2QError(f"{ctx.where(node)}: the input '{name}' is a Relu of an activation without a Quant after it")
     if isinstance(st, IntState):
         info = ctx.tensors[st.tensor]
-        if np.unique(info.scale).size != 1:
-            raise A2QError(f"{ctx.where(node)}: the input '{name}' has per-channel scales; a layer input needs a per-tensor scale")
+        if np.unique(info.scale).size != 1 and not per_channel:
+            raise A2QError(
+                f"{ctx.where(node)}: the input '{name}' has per-channel scales, which a layer summing over channels cannot "
+                "take exactly; use a per-tensor activation scale here (per-channel scales are supported into depthwise "
+                "convolutions and pools)"
+            )
         return info
     if name in ctx.consts:
         raise A2QError(f"{ctx.where(node)}: the data input '{name}' is a constant; supported: a quantized activation")
+    if isinstance(st, FloatInput):
+        raise A2QError(
+            f"{ctx.where(node)}: the graph input '{name}' is not quantized; quantize it in the model "
+            "(e.g. a QuantIdentity) or declare its integer type with --input-quant TYPE:SCALE (e.g. uint8:0.00392)"
+        )
     raise A2QError(
         f"{ctx.where(node)}: the input '{name}' is not quantized; "
         "insert a Quant node (e.g. a QuantIdentity or QuantReLU) before every MatMul/Gemm"

@@ -10,35 +10,61 @@ from .context import AccState, Ctx, QConst, attr, layer_input
 from .dense import weight_of
 
 def spatial_attrs(ctx: Ctx, node, kernel) -> tuple:
+    """``(kernel, stride, pads)`` of a 2-D window, as ``((kh, kw), (sh, sw), (top, left, bottom, right))``.
+
+    A 1-D window (kernel ``[k]``, strides ``[s]``, pads ``[begin, end]``, on ``[batch, C, L]``)
+    is the 2-D window ``(1, k)`` on a map of height 1 (``H = 1``, ``W = L``)."""
     if str(attr(node, "auto_pad", "NOTSET")) not in ("NOTSET", ""):
         raise A2QError(f"{ctx.where(node)}: auto_pad is not supported; give explicit pads")
-    if any(int(d) != 1 for d in (attr(node, "dilations", None) or [1, 1])):
+    kernel = [int(k) for k in kernel]
+    nd = len(kernel)
+    if nd not in (1, 2):
+        raise A2QError(f"{ctx.where(node)}: {nd}-D kernels are not supported; supported: 1-D and 2-D")
+    if any(int(d) != 1 for d in (attr(node, "dilations", None) or [1] * nd)):
         raise A2QError(f"{ctx.where(node)}: dilation other than 1 is not supported")
     if int(attr(node, "ceil_mode", 0)) != 0:
         raise A2QError(f"{ctx.where(node)}: ceil_mode=1 is not supported")
-    stride = tuple(int(v) for v in (attr(node, "strides", None) or [1, 1]))
-    p = [int(v) for v in (attr(node, "pads", None) or [0, 0, 0, 0])]
-    if len(kernel) != 2 or len(stride) != 2 or len(p) != 4:
-        raise A2QError(f"{ctx.where(node)}: only 2-D kernels are supported")
-    return tuple(int(k) for k in kernel), stride, (p[0], p[1], p[2], p[3])
+    stride = [int(v) for v in (attr(node, "strides", None) or [1] * nd)]
+    p = [int(v) for v in (attr(node, "pads", None) or [0] * (2 * nd))]
+    if len(stride) != nd or len(p) != 2 * nd:
+        raise A2QError(f"{ctx.where(node)}: strides/pads do not match the {nd}-D kernel")
+    if nd == 1:  # a 1-D window is a 2-D window of height 1
+        kernel, stride, p = [1, kernel[0]], [1, stride[0]], [0, p[0], 0, p[1]]
+    return tuple(kernel), tuple(stride), (p[0], p[1], p[2], p[3])
 
 
-def feature_map(ctx: Ctx, node) -> TensorInfo:
-    x = layer_input(ctx, node, node.input[0])
+def onnx_shape(shape) -> list:
+    """A channels-last per-sample shape ``(H, W, C)`` / ``(C,)`` as ONNX writes it (``[C, H, W]``)."""
+    shape = list(shape)
+    return shape if len(shape) < 2 else [shape[-1], *shape[:-1]]
+
+
+def feature_map(ctx: Ctx, node, per_channel: bool = False) -> TensorInfo:
+    x = layer_input(ctx, node, node.input[0], per_channel)
     if len(x.shape) != 3:
-        raise A2QError(f"{ctx.where(node)}: expects a [batch, C, H, W] input, got a per-sample shape of {list(x.shape)}")
+        raise A2QError(
+            f"{ctx.where(node)}: expects a [batch, C, H, W] or [batch, C, L] input, "
+            f"got a per-sample shape of {onnx_shape(x.shape)}"
+        )
     return x
 
 
+def _expand_scale(scale, ndim: int) -> np.ndarray:
+    s = np.asarray(scale)
+    return s.reshape(s.shape[:2] + (1,) + s.shape[2:]) if s.ndim == ndim else s
+
+
 def on_conv(ctx: Ctx, node) -> None:
-    x = feature_map(ctx, node)
+    groups = int(attr(node, "group", 1))
+    x = feature_map(ctx, node, per_channel=groups > 1)  # a depthwise conv takes per-channel input scales
     w = ctx.consts.get(node.input[1])
     if not isinstance(w, QConst):
         weight_of(ctx, node, node.input[1], "CK")  # raises the matching error
+    if w.ints.ndim == 3:  # a 1-D convolution: [C_out, C_in, k] -> [C_out, C_in, 1, k]
+        w = QConst(w.ints[:, :, None, :], _expand_scale(w.scale, w.ints.ndim), w.dtype, w.value)
     if w.ints.ndim != 4:
-        raise A2QError(f"{ctx.where(node)}: only 2-D convolutions (4-D weights) are supported")
+        raise A2QError(f"{ctx.where(node)}: only 1-D and 2-D convolutions (3-D or 4-D weights) are supported")
     kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape", None) or w.ints.shape[2:])
-    groups = int(attr(node, "group", 1))
     cout, cin_g = w.ints.shape[:2]
     if x.shape[2] != cin_g * groups:
         raise A2QError(f"{ctx.where(node)}: input has {x.shape[2]} channels, weight expects {cin_g * groups}")
@@ -65,7 +91,14 @@ def on_conv(ctx: Ctx, node) -> None:
         quant_kind=ann.get("quant"),
     )
     ctx.ops.append(conv)
-    acc_scale = float(x.scale.reshape(-1)[0]) * conv.weight_scale
+    if not conv.depthwise and np.unique(x.scale).size != 1:
+        raise A2QError(
+            f"{ctx.where(node)}: the input has per-channel scales, which a convolution over channels cannot take "
+            "exactly; use a per-tensor activation scale here (per-channel scales are supported into depthwise convolutions)"
+        )
+    # per output channel j: input scale (per channel for a depthwise conv: channel j's) times weight scale
+    s_in = np.asarray(x.scale, dtype=np.float64).reshape(-1)
+    acc_scale = (s_in if conv.depthwise else np.full(cout, s_in[0])) * conv.weight_scale
     ctx.tensors[node.output[0]] = TensorInfo(node.output[0], conv.out_shape, None, acc_scale.copy(), np.zeros(cout))
     st = AccState(layer=conv, scale=acc_scale, offset=np.zeros(cout))
     if len(node.input) > 2 and node.input[2]:

@@ -13,18 +13,21 @@ import numpy as np
 from ..errors import A2QError
 from ..limits import check_elements
 from ..ir import Conv, Dense, Model
-from .arith import on_add, on_mul
+from .arith import on_add, on_mul, on_sub_div
 from .batchnorm import on_batchnorm
 from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
 from .conv import on_conv
 from .dense import on_gemm, on_matmul
 from .onnx_file import layer_annotations, read_onnx
 from .pool import on_pool, on_trunc
-from .quant import on_quant, on_relu
+from .input_quant import insert_input_quant
+from .qcdq import has_qcdq, qcdq_to_quant
+from .quant import on_bipolar_quant, on_quant, on_relu
 from .shape import fold_const, on_reshape
 
 SUPPORTED_OPS = (
     "Quant",
+    "BipolarQuant",
     "Trunc",
     "Gemm",
     "MatMul",
@@ -32,8 +35,11 @@ SUPPORTED_OPS = (
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "Add",
+    "Sub",
     "Mul",
+    "Div",
     "BatchNormalization",
     "Relu",
     "Transpose",
@@ -50,11 +56,15 @@ HANDLERS = {
     "MaxPool": on_pool,
     "AveragePool": on_pool,
     "GlobalAveragePool": on_pool,
+    "ReduceMean": on_pool,
     "Quant": on_quant,
+    "BipolarQuant": on_bipolar_quant,
     "Gemm": on_gemm,
     "MatMul": on_matmul,
     "Add": on_add,
     "Mul": on_mul,
+    "Sub": on_sub_div,
+    "Div": on_sub_div,
     "BatchNormalization": on_batchnorm,
     "Relu": on_relu,
     "Flatten": on_reshape,
@@ -62,12 +72,20 @@ HANDLERS = {
 }
 
 
-def load_qonnx(path: str) -> Model:
-    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`."""
+def load_qonnx(path: str, input_quant: str | None = None) -> Model:
+    """Read a QONNX model file into an a2qhls :class:`~a2qhls.ir.Model`.
+
+    ``input_quant``: ``"TYPE:SCALE[:ZERO_POINT]"`` (e.g. ``"uint8:0.00392"``) declares the integer
+    type of a graph input the file does not quantize (see :mod:`.input_quant`)."""
     path = str(path)
     proto = read_onnx(path, check_ops=check_ops)
+    if input_quant is not None:
+        proto = insert_input_quant(proto, input_quant, path)
     from onnx import numpy_helper
 
+    if has_qcdq(proto):  # QuantizeLinear/Clip/DequantizeLinear were let through the door: fuse them
+        proto = qcdq_to_quant(proto, path)
+        check_ops(proto.graph, path, allow_qcdq=False)
     graph = proto.graph
     seen: set = set()
     for i, n in enumerate(graph.node):  # every op gets a unique name (folding, --acc-bits, cosim key on it)
@@ -113,11 +131,12 @@ def load_qonnx(path: str) -> Model:
     per_sample = tuple(int(d) for d in in_shape[1:])
     check_elements(per_sample, f"{path}: input '{inp.name}' (one sample)")
     ctx.state[inp.name] = FloatInput(per_sample)
+    ctx.input_name = inp.name
 
     for node in order:
         if node.op_type == "Constant":
             continue
-        if node.op_type != "Quant" and all((x in ctx.consts) or x == "" for x in node.input):
+        if node.op_type not in ("Quant", "BipolarQuant") and all((x in ctx.consts) or x == "" for x in node.input):
             if node.op_type in ("Transpose", "Reshape", "Flatten", "Identity"):
                 fold_const(ctx, node)
                 continue
@@ -135,6 +154,8 @@ def load_qonnx(path: str) -> Model:
     for o in graph.output:
         st = ctx.state.get(o.name)
         if isinstance(st, AccState):
+            if st.pending_pool is not None:
+                raise A2QError(f"{path}: graph output '{o.name}' is a MaxPool of a layer output without an activation Quant; add one")
             if st.relu:
                 raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
             finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
@@ -158,19 +179,26 @@ def load_qonnx(path: str) -> Model:
         output_names=out_names,
         source=os.path.abspath(path),
         source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
+        input_quant=input_quant,
     )
 
 
-def check_ops(graph, path: str) -> None:
+QCDQ_DOOR_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")  # fused into Quant by importer.qcdq
+
+
+def check_ops(graph, path: str, allow_qcdq: bool = True) -> None:
     """A quantized model whose ops are all in :data:`SUPPORTED_OPS` (run by the importer's door,
-    before ``onnx.checker``, so an unknown op is named with what is supported)."""
+    before ``onnx.checker``, so an unknown op is named with what is supported). ``allow_qcdq``:
+    also let QCDQ ops through (a graph that has them is fused into ``Quant`` nodes next, and
+    checked again without them)."""
     quant_types = {"Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear", "Trunc"}
     if not any(n.op_type in quant_types for n in graph.node):
         raise A2QError(
             f"{path}: a float model with no Quant nodes; a2qhls needs a quantized QONNX model "
             "(e.g. exported with brevitas.export.export_qonnx or 'a2qhls train')"
         )
-    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS]
+    qcdq = allow_qcdq and any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+    unsupported = [n for n in graph.node if n.op_type not in SUPPORTED_OPS and not (qcdq and n.op_type in QCDQ_DOOR_OPS)]
     if unsupported:
         n = unsupported[0]
         raise A2QError(
@@ -182,11 +210,12 @@ def check_quant_params_constant(graph, ctx: Ctx, order=None) -> None:
     """Every Quant's scale, zero-point and bit width must be computable from constants alone."""
     const = set(ctx.consts)
     for n in order if order is not None else toposort(graph, ctx):
-        if n.op_type != "Quant" and n.input and all(i in const or i == "" for i in n.input):
+        if n.op_type not in ("Quant", "BipolarQuant") and n.input and all(i in const or i == "" for i in n.input):
             const.update(n.output)
     params = {
         "Quant": ("scale", "zero-point", "bit width"),
         "Trunc": ("scale", "zero-point", "input bit width", "output scale", "output bit width"),
+        "BipolarQuant": ("scale",),
     }
     for n in graph.node:
         if n.op_type not in params:

@@ -352,7 +352,8 @@ def _check_constant_types(proto, path, opset: int) -> None:
             tvar = formal[min(i, len(formal) - 1)].type_str
             tstr = f"tensor({_ONNX_TYPE_STR.get(ctype[x], '?')})"
             ok = tstr in allowed[tvar] if tvar in allowed else tstr == tvar
-            if ok and tvar in dyn_vars and ctype[x] != flow:
+            # QCDQ ops carry integer tensors (QuantizeLinear -> [Clip] -> DequantizeLinear): only the schema applies
+            if ok and tvar in dyn_vars and ctype[x] != flow and n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Clip"):
                 ok = False
             if not ok:
                 raise A2QError(f"{where}: input {i} '{x}' has element type {_type_name(ctype[x])}; "
@@ -364,10 +365,10 @@ _ONNX_TYPE_STR = {1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6:
 
 
 def toposort_in_place(g, path: str) -> None:
-    """Sort ``g.node`` topologically (Kahn's algorithm, linear in nodes + edges, stable for a
-    graph already in order). Raises :class:`A2QError` naming a node whose input nothing produces,
+    """Sort ``g.node`` topologically (Kahn's algorithm taking the ready node that comes first in the
+    file: O((nodes + edges) log nodes), and a graph already in order keeps its order). Raises :class:`A2QError` naming a node whose input nothing produces,
     or a cycle."""
-    from collections import deque
+    import heapq
 
     nodes = list(g.node)
     available = {t.name for t in g.initializer} | {i.name for i in g.input} | {""}
@@ -386,16 +387,17 @@ def toposort_in_place(g, path: str) -> None:
                 raise A2QError(f"{path}: node '{n.name}' ({n.op_type}) reads '{x}', which nothing produces")
             waiting[k] += 1
             readers.setdefault(x, []).append(k)
-    ready = deque(k for k in range(len(nodes)) if waiting[k] == 0)
+    ready = [k for k in range(len(nodes)) if waiting[k] == 0]
+    heapq.heapify(ready)
     order = []
     while ready:
-        k = ready.popleft()
+        k = heapq.heappop(ready)
         order.append(k)
         for o in nodes[k].output:
             for r in readers.get(o, ()):
                 waiting[r] -= 1
                 if waiting[r] == 0:
-                    ready.append(r)
+                    heapq.heappush(ready, r)
     if len(order) != len(nodes):
         n = nodes[next(k for k in range(len(nodes)) if waiting[k] > 0)]
         raise A2QError(f"{path}: node '{n.name}' ({n.op_type}) is on a cycle; an ONNX graph must be acyclic")

@@ -1,6 +1,10 @@
-"""``MaxPool``, ``AveragePool``, ``GlobalAveragePool`` -> :class:`~a2qhls.ir.Pool`, and QONNX ``Trunc``
+"""``MaxPool``, ``AveragePool``, ``GlobalAveragePool``, ``ReduceMean`` over the spatial axes (the
+global average pool of Brevitas's dynamo export) -> :class:`~a2qhls.ir.Pool` (1-D pools on
+``[batch, C, L]`` as 2-D pools of height 1), and QONNX ``Trunc``
 (v2, after Brevitas's average pool) -> a :class:`~a2qhls.ir.Requant` with a first rounding."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,11 +16,20 @@ from .quant import ROUNDING_MODES
 
 def on_pool(ctx: Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
+    if isinstance(st, AccState) and node.op_type == "MaxPool":
+        max_pool_of_accumulator(ctx, node, st)
+        return
     if not isinstance(st, IntState):
-        raise A2QError(f"{ctx.where(node)}: pooling is supported on a quantized tensor only (put it after a Quant)")
+        raise A2QError(
+            f"{ctx.where(node)}: {node.op_type} of a layer's output before its activation Quant is not supported "
+            "(MaxPool is); supported: pooling after a Quant"
+        )
     no_pending_relu(ctx, node, st)
-    x = feature_map(ctx, node)
-    if node.op_type == "GlobalAveragePool":
+    x = feature_map(ctx, node, per_channel=True)
+    flattened = False
+    if node.op_type == "ReduceMean":
+        flattened = not global_mean_axes(ctx, node)
+    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
         kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
     else:
         kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
@@ -33,15 +46,35 @@ def on_pool(ctx: Ctx, node) -> None:
         ctx.tensors[out] = TensorInfo(out, pool.out_shape, x.dtype, x.scale.copy(), x.offset.copy())
         ctx.state[out] = IntState(out)
         return
-    scale = np.full(C, float(x.scale.reshape(-1)[0]) / pool.K)
+    scale = np.broadcast_to(np.asarray(x.scale, dtype=np.float64).reshape(-1), (C,)) / pool.K
     ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), np.zeros(C))
-    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C))
+    ctx.state[out] = AccState(layer=pool, scale=scale, offset=np.zeros(C), flattened=flattened)
+
+
+def global_mean_axes(ctx: Ctx, node) -> bool:
+    """Check that a ``ReduceMean`` averages over exactly the spatial axes of ``[batch, C, H, W]``
+    (or ``[batch, C, L]``), i.e. is a global average pool; returns its ``keepdims``."""
+    rank = len(ctx.shapes.get(node.input[0]) or ()) or 4
+    axes = attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        a = const_array(ctx, node.input[1])
+        if a is None:
+            raise A2QError(f"{ctx.where(node)}: the axes input '{node.input[1]}' is not a constant")
+        axes = np.asarray(a).reshape(-1).tolist()
+    spatial = set(range(2, rank))
+    got = None if axes is None else {int(a) % rank for a in axes}
+    if got != spatial:
+        raise A2QError(
+            f"{ctx.where(node)}: ReduceMean over axes {axes if axes is not None else 'all'} is not supported; "
+            f"supported: the mean over the spatial axes {sorted(spatial)} (a global average pool)"
+        )
+    return bool(int(attr(node, "keepdims", 1)))
 
 
 def on_trunc(ctx: Ctx, node) -> None:
     """QONNX Trunc (v2) on an accumulator, e.g. Brevitas's TruncAvgPool2d after an AveragePool."""
     st = ctx.state.get(node.input[0])
-    if not isinstance(st, AccState):
+    if not isinstance(st, AccState) or st.pending_pool is not None:
         raise A2QError(f"{ctx.where(node)}: Trunc is supported on an accumulator (e.g. after AveragePool) only")
     vals = [np.asarray(const_array(ctx, i), dtype=np.float32) for i in node.input[1:]]
     if any(v.size != 1 for v in vals):
@@ -74,3 +107,25 @@ def on_trunc(ctx: Ctx, node) -> None:
     ))
     ctx.tensors[out] = TensorInfo(out, shape, dtype, np.full(C, float(out_scale)), np.zeros(C))
     ctx.state[out] = IntState(out)
+
+
+def max_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
+    """``Conv -> MaxPool -> [BatchNormalization/Mul/Add] -> [Relu ->] Quant`` (the LeNet/VGG order).
+
+    The activation (the real-value map ``v = scale * acc + offset`` with ``scale > 0``, Relu, the
+    quantizer) is monotone non-decreasing in the accumulator per channel, and so is its integer form
+    (``qmin + #{t : acc >= T[t]}``), so the max over a window commutes with it exactly (in QONNX's
+    float32 too: multiplying and adding constants is monotone in float). The importer keeps the pool
+    pending and places it after the Requant, on the quantized integers."""
+    if st.pending_pool is not None:
+        raise A2QError(f"{ctx.where(node)}: two MaxPools before one activation Quant are not supported")
+    if np.any(st.scale <= 0):
+        raise A2QError(f"{ctx.where(node)}: MaxPool of an accumulator with a negative scale is not supported")
+    info = ctx.tensors[st.layer.outputs[0]]
+    if len(info.shape) != 3:
+        raise A2QError(f"{ctx.where(node)}: MaxPool expects a [batch, C, H, W] or [batch, C, L] input")
+    kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    if any(pads):
+        raise A2QError(f"{ctx.where(node)}: padded MaxPool is not supported")
+    pool = Pool(node.name, [], [], "max", kernel, stride, pads, tuple(info.shape), source_op=node.op_type)
+    ctx.state[node.output[0]] = replace(st, pending_pool=pool)

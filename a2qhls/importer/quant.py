@@ -2,6 +2,8 @@
 accumulator or of another activation; and ``Relu`` before a Quant."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
@@ -73,6 +75,16 @@ def single_zero_point(ctx, node, zp) -> int:
     return int(flat[0])
 
 
+def input_layout(shape: tuple) -> tuple:
+    """The channels-last IR shape of a per-sample graph input shape: ``(F,)`` stays, ``[C, H, W]``
+    becomes ``(H, W, C)`` and a 1-D sequence ``[C, L]`` the map ``(1, L, C)`` of height 1."""
+    if len(shape) == 1:
+        return tuple(shape)
+    if len(shape) == 2:
+        return (1, shape[1], shape[0])
+    return (*shape[1:], shape[0])
+
+
 def on_quant(ctx: Ctx, node) -> None:
     scale, zp, bits, signed, narrow, rounding = quant_params(ctx, node)
     src = node.input[0]
@@ -100,43 +112,59 @@ def on_quant(ctx: Ctx, node) -> None:
             raise A2QError(f"{ctx.where(node)}: per-channel input quantization is not supported; use a per-tensor scale")
         op = InputQuant(
             name=node.name,
-            inputs=[src],
+            inputs=[ctx.input_name or src],  # the graph input itself: reshapes and preprocessing are folded in
             outputs=[out],
             scale=np.asarray(scale, dtype=np.float32).reshape(()),
             zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
             out_type=dtype,
             rounding_mode=rounding,
+            pre=tuple(st.pre),
+            pre_shape=tuple(st.pre_shape or st.shape),
         )
         ctx.ops.append(op)
-        shape = st.shape if len(st.shape) == 1 else (*st.shape[1:], st.shape[0])  # CHW -> HWC
+        shape = input_layout(st.shape)
         ctx.tensors[out] = TensorInfo(out, shape, dtype, scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
         ctx.state[out] = IntState(out)
         return
     if isinstance(st, AccState):
-        acc_name = st.layer.outputs[0]
-        finalize_acc(ctx, ctx.where(node), st)
-        acc_shape = ctx.tensors[acc_name].shape
-        C = acc_shape[-1]
-        op = Requant(
-            name=node.name,
-            inputs=[acc_name],
-            outputs=[out],
-            relu=st.relu,
-            scale=np.asarray(scale, dtype=np.float32).reshape(-1) if np.asarray(scale).size > 1 else np.asarray(scale, dtype=np.float32).reshape(()),
-            zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
-            out_type=dtype,
-            rounding_mode=rounding,
-        )
-        if op.scale.ndim == 1 and op.scale.size != C:
-            raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
-        ctx.ops.append(op)
-        ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
-        ctx.state[out] = IntState(out)
+        requant_of_acc(ctx, node, st, scale, zp, dtype, rounding)
         return
     if isinstance(st, IntState):
         on_requant_of_activation(ctx, node, st, scale, zp, dtype, rounding)
         return
     raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+
+
+def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, rounding: str) -> None:
+    """A Quant (after an optional Relu) on an accumulator: a :class:`~a2qhls.ir.Requant`."""
+    out = node.output[0]
+    acc_name = st.layer.outputs[0]
+    finalize_acc(ctx, ctx.where(node), st)
+    acc_shape = ctx.tensors[acc_name].shape
+    C = acc_shape[-1]
+    op = Requant(
+        name=node.name,
+        inputs=[acc_name],
+        outputs=[out],
+        relu=st.relu,
+        scale=np.asarray(scale, dtype=np.float32).reshape(-1) if np.asarray(scale).size > 1 else np.asarray(scale, dtype=np.float32).reshape(()),
+        zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
+        out_type=dtype,
+        rounding_mode=rounding,
+    )
+    if op.scale.ndim == 1 and op.scale.size != C:
+        raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
+    ctx.ops.append(op)
+    pool = st.pending_pool
+    if pool is not None:  # max over windows of a monotone non-decreasing map == that map of the max: pool after it
+        pre = f"{out}__a2qhls_prepool"
+        op.outputs = [pre]
+        ctx.tensors[pre] = TensorInfo(pre, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
+        pool.inputs, pool.outputs = [pre], [out]
+        ctx.ops.append(pool)
+        acc_shape = pool.out_shape
+    ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
+    ctx.state[out] = IntState(out, flattened=st.flattened)
 
 
 def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: IntType, rounding: str) -> None:
@@ -147,10 +175,8 @@ def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     onnx_src = st.tensor  # the first Quant's output (a Relu may stand between)
     if first is None or len(ctx.consumers.get(onnx_src, [])) != 1 or (not st.relu and src != onnx_src) \
             or (st.relu and len(ctx.consumers.get(src, [])) != 1):
-        raise A2QError(
-            f"{ctx.where(node)}: re-quantizing '{src}' is supported only right after a layer's activation Quant "
-            "that nothing else reads; a2qhls supports Quant on the graph input and on a layer's output ([Relu ->] Quant)"
-        )
+        requant_through_identity(ctx, node, st, scale, zp, dtype, rounding)
+        return
     info = ctx.tensors.pop(first.outputs[0])
     ctx.ops.remove(first)
     out = node.output[0]
@@ -170,10 +196,82 @@ def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
 
 def on_relu(ctx: Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
+    if isinstance(st, FloatInput):  # e.g. ESPCN's relu(inp): folded into the input quantizer
+        ctx.state[node.output[0]] = preprocess(ctx, node, st, "Relu", None)
+        return
     if isinstance(st, AccState):
-        ctx.state[node.output[0]] = AccState(st.layer, st.scale, st.offset, True)
+        ctx.state[node.output[0]] = replace(st, relu=True)
         return
     if isinstance(st, IntState) and not st.flattened:  # e.g. QuantIdentity -> QuantReLU: folds into the next Quant
         ctx.state[node.output[0]] = IntState(st.tensor, relu=True)
         return
     raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output or an activation, followed by a Quant")
+
+
+def preprocess(ctx: Ctx, node, st: FloatInput, op: str, const) -> FloatInput:
+    """The float graph input after one more elementwise float op, which the input quantizer absorbs."""
+    if st.reshaped:
+        raise A2QError(f"{ctx.where(node)}: float preprocessing after a Reshape/Flatten of the input is not supported; "
+                       "apply it to the graph input before reshaping")
+    if const is not None:
+        c = np.asarray(const, dtype=np.float32)
+        full = (1, *st.shape)
+        try:
+            if np.broadcast_shapes(c.shape, full) != full:
+                raise ValueError
+        except ValueError:
+            raise A2QError(f"{ctx.where(node)}: the constant of shape {list(c.shape)} does not broadcast over the input "
+                           f"[batch, {', '.join(str(d) for d in st.shape)}] elementwise") from None
+        if not np.all(np.isfinite(c)) or (op == "Div" and np.any(c == 0)):
+            raise A2QError(f"{ctx.where(node)}: the constant must be finite (and nonzero for Div)")
+        const = c
+    return FloatInput(st.shape, (*st.pre, (op, const)), pre_shape=st.shape)
+
+
+def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: IntType, rounding: str) -> None:
+    """Re-quantize an activation that something else also reads (e.g. both branches of a residual
+    add through one shared QuantIdentity): an identity layer (a depthwise 1x1 convolution of weight 1
+    on a feature map, an identity matrix on a vector) whose accumulator is the activation's value
+    ``q - zp`` exactly, followed by the threshold unit of this Quant."""
+    from ..ir import Conv, Dense
+
+    info = ctx.tensors[st.tensor]
+    if np.unique(info.scale).size != 1 or np.any(info.offset != 0):
+        raise A2QError(f"{ctx.where(node)}: re-quantizing '{node.input[0]}', which has per-channel scales, is not supported")
+    C = info.channels
+    wtype = IntType(2, True, True)
+    name = f"{node.name}__identity"
+    acc = f"{node.name}__identity_acc"
+    if len(info.shape) == 3:
+        layer = Conv(name=name, inputs=[info.name], outputs=[acc], weight=np.ones((C, 1, 1, 1), dtype=np.int64),
+                     weight_type=wtype, weight_scale=np.ones(C), bias=None, kernel=(1, 1), stride=(1, 1),
+                     pads=(0, 0, 0, 0), groups=C, in_shape=tuple(info.shape), source_op="Quant")
+        shape = layer.out_shape
+    else:
+        layer = Dense(name=name, inputs=[info.name], outputs=[acc], weight=np.eye(C, dtype=np.int64),
+                      weight_type=wtype, weight_scale=np.ones(C), bias=None, source_op="Quant")
+        shape = (C,)
+    ctx.ops.append(layer)
+    s_in = np.full(C, float(info.scale.reshape(-1)[0]))
+    ctx.tensors[acc] = TensorInfo(acc, shape, None, s_in.copy(), np.zeros(C))
+    acc_state = AccState(layer=layer, scale=s_in, offset=np.zeros(C), relu=st.relu, flattened=st.flattened)
+    requant_of_acc(ctx, node, acc_state, scale, zp, dtype, rounding)
+
+
+def on_bipolar_quant(ctx: Ctx, node) -> None:
+    """QONNX ``BipolarQuant`` on a constant weight (BNN-PYNQ's binary weights): the integers
+    ``+1 if w >= 0 else -1`` (as qonnx's ``binary_quant``) times the scale. On an activation it is refused."""
+    src, out = node.input[0], node.output[0]
+    scale = const_array(ctx, node.input[1])
+    if scale is None or np.any(~np.isfinite(scale)) or np.any(np.asarray(scale) <= 0):
+        raise A2QError(f"{ctx.where(node)}: scale must be a finite, positive constant")
+    if src not in ctx.consts:
+        raise A2QError(
+            f"{ctx.where(node)}: BipolarQuant of an activation (1-bit bipolar activations) is not supported; "
+            "supported: BipolarQuant on weights; quantize activations with a Quant (e.g. a 1-bit unsigned or 2-bit QuantReLU)"
+        )
+    x = np.asarray(const_array(ctx, src), dtype=np.float32)
+    ints = np.where(x >= 0, 1, -1).astype(np.int64)
+    value = (ints * np.asarray(scale, dtype=np.float32)).astype(np.float32)
+    # {-1, +1} inside a 2-bit narrow signed type (the exact sizing uses the integers themselves)
+    ctx.consts[out] = QConst(ints=ints, scale=np.asarray(scale), dtype=IntType(2, True, True), value=value)

@@ -19,7 +19,7 @@ def on_reshape(ctx: Ctx, node) -> None:
         if out_shape is None or len(out_shape) != 2 or out_shape[1] != feat:
             raise A2QError(f"{ctx.where(node)}: only flattening the input to [batch, features] is supported "
                            f"(input of {feat} features per sample, output shape {list(out_shape) if out_shape else None})")
-        ctx.state[out] = FloatInput((feat,))
+        ctx.state[out] = FloatInput((feat,), st.pre, True, st.pre_shape or st.shape)
         return
     if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
         no_pending_relu(ctx, node, st)

@@ -14,7 +14,9 @@ from .. import bounds
 from ..errors import A2QError
 from ..ir import Model
 
-MIN_ACC_BITS, MAX_ACC_BITS = 2, 64
+# The smallest accumulator the hardware uses is 1 bit (ap_int<1>, values -1 and 0): the exact width of a
+# layer whose integer weights and bias are all zero. Safe widths and --acc-bits overrides share these bounds.
+MIN_ACC_BITS, MAX_ACC_BITS = 1, 64
 
 __all__ = ["MIN_ACC_BITS", "MAX_ACC_BITS", "parse_acc_bits", "apply_acc_bits", "built_acc_bits"]
 

@@ -1,0 +1,177 @@
+"""The A2Q+ paper's image classifiers as Brevitas 0.13.4 defines them in ``brevitas_examples``, through
+a2qhls: export (Brevitas's ``export_qonnx`` and a2qhls's ``export_brevitas_qonnx``), inspect, and
+optionally build + cosim; prints every targeted layer's exact accumulator width against its target.
+
+* ``quant_resnet18`` (``imagenet_classification/a2q/resnet.py``) with A2Q
+  (``CommonIntAccumulatorAwareWeightQuant``) or A2Q+ (``CommonIntAccumulatorAwareZeroCenterWeightQuant``)
+  4-bit weights, 4-bit activations, at a 12- or 16-bit target, built as ``a2q/utils.py`` builds them;
+  its input is an unquantized 8-bit image, so a2qhls gets ``--input-quant uint8:0.00392``.
+* ``quant_mobilenet_v1`` 4-bit (``imagenet_classification/models``, cfg ``quant_mobilenet_v1_4b``) on
+  224x224 inputs (its ``TruncAvgPool2d(7)`` needs a 7x7 final map; 32x32 leaves 1x1), input declared
+  ``int8:0.03125``.
+
+Weights are seeded random (no download), activation scales calibrated on a few random batches, and
+BatchNorm statistics perturbed so they are not the identity. Not run in CI (full size takes minutes);
+``--reduced`` uses the reduced nets of the tests.
+
+    .venv/bin/python bench/paper_nets.py [--nets resnet18_a2q_12,...] [--reduced] [--cosim] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+NETS = ("resnet18_a2q_12", "resnet18_a2q_16", "resnet18_a2qplus_12", "resnet18_a2qplus_16", "mobilenet_v1_4b")
+INPUT_QUANT = {"resnet18": "uint8:0.00392", "mobilenet": "int8:0.03125"}
+
+
+def calibrate(model, shape, seed: int = 0, batches: int = 2, batch: int = 8):
+    import torch
+
+    torch.manual_seed(seed)
+    for m in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.train()
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bn:  # keep the statistics set above while the activation quantizers calibrate
+        m.eval()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.rand((batch,) + tuple(shape[1:])))
+    model.eval()
+    return model
+
+
+def make_net(name: str, reduced: bool = False):
+    """``(model, example input shape, input_quant)``."""
+    import torch
+
+    torch.manual_seed(0)
+    if name.startswith("resnet18"):
+        from brevitas_examples.imagenet_classification.a2q.quant import (
+            CommonIntAccumulatorAwareWeightQuant, CommonIntAccumulatorAwareZeroCenterWeightQuant)
+        from brevitas_examples.imagenet_classification.a2q.resnet import quant_resnet18
+
+        _, kind, bits = name.split("_")
+        wq = CommonIntAccumulatorAwareZeroCenterWeightQuant if kind == "a2qplus" else CommonIntAccumulatorAwareWeightQuant
+        if not reduced:  # exactly as a2q/utils.py builds the paper's models
+            model = quant_resnet18(act_bit_width=4, acc_bit_width=int(bits), weight_bit_width=4, weight_quant=wq)
+            shape = (1, 3, 32, 32)
+        else:  # the same blocks, one per stage
+            from brevitas.quant import Int8WeightPerChannelFloat
+            from brevitas_examples.bnn_pynq.models.resnet import QuantBasicBlock, QuantResNet
+
+            model = QuantResNet(block_impl=QuantBasicBlock, num_blocks=[1, 1, 1, 1], num_classes=10, act_bit_width=4,
+                                weight_bit_width=4, weight_quant=wq.let(accumulator_bit_width=int(bits)),
+                                last_layer_weight_quant=Int8WeightPerChannelFloat, first_maxpool=False,
+                                zero_init_residual=False, round_average_pool=False)
+            shape = (1, 3, 32, 32)
+        return calibrate(model, shape), shape, INPUT_QUANT["resnet18"]
+    if reduced:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+        import paper_nets
+
+        return paper_nets.mobilenet(), (1, 3, 16, 16), INPUT_QUANT["mobilenet"]
+    from brevitas_examples.imagenet_classification.models import model_with_cfg
+
+    model, _ = model_with_cfg("quant_mobilenet_v1_4b", pretrained=None)
+    # 224x224: the net's TruncAvgPool2d(7) needs a 7x7 final map (a 32x32 input leaves 1x1, which torch refuses)
+    shape = (1, 3, 224, 224)
+    return calibrate(model, shape, batch=2), shape, INPUT_QUANT["mobilenet"]
+
+
+def export(model, shape, path, how: str) -> str:
+    """Export; returns "" or the one-line reason the exporter failed."""
+    import torch
+
+    x = torch.rand(shape)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if how == "brevitas_dynamo":
+                from brevitas.export import export_qonnx
+
+                export_qonnx(model, x, export_path=str(path), dynamo=True)
+            elif how == "brevitas_torchscript":
+                from brevitas.export import export_qonnx
+
+                export_qonnx(model, x, export_path=str(path), dynamo=False)
+            else:
+                from a2qhls.frontend.brevitas import export_brevitas_qonnx
+
+                export_brevitas_qonnx(model, x, str(path), dynamo=how.endswith("dynamo"))
+    except Exception as e:  # report and go on with the other exporters
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+    return ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--exporters", default="a2qhls_torchscript,a2qhls_dynamo,brevitas_torchscript,brevitas_dynamo")
+    ap.add_argument("--reduced", action="store_true")
+    ap.add_argument("--cosim", action="store_true", help="also build and cosim (random + adversarial)")
+    ap.add_argument("--random", type=int, default=20)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    import a2qhls
+    from a2qhls.errors import A2QError
+
+    out = args.out or tempfile.mkdtemp(prefix="a2qhls-paper-nets-")
+    os.makedirs(out, exist_ok=True)
+    for name in args.nets.split(","):
+        model, shape, iq = make_net(name, args.reduced)
+        for how in args.exporters.split(","):
+            path = os.path.join(out, f"{name}_{how}.onnx")
+            t0 = time.perf_counter()
+            err = export(model, shape, path, how)
+            t_exp = time.perf_counter() - t0
+            print(f"== {name} ({'reduced' if args.reduced else 'full size'}), {how}: ", end="")
+            if err:
+                print(f"export failed ({t_exp:.1f}s): {err}")
+                continue
+            try:
+                t0 = time.perf_counter()
+                rep = a2qhls.inspect(path, input_quant=iq)
+                t_ins = time.perf_counter() - t0
+            except A2QError as e:
+                print(f"inspect refused: {e}")
+                continue
+            lys = rep["layers"]
+            tgt = [ly for ly in lys if ly["target_acc_bits"] is not None]
+            over = [ly["name"] for ly in tgt if ly["exceeds_target"]]
+            print(f"export {t_exp:.1f}s, inspect {t_ins:.1f}s, {len(lys)} accumulating ops, {len(tgt)} with a target, "
+                  f"{len(over)} over target")
+            for ly in lys:
+                t = ly["target_acc_bits"]
+                print(f"   {ly['name'][:48]:48s} {ly['op']:>18s} K={ly['K']:<5d} in={ly['input_type']:<6s} "
+                      f"exact={ly['acc_bits']:>2d} a2q={ly['acc_bits_a2q']:>2d} a2q+={ly['acc_bits_a2qplus']:>2d} "
+                      f"dtype={ly['acc_bits_datatype']:>2d} target={'-' if t is None else t}{' OVER' if ly['exceeds_target'] else ''}")
+            if args.cosim:
+                prj = os.path.join(out, f"{name}_{how}_prj")
+                try:
+                    t0 = time.perf_counter()
+                    a2qhls.build(path, prj, force=True, input_quant=iq)
+                    t_b = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    cs = a2qhls.cosim(prj, random=args.random, adversarial=True)
+                    t_c = time.perf_counter() - t0
+                    print(f"   build {t_b:.1f}s, cosim {t_c:.1f}s: {cs['samples']} samples, C++ vs model "
+                          f"{cs['mismatches_cpp_vs_model']}, model vs QONNX {cs['mismatches_model_vs_qonnx']} mismatches")
+                except A2QError as e:
+                    print(f"   build/cosim refused: {e}")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -270,6 +270,18 @@ class LayerPlan:
         return [(s0, min(E, self.SIMD - s0)) for s0 in range(0, self.SIMD, E)]
 
     @property
+    def native_csim(self) -> bool:
+        """Whether the C simulation may compute this unit's sums in native 64-bit integers
+        (``#ifndef __SYNTHESIS__``): every product and the sum of one word's SIMD products plus the
+        carried accumulator and the bias fit 63 bits, so wrapping once per word to ``P`` bits
+        equals ``ap_int<P>``'s wrap at every addition (addition modulo 2^P is a ring map)."""
+        if not self.has_weights:
+            return False
+        v = self.win_t if self.kind != "mvu" else self.val_t
+        b = self.bias_t.bits if self.bias_t is not None else 0
+        return self.P <= 60 and b <= 60 and self.w_t.bits + v.bits + int(self.SIMD).bit_length() <= 60
+
+    @property
     def w_impl(self) -> Optional[str]:
         """Storage of each PE's weight ROM (``NF*SF`` words of ``SIMD`` packed weights)."""
         return self.rom_impl(self.NF * self.SF) if self.has_weights else None

@@ -39,6 +39,26 @@ layer0_loop:
         } else {
             w = inbuf[sf];
         }
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
+        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[2];
+            for (int e = 0; e < 2; e++) xv[e] = ((layer0_val_t)((ap_int<3>)w.range(3 * e + 2, 3 * e))).to_int64();
+            for (int pe = 0; pe < 2; pe++) {
+                long long a = (sf == 0) ? (long long)layer0_B[pe][nf] : acc[pe].to_int64();
+                const unsigned long long w0 = layer0_W0[pe][tile];
+                for (int j = 0; j < 2; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[j];
+                }
+                acc[pe] = a;  // wraps modulo 2^8
+            }
+        }
+#else
         for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
             layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
@@ -49,6 +69,7 @@ layer0_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 1) {
             layer0_out_word o = 0;
             for (int pe = 0; pe < 2; pe++) {
@@ -105,6 +126,26 @@ layer1_loop:
         } else {
             w = inbuf[sf];
         }
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
+        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[2];
+            for (int e = 0; e < 2; e++) xv[e] = ((layer1_val_t)((ap_uint<2>)w.range(2 * e + 1, 2 * e))).to_int64();
+            for (int pe = 0; pe < 1; pe++) {
+                long long a = (sf == 0) ? (long long)layer1_B[pe][nf] : acc[pe].to_int64();
+                const unsigned long long w0 = layer1_W0[pe][tile];
+                for (int j = 0; j < 2; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[j];
+                }
+                acc[pe] = a;  // wraps modulo 2^8
+            }
+        }
+#else
         for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
             layer1_acc_t a = (sf == 0) ? (layer1_acc_t)(layer1_b_t)layer1_B[pe][nf] : acc[pe];
@@ -115,6 +156,7 @@ layer1_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 1) {
             layer1_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {

@@ -99,6 +99,26 @@ layer0_loop:
         A2Q_COUNT(layer0);
         layer0_win_word w;
         w = in.read();
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 9 bits per word (the assignment to
+        // acc) equals ap_int<9>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[3];
+            for (int e = 0; e < 3; e++) xv[e] = ((layer0_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
+            for (int pe = 0; pe < 2; pe++) {
+                long long a = (sf == 0) ? (long long)layer0_B[pe][nf] : acc[pe].to_int64();
+                const unsigned long long w0 = layer0_W0[pe][tile];
+                for (int j = 0; j < 3; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[j];
+                }
+                acc[pe] = a;  // wraps modulo 2^9
+            }
+        }
+#else
         for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
             layer0_acc_t a = (sf == 0) ? (layer0_acc_t)(layer0_b_t)layer0_B[pe][nf] : acc[pe];
@@ -109,6 +129,7 @@ layer0_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 2) {
             layer0_out_word o = 0;
             for (int pe = 0; pe < 2; pe++) {
@@ -225,6 +246,26 @@ layer1_loop:
         A2Q_COUNT(layer1);
         layer1_win_word w;
         w = in.read();
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
+        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[3];
+            for (int e = 0; e < 3; e++) xv[e] = ((layer1_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
+            for (int pe = 0; pe < 1; pe++) {
+                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
+                const unsigned long long w0 = layer1_W0[pe][tile];
+                for (int j = 0; j < 3; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[(j * 1 + pe)];
+                }
+                acc[pe] = a;  // wraps modulo 2^8
+            }
+        }
+#else
         for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
             layer1_acc_t a = (sf == 0) ? (layer1_acc_t)0 : acc[pe];
@@ -235,6 +276,7 @@ layer1_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 2) {
             layer1_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {
@@ -448,6 +490,26 @@ layer2_loop:
         A2Q_COUNT(layer2);
         layer2_win_word w;
         w = in.read();
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 7 bits per word (the assignment to
+        // acc) equals ap_int<7>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[2];
+            for (int e = 0; e < 2; e++) xv[e] = ((layer2_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
+            for (int pe = 0; pe < 2; pe++) {
+                long long a = (sf == 0) ? (long long)layer2_B[pe][nf] : acc[pe].to_int64();
+                const unsigned long long w0 = layer2_W0[pe][tile];
+                for (int j = 0; j < 2; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[j];
+                }
+                acc[pe] = a;  // wraps modulo 2^7
+            }
+        }
+#else
         for (int pe = 0; pe < 2; pe++) {
 #pragma HLS UNROLL
             layer2_acc_t a = (sf == 0) ? (layer2_acc_t)(layer2_b_t)layer2_B[pe][nf] : acc[pe];
@@ -458,6 +520,7 @@ layer2_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 2) {
             layer2_out_word o = 0;
             for (int pe = 0; pe < 2; pe++) {
@@ -678,6 +741,26 @@ layer3_loop:
         } else {
             w = inbuf[sf];
         }
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        // C simulation only, the same sums in native integers: each word's products and the carried
+        // accumulator and bias fit 63 bits, and one wrap to 6 bits per word (the assignment to
+        // acc) equals ap_int<6>'s wrap at every addition. Synthesis (and C simulation built
+        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        {
+            long long xv[2];
+            for (int e = 0; e < 2; e++) xv[e] = ((layer3_val_t)((ap_int<2>)w.range(2 * e + 1, 2 * e))).to_int64();
+            for (int pe = 0; pe < 1; pe++) {
+                long long a = (sf == 0) ? (long long)layer3_B[pe][nf] : acc[pe].to_int64();
+                const unsigned long long w0 = layer3_W0[pe][tile];
+                for (int j = 0; j < 2; j++) {
+                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
+                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
+                    a += wv * xv[j];
+                }
+                acc[pe] = a;  // wraps modulo 2^6
+            }
+        }
+#else
         for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
             layer3_acc_t a = (sf == 0) ? (layer3_acc_t)(layer3_b_t)layer3_B[pe][nf] : acc[pe];
@@ -688,6 +771,7 @@ layer3_loop:
             }
             acc[pe] = a;
         }
+#endif
         if (sf == 0) {
             layer3_out_word o = 0;
             for (int pe = 0; pe < 1; pe++) {

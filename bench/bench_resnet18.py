@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,16 @@ A2Q = str(Path(sys.executable).parent / "a2qhls")
 
 
 def _child(cmd: list) -> tuple:
-    """Run ``cmd``; returns (wall s, peak RSS MB of this child)."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, ru = os.wait4(p.pid, 0)
+    """Run ``cmd`` under /usr/bin/time; returns (wall s, peak RSS MB of the command itself).
+    (Not ru_maxrss from wait4: a forked child inherits this process's RSS before exec.)"""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.DEVNULL, stderr=err)
         dt = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
+        if r.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"{cmd[:3]} failed: {err.read()[-400:]}")
-    return dt, ru.ru_maxrss / 1024
+        return dt, int(rss.read().split()[-1]) / 1024
 
 
 def _best(cmd: list, n: int) -> tuple:

@@ -31,16 +31,17 @@ A2Q = str(Path(sys.executable).parent / "a2qhls")
 
 
 def _child(cmd: list) -> tuple:
-    """Run ``cmd`` under /usr/bin/time; returns (wall s, peak RSS MB of the command itself).
+    """Run ``cmd`` under /usr/bin/time; returns (wall s, peak RSS MB of the command itself, CPU s).
     (Not ru_maxrss from wait4: a forked child inherits this process's RSS before exec.)"""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.DEVNULL, stderr=err)
+        r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *cmd], stdout=subprocess.DEVNULL, stderr=err)
         dt = time.perf_counter() - t0
         if r.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"{cmd[:3]} failed: {err.read()[-400:]}")
-        return dt, int(rss.read().split()[-1]) / 1024
+        mem, user, sys_ = rss.read().split()[-3:]
+        return dt, int(mem) / 1024, float(user) + float(sys_)
 
 
 def _best(cmd: list, n: int) -> tuple:
@@ -53,16 +54,17 @@ def _size_mb(prj: Path) -> float:
 
 
 def _compile(prj: Path, obj: Path) -> tuple:
-    """The C simulation build (codegen.csim_commands), one compiler per core: (wall s, max MB per process)."""
+    """The C simulation build (codegen.csim_commands), one compiler per core: (wall s, max MB per
+    process, binary, total compiler CPU s: the fairer figure on a loaded machine)."""
     from a2qhls import codegen
     from a2qhls.headers import find_cxx, find_headers
 
     *compiles, link = codegen.csim_commands(prj, include=find_headers(), cxx=find_cxx(), obj=obj, binary=obj / "csim")
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        mems = list(pool.map(lambda c: _child(c)[1], compiles))
-    mems.append(_child(link)[1])
-    return time.perf_counter() - t0, max(mems), obj / "csim"
+        runs = list(pool.map(_child, compiles))
+    runs.append(_child(link))
+    return time.perf_counter() - t0, max(r[1] for r in runs), obj / "csim", sum(r[2] for r in runs)
 
 
 def _csim_per_image(prj: Path, binary: Path, n: int, work: Path) -> float:
@@ -86,10 +88,10 @@ def measure(name: str, onnx_path: str, params: int, macs: int, args, work: Path)
         obj = Path(tempfile.mkdtemp(dir=work))
         r = _compile(prj, obj)
         best = r if best is None or r[0] < best[0] else best
-    t_cc, m_cc, binary = best
+    t_cc, m_cc, binary, cpu_cc = best
     t_img = _csim_per_image(prj, binary, args.n_csim, work)
     return dict(model=name, params=params, macs=macs, inspect_s=t_insp, inspect_mb=m_insp, build_s=t_build, build_mb=m_build,
-                cpp_mb=size, gxx_s=t_cc, gxx_mb=m_cc, csim_s=t_img)
+                cpp_mb=size, gxx_s=t_cc, gxx_cpu=cpu_cc, gxx_mb=m_cc, csim_s=t_img)
 
 
 def mlp_models(widths, work: Path):
@@ -134,6 +136,7 @@ def main() -> None:
             print(
                 f"{name:10s} params {params/1e6:7.2f}M MACs {macs/1e6:8.2f}M | inspect {r['inspect_s']:5.2f} s {r['inspect_mb']:5.0f} MB | "
                 f"build {r['build_s']:6.2f} s {r['build_mb']:5.0f} MB | C++ {r['cpp_mb']:6.2f} MB | g++ {r['gxx_s']:6.2f} s "
+                f"(CPU {r['gxx_cpu']:6.2f} s) "
                 f"{r['gxx_mb']:5.0f} MB/proc | csim {r['csim_s']*1e3:8.1f} ms/image",
                 flush=True,
             )

@@ -79,9 +79,14 @@ def csim_sources(unit_names) -> list:
 
 
 def project_units(project) -> list:
-    """The file stems of a generated project's extra translation units (``firmware/layers/*.cpp``)."""
-    names = [p.stem for p in (Path(project) / CSIM["units"]).glob("*.cpp")]
-    return sorted(names, key=lambda n: (len(n), n))
+    """The file stems of a generated project's extra translation units: ``part1``, ``part2``, ...
+    as long as ``firmware/layers/part<g>.cpp`` exists (the names :func:`unit_file` gives; nothing
+    else in that folder is compiled, as in ``build_csim.sh``)."""
+    names, g = [], 1
+    while (Path(project) / CSIM["units"] / f"{unit_file(g)}.cpp").is_file():
+        names.append(unit_file(g))
+        g += 1
+    return names
 
 
 def csim_commands(project, *, include, cxx: str = "g++", cxxflags=None, obj, binary=None) -> list:

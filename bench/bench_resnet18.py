@@ -8,8 +8,10 @@ generated C++ + data size (firmware/ and tb/), the g++ compile of the C simulati
 ``codegen.csim_commands``, one compiler per core, as ``a2qhls cosim`` runs them): wall time and
 the peak memory of the largest compiler process, and the C simulation's time per image.
 MLPs are random QONNX graphs (tests/qonnx_graphs.py: 8-bit input, 4-bit weights and
-activations) of two hidden layers of the given width; ResNets come from bench/paper_nets.py
-(Brevitas quant_resnet18-style, when that module is present). Times are best of --repeat.
+activations) of two hidden layers of the given width; ResNets would come from
+bench/paper_nets.py (Brevitas quant_resnet18, branch cnn) through an ``export_resnet(path, layers=)``
+returning (path, params, MACs) that is not written yet: without it the ResNet rows are skipped.
+Times are best of --repeat.
 """
 from __future__ import annotations
 
@@ -107,12 +109,12 @@ def mlp_models(widths, work: Path):
 
 def resnet_models(depths, work: Path):
     try:
-        import paper_nets  # bench/paper_nets.py (Brevitas quant_resnet18-style networks)
+        from paper_nets import export_resnet  # bench/paper_nets.py (Brevitas quant_resnet18)
     except ImportError:
-        print("(ResNet rows skipped: bench/paper_nets.py is not in this checkout)")
+        print("(ResNet rows skipped: no bench/paper_nets.py with export_resnet in this checkout)")
         return
     for d in depths:
-        path, params, macs = paper_nets.export_resnet(work / f"resnet{d}.onnx", layers=d)
+        path, params, macs = export_resnet(work / f"resnet{d}.onnx", layers=d)
         yield f"resnet{d}", str(path), params, macs
 
 

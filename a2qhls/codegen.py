@@ -55,18 +55,38 @@ STREAMING_SWG = True  # the one-loop window generator where the folding allows i
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
-__all__ = ["TOP", "CSIM", "csim_commands", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan"]
 
 # The g++ C-simulation build, the one source of both build_csim.sh (rendered from it) and
-# cosim's compiler calls (csim_commands): design and testbench compiled separately (in
-# parallel), then linked. Paths are relative to the project folder; all are constants.
+# cosim's compiler calls (csim_commands): the top (with the AXI adapters), each unit's own
+# translation unit (firmware/layers/<unit>.cpp) and the testbench compiled separately (in
+# parallel, at most one compiler per core), then linked. Paths are relative to the project
+# folder; all are constants or generated unit names (C identifiers).
 CSIM = {
     "default_flags": "-O1",  # CXXFLAGS when not set
     "flags": ["-std=c++14", "-w"],
     "project_includes": ["firmware"],  # after -I<ap_types folder>
     "sources": [[f"firmware/{TOP}.cpp", "top.o"], ["tb/a2q_tb.cpp", "tb.o"]],
+    "units": "firmware/layers",  # one <unit>.cpp per streaming unit, object <unit>.o
     "binary": "a2q_csim",
 }
+
+
+def csim_sources(unit_names) -> list:
+    """``[[source, object]]`` of the C simulation build: the top (with the first units), the
+    testbench, then the other translation units (``unit_names``: their file stems)."""
+    return [list(p) for p in CSIM["sources"]] + [[f"{CSIM['units']}/{n}.cpp", f"{n}.o"] for n in unit_names]
+
+
+def project_units(project) -> list:
+    """The file stems of a generated project's extra translation units: ``part1``, ``part2``, ...
+    as long as ``firmware/layers/part<g>.cpp`` exists (the names :func:`unit_file` gives; nothing
+    else in that folder is compiled, as in ``build_csim.sh``)."""
+    names, g = [], 1
+    while (Path(project) / CSIM["units"] / f"{unit_file(g)}.cpp").is_file():
+        names.append(unit_file(g))
+        g += 1
+    return names
 
 
 def csim_commands(project, *, include, cxx: str = "g++", cxxflags=None, obj, binary=None) -> list:
@@ -75,14 +95,16 @@ def csim_commands(project, *, include, cxx: str = "g++", cxxflags=None, obj, bin
     ``project``: the project folder; ``include``: the folder with ``ap_int.h``; ``cxxflags``: a
     list of flags (default ``[CSIM["default_flags"]]``); ``obj``: a folder for object files;
     ``binary``: the executable (default ``<project>/a2q_csim``). Returns
-    ``[compile design, compile testbench, link]``; the first ones may run in parallel.
-    ``build_csim.sh`` runs exactly these commands (rendered from the same :data:`CSIM`).
+    ``[compile unit..., compile top, compile testbench, link]``: all but the link are independent
+    (run them in parallel). ``build_csim.sh`` runs exactly these commands (rendered from the
+    same :data:`CSIM` and :func:`csim_sources`).
     """
     project, obj = str(project), str(obj)
     flags = list(cxxflags) if cxxflags is not None else [CSIM["default_flags"]]
     flags += list(CSIM["flags"]) + [f"-I{include}"] + [f"-I{project}/{d}" for d in CSIM["project_includes"]]
-    cmds = [[cxx, *flags, "-c", f"{project}/{src}", "-o", f"{obj}/{o}"] for src, o in CSIM["sources"]]
-    link = [cxx, *flags, *[f"{obj}/{o}" for _, o in CSIM["sources"]], "-o", str(binary or f"{project}/{CSIM['binary']}")]
+    sources = csim_sources(project_units(project))
+    cmds = [[cxx, *flags, "-c", f"{project}/{src}", "-o", f"{obj}/{o}"] for src, o in sources]
+    link = [cxx, *flags, *[f"{obj}/{o}" for _, o in sources], "-o", str(binary or f"{project}/{CSIM['binary']}")]
     return cmds + [link]
 
 
@@ -244,6 +266,25 @@ class LayerPlan:
         if depth <= 1:
             return None
         return "lutram" if depth <= 64 else "bram"
+
+    @property
+    def w_words(self) -> list:
+        """The packed weight words of one (PE, tile): ``[(first s, count)]``, ``64 // B`` weights of
+        ``B`` bits a word (see :func:`weight_words`)."""
+        E = 64 // self.w_t.bits
+        return [(s0, min(E, self.SIMD - s0)) for s0 in range(0, self.SIMD, E)]
+
+    @property
+    def native_csim(self) -> bool:
+        """Whether the C simulation may compute this unit's sums in native 64-bit integers
+        (``#ifndef __SYNTHESIS__``): every product and the sum of one word's SIMD products plus the
+        carried accumulator and the bias fit 63 bits, so wrapping once per word to ``P`` bits
+        equals ``ap_int<P>``'s wrap at every addition (addition modulo 2^P is a ring map)."""
+        if not self.has_weights:
+            return False
+        v = self.win_t if self.kind != "mvu" else self.val_t
+        b = self.bias_t.bits if self.bias_t is not None else 0
+        return self.P <= 60 and b <= 60 and self.w_t.bits + v.bits + int(self.SIMD).bit_length() <= 60
 
     @property
     def w_impl(self) -> Optional[str]:
@@ -840,12 +881,38 @@ def fork_depths(units: list) -> dict:
     return out
 
 
-def _weights_folded(lp: LayerPlan) -> list:
-    """``[PE][NF*SF][SIMD]`` nested lists of Python ints."""
+def _weights_folded(lp: LayerPlan) -> np.ndarray:
+    """``[PE][NF*SF][SIMD]`` int64 array: ``W[pe][nf*SF + sf][s] = weight[nf*PE + pe][sf*SIMD + s]``."""
     w = _weight_matrix(lp.dense).astype(np.int64)
     # weight[nf*PE + pe, sf*SIMD + s] -> [pe][nf][sf][s]
-    a = w.reshape(lp.NF, lp.PE, lp.SF, lp.SIMD).transpose(1, 0, 2, 3).reshape(lp.PE, lp.NF * lp.SF, lp.SIMD)
-    return a.tolist()
+    return w.reshape(lp.NF, lp.PE, lp.SF, lp.SIMD).transpose(1, 0, 2, 3).reshape(lp.PE, lp.NF * lp.SF, lp.SIMD)
+
+
+def weight_words(lp: LayerPlan) -> list:
+    """The SIMD weights of one (PE, tile) packed into words of at most 64 bits (FINN's idea: hex
+    words, not decimal text): word ``k`` holds weights ``s = k*E .. min(SIMD, (k+1)*E) - 1`` with
+    ``E = 64 // B`` (``B`` = weight bits), weight ``s`` in bits ``[(s - k*E)*B, (s - k*E)*B + B - 1]``
+    as its ``B``-bit two's complement pattern. Returns ``[(first s, count, bits, uint64 [PE][NF*SF])]``."""
+    W = _weights_folded(lp)
+    B = lp.w_t.bits
+    u = (W & ((1 << B) - 1)).astype(np.uint64)
+    out = []
+    for s0, n in lp.w_words:
+        word = np.zeros(u.shape[:2], dtype=np.uint64)
+        for j in range(n):
+            word |= u[:, :, s0 + j] << np.uint64(j * B)
+        out.append((s0, n, n * B, word))
+    return out
+
+
+def _hex_rows(a: np.ndarray, per_line: int = 16) -> list:
+    """Rows of a 2-D unsigned array as C initializer text (``0x..`` words, ``per_line`` a line)."""
+    rows = []
+    for r in a:
+        words = [f"0x{v:x}" for v in r.tolist()]
+        lines = [", ".join(words[i : i + per_line]) for i in range(0, len(words), per_line)]
+        rows.append(",\n    ".join(lines))
+    return rows
 
 
 def _bias_folded(lp: LayerPlan) -> list:
@@ -889,6 +956,7 @@ def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: O
     streams, calls = netlist(layers)
     axin, axout = axis_ports(layers, bus_bits)
     wide_name, wide_bits = widest_word(layers)
+    groups = unit_groups(layers)
     return dict(
         widest=(wide_name, wide_bits),
         processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [("a2q_out_adapter", axout.iters)],
@@ -907,8 +975,61 @@ def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: O
         part=part,
         clock_ns=clock_ns,
         files={lp.cname: file_names(lp) for lp in layers},
+        decls=unit_declarations(layers, streams, calls),
         csim=_csim_checked(),
+        groups=groups,
+        csim_sources=_csim_sources_checked([unit_file(g) for g in range(1, len(groups))]),
     )
+
+
+TU_BUDGET = 1 << 20  # compile cost of one translation unit, in weights (see unit_groups)
+TU_UNIT_COST = 1 << 13  # the code of one unit, in weights
+
+
+def unit_cost(lp: LayerPlan) -> int:
+    """Rough g++ cost of a unit in weight-equivalents: its weights and thresholds, plus a constant
+    for its code (measured: a ResNet18 layer's 2.4M 4-bit weights as hex words ~ an MVU's code x 100)."""
+    n = lp.MH * lp.MW if lp.has_weights else 0
+    if lp.requant is not None:
+        n += lp.MH * max(lp.NT, 1)
+    return n + TU_UNIT_COST
+
+
+def unit_groups(layers: list) -> list:
+    """The units split into translation units, in dataflow order: a group closes when its
+    :func:`unit_cost` reaches :data:`TU_BUDGET` (a large layer alone), so a small network is one
+    translation unit (with the top) and a large one compiles in parallel with bounded memory per
+    compiler; every weight array is in exactly one. Group 0 goes into the top's file."""
+    groups, cur, cost = [], [], 0
+    for lp in layers:
+        c = unit_cost(lp)
+        if cur and cost + c > TU_BUDGET:
+            groups.append(cur)
+            cur, cost = [], 0
+        cur.append(lp)
+        cost += c
+    groups.append(cur)
+    return groups
+
+
+def unit_file(g: int) -> str:
+    """The file stem of translation unit ``g >= 1`` under ``firmware/layers``."""
+    return f"part{g}"
+
+
+def unit_declarations(layers: list, streams: list, calls: list) -> dict:
+    """``{unit: [(function, [stream word types])]}``: the functions each unit's translation unit
+    defines and the top calls (a conv/dw unit: its window generator and its matrix unit)."""
+    wtype = {name: t for name, t, _, _ in streams}
+    owner = {}
+    for lp in layers:
+        owner[lp.cname] = lp.cname
+        owner[f"{lp.cname}_swg"] = lp.cname
+    out = {lp.cname: [] for lp in layers}
+    for fn, args in calls:
+        if fn in owner:
+            out[owner[fn]].append((fn, [wtype[a] for a in args]))
+    return out
 
 
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_./+=-]*")
@@ -917,12 +1038,21 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9_.+=-][A-Za-z0-9_./+=-]*")
 def _csim_checked() -> dict:
     """:data:`CSIM` for the build script template; its words are pasted into the shell script
     (inside double quotes), so each must be a plain path or flag."""
-    words = [CSIM["default_flags"], *CSIM["flags"], *CSIM["project_includes"], CSIM["binary"]]
+    words = [CSIM["default_flags"], *CSIM["flags"], *CSIM["project_includes"], CSIM["binary"], CSIM["units"]]
     words += [w for pair in CSIM["sources"] for w in pair]
     bad = [w for w in words if not _SAFE_PATH.fullmatch(w) or ".." in w]
     if bad:
         raise A2QError(f"internal: unsafe C simulation build word(s) {bad}")
     return CSIM
+
+
+def _csim_sources_checked(unit_names) -> list:
+    """:func:`csim_sources` for the build script (pasted into it like :data:`CSIM`'s words)."""
+    sources = csim_sources(unit_names)
+    bad = [w for pair in sources for w in pair if not _SAFE_PATH.fullmatch(w) or ".." in w]
+    if bad:
+        raise A2QError(f"internal: unsafe C simulation source name(s) {bad}")
+    return sources
 
 
 def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None) -> dict:
@@ -937,13 +1067,17 @@ def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, b
     for lp in layers:
         names = file_names(lp)
         if "weights" in names:
+            words = [(s0, n, IntT(bits, False), _hex_rows(w)) for s0, n, bits, w in weight_words(lp)]
             files[names["weights"]] = env.get_template("weights.h.j2").render(
-                ctx, lp=lp, W=_weights_folded(lp), B=_bias_folded(lp) if lp.bias_t is not None else None
+                ctx, lp=lp, words=words, B=_bias_folded(lp) if lp.bias_t is not None else None
             )
         if "thresholds" in names:
             files[names["thresholds"]] = env.get_template("thresholds.h.j2").render(
                 ctx, lp=lp, T=_thresholds_folded(lp), stages=_threshold_stages(lp) if lp.thr_binary else None
             )
+    unit = env.get_template("unit.cpp.j2")
+    for g, group in enumerate(ctx["groups"][1:], start=1):
+        files[f"{CSIM['units']}/{unit_file(g)}.cpp"] = unit.render(ctx, group=group)
     files["firmware/a2q_layers.h"] = env.get_template("layers.h.j2").render(ctx)
     files[f"firmware/{TOP}.h"] = env.get_template("top.h.j2").render(ctx)
     files[f"firmware/{TOP}.cpp"] = env.get_template("top.cpp.j2").render(ctx)

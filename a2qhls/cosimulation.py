@@ -124,10 +124,10 @@ def compile_csim(project_dir, out_bin, cxxflags: str = "-O1") -> float:
     would split ``$CXXFLAGS`` (quotes respected, no expansion)."""
     import shlex
 
-    from .codegen import CSIM, csim_commands
+    from .codegen import CSIM, csim_commands, csim_sources
 
     project = Path(project_dir).resolve()
-    for src, _ in CSIM["sources"]:
+    for src, _ in csim_sources([]):
         if not (project / src).is_file():
             raise A2QError(f"{project_dir}: {src} missing; rebuild the project")
     try:
@@ -139,8 +139,15 @@ def compile_csim(project_dir, out_bin, cxxflags: str = "-O1") -> float:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="a2qhls-obj-") as obj:
         *compiles, link = csim_commands(project, include=inc, cxx=cxx, cxxflags=flags, obj=obj, binary=out_bin)
-        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in compiles]
-        results = [(p.returncode, out, err) for p in procs for out, err in [p.communicate()]]
+        # one compiler per core at a time (each unit is its own translation unit)
+        from concurrent.futures import ThreadPoolExecutor
+
+        def cc(c):
+            r = subprocess.run(c, capture_output=True, text=True)
+            return r.returncode, r.stdout, r.stderr
+
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(cc, compiles))
         if all(rc == 0 for rc, _, _ in results):
             r = subprocess.run(link, capture_output=True, text=True)
             results.append((r.returncode, r.stdout, r.stderr))

@@ -40,7 +40,7 @@ def test_generate_is_deterministic_and_uses_derived_widths():
         assert f"typedef ap_int<{d.acc.acc_bits}> layer{i}_acc_t;" in layers
     assert "#pragma HLS DATAFLOW" in a["firmware/a2q_top.cpp"]
     assert "#pragma HLS INTERFACE axis port=in" in a["firmware/a2q_top.cpp"]
-    assert "#pragma HLS PIPELINE II=1" in layers
+    assert "#pragma HLS PIPELINE II=1" in a["firmware/a2q_top.cpp"]
     for step in ("csim_design", "csynth_design", "cosim_design", "export_design"):
         assert step in a["vitis_hls.tcl"]
 

@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--inputs", metavar="FILE.npy", help="float inputs [batch, ...] to run")
     p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--cxxflags", default="-O1", help="g++ flags (default -O1)")
+    p.add_argument("--cxxflags", default="-O1", help="g++ flags (default -O1; add -DA2Q_CSIM_AP_INT to run the ap_int sums that synthesis compiles instead of the exact native-integer ones)")
 
 
 def run(args) -> int:

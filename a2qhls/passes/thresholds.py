@@ -168,11 +168,15 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
     qmin, qmax = op.out_type.qmin, op.out_type.qmax
     NT = qmax - qmin
     T = np.empty((C, NT), dtype=object)
+    breakpoints: dict = {}  # (s, zp) -> the NT breakpoints: computed once per distinct output scale (often one)
     for j in range(C):
         if s[j] <= 0 or sa[j] < 0:
             raise A2QError(f"{op.name}: channel {j} has a non-positive scale; thresholds need positive scales")
+        bps = breakpoints.get((s[j], zp[j]))
+        if bps is None:
+            bps = breakpoints[(s[j], zp[j])] = [_v_breakpoint(op, qmin + 1 + t, s[j], zp[j]) for t in range(NT)]
         for t in range(NT):
-            r, strict = _v_breakpoint(op, qmin + 1 + t, s[j], zp[j])  # condition on relu?(v): v' >= r (or > r)
+            r, strict = bps[t]  # condition on relu?(v): v' >= r (or > r)
             if op.relu and ((r <= 0) if not strict else (r < 0)):
                 T[j, t] = lo  # max(v, 0) already satisfies it
                 continue

@@ -15,14 +15,18 @@ cxx="${CXX:-g++}"
 flags=(${CXXFLAGS:--O1} -std=c++14 -w -I"$inc" -I"$here/firmware")
 obj="$(mktemp -d)"
 trap 'rm -rf "$obj"' EXIT
-# The design and the testbench compile in parallel: most of each is parsing the ap_int headers.
+# Each unit (firmware/layers/<unit>.cpp), the top and the testbench compile in parallel, at most
+# JOBS (default: the number of cores) at a time; then one link.
 # (a2qhls cosim runs the same commands without a shell: a2qhls.codegen.csim_commands.)
-pids=()
-"$cxx" "${flags[@]}" -c "$here/firmware/a2q_top.cpp" -o "$obj/top.o" &
-pids+=($!)
-"$cxx" "${flags[@]}" -c "$here/tb/a2q_tb.cpp" -o "$obj/tb.o" &
-pids+=($!)
+jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+running=0
+if [ "$running" -ge "$jobs" ]; then wait -n || status=$?; running=$((running - 1)); fi
+"$cxx" "${flags[@]}" -c "$here/firmware/a2q_top.cpp" -o "$obj/top.o" &
+running=$((running + 1))
+if [ "$running" -ge "$jobs" ]; then wait -n || status=$?; running=$((running - 1)); fi
+"$cxx" "${flags[@]}" -c "$here/tb/a2q_tb.cpp" -o "$obj/tb.o" &
+running=$((running + 1))
+while [ "$running" -gt 0 ]; do wait -n || status=$?; running=$((running - 1)); done
 [ "$status" -eq 0 ] || exit "$status"
 "$cxx" "${flags[@]}" "$obj/top.o" "$obj/tb.o" -o "${CSIM_BIN:-$here/a2q_csim}"

@@ -59,6 +59,14 @@ typedef a2q_axis_word<A2Q_OUT_BUS_BITS> a2q_axis_out;
 #define A2Q_OUT_PER_BEAT 1
 #define A2Q_OUT_BEATS 2
 
+// Field j of B bits (bits [j*B, j*B + B - 1]) of a packed constant word, as an unsigned value
+// (the weight ROMs): a bit range in synthesis, shifts of the native word in C simulation.
+#ifdef __SYNTHESIS__
+#define A2Q_FIELD(word, B, j) ((word).range((j) * (B) + (B) - 1, (j) * (B)))
+#else
+#define A2Q_FIELD(word, B, j) (((unsigned long long)(word) >> ((j) * (B))) & (~0ULL >> (64 - (B))))
+#endif
+
 // Cycle counters (C simulation only, built with -DA2Q_COUNT_CYCLES): every pipelined loop
 // counts its iterations in its process's counter; empty in synthesis.
 #if defined(A2Q_COUNT_CYCLES) && !defined(__SYNTHESIS__)

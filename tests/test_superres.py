@@ -112,3 +112,20 @@ def test_bad_superres_options_are_one_line_errors(tmp_path, capsys):
         assert needle in err and err.count("\n") == 1, err
     assert main(["train", "--arch", "espcn", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "--task superres" in capsys.readouterr().err
+
+
+def test_sweep_superres_reports_psnr(tmp_path, capsys):
+    """`a2qhls sweep --task superres`: each row is the train run with PSNR as its quality, and the
+    exact per-layer accumulator widths come from importing the exported ESPCN (DepthToSpace)."""
+    out = tmp_path / "sw"
+    rc = main(["sweep", "--task", "superres", "--arch", "espcn:4,4,4", "--quant", "a2q,a2q+", "--acc-bits", "13",
+               "--constrain", "inner", "--epochs", "1", "--float-epochs", "1", "--serial", "--no-plots",
+               "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["quant"] for r in rows] == ["a2q", "a2q+"] and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["task"] == "superres" and 5 < r["test_psnr"] < 60 and r["bicubic_psnr"] > 20
+        assert r["exact_acc_bits"][1:3] == [min(b, 13) for b in r["exact_acc_bits"][1:3]]
+    assert "test PSNR (dB)" in text and "bicubic" in text

@@ -258,7 +258,10 @@ def estimate_luts(path: str) -> dict:
     default folding, and of the same design with 32-bit accumulators (:func:`a2qhls.estimate_cost`)."""
     from .. import estimate_cost
 
-    cost = estimate_cost(path)["cost"]
+    try:
+        cost = estimate_cost(path)["cost"]
+    except A2QError as e:  # a model the build does not cover yet (e.g. DepthToSpace after a layer): no LUTs
+        return {"luts": None, "luts_acc32": None, "luts_error": _one_line(e)}
     return {"luts": int(cost["total"]["LUT"]), "luts_acc32": int(cost["total_acc32"]["LUT"])}
 
 
@@ -268,7 +271,7 @@ def _with_cost(row: dict, out_dir: str) -> dict:
     if row.get("status") != "ok":
         return row
     row = dict(row, cost_proxy=sum(layer_cost(r) for r in row["layers"]))
-    if row.get("luts") is None and row.get("onnx"):
+    if row.get("luts") is None and row.get("onnx") and not row.get("luts_error"):
         row.update(estimate_luts(os.path.join(out_dir, row["onnx"])))
         stored = {k: v for k, v in row.items() if k != "cost_proxy"}
         _write_atomic(os.path.join(out_dir, "runs", row["key"] + ".json"), json.dumps(stored, indent=1).encode())

@@ -21,6 +21,7 @@ from .dense import on_gemm, on_matmul
 from .onnx_file import layer_annotations, read_onnx
 from .pool import on_pool, on_trunc
 from .quant import on_quant, on_relu
+from .reorder import on_depth_to_space
 from .shape import fold_const, on_reshape
 
 SUPPORTED_OPS = (
@@ -39,6 +40,7 @@ SUPPORTED_OPS = (
     "Transpose",
     "Flatten",
     "Reshape",
+    "DepthToSpace",
     "Identity",
     "Constant",
 )
@@ -59,6 +61,7 @@ HANDLERS = {
     "Relu": on_relu,
     "Flatten": on_reshape,
     "Reshape": on_reshape,
+    "DepthToSpace": on_depth_to_space,
 }
 
 

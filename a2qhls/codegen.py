@@ -44,7 +44,7 @@ import numpy as np
 from . import bounds
 from .escape import FILTERS, Identifiers
 from .errors import A2QError
-from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
@@ -470,6 +470,10 @@ def plan(model: Model) -> list[LayerPlan]:
         raise A2QError("code generation needs the graph to start with an input Quant")
     if len(model.outputs) != 1:
         raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
+    for op in ops:
+        if isinstance(op, DepthToSpace):
+            raise A2QError(f"'{op.name}': code generation does not support DepthToSpace yet "
+                           "(inspect and the numpy model do)")
     widths = built_acc_bits(model)
     for d in model.layers():
         if d.pe is None or d.simd is None:

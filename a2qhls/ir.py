@@ -318,7 +318,55 @@ class Requant:
     op = "Requant"
 
 
-Op = Union[InputQuant, Dense, Conv, Pool, Add, Requant]
+DEPTH_TO_SPACE_MODES = ("DCR", "CRD")
+
+
+def depth_to_space_sources(channels: int, blocksize: int, mode: str) -> np.ndarray:
+    """``src[i, j, c]``: the input channel that ONNX ``DepthToSpace`` puts at output channel ``c``,
+    row offset ``i`` and column offset ``j`` of each ``blocksize x blocksize`` block
+    (ONNX operator spec: DCR reads channel ``(i * r + j) * C' + c``, CRD ``c * r * r + i * r + j``;
+    CRD is PyTorch's ``PixelShuffle``). ``channels`` is the input's, ``C' = channels / r^2``."""
+    r = int(blocksize)
+    co = channels // (r * r)
+    i, j, c = np.meshgrid(np.arange(r), np.arange(r), np.arange(co), indexing="ij")
+    if mode == "DCR":
+        return (i * r + j) * co + c
+    if mode == "CRD":
+        return c * r * r + i * r + j
+    raise ValueError(f"unknown DepthToSpace mode '{mode}'")
+
+
+@dataclass
+class DepthToSpace:
+    """ONNX ``DepthToSpace`` on a channels-last tensor ``[H, W, C]`` -> ``[H*r, W*r, C/r^2]``:
+    ``out[y, x, c] = in[y // r, x // r, src[y % r, x % r, c]]`` with ``src`` from
+    :func:`depth_to_space_sources`. A pure reorder: the integers and their type are unchanged.
+    """
+
+    name: str
+    inputs: list
+    outputs: list
+    blocksize: int
+    mode: str  # "DCR" | "CRD"
+    in_shape: tuple  # (H, W, C)
+    source_op: str = "DepthToSpace"
+    op = "DepthToSpace"
+
+    @property
+    def out_shape(self) -> tuple:
+        H, W, C = self.in_shape
+        r = self.blocksize
+        return (H * r, W * r, C // (r * r))
+
+    @property
+    def channels(self) -> int:
+        return int(self.out_shape[2])
+
+    def sources(self) -> np.ndarray:
+        return depth_to_space_sources(self.in_shape[2], self.blocksize, self.mode)
+
+
+Op = Union[InputQuant, Dense, Conv, Pool, Add, Requant, DepthToSpace]
 
 
 @dataclass

@@ -51,9 +51,26 @@ def _series_label(quant: str, init, mn, many_mn: bool, many_init: bool) -> str:
     return lab
 
 
+def quality(row: dict) -> float:
+    """A run's quality in display units: test PSNR in dB (superres) or test accuracy in %."""
+    return row["test_psnr"] if row.get("task") == "superres" else 100 * row["test_accuracy"]
+
+
+def float_quality(row: dict) -> float:
+    """The float model's quality in the units of :func:`quality`."""
+    return row["float_test_psnr"] if row.get("task") == "superres" else 100 * row["float_test_accuracy"]
+
+
+def quality_name(rows: list) -> str:
+    """The axis/table label of :func:`quality` for ``rows``."""
+    return "test PSNR (dB)" if any(r.get("task") == "superres" for r in rows) else "test accuracy (%)"
+
+
 def _title(rows: list) -> str:
     r = rows[0]
     arch = r["arch"]
+    if r.get("task") == "superres":
+        return f"x{r['upscale']} super-resolution, {arch}, {r['epochs']} epochs"
     net = arch if arch.startswith("cnn:") else f"MLP, hidden {arch.replace(',', '-')}"
     return f"{r['dataset']} {net}, {r['epochs']} epochs"
 
@@ -80,22 +97,25 @@ def plot_quality_vs_acc_bits(rows: list, path: str) -> str:
         color = _COLORS.get(quant)
         ls = styles[(mns.index(mn) + (1 if init == "default" else 0)) % len(styles)]
         if quant == "baseline":
-            accs = [100 * r["test_accuracy"] for r in sub]
+            accs = [quality(r) for r in sub]
             ax.axhline(statistics.mean(accs), color=color, ls="-.", lw=1.2, label=label)
             if len(accs) > 1:
                 ax.axhspan(min(accs), max(accs), color=color, alpha=0.12, lw=0)
             continue
         xs = sorted({r["acc_bits"] for r in sub})
-        per = [[100 * r["test_accuracy"] for r in sub if r["acc_bits"] == p] for p in xs]
+        per = [[quality(r) for r in sub if r["acc_bits"] == p] for p in xs]
         ax.plot(xs, [statistics.mean(a) for a in per], ls, color=color, marker="o", ms=4, label=label)
         if any(len(a) > 1 for a in per):
             ax.fill_between(xs, [min(a) for a in per], [max(a) for a in per], color=color, alpha=0.18, lw=0)
-    floats = sorted({100 * r["float_test_accuracy"] for r in ok})
+    floats = sorted({float_quality(r) for r in ok})
     if floats:
         ax.axhline(statistics.mean(floats), color="black", ls=":", lw=1, label="float")
+    bicubic = sorted({r["bicubic_psnr"] for r in ok if r.get("task") == "superres"})
+    if bicubic:
+        ax.axhline(statistics.mean(bicubic), color="gray", ls="--", lw=1, label="bicubic")
     nseeds = len({r["seed"] for r in ok})
     ax.set_xlabel("target accumulator width P (bits)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(quality_name(ok))
     if ps:
         ax.set_xticks(ps)
         ax.set_xlim(lo_p - 0.3, hi_p + 0.3)
@@ -136,7 +156,7 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
         groups.setdefault(k, []).append(r)
     pts = []
     for k, sub in groups.items():
-        pts.append((statistics.mean(_cost(r) for r in sub), statistics.mean(100 * r["test_accuracy"] for r in sub), k))
+        pts.append((statistics.mean(_cost(r) for r in sub), statistics.mean(quality(r) for r in sub), k))
     many_mn = len({(k[2], k[3]) for k in groups}) > 1
     many_init = len({k[1] for k in groups if k[1] is not None}) > 1
     front = pareto_front(pts)
@@ -170,7 +190,7 @@ def plot_quality_vs_cost(rows: list, path: str) -> str:
         ax.set_xlabel("estimated LUTs (a2qhls estimate, default folding, exact P per layer)")
     else:
         ax.set_xlabel("cost proxy: sum over layers of MACs * (M*N + P)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(quality_name(ok))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"{_title(ok)}: accuracy vs cost", fontsize=10)

@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Add, Conv, Dense, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
 from .passes.accumulator import acc_range
 from .passes.thresholds import compute_thresholds
@@ -318,7 +318,7 @@ class BitSim:
                 self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (int(ta.zero_point), int(tb.zero_point)), kind)
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
-            elif not isinstance(op, InputQuant):
+            elif not isinstance(op, (InputQuant, DepthToSpace)):
                 raise A2QError(f"{op.name}: op {op.op} is not supported by the simulator")
 
     def _weights_kind(self, op, w: np.ndarray) -> str:
@@ -513,6 +513,8 @@ class BitSim:
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))
             elif isinstance(op, Requant):
                 out = self.requant(self.stages[op.name], src)
+            elif isinstance(op, DepthToSpace):
+                out = depth_to_space(op, src)
             else:
                 out = self.accumulate(op, [vals[t] for t in op.inputs])
             vals[op.outputs[0]] = out
@@ -524,6 +526,15 @@ class BitSim:
         if missing:
             raise A2QError(f"the graph output '{missing[0]}' cannot be computed from the given tensors")
         return {t: vals[t] for t in self.model.outputs}
+
+
+def depth_to_space(op: DepthToSpace, q: np.ndarray) -> np.ndarray:
+    """``[B, H, W, C]`` -> ``[B, H*r, W*r, C/r^2]`` (channels last): ``out[:, y, x, c] =
+    q[:, y // r, x // r, src[y % r, x % r, c]]``, ``src`` from :meth:`DepthToSpace.sources`."""
+    B, H, W, _ = q.shape
+    r = op.blocksize
+    g = q[..., op.sources()]  # [B, H, W, r, r, C']
+    return np.ascontiguousarray(g.transpose(0, 1, 3, 2, 4, 5).reshape(B, H * r, W * r, -1))
 
 
 def simulate(model: Model, x: np.ndarray, **kw) -> dict:

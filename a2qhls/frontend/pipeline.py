@@ -14,18 +14,25 @@ from typing import Optional, Union
 
 from ..errors import A2QError
 
-__all__ = ["TrainRun", "train_run", "train_argv", "arch_text", "parse_arch", "save_float"]
+TASKS = ("classify", "superres")
+
+__all__ = ["TASKS", "TrainRun", "train_run", "train_argv", "arch_text", "parse_arch", "save_float"]
 
 
 @dataclass
 class TrainRun:
     """The options of one ``a2qhls train`` invocation (same names and defaults as its flags).
 
-    ``arch`` is a list of MLP hidden sizes or a CNN spec string ``"cnn:..."``.
+    ``task`` is ``"classify"`` (``dataset``) or ``"superres"`` (ESPCN at ``upscale`` on the
+    bundled photographs, :mod:`a2qhls.frontend.superres`; quality in PSNR dB).
+    ``arch`` is a list of MLP hidden sizes, a CNN spec string ``"cnn:..."``, or for
+    ``superres`` an ESPCN spec ``"espcn"`` / ``"espcn:A,B,C"``.
     ``from_`` is a float checkpoint to start from (``--from``); ``out`` the QONNX
     file (or, with ``quant="float"``, the float checkpoint) to write.
     """
 
+    task: str = "classify"
+    upscale: int = 2
     dataset: str = "digits"
     arch: Union[list, str] = None  # type: ignore[assignment]
     quant: str = "a2q+"
@@ -48,7 +55,7 @@ class TrainRun:
 
     def __post_init__(self):
         if self.arch is None:
-            self.arch = [64, 32]
+            self.arch = "espcn" if self.task == "superres" else [64, 32]
 
     @classmethod
     def from_args(cls, args) -> "TrainRun":
@@ -57,8 +64,8 @@ class TrainRun:
 
 
 def parse_arch(text: str):
-    """``"64,32"`` -> ``[64, 32]``; ``"cnn:..."`` is returned as is. ValueError if malformed."""
-    if text.startswith("cnn:"):
+    """``"64,32"`` -> ``[64, 32]``; ``"cnn:..."`` and ``"espcn..."`` are returned as is. ValueError if malformed."""
+    if text.startswith("cnn:") or text.startswith("espcn"):
         return text
     sizes = [int(t) for t in text.split(",") if t.strip()]
     if not sizes or min(sizes) < 1:
@@ -73,7 +80,8 @@ def arch_text(arch) -> str:
 
 def train_argv(run: TrainRun) -> list:
     """The ``a2qhls train`` arguments (after ``train``) that perform ``run``."""
-    argv = ["--dataset", run.dataset, "--arch", arch_text(run.arch), "--quant", run.quant,
+    argv = ["--task", run.task, "--upscale", str(run.upscale)] if run.task != "classify" else []
+    argv += ["--dataset", run.dataset, "--arch", arch_text(run.arch), "--quant", run.quant,
             "--weight-bits", str(run.weight_bits), "--act-bits", str(run.act_bits), "--acc-bits", str(run.acc_bits),
             "--constrain", run.constrain, "--init", run.init, "--epochs", str(run.epochs)]
     if run.float_epochs is not None:
@@ -167,8 +175,12 @@ def _check_out_file(path, flag: str) -> None:
 def validate(run: TrainRun) -> None:
     """One-line errors for options that can be checked before any training: integer options in
     :data:`RANGES`, a finite positive ``lr``, a finite ``penalty >= 0``, a seed in 0..2^63-1,
-    files to write that can be written (not a folder), a ``--from`` that is a regular file."""
+    files to write that can be written (not a folder), a ``--from`` that is a regular file,
+    a known ``task`` and (superres) an ESPCN spec and ``upscale >= 2``."""
     import math
+
+    if run.task not in TASKS:
+        raise A2QError(f"--task: unknown task '{run.task}' (supported: {', '.join(TASKS)})")
 
     for name, (lo, hi) in RANGES.items():
         v = getattr(run, name)
@@ -189,7 +201,15 @@ def validate(run: TrainRun) -> None:
         from ..files import regular_file
 
         regular_file(run.from_, "float checkpoint (.pt)")
-    if _is_cnn(run.arch):
+    if run.task == "superres":
+        from .superres import parse_espcn
+
+        if isinstance(run.upscale, bool) or not isinstance(run.upscale, int) or not 2 <= run.upscale <= 8:
+            raise A2QError(f"--upscale {run.upscale}: must be in 2..8")
+        parse_espcn(run.arch if isinstance(run.arch, str) else arch_text(run.arch))
+    elif isinstance(run.arch, str) and run.arch.startswith("espcn"):
+        raise A2QError(f"--arch '{run.arch}' is a super-resolution model: use it with --task superres")
+    elif _is_cnn(run.arch):
         from .train import parse_cnn_spec
 
         parse_cnn_spec(run.arch)  # a malformed spec is an error before any training
@@ -205,6 +225,8 @@ def train_run(run: TrainRun, progress: bool = False) -> dict:
     Deterministic on CPU for a fixed configuration. Raises :class:`A2QError` on bad options.
     """
     validate(run)
+    if run.task == "superres":
+        return _train_superres(run, progress)
     import torch
 
     from .data import load_dataset
@@ -256,6 +278,72 @@ def train_run(run: TrainRun, progress: bool = False) -> dict:
                    "train_seconds": round(r.seconds, 3), "out": run.out,
                    "weight_bits": run.weight_bits, "act_bits": run.act_bits, "acc_bits": run.acc_bits,
                    "constrain": run.constrain, "init": run.init, "layers": layer_report(qmodel)})
+    return result
+
+
+def _train_superres(run: TrainRun, progress: bool) -> dict:
+    """:func:`train_run` for ``task == "superres"``: ESPCN float, then A2Q/A2Q+ from it; PSNR in dB."""
+    import torch
+
+    from .export import export_qonnx
+    from .init import init_from_float
+    from .superres import build_espcn, evaluate_psnr, fit_superres, load_superres
+    from .train import TrainConfig, layer_report, resolve_device
+
+    torch.set_num_threads(run.threads)
+    device = resolve_device(run.device)
+    data = load_superres(run.upscale, run.seed)
+
+    def build(quant):
+        return build_espcn(run.arch, run.upscale, quant, run.weight_bits, run.act_bits, run.acc_bits, run.constrain)
+
+    bicubic = evaluate_psnr(None, data)
+    result = {"task": "superres", "dataset": "skimage+sklearn", "upscale": run.upscale, "quant": run.quant,
+              "seed": run.seed, "device": str(device), "arch": run.arch, "input_shape": list(data.sample_shape),
+              "test_images": list(data.test_names), "bicubic_psnr": round(bicubic, 4)}
+    float_epochs = run.epochs if run.float_epochs is None else run.float_epochs
+    key = {"a2qhls_float": 1, "task": "superres", "arch": run.arch, "upscale": run.upscale}
+    if run.from_:
+        if not os.path.exists(run.from_):
+            raise A2QError(f"--from: no such file: {run.from_}")
+        try:
+            ck = torch.load(run.from_, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+            raise A2QError(f"--from: cannot read {run.from_} as a float checkpoint ({type(e).__name__})")
+        if not isinstance(ck, dict) or any(ck.get(k) != v for k, v in key.items()):
+            raise A2QError(f"--from: {run.from_} is not an a2qhls float checkpoint of {run.arch} x{run.upscale} "
+                           "super-resolution (write one with --task superres --quant float)")
+        fmodel = build("float")
+        fmodel.load_state_dict(ck["state_dict"])
+        result["float_psnr"] = round(evaluate_psnr(fmodel, data), 4)
+    else:
+        torch.manual_seed(run.seed)
+        fmodel = build("float")
+        r = fit_superres(fmodel, data, TrainConfig(epochs=float_epochs, lr=run.lr, batch_size=run.batch_size,
+                                                   seed=run.seed, progress=progress, desc="float"), device)
+        result["float_psnr"] = round(r.test_psnr, 4)
+        result["float_train_seconds"] = round(r.seconds, 3)
+    fmodel.cpu()
+    ck = dict(key, state_dict=fmodel.state_dict())
+    if run.save_float:
+        torch.save(ck, run.save_float)
+    if run.quant == "float":
+        torch.save(ck, run.out)
+        result.update({"psnr": result["float_psnr"], "out": run.out})
+        return result
+    torch.manual_seed(run.seed)
+    qmodel = build(run.quant)
+    init_from_float(qmodel, fmodel, run.init)
+    r = fit_superres(qmodel, data, TrainConfig(epochs=run.epochs, lr=run.lr, batch_size=run.batch_size,
+                                               penalty_weight=run.penalty, seed=run.seed, progress=progress,
+                                               desc=run.quant), device)
+    qmodel.cpu()
+    export_qonnx(qmodel, run.out, data.sample_shape)
+    result.update({"psnr": round(r.test_psnr, 4), "psnr_vs_bicubic": round(r.test_psnr - bicubic, 4),
+                   "psnr_vs_float": round(r.test_psnr - result["float_psnr"], 4), "train_mse": r.train_loss,
+                   "train_seconds": round(r.seconds, 3), "out": run.out, "weight_bits": run.weight_bits,
+                   "act_bits": run.act_bits, "acc_bits": run.acc_bits, "constrain": run.constrain,
+                   "init": run.init, "layers": layer_report(qmodel)})
     return result
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..errors import A2QError
+from ..plots import float_quality, quality, quality_name
 
 __all__ = ["SweepGrid", "SweepResult", "parse_int_list", "parse_choices", "run_sweep", "configs", "config_key",
            "float_key", "float_task", "run_task", "RAY_MISSING", "CSV_COLUMNS", "summary_table"]
@@ -52,6 +53,7 @@ CSV_COLUMNS = [
     "key", "status", "error", "dataset", "arch", "quant", "weight_bits", "act_bits", "acc_bits", "init", "constrain",
     "seed", "epochs", "float_epochs", "lr", "batch_size", "penalty", "device", "threads",
     "float_test_accuracy", "test_accuracy", "train_accuracy", "train_seconds",
+    "task", "upscale", "bicubic_psnr", "float_test_psnr", "test_psnr",
     "target_acc_bits", "exact_acc_bits", "max_exact_acc_bits", "exceeds_target", "macs", "luts", "luts_acc32",
     "cost_proxy",
     "onnx", "command",
@@ -103,7 +105,7 @@ class SweepGrid:
     """The grid and the ``a2qhls train`` options shared by all its runs."""
 
     dataset: str = "digits"
-    arch: object = field(default_factory=lambda: [64, 32])  # hidden sizes or "cnn:..."
+    arch: object = field(default_factory=lambda: [64, 32])  # hidden sizes, "cnn:..." or (superres) "espcn..."
     quants: list = field(default_factory=lambda: ["a2q", "a2q+"])
     acc_bits: list = field(default_factory=lambda: [12])
     weight_bits: list = field(default_factory=lambda: [4])
@@ -118,6 +120,8 @@ class SweepGrid:
     penalty: float = 1e-3
     device: str = "auto"
     threads: int = 1
+    task: str = "classify"  # or "superres": ESPCN at `upscale`, quality = PSNR (dB)
+    upscale: int = 2
 
 
 def _arch_text(arch) -> str:
@@ -136,6 +140,8 @@ def configs(grid: SweepGrid) -> list:
     common = {"dataset": grid.dataset, "arch": _arch_text(grid.arch), "constrain": grid.constrain,
               "epochs": grid.epochs, "float_epochs": fe, "lr": float(grid.lr), "batch_size": grid.batch_size,
               "penalty": float(grid.penalty), "device": grid.device, "threads": grid.threads}
+    if grid.task != "classify":  # classification keys stay as they were (cached runs stay valid)
+        common.update(task=grid.task, upscale=grid.upscale)
     out, seen = [], set()
     for seed in grid.seeds:
         for quant in grid.quants:
@@ -166,7 +172,7 @@ _FLOAT_FIELDS = ("dataset", "arch", "float_epochs", "lr", "batch_size", "seed", 
 
 def float_config(cfg: dict) -> dict:
     """The options that determine a run's float checkpoint."""
-    return {k: cfg[k] for k in _FLOAT_FIELDS}
+    return {k: cfg[k] for k in _FLOAT_FIELDS + ("task", "upscale") if k in cfg}
 
 
 def float_key(cfg: dict) -> str:
@@ -177,7 +183,8 @@ def _train_run(cfg: dict, from_: Optional[str], out: str):
     """The :class:`TrainRun` of a configuration (baseline: train's defaults for acc_bits and init)."""
     from .pipeline import TrainRun, parse_arch
 
-    return TrainRun(dataset=cfg["dataset"], arch=parse_arch(cfg["arch"]), quant=cfg["quant"],
+    return TrainRun(task=cfg.get("task", "classify"), upscale=cfg.get("upscale", 2), dataset=cfg["dataset"],
+                    arch=parse_arch(cfg["arch"]), quant=cfg["quant"],
                     weight_bits=cfg["weight_bits"], act_bits=cfg["act_bits"],
                     acc_bits=cfg["acc_bits"] if cfg["acc_bits"] is not None else TrainRun.acc_bits,
                     constrain=cfg["constrain"], init=cfg["init"] or TrainRun.init, epochs=cfg["epochs"],
@@ -201,7 +208,8 @@ def float_task(fcfg: dict) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="a2qhls-float-") as d:
         path = os.path.join(d, "float.pt")
-        train_run(TrainRun(dataset=fcfg["dataset"], arch=parse_arch(fcfg["arch"]), quant="float",
+        train_run(TrainRun(task=fcfg.get("task", "classify"), upscale=fcfg.get("upscale", 2),
+                           dataset=fcfg["dataset"], arch=parse_arch(fcfg["arch"]), quant="float",
                            epochs=fcfg["float_epochs"], float_epochs=fcfg["float_epochs"], lr=fcfg["lr"],
                            batch_size=fcfg["batch_size"], seed=fcfg["seed"], device=fcfg["device"],
                            threads=fcfg["threads"], out=path))
@@ -250,7 +258,10 @@ def estimate_luts(path: str) -> dict:
     default folding, and of the same design with 32-bit accumulators (:func:`a2qhls.estimate_cost`)."""
     from .. import estimate_cost
 
-    cost = estimate_cost(path)["cost"]
+    try:
+        cost = estimate_cost(path)["cost"]
+    except A2QError as e:  # a model the build does not cover yet (e.g. DepthToSpace after a layer): no LUTs
+        return {"luts": None, "luts_acc32": None, "luts_error": _one_line(e)}
     return {"luts": int(cost["total"]["LUT"]), "luts_acc32": int(cost["total_acc32"]["LUT"])}
 
 
@@ -260,7 +271,7 @@ def _with_cost(row: dict, out_dir: str) -> dict:
     if row.get("status") != "ok":
         return row
     row = dict(row, cost_proxy=sum(layer_cost(r) for r in row["layers"]))
-    if row.get("luts") is None and row.get("onnx"):
+    if row.get("luts") is None and row.get("onnx") and not row.get("luts_error"):
         row.update(estimate_luts(os.path.join(out_dir, row["onnx"])))
         stored = {k: v for k, v in row.items() if k != "cost_proxy"}
         _write_atomic(os.path.join(out_dir, "runs", row["key"] + ".json"), json.dumps(stored, indent=1).encode())
@@ -290,9 +301,15 @@ def run_task(cfg: dict, checkpoint: bytes) -> dict:
             return {"row": row, "onnx": None}
         with open(path, "rb") as f:
             onnx_bytes = f.read()
+    if res.get("task") == "superres":
+        row.update({"bicubic_psnr": res["bicubic_psnr"], "float_test_psnr": res["float_psnr"],
+                    "test_psnr": res["psnr"], "float_test_accuracy": None, "test_accuracy": None,
+                    "train_accuracy": None})
+    else:
+        row.update({"float_test_accuracy": res["float_test_accuracy"], "test_accuracy": res["test_accuracy"],
+                    "train_accuracy": res["train_accuracy"]})
     row.update({
-        "float_test_accuracy": res["float_test_accuracy"], "test_accuracy": res["test_accuracy"],
-        "train_accuracy": res["train_accuracy"], "train_seconds": res["train_seconds"],
+        "train_seconds": res["train_seconds"],
         "layers": layers,
         "target_acc_bits": [r["target_acc_bits"] for r in layers],
         "exact_acc_bits": [r["acc_bits"] for r in layers],
@@ -444,10 +461,11 @@ def run_sweep(grid: SweepGrid, out_dir: str, executor: str = "ray", address: Opt
         if q not in QUANTS:
             raise A2QError(f"--quant: unknown value '{q}' (supported: {', '.join(QUANTS)})")
     # options shared by every run are checked once, before anything runs
-    validate(TrainRun(dataset=grid.dataset, arch=parse_arch(_arch_text(grid.arch)), epochs=grid.epochs,
+    validate(TrainRun(task=grid.task, upscale=grid.upscale, dataset=grid.dataset,
+                      arch=parse_arch(_arch_text(grid.arch)), epochs=grid.epochs,
                       float_epochs=grid.float_epochs, batch_size=grid.batch_size, threads=grid.threads,
                       out=os.path.join(parent, "x.onnx")))
-    if grid.dataset not in ("digits", "mnist"):
+    if grid.task == "classify" and grid.dataset not in ("digits", "mnist"):
         raise A2QError(f"--dataset: unknown dataset '{grid.dataset}' (supported: digits, mnist)")
     if executor == "ray":
         try:
@@ -508,9 +526,9 @@ def run_sweep(grid: SweepGrid, out_dir: str, executor: str = "ray", address: Opt
             _write_atomic(os.path.join(runs_dir, k + ".json"), json.dumps(row, indent=1).encode())
         rows[k] = row
         if bar is not None:
-            acc = row.get("test_accuracy")
+            ok = row.get("status") == "ok"
             bar.set_postfix_str(f"{cfg['quant']} M{cfg['weight_bits']} N{cfg['act_bits']} P{cfg['acc_bits']} "
-                                f"seed {cfg['seed']}: " + (f"{acc:.4f}" if acc is not None else "failed"))
+                                f"seed {cfg['seed']}: " + (f"{quality(row):.2f}" if ok else "failed"))
             bar.update(1)
 
     ran = len(todo)
@@ -541,7 +559,8 @@ def _label(row: dict) -> str:
 
 
 def summary_table(rows: list) -> str:
-    """Mean test accuracy (and seed spread) per quantizer and target P, as a text table.
+    """Mean test quality (accuracy in %, or PSNR in dB for superres; and seed spread) per quantizer
+    and target P, as a text table.
 
     One block per (M, N); columns are ``quantizer/init``; the baseline has no target and is
     listed at P ``-``.
@@ -552,6 +571,8 @@ def summary_table(rows: list) -> str:
     if not ok:
         return "no successful runs"
     out = []
+    sr = any(r.get("task") == "superres" for r in ok)
+    dec = 2 if sr else 1
     for m, n in sorted({(r["weight_bits"], r["act_bits"]) for r in ok}):
         sub = [r for r in ok if (r["weight_bits"], r["act_bits"]) == (m, n)]
         labels = sorted({_label(r) for r in sub}, key=lambda s: (QUANTS.index(s.split("/")[0]), s))
@@ -563,17 +584,20 @@ def summary_table(rows: list) -> str:
         for p in ps:
             cells = ["-" if p is None else str(p)]
             for lab in labels:
-                accs = [r["test_accuracy"] for r in sub if _label(r) == lab and r["acc_bits"] == p]
+                accs = [quality(r) for r in sub if _label(r) == lab and r["acc_bits"] == p]
                 if not accs:
                     cells.append("")
                 elif len(accs) == 1:
-                    cells.append(f"{100 * accs[0]:.1f}")
+                    cells.append(f"{accs[0]:.{dec}f}")
                 else:
-                    cells.append(f"{100 * statistics.mean(accs):.1f} ±{100 * statistics.pstdev(accs):.1f}")
+                    cells.append(f"{statistics.mean(accs):.{dec}f} ±{statistics.pstdev(accs):.{dec}f}")
             lines.append(cells)
         widths = [max(len(l[i]) for l in lines) for i in range(len(header))]
         out += ["  ".join(c.rjust(w) for c, w in zip(l, widths)) for l in lines]
-        fl = sorted({r["float_test_accuracy"] for r in sub})
-        out.append(f"float: {', '.join(f'{100 * f:.1f}' for f in fl)}  (test accuracy in %, mean ± std over seeds)")
+        fl = sorted({float_quality(r) for r in sub})
+        line = f"float: {', '.join(f'{f:.{dec}f}' for f in fl)}"
+        if sr:
+            line += f"; bicubic: {', '.join(f'{b:.2f}' for b in sorted({r['bicubic_psnr'] for r in sub}))}"
+        out.append(line + f"  ({quality_name(sub)}, mean ± std over seeds)")
         out.append("")
     return "\n".join(out).rstrip()

@@ -23,6 +23,7 @@ from .pool import on_pool, on_trunc
 from .input_quant import insert_input_quant
 from .qcdq import has_qcdq, qcdq_to_quant
 from .quant import on_bipolar_quant, on_quant, on_relu
+from .reorder import on_depth_to_space
 from .shape import fold_const, on_reshape
 
 SUPPORTED_OPS = (
@@ -45,6 +46,7 @@ SUPPORTED_OPS = (
     "Transpose",
     "Flatten",
     "Reshape",
+    "DepthToSpace",
     "Identity",
     "Constant",
 )
@@ -69,6 +71,7 @@ HANDLERS = {
     "Relu": on_relu,
     "Flatten": on_reshape,
     "Reshape": on_reshape,
+    "DepthToSpace": on_depth_to_space,
 }
 
 

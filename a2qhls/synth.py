@@ -77,20 +77,11 @@ def _tree_nodes(p: PEParams):
 
 def pe_verilog(p: PEParams, name: str = "a2q_pe") -> str:
     """The PE datapath as Verilog text (``templates/verilog/pe.v.j2``)."""
-    import jinja2
-
-    from .codegen import template_dir
+    from .codegen import _env
 
     if min(p.simd, p.wbits, p.abits, p.acc_bits) < 1 or p.nt < 0 or (p.nt and p.tbits < 1):
         raise A2QError(f"PE datapath: every width and SIMD must be >= 1, got {p}")
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
+    env = _env()  # the same Jinja2 environment as the HLS templates
     tree, root, root_bits = _tree_nodes(p)
     count = " + ".join([f"{p.obits}'d0"] + [f"c{k}" for k in range(p.nt)])
     return env.get_template("verilog/pe.v.j2").render(

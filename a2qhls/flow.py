@@ -171,6 +171,14 @@ def step_codegen(s: BuildState) -> None:
     kw = {} if s.config.clock_mhz is None else {"clock_ns": round(1000.0 / s.config.clock_mhz, 3)}
     s.files.update(codegen.generate(s.model, bus_bits=s.config.bus_bits, **kw))
     s.summary = summary
+    cost = summary.get("cost") or {}
+    for res, pct in (cost.get("utilization_percent") or {}).items():
+        if pct > 100:
+            s.config.warn(
+                f"the estimate needs {pct:.0f}% of {cost['part']}'s {res} ({cost['total'][res]} of "
+                f"{cost['capacity'][res]}): the design does not fit that part; fold it smaller (--lut-budget, "
+                "--bram-budget) or choose a larger --part"
+            )
 
 
 def tb_vectors(model: Model, n: int = TB_SAMPLES) -> np.ndarray:

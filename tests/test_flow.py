@@ -167,3 +167,20 @@ def test_python_cosim_takes_an_array_and_checks_argument_types(tmp_path):
         a2qhls.cosim(tmp_path / "p", random="5")
     with pytest.raises(a2qhls.A2QError, match="inputs: expected"):
         a2qhls.cosim(tmp_path / "p", inputs=[[0.0] * 64])
+
+
+def test_build_warns_when_the_estimate_exceeds_the_part(tmp_path):
+    """A fully parallel folding of the bundled MLP on a small part: one warning names the part,
+    the resource and the numbers; the default folding fits and does not warn."""
+    import warnings
+
+    from a2qhls.errors import A2QWarning
+
+    fold = {"layer0": {"PE": 32, "SIMD": 64}, "layer1": {"PE": 10, "SIMD": 32}}
+    with pytest.warns(A2QWarning, match=r"xc7z020's LUT .* does not fit that part"):
+        s = a2qhls.build(str(BUNDLED), tmp_path / "big", part="xc7z020", folding=fold)
+    assert s["cost"]["utilization_percent"]["LUT"] > 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", A2QWarning)
+        s = a2qhls.build(str(BUNDLED), tmp_path / "small", part="xc7z020")
+    assert s["cost"]["utilization_percent"]["LUT"] <= 100

@@ -399,7 +399,7 @@ def swg_schedule(u: "LayerPlan") -> int:
     OH, OW = u.out_shape[0], u.out_shape[1]
     KH, KW = u.kernel
     SH, SW = u.stride
-    pt, pl = u.pads[0], u.pads[1]
+    pt = u.pads[0]
     G = C // u.swg_V
     R = u.swg_rows
     total_rd = H * W * G

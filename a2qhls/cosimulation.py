@@ -124,7 +124,7 @@ def compile_csim(project_dir, out_bin, cxxflags: str = "-O1") -> float:
     would split ``$CXXFLAGS`` (quotes respected, no expansion)."""
     import shlex
 
-    from .codegen import CSIM, csim_commands, csim_sources
+    from .codegen import csim_commands, csim_sources
 
     project = Path(project_dir).resolve()
     for src, _ in csim_sources([]):

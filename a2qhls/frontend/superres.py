@@ -223,7 +223,6 @@ def fit_superres(model: nn.Module, data: SRData, cfg, device: torch.device | Non
     """Adam with cosine decay on the mean squared error of the upscaled patches plus
     ``cfg.penalty_weight * penalty(model)`` (as :func:`a2qhls.frontend.train.fit`, with
     MSE in place of cross-entropy). Deterministic on CPU for a fixed ``cfg.seed``."""
-    import sys
     import time
 
     from .layers import penalty
@@ -236,16 +235,9 @@ def fit_superres(model: nn.Module, data: SRData, cfg, device: torch.device | Non
     with torch.no_grad():  # activation scales from one batch
         model.train()
         model(xtr[calib.to(device)])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(xtr) / cfg.batch_size)
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total)))
-    has_penalty = any(isinstance(m, A2QWeightQuant) for m in model.modules())
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
+    from .train import training_setup
 
-        bar = tqdm(total=cfg.epochs, desc=cfg.desc, file=sys.stderr, leave=False)
+    opt, sched, steps_per_epoch, has_penalty, bar = training_setup(model, cfg, len(xtr))
     t0 = time.perf_counter()
     losses = []
     for _ in range(cfg.epochs):

@@ -245,6 +245,23 @@ def _calibrate(model: nn.Module, x: torch.Tensor) -> None:
     model(x)
 
 
+def training_setup(model: nn.Module, cfg, n_train: int, weight_decay: float = 0.0):
+    """Adam with a cosine schedule over ``cfg.epochs`` epochs of ``n_train`` samples, whether the
+    model has an A2Q penalty, and a progress bar (or None): ``(opt, sched, steps_per_epoch,
+    has_penalty, bar)``. Shared by :func:`fit` and the super-resolution task."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total)))
+    has_penalty = any(isinstance(m, A2QWeightQuant) for m in model.modules())
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.epochs, desc=cfg.desc, file=sys.stderr, leave=False)
+    return opt, sched, steps_per_epoch, has_penalty, bar
+
+
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, device: torch.device | None = None) -> TrainResult:
     """Adam with cosine learning-rate decay, cross-entropy plus ``penalty_weight * penalty(model)``.
 
@@ -256,16 +273,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, device: torch.device 
     gen = torch.Generator().manual_seed(cfg.seed)
     calib = torch.randperm(len(xtr), generator=gen)[:1024]
     _calibrate(model, xtr[calib.to(device)])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(xtr) / cfg.batch_size)
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total)))
-    has_penalty = any(isinstance(m, A2QWeightQuant) for m in model.modules())
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs, desc=cfg.desc, file=sys.stderr, leave=False)
+    opt, sched, steps_per_epoch, has_penalty, bar = training_setup(model, cfg, len(xtr), cfg.weight_decay)
     t0 = time.perf_counter()
     losses = []
     _epochs(model, opt, sched, xtr, ytr, gen, cfg, has_penalty, steps_per_epoch, losses, bar, device)

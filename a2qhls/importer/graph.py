@@ -18,7 +18,7 @@ from .batchnorm import on_batchnorm
 from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
 from .conv import on_conv
 from .dense import on_gemm, on_matmul
-from .onnx_file import layer_annotations, read_onnx
+from .onnx_file import layer_annotations, read_onnx, unique_node_names
 from .pool import on_pool, on_trunc
 from .input_quant import insert_input_quant
 from .qcdq import has_qcdq, qcdq_to_quant
@@ -81,7 +81,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
     ``input_quant``: ``"TYPE:SCALE[:ZERO_POINT]"`` (e.g. ``"uint8:0.00392"``) declares the integer
     type of a graph input the file does not quantize (see :mod:`.input_quant`)."""
     path = str(path)
-    proto = read_onnx(path, check_ops=check_ops)
+    proto = original = read_onnx(path, check_ops=check_ops)
     if input_quant is not None:
         proto = insert_input_quant(proto, input_quant, path)
     from onnx import numpy_helper
@@ -90,14 +90,8 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         proto = qcdq_to_quant(proto, path)
         check_ops(proto.graph, path, allow_qcdq=False)
     graph = proto.graph
-    seen: set = set()
-    for i, n in enumerate(graph.node):  # every op gets a unique name (folding, --acc-bits, cosim key on it)
-        base = n.name or f"{n.op_type}_{i}"
-        name, k = base, 2
-        while name in seen:
-            name, k = f"{base}_{k}", k + 1
-        seen.add(name)
-        n.name = name
+    if proto is not original:  # --input-quant or the QCDQ fusion rewrote the graph
+        unique_node_names(graph)
     ctx = Ctx(path=path)
     ctx.annotations = layer_annotations(proto)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..files import parse_json, regular_file
-from ..limits import MAX_MODEL_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, check_elements
+from ..limits import MAX_MODEL_BYTES, MAX_NODES, check_elements
 from ..metadata import LAYERS_KEY as METADATA_KEY
 
 MIN_OPSET = 11  # oldest default-domain opset accepted (the newest is what the installed onnx knows)
@@ -37,6 +37,20 @@ __all__ = ["read_onnx", "layer_annotations", "external_data_files", "copy_self_c
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
+
+
+def unique_node_names(g) -> None:
+    """Give every node of graph ``g`` a unique name (in place): an empty name becomes
+    ``<op_type>_<index>``, a repeated one ``<name>_2``, ``<name>_3``, ... Folding, ``--acc-bits``
+    and cosim key on op names."""
+    seen: set = set()
+    for i, n in enumerate(g.node):
+        base = n.name or f"{n.op_type}_{i}"
+        name, k = base, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        n.name = name
 
 
 def read_onnx(path: str, check_ops=None):
@@ -64,14 +78,7 @@ def read_onnx(path: str, check_ops=None):
     g = proto.graph
     if len(g.node) > MAX_NODES:
         raise A2QError(f"{path}: {len(g.node)} nodes, above the limit of {MAX_NODES}")
-    seen: set = set()
-    for i, n in enumerate(g.node):  # unique node names, so that errors can name every node
-        base = n.name or f"{n.op_type}_{i}"
-        name, k = base, 2
-        while name in seen:
-            name, k = f"{base}_{k}", k + 1
-        seen.add(name)
-        n.name = name
+    unique_node_names(g)  # so that errors can name every node
     if len(g.sparse_initializer):
         raise A2QError(f"{path}: sparse initializer '{g.sparse_initializer[0].values.name}' is not supported; store it dense")
     base = os.path.dirname(os.path.abspath(path))

@@ -91,7 +91,7 @@ def test_export_matches_torch_pixel_shuffle(tmp_path, r):
 def test_quality_above_bicubic(tmp_path, capsys):
     """The default recipe's ESPCN (32-32-16, x2, Adam 1e-3, batches of 16), cut to 6 float epochs,
     beats bicubic upsampling on the held-out images, and so does the exported 8-bit quantized model
-    after one epoch of QAT from it (measured: bicubic 25.36, float 25.85, 8-bit {Q8} dB). A2Q/A2Q+ at
+    after one epoch of QAT from it (measured: bicubic 25.36 dB, float 25.85 dB). A2Q/A2Q+ at
     P=13 need the full recipe (minutes): bench/bench_superres.py checks those, its output is in
     bench/results/superres_p13.json. About 25 s of CPU on one core."""
     ck = str(tmp_path / "float.pt")

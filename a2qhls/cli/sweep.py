@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--upscale", type=int, default=2, help="super-resolution factor (--task superres)")
     t.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
     t.add_argument("--arch", type=arch_arg, default=None,
-                   help="MLP hidden sizes (e.g. 64,64; default 64,32) or cnn:SPEC; with --task superres "
-                        "espcn or espcn:A,B,C (default espcn)")
+                   help="MLP hidden sizes (e.g. 64,64) or cnn:SPEC; with --task superres espcn or espcn:A,B,C "
+                        + task_default("arch"))
     t.add_argument("--constrain", choices=("all", "inner"), default=None, help=task_default("constrain"))
     t.add_argument("--epochs", type=int, default=None, help=task_default("epochs"))
     t.add_argument("--float-epochs", type=int, default=None,

@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, round_like_qonnx
 from .passes.acc_bits import built_acc_bits
 from .passes.accumulator import acc_range
 from .passes.thresholds import compute_thresholds
@@ -58,26 +58,6 @@ def wrap(acc, bits: int):
         return out
     a = a.astype(np.int64, copy=False)
     return ((a + half) & ((1 << bits) - 1)) - half
-
-
-def round_like_qonnx(y: np.ndarray, mode: str) -> np.ndarray:
-    """The numpy rounding functions QONNX's ``Quant`` uses, by mode name."""
-    m = str(mode).upper()
-    if m in ("ROUND", "HALF_EVEN"):
-        return np.round(y)
-    if m == "CEIL":
-        return np.ceil(y)
-    if m == "FLOOR":
-        return np.floor(y)
-    if m == "UP":
-        return np.sign(y) * np.ceil(np.abs(y))
-    if m == "DOWN":
-        return np.fix(y)
-    if m == "HALF_UP":
-        return np.sign(y) * np.floor(np.abs(y) + 0.5)
-    if m == "HALF_DOWN":
-        return np.sign(y) * np.ceil(np.abs(y) - 0.5)
-    raise A2QError(f"rounding mode '{mode}' is not supported")
 
 
 def preprocess_input(op: InputQuant, x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ images per second of
 
 * ``BitSim.run`` on a batch (integers out, bit-exact; the dot products on BLAS where exact),
 * torch's float forward of the same architecture (the Brevitas net with every quantized layer
-  replaced by its float torch layer: same shapes, same weights, no quantizers), ``torch.no_grad``,
+  replaced by its float torch layer: same shapes, same weights, no quantizers; for ResNet18
+  brevitas_examples' ``float_resnet18``), ``torch.no_grad``,
 * QONNX's executor on the batch (``a2qhls.cosimulation.QonnxReference``, a batch-resized graph),
   on a subset of the batch (it is slow), with the agreement of the two on that subset.
 
@@ -104,12 +105,16 @@ def nets(names, work: Path):
         elif name == "resnet18":
             import paper_nets
 
+            from brevitas_examples.imagenet_classification.a2q.resnet import float_resnet18
+
             model, shape, iq = paper_nets.make_net("resnet18_a2qplus_16")
             path = work / "resnet18.onnx"
             err = paper_nets.export(model, shape, path, "a2qhls_torchscript")
             if err:
                 raise RuntimeError(err)
-            yield name, path, iq, model, rng.uniform(0, 1, size=(128, 3, 32, 32)).astype(np.float32), 8
+            # Brevitas's QuantResNet asserts QuantTensors in its blocks: its float twin is the float ResNet18
+            # that brevitas_examples defines beside it (same stem, stages, shortcuts, pool and linear; random weights)
+            yield name, path, iq, float_resnet18(10), rng.uniform(0, 1, size=(64, 3, 32, 32)).astype(np.float32), 8
         else:
             raise SystemExit(f"unknown net {name}")
 

@@ -29,7 +29,11 @@ Graph outputs are integer tensors (an accumulator, or a requantized activation);
 The dot products run on BLAS in float32 or float64 when that is exact: every
 partial sum is an integer bounded by ``max_j sum_i |w[j, i]| * max|x|``, and a float
 holds such integers exactly below ``2^24`` (float32) or ``2^53`` (float64); wider
-layers fall back to int64 or Python integers.
+layers fall back to int64 or Python integers. An accumulator that does not wrap and that only a
+Requant reads stays float (bias added in float, within the same bound) and indexes the threshold
+lookup table directly; a depthwise conv of few channels runs as one block-diagonal GEMM.
+``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers): the plain path the
+tests compare this one with.
 """
 from __future__ import annotations
 

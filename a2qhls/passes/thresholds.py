@@ -7,7 +7,9 @@ A :class:`~a2qhls.ir.Requant` maps a layer's integer accumulator ``acc`` to
     q = clip(rnd(v / scale + zero_point), qmin, qmax)
 
 which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
-the float scales as given (each float converted exactly to a :class:`fractions.Fraction`).
+the float scales as given (each float is exactly ``n * 2^e``: :func:`requant_thresholds`
+computes on integers over a common power of two, :func:`requant_thresholds_reference` the same
+on :class:`fractions.Fraction`).
 Because ``acc -> q`` is monotone non-decreasing, it equals a multi-threshold unit
 
     q = qmin + #{t : acc >= T[j, t]},   t = 0 .. qmax - qmin - 1

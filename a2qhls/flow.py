@@ -398,14 +398,18 @@ def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=N
     return codegen.summary(m, model_file=os.path.basename(m.source or MODEL_FILE), part=part or codegen.DEFAULT_PART)
 
 
-def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
+def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1",
+          ref_samples: Optional[int] = None) -> dict:
     """Compile a built project with g++ and compare C++, the bit-accurate model and QONNX bit for
     bit: what ``a2qhls cosim --json`` prints (see :mod:`a2qhls.cosimulation`).
 
     ``project_dir``: a folder written by :func:`build`. ``random``: number of random inputs
     (int >= 0) over the input quantizer's range, drawn with ``seed``. ``adversarial``: add each
     layer's worst-case inputs. ``inputs``: float inputs ``[batch, ...]`` as a numpy array or a
-    ``.npy`` file path. Returns the report dict; raises :class:`A2QError` on bad input.
+    ``.npy`` file path. ``ref_samples``: the QONNX reference runs on at most that many samples
+    per group (default: all, or on a large net as many as fit
+    :data:`a2qhls.cosimulation.REF_MAC_BUDGET` multiply-accumulates; the report's ``qonnx_samples``).
+    Returns the report dict; raises :class:`A2QError` on bad input.
     """
     from .cosimulation import cosimulate
 
@@ -415,4 +419,5 @@ def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=Non
     if inputs is not None and not isinstance(inputs, (str, os.PathLike, np.ndarray)):
         raise A2QError(f"inputs: expected a numpy array or a .npy file path, got {type(inputs).__name__}")
 
-    return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags)
+    return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags,
+                      ref_samples=ref_samples)

@@ -18,6 +18,29 @@ from typing import Optional, Union
 import numpy as np
 
 from .bounds import int_range, value_range
+from .errors import A2QError
+
+
+def round_like_qonnx(y: np.ndarray, mode: str) -> np.ndarray:
+    """The numpy rounding functions QONNX's ``Quant`` and ``Trunc`` use, by mode name (the functions of
+    qonnx's ``resolve_rounding_mode``, here so that the importer does not load qonnx's op package,
+    which imports onnxruntime). Raises :class:`~a2qhls.errors.A2QError` for an unknown mode."""
+    m = str(mode).upper()
+    if m in ("ROUND", "HALF_EVEN"):
+        return np.round(y)
+    if m == "CEIL":
+        return np.ceil(y)
+    if m == "FLOOR":
+        return np.floor(y)
+    if m == "UP":
+        return np.sign(y) * np.ceil(np.abs(y))
+    if m == "DOWN":
+        return np.fix(y)
+    if m == "HALF_UP":
+        return np.sign(y) * np.floor(np.abs(y) + 0.5)
+    if m == "HALF_DOWN":
+        return np.sign(y) * np.ceil(np.abs(y) - 0.5)
+    raise A2QError(f"rounding mode '{mode}' is not supported")
 
 
 @dataclass(frozen=True)

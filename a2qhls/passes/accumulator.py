@@ -17,29 +17,39 @@ from .. import bounds
 from ..ir import AccumulatorReport, Add, Conv, Dense, Model
 
 
-def _matrix_and_masks(op) -> tuple[np.ndarray, list]:
-    """The op as ``[channels, K]`` integer weights and the distinct 0/1 masks of real (unpadded) taps."""
+def _matrix_and_masks(op) -> tuple[np.ndarray, list, int]:
+    """The op as ``[channels, K]`` integer weights, the distinct 0/1 masks of real (unpadded) taps
+    over the ``kh * kw`` window positions, and the number of weights per position (``K / (kh * kw)``)."""
     if isinstance(op, Dense):
-        return op.weight, [np.ones(op.K, dtype=np.int64)]
+        return op.weight, [np.ones(1, dtype=np.int64)], op.K
     if isinstance(op, Conv):
         w = op.weight.reshape(op.channels, -1)
         cin_g = op.weight.shape[3]
     else:  # average pool: a per-channel window sum
         w = np.ones((op.channels, op.K), dtype=np.int64)
         cin_g = 1
-    masks = [np.repeat(m.reshape(-1), cin_g).astype(np.int64) for m in op.window_masks()]
-    return w, masks
+    return w, [m.reshape(-1).astype(np.int64) for m in op.window_masks()], cin_g
 
 
 def size_layer(op, in_type) -> AccumulatorReport:
-    """The :class:`AccumulatorReport` of one op whose input has integer type ``in_type``."""
-    w, masks = _matrix_and_masks(op)
+    """The :class:`AccumulatorReport` of one op whose input has integer type ``in_type``.
+
+    The sums of positive and negative weights are taken once per window position (``[C, kh*kw]``);
+    each padding mask then selects positions, so a padded convolution costs one pass over its weights."""
+    w, masks, per_pos = _matrix_and_masks(op)
     bias = getattr(op, "bias", None)
     x_min, x_max = in_type.vmin, in_type.vmax
+    pos_t, neg_t = bounds.channel_sums(w.reshape(w.shape[0], -1, per_pos))  # [C, positions]
+    if pos_t.dtype != object and int(np.abs(pos_t - neg_t).sum(axis=1).max(initial=0)) >= 2**62:
+        pos_t, neg_t = pos_t.astype(object), neg_t.astype(object)  # a channel's total would not fit int64
     lo = hi = None
     best_mask_hi = best_mask_lo = None
     for k, m in enumerate(masks):
-        l_m, h_m = bounds.exact_channel_range(w * m, x_min, x_max, bias)
+        if pos_t.dtype == object:
+            pos_m, neg_m = (pos_t * m).sum(axis=1), (neg_t * m).sum(axis=1)
+        else:  # a masked total is at most the channel's l1 norm, < 2^62 (checked above)
+            pos_m, neg_m = pos_t @ m, neg_t @ m
+        l_m, h_m = bounds.range_from_sums(pos_m, neg_m, x_min, x_max, bias)
         if lo is None:
             lo, hi = l_m, h_m
             best_mask_hi = np.zeros(len(h_m), dtype=np.int64)
@@ -53,9 +63,9 @@ def size_layer(op, in_type) -> AccumulatorReport:
     # the worst channel: widest, ties broken by the larger magnitude it reaches
     reach = [max(int(h), -int(l) - 1) for l, h in zip(lo, hi)]
     worst = int(max(range(len(reach)), key=lambda j: (int(per_bits[j]), reach[j], -j)))
-    adv_max, _ = bounds.adversarial_inputs(w[worst] * masks[best_mask_hi[worst]], x_min, x_max)
-    _, adv_min = bounds.adversarial_inputs(w[worst] * masks[best_mask_lo[worst]], x_min, x_max)
-    pos, neg = bounds.channel_sums(w)
+    adv_max, _ = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_hi[worst]], per_pos), x_min, x_max)
+    _, adv_min = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_lo[worst]], per_pos), x_min, x_max)
+    pos, neg = pos_t.sum(axis=1), neg_t.sum(axis=1)
     l1 = int((pos - neg).max())  # the largest channel l1 norm
     l1_plus = int((2 * np.maximum(pos, -neg)).max())  # = bounds.a2qplus_effective_l1(w).max()
     w_bits = op.weight_type.bits if hasattr(op, "weight_type") else 2  # a pool's weights are all 1

@@ -44,7 +44,7 @@ import numpy as np
 from . import bounds
 from .escape import FILTERS, Identifiers
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
+from .ir import Add, Concat, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, Upsample, ZeroInsert
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
@@ -204,7 +204,11 @@ class LayerPlan:
     zp_b: int = 0
     mult: tuple = (1, 1)
     n_out: int = 1  # dup: number of copies
-    win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
+    win_t: Optional[IntT] = None  # window values (q - zp, padding 0); concat: the shifted values
+    scale: tuple = (1, 1)  # upsample: factors (sy, sx); zeroins: the insertion factors (zy, zx)
+    in_shape_b: tuple = ()  # concat: the second input's shape
+    shifts: tuple = (0, 0)  # concat: left shift of each input's value q - zp
+    out_zp: int = 0  # concat: the output type's zero-point
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
 
     @property
@@ -232,6 +236,11 @@ class LayerPlan:
         return int(np.prod(self.out_shape))
 
     @property
+    def in_elems_b(self) -> int:
+        """Elements of the second input (add: as the first; concat: its own shape)."""
+        return int(np.prod(self.in_shape_b)) if self.kind == "concat" else self.in_elems
+
+    @property
     def has_acc(self) -> bool:
         return self.kind in ("mvu", "conv", "dw", "avgpool", "add")
 
@@ -257,6 +266,8 @@ class LayerPlan:
             return rd + self.out_elems // self.PE  # rows read, then windows written: not overlapped
         if self.kind == "add":
             return rd  # one word of a and of b in, one word out per iteration
+        if self.kind in ("upsample", "zeroins", "concat"):
+            return self.out_elems // self.PE  # one output word per iteration (reads in some of them)
         return rd  # dup
 
     @staticmethod
@@ -330,6 +341,8 @@ class LayerPlan:
             out["mx"] = 2  # the running max of (ox, channel group): read, then written
         if self.t_impl:
             out["T"] = 1  # one packed word of NT thresholds per PE bank
+        if self.kind == "upsample" and self.scale[0] > 1:
+            out["rowbuf"] = 1  # written on the first copy of a row, read on the others
         if self.thr_binary:
             for k in range(self.thr_stages):
                 if self.thr_stage_impl(k):
@@ -471,6 +484,10 @@ def plan(model: Model) -> list[LayerPlan]:
     if len(model.outputs) != 1:
         raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
     for op in ops:
+        if isinstance(op, Conv) and tuple(op.zero_insert) != (1, 1):
+            prod = model.producer(op.inputs[0])
+            if not (isinstance(prod, ZeroInsert) and tuple(prod.factor) == tuple(op.zero_insert)):
+                raise A2QError(f"'{op.name}': a transposed convolution must read its ZeroInsert's output")
         if isinstance(op, DepthToSpace):
             raise A2QError(f"'{op.name}': code generation does not support DepthToSpace yet "
                            "(inspect and the numpy model do)")
@@ -480,7 +497,7 @@ def plan(model: Model) -> list[LayerPlan]:
             raise A2QError(f"layer '{d.name}': no folding decided (run passes.folding.apply_folding first)")
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
-    n_layers = n_pool = n_add = n_dup = n_dwc = 0
+    n_layers = n_pool = n_add = n_dup = n_dwc = n_up = n_zi = n_cat = 0
     # unit names are generated (never taken from the model's names) and unique C++ identifiers
     ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word", "a2q_axis_in", "a2q_axis_out", "a2q_axis_word",
                                 "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
@@ -558,7 +575,20 @@ def plan(model: Model) -> list[LayerPlan]:
         if isinstance(op, Add):
             # one iteration reads a word of each addend: b repacked to a's elements per word
             convert(op.inputs[1], epw[op.inputs[0]])
+        if isinstance(op, Concat):
+            # words of a common element count E (dividing both inputs' channels), a's then b's per pixel
+            E = math.gcd(epw[op.inputs[0]], epw[op.inputs[1]])
+            convert(op.inputs[0], E)
+            convert(op.inputs[1], E)
+            ipb0 = E
         in_t = IntT(in_dt.bits, in_dt.signed)
+        if isinstance(op, (Upsample, ZeroInsert, Concat)):
+            u = _reorder_plan(model, op, ids, len(units), ipb0, in_t, (n_up, n_zi, n_cat))
+            n_up, n_zi, n_cat = n_up + (u.kind == "upsample"), n_zi + (u.kind == "zeroins"), n_cat + (u.kind == "concat")
+            units.append(u)
+            epw[u.out_tensor] = u.PE
+            fork(u.out_tensor)
+            continue
         rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
         if rq is not None:
             fused.add(rq.name)
@@ -637,6 +667,37 @@ def plan(model: Model) -> list[LayerPlan]:
             if k > 2:  # a template change that breaks II=1 on dual-port memories
                 raise AssertionError(f"{u.cname}: {k} accesses per bank of {mem} per iteration")
     return units
+
+
+def _reorder_plan(model: Model, op, ids, index: int, ipb: int, in_t: IntT, counts: tuple) -> LayerPlan:
+    """The unit of an op that moves integers without an accumulator: ``upsample`` (nearest
+    neighbour, a row buffer), ``zeroins`` (zero insertion of a transposed convolution, no memory),
+    ``concat`` (channel concatenation of two streams, values shifted to a common scale)."""
+    x = model.tensors[op.inputs[0]]
+    out = model.tensors[op.outputs[0]]
+    if len(x.shape) != 3:
+        raise A2QError(f"'{op.name}': code generation supports {op.op} on [H, W, C] feature maps only")
+    ot = out.dtype
+    common = dict(index=index, dense=op, requant=None, MW=1, MH=out.channels, PE=ipb, SIMD=1, IPB=ipb, P=0, safe_bits=0,
+                  in_t=in_t, zp=int(x.dtype.zero_point), val_t=in_t, w_t=None, bias_t=None, out_t=IntT(ot.bits, ot.signed),
+                  thr_t=None, NT=0, qmin=0, inputs=list(op.inputs), outputs=list(op.outputs), in_shape=_shape3(x.shape),
+                  out_shape=_shape3(out.shape))
+    n_up, n_zi, n_cat = counts
+    if isinstance(op, Upsample):
+        return LayerPlan(cname=ids.claim(f"up{n_up}"), kind="upsample", scale=tuple(op.scale), **common)
+    if isinstance(op, ZeroInsert):
+        return LayerPlan(cname=ids.claim(f"zins{n_zi}"), kind="zeroins", scale=tuple(op.factor), **common)
+    b = model.tensors[op.inputs[1]]
+    tb = b.dtype
+    ta = x.dtype
+    lo = min(min(ta.vmin << op.shifts[0], tb.vmin << op.shifts[1]), 0) + min(ot.zero_point, 0)
+    hi = max(max(ta.vmax << op.shifts[0], tb.vmax << op.shifts[1]), 0) + max(ot.zero_point, 0)
+    va, vb = IntT.for_range(ta.vmin, ta.vmax), IntT.for_range(tb.vmin, tb.vmax)
+    win = IntT.for_range(min(lo, -1), hi)  # q - zp, shifted, plus the output zero-point: signed
+    win = IntT(max(win.bits, va.bits + 1, vb.bits + 1) + 1, True)
+    return LayerPlan(cname=ids.claim(f"cat{n_cat}"), kind="concat", IPB_b=ipb, in_t_b=IntT(tb.bits, tb.signed),
+                     zp_b=int(tb.zero_point), in_shape_b=_shape3(b.shape), shifts=tuple(int(k) for k in op.shifts),
+                     out_zp=int(ot.zero_point), win_t=win, **common)
 
 
 @dataclass
@@ -734,7 +795,7 @@ def word_widths(units: list) -> list:
     out = []
     for u in units:
         out.append((f"{u.cname}_in_word", u.IPB * u.in_t.bits))
-        if u.kind == "add":
+        if u.kind in ("add", "concat"):
             out.append((f"{u.cname}_inb_word", u.IPB_b * u.in_t_b.bits))
         if u.kind in ("conv", "dw"):
             out.append((f"{u.cname}_win_word", u.OPB * u.win_t.bits))
@@ -835,29 +896,38 @@ def netlist(units: list) -> tuple[list, list]:
     return streams, calls
 
 
-def _lag_words(units: list, path: list, fork_u: LayerPlan) -> int:
+def _lag_words(units: list, path: list, fork_u: LayerPlan, closed: bool = True) -> int:
     """Words of the fork tensor a branch consumes before its first output: the rows a sliding
-    window must see first (kh - top pad per window unit, plus one row of slack), one image at most."""
+    window must see first (kh - top pad per window unit, plus one row of slack), counted in the
+    fork tensor's rows (a unit after a stride-s unit needs s fork rows per row of its input; after
+    an upsampler or zero insertion of factor s, one per s rows, counted as one), one image at most.
+    ``closed``: the branch reached the add/concat; a branch that forks again (a nested skip, as in
+    a UNet) is given one whole image."""
+    total = fork_u.in_elems // fork_u.PE
     if not path:
         return 0
+    if not closed:
+        return total
     H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
-    rows = 0
+    rows, per = 0, 1  # fork rows needed; fork rows per row at the current unit's input
     for u in path:
         if u.kind in ("conv", "dw", "maxpool", "avgpool"):
-            rows += max(u.kernel[0] - u.pads[0], 1) + 1
+            rows += (max(u.kernel[0] - u.pads[0], 1) + 1) * per
+            per *= u.stride[0]
+        elif u.kind in ("upsample", "zeroins"):
+            rows += per
         elif u.kind in ("mvu",):
             rows += H  # a dense layer reads its whole input
     words_per_row = W * fork_u.MH // fork_u.PE
-    total = fork_u.in_elems // fork_u.PE
     return min(total, max(rows, 1) * words_per_row + 2 * (len(path) + 1))
 
 
 def fork_depths(units: list) -> dict:
-    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
+    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add or a concat.
 
-    When a fork's copies meet again at an add, the copy whose branch is short (the bypass) must
-    buffer what the other branch consumes before it produces its first output, or the dup stalls
-    and the dataflow deadlocks. Each copy gets the other branch's lag (:func:`_lag_words`).
+    When a fork's copies meet again at an add (or a skip concat), the copy whose branch is short
+    (the bypass) must buffer what the other branch consumes before it produces its first output,
+    or the dup stalls and the dataflow deadlocks. Each copy gets the other branch's lag (:func:`_lag_words`).
     """
     out: dict = {}
     by_tensor_consumer: dict = {}
@@ -870,17 +940,20 @@ def fork_depths(units: list) -> dict:
         if d.kind != "dup":
             continue
         cons = [u for u in by_tensor_consumer.get(d.inputs[0], []) if u is not d]
-        # the branch behind each copy: follow single-consumer units until an add (or the end)
+        # the branch behind each copy: follow single-consumer units until an add/concat (or the end)
         paths = []
         for c in cons:
-            path, u = [], c
-            while u is not None and u.kind != "add":
+            path, u, closed = [], c, True
+            while u is not None and u.kind not in ("add", "concat"):
                 path.append(u)
                 nxt = by_tensor_consumer.get(u.out_tensor, [])
-                u = nxt[0] if len(nxt) == 1 and nxt[0].kind != "dup" else None
-            paths.append(path)
+                if len(nxt) > 1 or (nxt and nxt[0].kind == "dup"):
+                    closed, u = False, None  # the branch forks again
+                else:
+                    u = nxt[0] if nxt else None
+            paths.append((path, closed))
         for k in range(len(cons)):
-            lag = max((_lag_words(units, p, d) for i, p in enumerate(paths) if i != k), default=0)
+            lag = max((_lag_words(units, p, d, cl) for i, (p, cl) in enumerate(paths) if i != k), default=0)
             out[(d.index, k)] = max(2, lag)
     return out
 

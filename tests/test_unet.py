@@ -273,3 +273,41 @@ def test_unet_golden_and_counted_cycles(tmp_path):
     ly0 = summary["layers"][0]
     counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"], n=3, model=m)
     _assert_counts_match_summary(summary, counts)
+
+
+# ------------------------------------------------------------------ our front end's UNet
+
+def _conv_int_weights(path) -> list:
+    """``[C_out, C_in, kh, kw]`` integers of every Conv of a QONNX file, read with onnx alone:
+    the weight initializer divided by its Quant's scale (the exporter stores exactly ``q * s``)."""
+    g = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    by_out = {n.output[0]: n for n in g.node}
+    out = []
+    for n in g.node:
+        if n.op_type == "Conv":
+            q = by_out[n.input[1]]
+            out.append(np.round(inits[q.input[0]] / inits[q.input[1]]).astype(np.int64))
+    return out
+
+
+def test_frontend_unet_trains_exports_and_passes_build_cosim(tmp_path, capsys):
+    """`a2qhls train --task superres --arch unet:A,B` (encoder conv, max pool, nearest upsampling, skip
+    concat of a shared quantizer, upsampling by r): exports QONNX with targets; inspect equals the
+    reference ranges from the file's integer weights; build + cosim 0 mismatches; one bit narrower caught."""
+    from a2qhls.cli import main
+
+    out = tmp_path / "unet.onnx"
+    rc = main(["train", "--task", "superres", "--arch", "unet:4,8", "--upscale", "2", "--quant", "a2q+", "--acc-bits", "13",
+               "--epochs", "1", "--float-epochs", "1", "--out", str(out), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["arch"] == "unet:4,8" and r["input_shape"] == [1, 16, 16]
+    assert [row.get("target_acc_bits") for row in r["layers"]] == [13] * 5
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("Resize") == 2 and ops.count("Concat") == 1 and ops.count("MaxPool") == 1
+    x4 = int_range(4, False)
+    ws = _conv_int_weights(out)
+    hw = [(16, 16), (8, 8), (16, 16), (16, 16), (32, 32)]
+    ref = [conv_range(w, s, (1, 1), (1, 1, 1, 1), *x4) for w, s in zip(ws, hw)]
+    summary = check_exact_then_narrower(out, ref, tmp_path, capsys, random=5, tag="fe_unet")
+    assert all(ly["acc_bits"] <= 13 for ly in summary["layers"])

@@ -224,6 +224,27 @@ def test_conv_transpose_model_equals_plain_reference_and_sizing_is_per_phase(tmp
     assert full[0] <= ref[0] and ref[1] <= full[1]
 
 
+def test_conv_transpose_refusals_are_one_line(tmp_path):
+    import torch
+
+    from unet_nets import brevitas_unet
+
+    net = brevitas_unet("convT", ch=2, kernel=2, seed=0).eval()
+    path = export_both(net, torch.rand(1, 1, 4, 4), tmp_path, "ct", exporters=("torchscript",))["torchscript"]
+    for attr_name, value, msg in [("pads", [2, 2, 2, 2], "pads up to kernel - 1"), ("group", 2, "group 1")]:
+        m = onnx.load(str(path))
+        node = next(n for n in m.graph.node if n.op_type == "ConvTranspose")
+        for a in list(node.attribute):
+            if a.name == attr_name:
+                node.attribute.remove(a)
+        node.attribute.append(helper.make_attribute(attr_name, value))
+        p = tmp_path / f"bad_{attr_name}.onnx"
+        onnx.save(m, str(p))
+        with pytest.raises(A2QError, match=msg) as e:
+            load_qonnx(str(p))
+        assert "\n" not in str(e.value)
+
+
 # ------------------------------------------------------------------ the Brevitas UNet end to end
 
 @pytest.mark.parametrize("up,exporter,k", [("upsample", "torchscript", 2), ("convT", "dynamo", 3)])
@@ -247,16 +268,19 @@ def test_brevitas_unet_inspect_build_cosim_exact_then_narrower(tmp_path, capsys,
     assert summary["fifo_depths"], "the skip path's fork copy needs a deep FIFO"
 
 
-def test_unet_golden_and_counted_cycles(tmp_path):
-    """Golden text of a tiny UNet project (upsample, zero insertion, concat units), and the C
-    simulation's per-process iteration counts equal the cycles the summary states."""
+@pytest.mark.parametrize("up", ["convT", "upsample"])
+def test_unet_golden_and_counted_cycles(tmp_path, up):
+    """Golden text of a tiny UNet project (zero insertion or upsample unit, concat unit), and the C
+    simulation's per-process iteration counts equal the cycles the summary states (outputs equal
+    the numpy model's)."""
     import torch
 
     from test_hls_units import _assert_counts_match_summary, _counted_cycles, _write
     from unet_nets import brevitas_unet
 
-    net = brevitas_unet("convT", ch=2, kernel=2, seed=0).eval()
-    path = export_both(net, torch.rand(1, 1, 4, 4), tmp_path, "tiny_unet", exporters=("torchscript",))["torchscript"]
+    net = brevitas_unet(up, ch=2, kernel=2, seed=0).eval()
+    name = "tiny_unet" if up == "convT" else "tiny_unet_up"
+    path = export_both(net, torch.rand(1, 1, 4, 4), tmp_path, name, exporters=("torchscript",))["torchscript"]
     from a2qhls.passes.accumulator import size_accumulators
     from a2qhls.passes.folding import apply_folding, default_folding
     from a2qhls.passes.thresholds import compute_thresholds
@@ -265,11 +289,12 @@ def test_unet_golden_and_counted_cycles(tmp_path):
     compute_thresholds(m)
     apply_folding(m, default_folding(m))
     files = codegen.generate(m)
-    assert_matches_golden(files, "tiny_unet")
+    assert_matches_golden(files, name)
     prj = tmp_path / "prj"
     _write(files, prj)
     summary = codegen.summary(m)
-    assert {"upsample", "zeroins", "concat"} & {u["kind"] for u in summary["units"]} == {"zeroins", "concat"}
+    want = {"zeroins", "concat"} if up == "convT" else {"upsample", "concat"}
+    assert {"upsample", "zeroins", "concat"} & {u["kind"] for u in summary["units"]} == want
     ly0 = summary["layers"][0]
     counts = _counted_cycles(prj, tmp_path, int(np.prod(ly0["input_shape"])), ly0["input_type"], n=3, model=m)
     _assert_counts_match_summary(summary, counts)

@@ -324,7 +324,7 @@ def test_frontend_unet_trains_exports_and_passes_build_cosim(tmp_path, capsys):
 
     out = tmp_path / "unet.onnx"
     rc = main(["train", "--task", "superres", "--arch", "unet:4,8", "--upscale", "2", "--quant", "a2q+", "--acc-bits", "13",
-               "--epochs", "1", "--float-epochs", "1", "--out", str(out), "--json"])
+               "--constrain", "all", "--epochs", "1", "--float-epochs", "1", "--out", str(out), "--json"])
     r = json.loads(capsys.readouterr().out)
     assert rc == 0 and r["arch"] == "unet:4,8" and r["input_shape"] == [1, 16, 16]
     assert [row.get("target_acc_bits") for row in r["layers"]] == [13] * 5

@@ -214,7 +214,7 @@ def per_channel_add(tmp_path_factory):
     C = 4
 
     def pc_relu():
-        return qnn.QuantReLU(bit_width=4, return_quant_tensor=True, scaling_per_output_channel=True,
+        return qnn.QuantReLU(bit_width=4, return_quant_tensor=False, scaling_per_output_channel=True,
                              per_channel_broadcastable_shape=(1, C, 1, 1), scaling_stats_permute_dims=(1, 0, 2, 3))
 
     class Net(nn.Module):
@@ -230,7 +230,7 @@ def per_channel_add(tmp_path_factory):
 
         def forward(self, x):
             x = self.q(x)
-            y = self.ra(self.c1(x)).value + self.rb(self.c2(x)).value
+            y = self.ra(self.c1(x)) + self.rb(self.c2(x))  # two float tensors: their scales differ per channel
             return self.fc(torch.flatten(self.r(y), 1))
 
     m = _calibrate(Net(), (3, 4, 4))
@@ -247,8 +247,10 @@ def test_add_of_per_channel_scaled_activations(per_channel_add, exporter, tmp_pa
     x = torch.randn(1, 3, 4, 4)
     with torch.no_grad():
         qx = m.q(x)
+        m.ra.return_quant_tensor = m.rb.return_quant_tensor = True
         sa = m.ra(m.c1(qx)).scale.detach().double().numpy().reshape(-1)
         sb = m.rb(m.c2(qx)).scale.detach().double().numpy().reshape(-1)
+        m.ra.return_quant_tensor = m.rb.return_quant_tensor = False
     assert len(set(sa.tolist())) > 1 and len(set(sb.tolist())) > 1  # really per channel
     xlo, xhi = int_range(*quant_type(m.q))
     ra = [int_range(4, False)] * 4

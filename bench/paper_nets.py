@@ -172,7 +172,9 @@ def export(model, shape, path, how: str) -> str:
 
                 export_brevitas_qonnx(model, x, str(path), dynamo=how.endswith("dynamo"))
     except Exception as e:  # report and go on with the other exporters
-        text = str(e)
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch's colour codes
         cause = next((ln.strip() for ln in text.splitlines() if ln.startswith("<class '")), "")  # torch.export's summary
         msg = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:200] + (f" [{cause[:200]}]" if cause else "")
         if "Perform add among QuantTensors" in text:

@@ -23,7 +23,10 @@ packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's
   Depthwise: the window generator feeds a vector-vector unit, PE over channels, SIMD over taps
   (words of ``PE * SIMD`` window values).
 * max/avg Pool -> ``pool<i>`` (line buffer; max of stored integers / window sum + thresholds);
-  Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds); the fork copy that
+  Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds; ``ma``/``mb`` constants, or
+  per-channel ROMs where the inputs' scales differ per channel); an accumulator that feeds an add
+  or an average pool (``bn(conv(x)) + shortcut``, ``Conv -> AveragePool -> Quant``) is streamed as
+  its ``ap_int<P>`` values (the layer unit then has no thresholds); the fork copy that
   bypasses the other branch gets a FIFO deep enough for that branch's lag (:func:`fork_depths`).
 
 Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` (Conv weights as
@@ -44,7 +47,7 @@ import numpy as np
 from . import bounds
 from .escape import FILTERS, Identifiers
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, IntType, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
@@ -203,6 +206,8 @@ class LayerPlan:
     in_t_b: Optional[IntT] = None
     zp_b: int = 0
     mult: tuple = (1, 1)
+    mult_rom: tuple = ()  # add with per-channel multipliers: per input M[pe][nf] = multiplier of channel nf * PE + pe
+    mult_t: tuple = ()  # add: the unsigned types of those multipliers
     n_out: int = 1  # dup: number of copies
     win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
@@ -328,6 +333,8 @@ class LayerPlan:
                 out["B"] = 1
         if self.running_max and self.MH // self.PE > 1:
             out["mx"] = 2  # the running max of (ox, channel group): read, then written
+        if self.mult_rom and self.MH // self.PE > 1:
+            out["MA"] = out["MB"] = 1  # one multiplier per PE bank and input
         if self.t_impl:
             out["T"] = 1  # one packed word of NT thresholds per PE bank
         if self.thr_binary:
@@ -437,11 +444,18 @@ def _requant_of(model: Model, op) -> Optional[Requant]:
         raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
     if rq is not None and op.outputs[0] in model.outputs:
         raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
-    if rq is None and cons:
-        raise A2QError(f"'{op.name}': its accumulator feeds {cons[0].op} '{cons[0].name}'; only a Requant (activation Quant) may follow an accumulator")
+    if rq is None and cons and not (len(cons) == 1 and _reads_accumulator(cons[0])):
+        raise A2QError(f"'{op.name}': its accumulator feeds {cons[0].op} '{cons[0].name}'"
+                       f"{' and more' if len(cons) > 1 else ''}; an accumulator may feed one Requant (activation Quant), "
+                       "residual add or average pool")
     if rq is not None and rq.thresholds is None:
         raise A2QError(f"{rq.name}: thresholds not computed (run passes.thresholds.compute_thresholds)")
     return rq
+
+
+def _reads_accumulator(op) -> bool:
+    """Ops that take an accumulator as it is (streamed at the producer's width): a residual add, an average pool."""
+    return isinstance(op, Add) or (isinstance(op, Pool) and op.mode == "avg")
 
 
 def _thr_fields(rq: Optional[Requant], P: int) -> tuple:
@@ -486,6 +500,13 @@ def plan(model: Model) -> list[LayerPlan]:
                                 "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
+
+    def dtype_of(tensor: str) -> IntType:
+        """The integer type a tensor is streamed as: its activation type, or an accumulator's ``ap_int<P>``."""
+        t = model.tensors[tensor]
+        if t.dtype is not None:
+            return t.dtype
+        return IntType(widths[model.producer(tensor).name], True)
     in_info = model.tensors[iq.outputs[0]]
     fused = set()
 
@@ -494,7 +515,8 @@ def plan(model: Model) -> list[LayerPlan]:
         cons = model.consumers(tensor)
         if len(cons) > 1:
             t = model.tensors[tensor]
-            it = IntT(t.dtype.bits, t.dtype.signed)
+            dt = dtype_of(tensor)
+            it = IntT(dt.bits, dt.signed)
             units.append(LayerPlan(
                 index=len(units), cname=ids.claim(f"dup{n_dup}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
@@ -511,7 +533,8 @@ def plan(model: Model) -> list[LayerPlan]:
         if src == to_epw:
             return
         t = model.tensors[tensor]
-        it = IntT(t.dtype.bits, t.dtype.signed)
+        dt = dtype_of(tensor)
+        it = IntT(dt.bits, dt.signed)
         lcm = src * to_epw // math.gcd(src, to_epw)
         steps = [(src, to_epw)] if lcm in (src, to_epw) else [(src, lcm), (lcm, to_epw)]
         for a, b in steps:
@@ -541,7 +564,7 @@ def plan(model: Model) -> list[LayerPlan]:
             if t not in epw:
                 raise A2QError(f"code generation: op '{op.name}' ({op.op}) reads '{t}', which no unit produces")
         x = model.tensors[op.inputs[0]]
-        in_dt = x.dtype
+        in_dt = dtype_of(op.inputs[0])
         ipb0 = epw[op.inputs[0]]
         if isinstance(op, Dense):
             # the matrix-vector unit takes SIMD elements per word (it stores the vector as SF words)
@@ -610,14 +633,19 @@ def plan(model: Model) -> list[LayerPlan]:
                 u.win_t = IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
         elif isinstance(op, Add):
             C = op.channels
-            tb = model.tensors[op.inputs[1]].dtype
+            tb = dtype_of(op.inputs[1])
             u = LayerPlan(cname=ids.claim(f"add{n_add}"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             n_add += 1
             u.kind = "add"
             u.IPB_b = u.IPB
             u.in_t_b = IntT(tb.bits, tb.signed)
             u.zp_b = int(tb.zero_point)
-            u.mult = tuple(int(m) for m in op.multipliers)
+            ms = [[int(v) for v in op.multiplier(k)] for k in range(2)]
+            # the estimate's constant multiplier: the channel's with the most set bits (shift-and-add cost)
+            u.mult = tuple(max(m, key=lambda v: (bin(v).count("1"), v)) for m in ms)
+            if not (op.uniform(0) and op.uniform(1)):  # per-channel multipliers: ROMs [PE][NF]
+                u.mult_rom = tuple([[m[nf * u.PE + pe] for nf in range(C // u.PE)] for pe in range(u.PE)] for m in ms)
+                u.mult_t = tuple(IntT(max(1, max(m).bit_length()), False) for m in ms)
             u.win_t = IntT.for_range(min(in_dt.vmin, tb.vmin), max(in_dt.vmax, tb.vmax))
         else:
             raise A2QError(f"code generation does not support op '{op.name}' ({op.op})")

@@ -338,6 +338,9 @@ def layer_record(model: Model, op, per_channel: bool = True) -> dict:
     """The JSON-ready sizing facts of one accumulating op (what ``inspect --json`` lists)."""
     r = op.acc
     in_type = model.tensors[op.inputs[0]].dtype
+    if in_type is None:  # an accumulator (an add or an average pool of a layer's output)
+        prod = model.producer(op.inputs[0])
+        in_type = f"acc{prod.acc.acc_bits if prod.acc is not None else '?'}"
     rec = {
         "name": op.name,
         "op": op.source_op,
@@ -361,6 +364,10 @@ def layer_record(model: Model, op, per_channel: bool = True) -> dict:
         "adversarial_input_max": [int(v) for v in r.adversarial_max],
         "adversarial_input_min": [int(v) for v in r.adversarial_min],
     }
+    if r.alignment:
+        # what aligning the inputs' scales costs: per input its exact width, the multiplier (odd part, shift)
+        # and the width of the aligned term
+        rec["alignment"] = [dict(a) for a in r.alignment]
     if per_channel:
         rec["acc_min_per_channel"] = [int(v) for v in r.per_channel_min]
         rec["acc_max_per_channel"] = [int(v) for v in r.per_channel_max]

@@ -11,7 +11,11 @@ Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
    cycles per vector, ``target``;
 2. every other layer is slowed down to the cheapest folding (least ``PE * SIMD``,
    ties: larger SIMD, then fewer cycles) whose cycle count is still ``<= target``,
-   since being faster than the bottleneck only costs multipliers.
+   since being faster than the bottleneck only costs multipliers. A (non-depthwise)
+   convolution first prefers a ``SIMD`` that divides ``C_in`` (:func:`simd_divides_channels`):
+   its window words then never straddle two pixels and the one-loop sliding-window generator
+   applies (finn-hlslib's ``ConvolutionInputGenerator`` asserts the same); only when no such
+   folding meets ``target`` (e.g. ``C_in = 1`` on the slowest layer) is the cheapest other taken.
 
 A convolution is a matrix-vector unit run once per output pixel: ``MH = C_out`` (PE folds
 output channels), ``MW = K = kh * kw * C_in`` (SIMD folds the window, which its sliding-window
@@ -34,7 +38,7 @@ from ..ir import Model
 
 MAX_PAR = 16
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "apply_folding", "folding_of",
+__all__ = ["MAX_PAR", "divisors", "default_folding", "simd_divides_channels", "validate_folding", "load_folding", "apply_folding", "folding_of",
            "cycles", "layer_cycles", "fold_to_cycles", "fold_to_budget", "fps_to_cycles"]
 
 
@@ -55,6 +59,15 @@ def pixels(layer) -> int:
 def layer_cycles(layer, pe: int, simd: int) -> int:
     """Compute cycles per image of a Dense or Conv layer at this folding (II=1)."""
     return pixels(layer) * cycles(layer.channels, layer.K, pe, simd)
+
+
+def simd_divides_channels(layer, simd: int) -> bool:
+    """True when ``simd`` suits a layer's window generator: a non-depthwise Conv whose ``C_in`` it
+    divides (the one-loop generator's condition, :attr:`a2qhls.codegen.LayerPlan.swg_streaming`),
+    and always for Dense and depthwise layers."""
+    if not hasattr(layer, "kernel") or getattr(layer, "depthwise", False):
+        return True
+    return int(layer.in_shape[2]) % int(simd) == 0
 
 
 def default_folding(model: Model) -> dict:
@@ -78,7 +91,7 @@ def default_folding(model: Model) -> dict:
                 c = layer_cycles(d, pe, simd)
                 if c > target:
                     continue
-                key = (pe * simd, -simd, c)
+                key = (not simd_divides_channels(d, simd), pe * simd, -simd, c)
                 if best is None or key < best[0]:
                     best = (key, pe, simd)
         out[d.name] = {"PE": best[1], "SIMD": best[2]}
@@ -274,7 +287,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         if t not in cache:
             f = fold_to_cycles(model, t, _cands=cands)
             units = codegen.plan(model)
-            d = estimate.design_cost(units, codegen.fork_depths(units))
+            d = codegen.design_estimate(units)
             cache[t] = (f, d)
         return cache[t]
 

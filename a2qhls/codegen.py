@@ -396,6 +396,38 @@ class LayerPlan:
         return max(self.cycles, self.swg_cycles) if self.kind in ("conv", "dw") else self.cycles
 
 
+def swg_max_lead(u: "LayerPlan") -> int:
+    """The most input words a streaming window generator has read beyond the input pixels its
+    emitted output pixels stand for, over its schedule (:func:`swg_schedule`'s decisions): at each
+    iteration, ``read - G * done * (H * W) / (OH * OW)`` with ``done`` whole output pixels emitted
+    (``G`` words per input pixel). A bypass FIFO beside it must hold this many words (in its words
+    of ``V`` channels), which :func:`_lag_rows`'s row count bounds."""
+    H, W, C = u.in_shape
+    OH, OW = u.out_shape[0], u.out_shape[1]
+    KH, KW = u.kernel
+    SH, _ = u.stride
+    G = C // u.swg_V
+    R = u.swg_rows
+    total_rd = H * W * G
+    per_px = KH * KW * G
+    ratio = (H * W) / (OH * OW)
+    rd = done = lead = 0
+    for oy in range(OH):
+        top = oy * SH - u.pads[0]
+        for ox in range(OW):
+            need = u.swg_need(oy, ox)
+            emitted = 0
+            while emitted < per_px:
+                can_emit = rd >= need
+                if rd < total_rd and rd // (W * G) < top + R:
+                    rd += 1
+                if can_emit:
+                    emitted += 1
+                lead = max(lead, rd - int(G * done * ratio))
+            done += 1
+    return lead
+
+
 def swg_schedule(u: "LayerPlan") -> int:
     """Iterations per image of the streaming window generator (templates/_cnn_units.j2, ``swg_stream``),
     by running its schedule: each iteration first decides, from the state at its start,

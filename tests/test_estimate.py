@@ -298,3 +298,32 @@ def test_folding_to_a_target_gives_a_design_that_simulates_bit_exact(tmp_path):
     vals = BitSim(m).run(x, keep=True)
     cpp = run_csim(tmp_path / "csim", vals["x_q"].reshape(len(x), -1).astype(np.int64), tmp_path)
     assert np.array_equal(cpp, vals["out"])
+
+
+def test_binary_search_thresholds_window_generator_and_adapters_are_estimated():
+    """The units that were not estimated: the binary-search threshold unit costs K = bitlength(NT)
+    comparators, far fewer LUTs than NT linear ones at 8-bit activations and growing with the
+    accumulator; the one-loop window generator's line buffer is kh + sh rows of packed words, and
+    it needs no per-value row multiplexer; an AXI adapter that repacks costs more than one that does
+    not; no unit of a build summary is left unestimated."""
+    lin = estimate.pe_cost(4, 4, 8, 16, 255, 16)
+    srch = estimate.pe_cost(4, 4, 8, 16, 255, 16, thr_search=True) + estimate.threshold_search_cost(1, 4, 255, 17)
+    assert srch.LUT < lin.LUT / 5
+    assert estimate.threshold_search_cost(1, 4, 255, 25).LUT > estimate.threshold_search_cost(1, 4, 255, 17).LUT
+    assert estimate.threshold_search_cost(2, 4, 255, 17).LUT == 2 * estimate.threshold_search_cost(1, 4, 255, 17).LUT
+    st = estimate.swg_stream_cost(32, 32, 64, 3, 3, 1, 4, 16)
+    rb = estimate.swg_cost(32, 32, 64, 3, 3, 4, 16, 16)
+    assert st.BRAM18 == estimate.bram18(16 * 4, 4 * 32 * 4) and st.LUT < rb.LUT
+    same = estimate.axis_adapter_cost("in", 32, 4, 4, 4)
+    repack = estimate.axis_adapter_cost("in", 32, 4, 4, 16)
+    assert 0 < same.LUT < repack.LUT and repack.FF >= 20 * 4
+    import hand_models
+    from a2qhls import codegen
+    from a2qhls.passes.folding import apply_folding
+    from a2qhls.passes.thresholds import compute_thresholds
+
+    m = hand_models.cnn(seed=1)
+    compute_thresholds(m)
+    apply_folding(m)
+    s = codegen.summary(m)
+    assert all("not_estimated" not in u and u["cost"]["LUT"] > 0 for u in s["units"])

@@ -314,3 +314,42 @@ def test_axilite_control_and_old_project_format(tmp_path, capsys):
     assert main(["cosim", str(prj)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "project format 1" in err[0] and "rebuild" in err[0]
+
+
+@pytest.mark.parametrize("conv2", [{"kernel": (1, 3), "pads": (0, 1, 0, 1)}, {"kernel": (3, 3), "pads": (1, 1, 1, 1)}])
+def test_fork_fifo_depth_covers_the_branch_lead_of_the_cycle_model(conv2):
+    """The bypass FIFO of a residual fork is at least what the window generator on the other branch
+    reads ahead of its output in its schedule (codegen.swg_max_lead, in the fork's words), and the
+    generated top states how the depth was reasoned."""
+    m = hand_models.cnn(seed=6, hw=(8, 8), conv2=conv2 | {"stride": (1, 1)})
+    compute_thresholds(m)
+    for fold in ({"conv2": {"PE": 4, "SIMD": 4}}, {"conv2": {"PE": 2, "SIMD": 1}}):
+        apply_folding(m, fold)
+        units = codegen.plan(m)
+        depths = codegen.fork_depths(units)
+        dup = next(u for u in units if u.kind == "dup")
+        branch = next(u for u in units if u.kind == "conv" and u.dense.name == "conv2")
+        assert branch.swg_streaming
+        lead_fork_words = -(-codegen.swg_max_lead(branch) * branch.swg_V // dup.PE)
+        bypass = max(depths[(dup.index, k)] for k in range(dup.n_out))
+        assert bypass >= lead_fork_words + 2, (bypass, lead_fork_words)
+        top = codegen.generate(m)["firmware/a2q_top.cpp"]
+        assert f"depth {bypass}: other branch ({branch.cname}" in top and "read-ahead" in top
+
+
+def test_default_folding_prefers_conv_simd_dividing_input_channels():
+    """conv2 (1x3 over 4 channels, K = 12): its cheapest folding within the bottleneck's cycles would be
+    SIMD 6 or 12 (straddling pixels); the default takes a SIMD dividing C_in = 4, so its window
+    generator is the one-loop kind; the bottleneck's cycles do not change."""
+    from a2qhls.passes.folding import layer_cycles, simd_divides_channels
+
+    m = hand_models.cnn(seed=6, hw=(8, 8))
+    compute_thresholds(m)
+    f = default_folding(m)
+    conv2 = next(d for d in m.layers() if d.name == "conv2")
+    assert simd_divides_channels(conv2, f["conv2"]["SIMD"]) and conv2.in_shape[2] % f["conv2"]["SIMD"] == 0
+    apply_folding(m, f)
+    units = codegen.plan(m)
+    assert next(u for u in units if u.has_weights and u.dense.name == "conv2").swg_streaming
+    target = max(layer_cycles(d, f[d.name]["PE"], f[d.name]["SIMD"]) for d in m.layers())
+    assert layer_cycles(conv2, f["conv2"]["PE"], f["conv2"]["SIMD"]) <= target

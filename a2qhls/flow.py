@@ -406,18 +406,18 @@ def inspect(model, *, per_channel: bool = False, input_quant: Optional[str] = No
 
 
 def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=None, clock_mhz=None, budget=None,
-                  input_quant: Optional[str] = None) -> dict:
+                  input_quant: Optional[str] = None, stream_weights=None) -> dict:
     """The build summary (``a2qhls.json``: layers, folding, cycles, resource estimates) of a model
-    without writing or rendering anything: the build's steps up to ``folding``, then the summary.
+    without writing or rendering anything: the build's steps up to ``memories``, then the summary.
     Arguments as for :func:`build`. Raises :class:`A2QError` on bad input."""
     from . import codegen
 
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget,
-                      input_quant=input_quant)
+                      input_quant=input_quant, stream_weights=stream_weights)
     if isinstance(model, Model):  # the steps record decisions on the IR: leave the caller's Model unchanged
         model = copy.deepcopy(model)
     names = [n for n, _ in BUILD_STEPS]
-    state = run_steps(BuildState(source=model, config=cfg), BUILD_STEPS[: names.index("folding") + 1])
+    state = run_steps(BuildState(source=model, config=cfg), BUILD_STEPS[: names.index("memories") + 1])
     m = state.model
     return codegen.summary(m, model_file=os.path.basename(m.source or MODEL_FILE), part=part or codegen.DEFAULT_PART)
 

@@ -67,7 +67,10 @@ def run_net(name: str, path: str, input_quant) -> None:
             print(_row(f"--lut-budget {int(lut0 * k)}", s))
         except A2QError as e:
             print(f"  --lut-budget {int(lut0 * k)}: refused: {e}")
-    print(f"  ({time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU for the 7 estimates; load {os.getloadavg()[0]:.1f})")
+    if base["cost"]["utilization_percent"].get("BRAM18", 0) > 100:
+        s = a2qhls.estimate_cost(path, input_quant=input_quant, stream_weights="auto")
+        print(_row("--stream-weights auto", s) + f"  streams {len(s['stream_weights'])} layers: {', '.join(s['stream_weights'])}")
+    print(f"  ({time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU for these estimates; load {os.getloadavg()[0]:.1f})")
 
 
 def main(argv=None) -> int:
@@ -99,7 +102,8 @@ def main(argv=None) -> int:
             if err:
                 print(f"ResNet18 export failed: {err}")
                 return 1
-        run_net("ResNet18 A2Q+ P=12 (full size, 32x32, paper_nets)", r18, paper_nets_input_quant())
+        run_net(f"ResNet18 ({Path(r18).stem}, full size, 32x32, paper_nets: seeded weights, not trained)", r18,
+                paper_nets_input_quant())
     return 0
 
 

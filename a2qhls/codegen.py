@@ -28,7 +28,9 @@ packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's
 
 Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` (Conv weights as
 ``[C_out, kh*kw*C_in]``, depthwise ``[C, kh*kw]``) and thresholds ``T[pe][nf][t]`` are
-partitioned on the PE and SIMD/threshold dimensions.
+partitioned on the PE and SIMD/threshold dimensions. A layer whose IR op has ``weights_external``
+(:mod:`a2qhls.passes.memories`) has no weight ROM: its unit reads one beat of ``PE x SIMD`` weights
+per iteration from an extra AXI-stream port of the top (:class:`WeightPort`).
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ STREAMING_SWG = True  # the one-loop window generator where the folding allows i
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
-__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan",
+           "WeightPort", "weight_ports", "design_estimate", "fork_reasons", "swg_max_lead", "CONTROLS"]
 
 # The g++ C-simulation build, the one source of both build_csim.sh (rendered from it) and
 # cosim's compiler calls (csim_commands): the top (with the AXI adapters), each unit's own

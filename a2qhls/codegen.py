@@ -31,7 +31,9 @@ packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's
 
 Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` (Conv weights as
 ``[C_out, kh*kw*C_in]``, depthwise ``[C, kh*kw]``) and thresholds ``T[pe][nf][t]`` are
-partitioned on the PE and SIMD/threshold dimensions.
+partitioned on the PE and SIMD/threshold dimensions. A layer whose IR op has ``weights_external``
+(:mod:`a2qhls.passes.memories`) has no weight ROM: its unit reads one beat of ``PE x SIMD`` weights
+per iteration from an extra AXI-stream port of the top (:class:`WeightPort`).
 """
 from __future__ import annotations
 
@@ -52,13 +54,17 @@ from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
 DEFAULT_PART = "xczu3eg-sbva484-1-e"
-FORMAT_VERSION = 1
+# a2qhls.json's format: 2 adds "control", "stream_weights" and interface.weights (the streamed weights'
+# beat layout), and the default folding changed (conv SIMD divides C_in); cosim refuses other versions
+FORMAT_VERSION = 2
+CONTROLS = ("none", "axilite")  # block-level control of the top: ap_ctrl_none, or s_axilite (ap_start/ap_done registers)
 AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
 STREAMING_SWG = True  # the one-loop window generator where the folding allows it (LayerPlan.swg_streaming)
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
-__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan",
+           "WeightPort", "weight_ports", "design_estimate", "fork_reasons", "swg_max_lead", "CONTROLS"]
 
 # The g++ C-simulation build, the one source of both build_csim.sh (rendered from it) and
 # cosim's compiler calls (csim_commands): the top (with the AXI adapters), each unit's own
@@ -211,6 +217,7 @@ class LayerPlan:
     n_out: int = 1  # dup: number of copies
     win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
+    w_stream: bool = False  # weights read from an extra AXI-stream port of the top (op.weights_external), no ROM
 
     @property
     def NF(self) -> int:
@@ -294,7 +301,12 @@ class LayerPlan:
     @property
     def w_impl(self) -> Optional[str]:
         """Storage of each PE's weight ROM (``NF*SF`` words of ``SIMD`` packed weights)."""
-        return self.rom_impl(self.NF * self.SF) if self.has_weights else None
+        return self.rom_impl(self.NF * self.SF) if self.has_weights and not self.w_stream else None
+
+    @property
+    def w_port(self) -> Optional[str]:
+        """The top's AXI-stream port that carries this unit's weights (``w_stream``), else None."""
+        return f"{self.cname}_weights" if self.w_stream else None
 
     @property
     def t_impl(self) -> Optional[str]:
@@ -392,6 +404,38 @@ class LayerPlan:
     @property
     def stage_cycles(self) -> int:
         return max(self.cycles, self.swg_cycles) if self.kind in ("conv", "dw") else self.cycles
+
+
+def swg_max_lead(u: "LayerPlan") -> int:
+    """The most input words a streaming window generator has read beyond the input pixels its
+    emitted output pixels stand for, over its schedule (:func:`swg_schedule`'s decisions): at each
+    iteration, ``read - G * done * (H * W) / (OH * OW)`` with ``done`` whole output pixels emitted
+    (``G`` words per input pixel). A bypass FIFO beside it must hold this many words (in its words
+    of ``V`` channels), which :func:`_lag_rows`'s row count bounds."""
+    H, W, C = u.in_shape
+    OH, OW = u.out_shape[0], u.out_shape[1]
+    KH, KW = u.kernel
+    SH, _ = u.stride
+    G = C // u.swg_V
+    R = u.swg_rows
+    total_rd = H * W * G
+    per_px = KH * KW * G
+    ratio = (H * W) / (OH * OW)
+    rd = done = lead = 0
+    for oy in range(OH):
+        top = oy * SH - u.pads[0]
+        for ox in range(OW):
+            need = u.swg_need(oy, ox)
+            emitted = 0
+            while emitted < per_px:
+                can_emit = rd >= need
+                if rd < total_rd and rd // (W * G) < top + R:
+                    rd += 1
+                if can_emit:
+                    emitted += 1
+                lead = max(lead, rd - int(G * done * ratio))
+            done += 1
+    return lead
 
 
 def swg_schedule(u: "LayerPlan") -> int:
@@ -610,6 +654,9 @@ def plan(model: Model) -> list[LayerPlan]:
                 b = np.asarray(op.bias)
                 bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
             u = LayerPlan(cname=ids.claim(f"layer{n_layers}"), MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
+            u.w_stream = bool(getattr(op, "weights_external", False))
+            if u.w_stream and getattr(op, "depthwise", False):
+                raise A2QError(f"layer '{op.name}': a depthwise layer cannot stream its weights (Dense and Conv layers can)")
             n_layers += 1
             if isinstance(op, Conv):
                 u.kind = "dw" if op.depthwise else "conv"
@@ -757,6 +804,87 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
     return tuple(ports)
 
 
+@dataclass
+class WeightPort:
+    """The AXI-stream port of a unit whose weights stream from outside (``LayerPlan.w_stream``).
+
+    One beat per iteration of the unit's NF*SF loop, in the order it consumes them: for every
+    input vector (every output pixel of a convolution), tiles ``t = nf * SF + sf`` for ``nf`` in
+    ``0..NF-1``, ``sf`` in ``0..SF-1``; beat ``t`` holds ``weight[nf * PE + pe][sf * SIMD + s]`` for
+    ``pe < PE``, ``s < SIMD`` as a ``B``-bit two's complement field at bits
+    ``[(pe * SIMD + s) * B, (pe * SIMD + s) * B + B - 1]`` of TDATA (``B`` = weight bits), TDATA
+    ``bus_bits`` = ``PE * SIMD * B`` rounded up to whole bytes (the high bits zero). A driver sends
+    the ``NF * SF`` beats of the layer's matrix once per vector (``pixels`` times per image);
+    TLAST may mark the last beat of an image (the unit ignores it; the testbench sets it).
+    """
+
+    cname: str
+    layer: str
+    PE: int
+    SIMD: int
+    NF: int
+    SF: int
+    bits: int
+    pixels: int
+
+    @property
+    def data_bits(self) -> int:
+        return self.PE * self.SIMD * self.bits
+
+    @property
+    def bus_bits(self) -> int:
+        return 8 * ((self.data_bits + 7) // 8)
+
+    @property
+    def beats_per_vector(self) -> int:
+        return self.NF * self.SF
+
+    @property
+    def beats_per_image(self) -> int:
+        return self.pixels * self.NF * self.SF
+
+    def layout(self) -> dict:
+        """The byte layout, for ``a2qhls.json``'s ``interface.weights``."""
+        return {
+            "port": f"{self.cname}_weights",
+            "layer": self.layer,
+            "bus_bits": self.bus_bits,
+            "weight_type": f"int{self.bits}",
+            "PE": self.PE,
+            "SIMD": self.SIMD,
+            "beats_per_vector": self.beats_per_vector,
+            "vectors_per_image": self.pixels,
+            "beats_per_image": self.beats_per_image,
+            "beat_order": "per vector: tile t = nf*SF + sf for nf in 0..NF-1, sf in 0..SF-1 (NF = MH/PE, SF = MW/SIMD)",
+            "field": "weight[nf*PE + pe][sf*SIMD + s] at bits [(pe*SIMD + s)*B, (pe*SIMD + s)*B + B - 1], B-bit two's complement",
+            "padding": "bits above PE*SIMD*B are zero",
+            "weight_columns": "Dense: the input index; Conv: (ky, kx, c) of the window, c fastest",
+            "tlast": "ignored by the design (the testbench sets it on the last beat of an image)",
+            "byte_order": "little-endian (bit 0 of TDATA in byte 0)",
+        }
+
+
+def weight_ports(units: list) -> list:
+    """:class:`WeightPort` of every unit that streams its weights, in dataflow order."""
+    return [WeightPort(u.cname, u.dense.name, u.PE, u.SIMD, u.NF, u.SF, u.w_t.bits, u.pixels) for u in units if u.w_stream]
+
+
+def adapter_costs(units: list, bus_bits: Optional[int] = None) -> list:
+    """``[(name, Cost)]`` of the top's two AXI-stream adapters (:func:`a2qhls.estimate.axis_adapter_cost`)."""
+    from . import estimate
+
+    return [(f"a2q_{p.direction}_adapter", estimate.axis_adapter_cost(p.direction, p.bus_bits, p.bits, p.per_beat, p.per_word))
+            for p in axis_ports(units, bus_bits)]
+
+
+def design_estimate(units: list, bus_bits: Optional[int] = None) -> dict:
+    """:func:`a2qhls.estimate.design_cost` of a plan: its units, fork FIFOs (:func:`fork_depths`) and
+    AXI-stream adapters (:func:`adapter_costs`)."""
+    from . import estimate
+
+    return estimate.design_cost(units, fork_depths(units), adapters=adapter_costs(units, bus_bits))
+
+
 def word_widths(units: list) -> list:
     """``[(C++ type name, bits)]`` of every packed word the design declares (stream words and sliding windows)."""
     out = []
@@ -766,6 +894,8 @@ def word_widths(units: list) -> list:
             out.append((f"{u.cname}_inb_word", u.IPB_b * u.in_t_b.bits))
         if u.kind in ("conv", "dw"):
             out.append((f"{u.cname}_win_word", u.OPB * u.win_t.bits))
+        if u.w_stream:
+            out.append((f"{u.cname}_w_beat", 8 * ((u.PE * u.SIMD * u.w_t.bits + 7) // 8)))
         out.append((f"{u.cname}_out_word", u.PE * u.out_t.bits))
     return out
 
@@ -830,7 +960,7 @@ def netlist(units: list) -> tuple[list, list]:
     """
     src: dict = {}  # tensor -> list of streams not yet consumed (a dup offers several)
     streams, calls = [], []
-    depths = fork_depths(units)
+    reasons = fork_reasons(units)
     first_tensor = units[0].inputs[0]
     src[first_tensor] = ["sin"]
     last = units[-1]
@@ -847,7 +977,9 @@ def netlist(units: list) -> tuple[list, list]:
         if u.kind == "dup":
             outs = [f"s{u.index}_{k}" for k in range(u.n_out)]
             for k, name in enumerate(outs):
-                streams.append((name, f"{u.cname}_out_word", depths.get((u.index, k), 2), f"copy {k} of '{u.inputs[0]}'"))
+                depth, why = reasons.get((u.index, k), (2, ""))
+                note = f"copy {k} of '{u.inputs[0]}'" + (f", depth {depth}: {why}" if depth != 2 else "")
+                streams.append((name, f"{u.cname}_out_word", depth, note))
             calls.append((u.cname, args + outs))
             src[u.inputs[0]] = list(outs)
             continue
@@ -856,6 +988,8 @@ def netlist(units: list) -> tuple[list, list]:
             streams.append((f"s{u.index}w", f"{u.cname}_win_word", 2, "sliding windows"))
             calls.append((f"{u.cname}_swg", [args[0], f"s{u.index}w"]))
             args = [f"s{u.index}w"]
+        if u.w_stream:
+            args = args + [u.w_port]
         streams.append((out, f"{u.cname}_out_word", 2, "the output, packed into AXI-stream beats" if u is last else ""))
         calls.append((u.cname, args + [out]))
         src[u.out_tensor] = [out]
@@ -863,30 +997,52 @@ def netlist(units: list) -> tuple[list, list]:
     return streams, calls
 
 
-def _lag_words(units: list, path: list, fork_u: LayerPlan) -> int:
-    """Words of the fork tensor a branch consumes before its first output: the rows a sliding
-    window must see first (kh - top pad per window unit, plus one row of slack), one image at most."""
+def _lag_rows(u: LayerPlan, H: int) -> tuple:
+    """``(rows, why)``: rows of its input a unit on a branch reads before (and ahead of) the row it
+    is emitting, from the cycle model:
+
+    * a one-loop window generator (:func:`swg_schedule`) reads while its next word's row is less
+      than ``swg_rows = kh + sh`` rows below the current window's top row ``oy*sh - pad_top``: it
+      runs ``kh + sh - pad_top`` rows ahead of the output row it emits;
+    * the row-buffer window generator and the pools read the ``kh - pad_top`` rows a window row
+      needs, then emit: ``kh - pad_top + 1`` rows (one row of slack for the read that overlaps);
+    * a running-max pool reads ``kh`` rows per output row: ``kh`` rows;
+    * a dense layer reads its whole input (``H`` rows) before its first output;
+    * everything else (adds, width converters, the matrix unit behind a window generator): less than
+      a row (its depth-2 FIFOs are the per-unit slack)."""
+    if u.kind in ("conv", "dw") and u.swg_streaming:
+        r = max(u.swg_rows - u.pads[0], 1)
+        return r, f"{u.cname} {r} (kh {u.kernel[0]} + stride {u.stride[0]} - pad {u.pads[0]}: its line buffer's read-ahead)"
+    if u.running_max:
+        return u.kernel[0], f"{u.cname} {u.kernel[0]} (kh rows per output row)"
+    if u.kind in ("conv", "dw", "maxpool", "avgpool"):
+        r = max(u.kernel[0] - u.pads[0], 1) + 1
+        return r, f"{u.cname} {r} (kh {u.kernel[0]} - pad {u.pads[0]} rows, then windows; + 1)"
+    if u.kind == "mvu":
+        return H, f"{u.cname} {H} (a dense layer reads its whole input)"
+    return 0, ""
+
+
+def _lag_words(units: list, path: list, fork_u: LayerPlan) -> tuple:
+    """``(words, why)``: words of the fork tensor a branch consumes before its first output (see
+    :func:`_lag_rows`), ``rows * W * C / PE`` plus 2 words per unit on the branch (the depth-2
+    FIFOs between them), at most one image; ``why`` states the sum."""
     if not path:
-        return 0
+        return 0, "the other branch is empty"
     H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
-    rows = 0
-    for u in path:
-        if u.kind in ("conv", "dw", "maxpool", "avgpool"):
-            rows += max(u.kernel[0] - u.pads[0], 1) + 1
-        elif u.kind in ("mvu",):
-            rows += H  # a dense layer reads its whole input
+    parts = [_lag_rows(u, H) for u in path]
+    rows = max(sum(r for r, _ in parts), 1)
     words_per_row = W * fork_u.MH // fork_u.PE
     total = fork_u.in_elems // fork_u.PE
-    return min(total, max(rows, 1) * words_per_row + 2 * (len(path) + 1))
+    words = min(total, rows * words_per_row + 2 * (len(path) + 1))
+    terms = "; ".join(w for r, w in parts if r) or "no window unit"
+    why = (f"other branch ({', '.join(u.cname for u in path)}) runs {rows} rows ahead [{terms}]: "
+           f"{rows} rows x {words_per_row} words + 2 x {len(path) + 1} FIFO slack" + (f", capped at one image ({total})" if words == total else ""))
+    return words, why
 
 
-def fork_depths(units: list) -> dict:
-    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
-
-    When a fork's copies meet again at an add, the copy whose branch is short (the bypass) must
-    buffer what the other branch consumes before it produces its first output, or the dup stalls
-    and the dataflow deadlocks. Each copy gets the other branch's lag (:func:`_lag_words`).
-    """
+def fork_reasons(units: list) -> dict:
+    """``{(dup index, k): (depth, reasoning)}`` for every fork copy (see :func:`fork_depths`)."""
     out: dict = {}
     by_tensor_consumer: dict = {}
     for u in units:
@@ -908,9 +1064,23 @@ def fork_depths(units: list) -> dict:
                 u = nxt[0] if len(nxt) == 1 and nxt[0].kind != "dup" else None
             paths.append(path)
         for k in range(len(cons)):
-            lag = max((_lag_words(units, p, d) for i, p in enumerate(paths) if i != k), default=0)
-            out[(d.index, k)] = max(2, lag)
+            lags = [_lag_words(units, p, d) for i, p in enumerate(paths) if i != k]
+            lag, why = max(lags, key=lambda lw: lw[0]) if lags else (0, "no other branch")
+            out[(d.index, k)] = (max(2, lag), why)
     return out
+
+
+def fork_depths(units: list) -> dict:
+    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
+
+    When a fork's copies meet again at an add (which reads a word of each in the same iteration),
+    the dup writes a word to every copy in the same iteration, so the copy whose branch is short
+    (the bypass) must buffer what the other branch consumes before it produces its first output,
+    or the dup stalls and the dataflow deadlocks. Each copy gets the other branch's lag in words
+    (:func:`_lag_words`, from the rows each unit reads ahead in the cycle model, :func:`_lag_rows`);
+    the reasoning is written next to each FIFO in the generated top (:func:`fork_reasons`).
+    """
+    return {key: depth for key, (depth, _) in fork_reasons(units).items()}
 
 
 def _weights_folded(lp: LayerPlan) -> np.ndarray:
@@ -984,7 +1154,14 @@ def file_names(lp: LayerPlan) -> dict:
     return out
 
 
-def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None) -> dict:
+def check_control(control: str) -> str:
+    """``control`` if it is one of :data:`CONTROLS`, else :class:`A2QError`."""
+    if control not in CONTROLS:
+        raise A2QError(f"--control {control!r}: expected one of {', '.join(CONTROLS)}")
+    return control
+
+
+def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None, control: str = "none") -> dict:
     streams, calls = netlist(layers)
     axin, axout = axis_ports(layers, bus_bits)
     wide_name, wide_bits = widest_word(layers)
@@ -994,6 +1171,8 @@ def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: O
         processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [("a2q_out_adapter", axout.iters)],
         axin=axin,
         axout=axout,
+        wports=weight_ports(layers),
+        control=check_control(control),
         ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
         top=TOP,
         model_name=model.name,
@@ -1053,6 +1232,7 @@ def unit_declarations(layers: list, streams: list, calls: list) -> dict:
     """``{unit: [(function, [stream word types])]}``: the functions each unit's translation unit
     defines and the top calls (a conv/dw unit: its window generator and its matrix unit)."""
     wtype = {name: t for name, t, _, _ in streams}
+    wtype.update({u.w_port: f"{u.cname}_w_beat" for u in layers if u.w_stream})
     owner = {}
     for lp in layers:
         owner[lp.cname] = lp.cname
@@ -1087,14 +1267,19 @@ def _csim_sources_checked(unit_names) -> list:
     return sources
 
 
-def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None) -> dict:
+def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None,
+             control: str = "none") -> dict:
     """Render the whole project: ``{relative path: file text}`` (sorted, deterministic).
 
     ``bus_bits``: the width of both AXI-stream ports (a multiple of 8); None: each port as wide
-    as its first/last unit's word with elements widened to whole bytes (see :class:`AxisPort`)."""
+    as its first/last unit's word with elements widened to whole bytes (see :class:`AxisPort`).
+    ``control``: ``none`` (``ap_ctrl_none``: free-running) or ``axilite`` (an AXI4-Lite slave with
+    the ap_start/ap_done/ap_idle/auto_restart register, see the README). Layers whose IR op has
+    ``weights_external`` read their weights from an extra AXI-stream port (:class:`WeightPort`);
+    their weight header is then read by the testbench only."""
     layers = plan(model)
     env = _env()
-    ctx = _context(model, layers, part, clock_ns, bus_bits)
+    ctx = _context(model, layers, part, clock_ns, bus_bits, control)
     files: dict = {}
     for lp in layers:
         names = file_names(lp)
@@ -1123,7 +1308,8 @@ def _tname(t: IntT) -> str:
     return f"{'int' if t.signed else 'uint'}{t.bits}"
 
 
-def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART, bus_bits: Optional[int] = None) -> dict:
+def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART, bus_bits: Optional[int] = None,
+            control: str = "none") -> dict:
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
@@ -1135,12 +1321,14 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     capacity, and with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each
     layer and unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and
     ``lut_ratio_acc32``). Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
-    ``interface``: the AXI-stream ports' byte layout (:meth:`AxisPort.layout`).
+    ``interface``: the AXI-stream ports' byte layout (:meth:`AxisPort.layout`), the block control
+    (``control``) and each streamed-weights port's beat layout (``weights``, :meth:`WeightPort.layout`);
+    ``stream_weights``: the layers whose weights stream from outside.
     """
     from . import estimate
 
     units = plan(model)
-    costs = estimate.design_cost(units, fork_depths(units))
+    costs = design_estimate(units, bus_bits)
     try:
         util = estimate.utilization(costs["total"], part)
     except KeyError:
@@ -1197,10 +1385,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 worst_channel=int(d.acc.worst_channel),
             )
         out_layers.append(entry)
-    # the AXI-stream adapters are not in the resource estimate yet (cost 0, not_estimated)
-    no_cost = estimate.Cost().as_dict()
     unit_list = [{"index": None, "cname": "a2q_in_adapter", "kind": "axis_in", "op": None, "inputs": [units[0].inputs[0]],
-                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "cost": no_cost, "not_estimated": True,
+                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "cost": cost_of["a2q_in_adapter"]["cost"],
                   "processes": {"a2q_in_adapter": axin.iters}}]
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
@@ -1211,7 +1397,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             e["compute_cycles_per_image"] = u.cycles
         unit_list.append(e)
     unit_list.append({"index": None, "cname": "a2q_out_adapter", "kind": "axis_out", "op": None, "inputs": [units[-1].out_tensor],
-                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": no_cost, "not_estimated": True,
+                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": cost_of["a2q_out_adapter"]["cost"],
                       "processes": {"a2q_out_adapter": axout.iters}})
     slow = max(unit_list, key=lambda e: e["cycles_per_image"])
     first = units[0]
@@ -1226,15 +1412,22 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
         "output": {"tensor": model.outputs[0], "name": (model.output_names or [None])[0]},
         "acc_bits_overrides": overrides,
         "bus_bits": bus_bits,
+        "control": check_control(control),
+        "stream_weights": [u.dense.name for u in units if u.w_stream],
         **({"input_quant": model.input_quant} if getattr(model, "input_quant", None) is not None else {}),
         "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in units if lp.has_weights},
         "chain": is_chain(units),
         "cycles_per_image": slow["cycles_per_image"],
         "bottleneck": slow["cname"],
         "interface": {
-            "protocol": "AXI4-Stream in and out (TDATA, TKEEP, TSTRB, TLAST), block control ap_ctrl_none: free-running, one image per input burst",
+            "protocol": "AXI4-Stream in and out (TDATA, TKEEP, TSTRB, TLAST), " + (
+                "block control ap_ctrl_none: free-running, one image per input burst" if control == "none" else
+                "block control s_axilite (bundle 'control'): register 0x00 bit 0 ap_start, bit 1 ap_done, bit 2 ap_idle, "
+                "bit 3 ap_ready, bit 7 auto_restart; write 0x81 once to run free, or 0x01 per image and poll ap_done"),
+            "control": control,
             "input": axin.layout(),
             "output": axout.layout(),
+            "weights": [w.layout() for w in weight_ports(units)],
         },
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
         "layers": out_layers,

@@ -91,6 +91,9 @@ def load_project(d) -> Project:
     summary = load_json_file(sp, "build summary")
     if not isinstance(summary, dict) or summary.get("tool") != "a2qhls":
         raise A2QError(f"{sp}: not an a2qhls build summary (no \"tool\": \"a2qhls\")")
+    if summary.get("format") != codegen.FORMAT_VERSION:
+        raise A2QError(f"{sp}: project format {json.dumps(summary.get('format'))[:20]}, this a2qhls reads format "
+                       f"{codegen.FORMAT_VERSION} (the layout changed); rebuild the project with 'a2qhls build'")
     if summary.get("model") != MODEL_FILE:
         raise A2QError(f"{sp}: \"model\" is {json.dumps(summary.get('model'))[:80]}; a project's model copy is '{MODEL_FILE}'")
     overrides = summary.get("acc_bits_overrides", {})
@@ -112,7 +115,17 @@ def load_project(d) -> Project:
     bus_bits = summary.get("bus_bits")
     if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int)):
         raise A2QError(f"{sp}: \"bus_bits\" must be an integer or null")
-    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits))) != summary:
+    control = summary.get("control")
+    if control not in codegen.CONTROLS:
+        raise A2QError(f"{sp}: \"control\" must be one of {', '.join(codegen.CONTROLS)}")
+    streamed = summary.get("stream_weights")
+    if not isinstance(streamed, list) or not all(isinstance(v, str) for v in streamed):
+        raise A2QError(f"{sp}: \"stream_weights\" must be a list of layer names")
+    from .passes.memories import apply_stream_weights
+
+    apply_stream_weights(model, streamed)
+    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits,
+                                                       control=control))) != summary:
         raise A2QError(f"{sp}: does not match the project's {MODEL_FILE} (edited, or written by another a2qhls version); rebuild the project")
     return Project(d, summary, model, sim, onnx_path)
 

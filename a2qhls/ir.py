@@ -149,6 +149,9 @@ class Dense:
     pe: Optional[int] = None
     simd: Optional[int] = None
     folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
+    # passes.memories.apply_stream_weights: the weights come from outside the design over an extra
+    # AXI-stream port (no on-chip ROM), in the order the matrix unit consumes them
+    weights_external: bool = False
 
     op = "Dense"
 
@@ -221,6 +224,9 @@ class Conv(_SlidingWindow):
     pe: Optional[int] = None
     simd: Optional[int] = None
     folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
+    # passes.memories.apply_stream_weights: the weights come from outside the design over an extra
+    # AXI-stream port (no on-chip ROM), in the order the matrix unit consumes them
+    weights_external: bool = False
 
     op = "Conv"
 

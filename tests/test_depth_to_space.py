@@ -253,3 +253,31 @@ def test_golden_depth_to_space_project(tmp_path, mode):
     top = files["firmware/a2q_top.cpp"]
     assert f"two input rows of {4 * 8} elements (ping-pong, {2 * 4 * 8} in all)" in top
     assert f"{u.cycles} cycles per image at II=1" in top and "accesses per memory bank per iteration: buf 2" in top
+
+
+def test_d2s_estimate_buffer_and_multiplexers():
+    """The estimate's buffer is the unit's two rows (2*W*C elements in per-word banks, dual-port), and
+    only CRD with several elements a word pays a bank multiplexer (DCR reads bank e for element e)."""
+    from a2qhls import estimate
+
+    small, big = estimate.d2s_cost(8, 4, 8, 1, 2, "CRD"), estimate.d2s_cost(512, 64, 8, 1, 2, "CRD")
+    assert small.BRAM18 == 0 and big.BRAM18 == estimate.bram18(8, 2 * 512 * 64)
+    dcr, crd = estimate.d2s_cost(16, 27, 4, 3, 3, "DCR"), estimate.d2s_cost(16, 27, 4, 3, 3, "CRD")
+    assert crd.LUT - dcr.LUT == 3 * 4 * 1  # 3 elements of 4 bits, a 3-to-1 multiplexer each (one LUT6)
+    with pytest.raises(ValueError):
+        estimate.d2s_cost(4, 6, 4, 4, 2, "DCR")
+
+
+def test_quant_of_reordered_accumulator_read_elsewhere_is_one_line_error(tmp_path):
+    """layer -> DepthToSpace, whose output is both a graph output and quantized: the activation cannot
+    move before the reorder (the unquantized tensor is needed too); a clear error, not a crash."""
+    m = _graph("CRD", relu_quant=False)
+    g = m.graph
+    g.node.extend([helper.make_node("Quant", ["y", "s_out", "z", "b4"], ["yq"], domain=QD, signed=1, narrow=0,
+                                    rounding_mode="ROUND")])
+    g.output.extend([helper.make_tensor_value_info("yq", TensorProto.FLOAT, [1, 2, 6, 6])])
+    path = str(tmp_path / "two.onnx")
+    onnx.save(m, path)
+    with pytest.raises(A2QError, match="a reordered layer output that is also read elsewhere") as e:
+        load_qonnx(path)
+    assert "\n" not in str(e.value)

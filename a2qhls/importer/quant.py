@@ -147,7 +147,7 @@ def _d2s_of_accumulator(ctx: Ctx, st: IntState, quant_input: str):
     if d2s is None or ctx.tensors[d2s.inputs[0]].dtype is not None:
         return None
     for t in {st.tensor, quant_input, d2s.inputs[0]}:  # the Quant's input may be a Relu of it
-        if len(ctx.consumers.get(t, [])) != 1:
+        if len(ctx.consumers.get(t, [])) != 1 or t in ctx.graph_outputs:
             return None
     return d2s
 
@@ -290,6 +290,10 @@ def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     from ..ir import Conv, Dense
 
     info = ctx.tensors[st.tensor]
+    if info.dtype is None:  # an accumulator reordered (DepthToSpace) that something else also reads
+        raise A2QError(f"{ctx.where(node)}: a Quant of '{node.input[0]}', a reordered layer output that is also read "
+                       "elsewhere, is not supported; supported: layer -> DepthToSpace -> [Relu ->] Quant with nothing else "
+                       "reading the DepthToSpace output")
     if np.unique(info.scale).size != 1 or np.any(info.offset != 0):
         raise A2QError(f"{ctx.where(node)}: re-quantizing '{node.input[0]}', which has per-channel scales, is not supported")
     C = info.channels

@@ -67,8 +67,10 @@ def main(argv=None) -> int:
             rep, t_i, _ = _timed(lambda: a2qhls.inspect(path))
             print(f"== ESPCN x2 {kind} P=13, {args.hw}x{args.hw} input, {how}: export {t_e:.1f}s wall ({c_e:.1f}s CPU), "
                   f"inspect {t_i:.1f}s")
-            for ly in rep["layers"]:
-                t = ly["target_acc_bits"]
+            # the target of each conv as the torch model states it (a file from Brevitas's export_qonnx has no metadata)
+            wanted = espcn_brevitas.targets(model)
+            for ly, conv in zip(rep["layers"], ("conv1", "conv2", "conv3", "conv4")):
+                t = ly["target_acc_bits"] if ly["target_acc_bits"] is not None else wanted.get(conv)
                 flag = "" if t is None else (" OVER" if ly["acc_bits"] > t else " within")
                 print(f"   {ly['name'][:22]:22s} K={ly['K']:<4d} in={ly['input_type']:<6s} exact={ly['acc_bits']:>2d} "
                       f"a2q={ly['acc_bits_a2q']:>2d} a2q+={ly['acc_bits_a2qplus']:>2d} dtype={ly['acc_bits_datatype']:>2d} "

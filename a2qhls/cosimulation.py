@@ -91,6 +91,9 @@ def load_project(d) -> Project:
     summary = load_json_file(sp, "build summary")
     if not isinstance(summary, dict) or summary.get("tool") != "a2qhls":
         raise A2QError(f"{sp}: not an a2qhls build summary (no \"tool\": \"a2qhls\")")
+    if summary.get("format") != codegen.FORMAT_VERSION:
+        raise A2QError(f"{sp}: project format {json.dumps(summary.get('format'))[:20]}, this a2qhls reads format "
+                       f"{codegen.FORMAT_VERSION} (the layout changed); rebuild the project with 'a2qhls build'")
     if summary.get("model") != MODEL_FILE:
         raise A2QError(f"{sp}: \"model\" is {json.dumps(summary.get('model'))[:80]}; a project's model copy is '{MODEL_FILE}'")
     overrides = summary.get("acc_bits_overrides", {})
@@ -112,7 +115,17 @@ def load_project(d) -> Project:
     bus_bits = summary.get("bus_bits")
     if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int)):
         raise A2QError(f"{sp}: \"bus_bits\" must be an integer or null")
-    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits))) != summary:
+    control = summary.get("control")
+    if control not in codegen.CONTROLS:
+        raise A2QError(f"{sp}: \"control\" must be one of {', '.join(codegen.CONTROLS)}")
+    streamed = summary.get("stream_weights")
+    if not isinstance(streamed, list) or not all(isinstance(v, str) for v in streamed):
+        raise A2QError(f"{sp}: \"stream_weights\" must be a list of layer names")
+    from .passes.memories import apply_stream_weights
+
+    apply_stream_weights(model, streamed)
+    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits,
+                                                       control=control))) != summary:
         raise A2QError(f"{sp}: does not match the project's {MODEL_FILE} (edited, or written by another a2qhls version); rebuild the project")
     return Project(d, summary, model, sim, onnx_path)
 
@@ -557,8 +570,13 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         if out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "Pool" and nxt[0].mode == "max":
             # a max pool the importer moved after the activation: QONNX has the pooled tensor only
             stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
+        elif out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "DepthToSpace":
+            # an activation the importer moved before a DepthToSpace: QONNX has the reordered tensor only
+            stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
         vals = sim.run(feeds, keep=True, stop=stop)
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
+        # an accumulator input's real value is that of the ONNX tensor the op reads (after its BatchNormalization)
+        src = dict(zip(acc_ops[ly["name"]].inputs, getattr(acc_ops[ly["name"]], "source_inputs", ()) or ()))
         ref_feeds = {}
         for t, q in feeds.items():
             prod = model.producer(t)
@@ -568,8 +586,11 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
                 ref_feeds[prod.inputs[0]] = sim._shaped(t, q)[:, ::zy, ::zx]
             else:
                 ref_feeds[t] = sim._shaped(t, q)
-        ref_x = {t: _nchw(model, t, to_real(model, t, q)).astype(np.float32) for t, q in ref_feeds.items()}
+        ref_x = {src.get(t, t): _nchw(model, t, to_real(model, t, q)).astype(np.float32) for t, q in ref_feeds.items()}
         onnx_out_name = model.output_names[model.outputs.index(cmp_t)] if cmp_t in model.outputs and model.output_names else cmp_t
+        if ly["activation"] is None and len(nxt) == 1 and getattr(nxt[0], "source_inputs", ()):
+            # an accumulator that feeds an add or an average pool: its real value is the ONNX tensor that op reads
+            onnx_out_name = dict(zip(nxt[0].inputs, nxt[0].source_inputs)).get(cmp_t, onnx_out_name)
         run_ref = lambda r, sel: r.run({t: v[sel] for t, v in ref_x.items()}, full=True, end=onnx_out_name)  # noqa: E731
         fed = f"layer {L} ('{ly['name']}', unit {ly['cname']}) alone, at tensor(s) {', '.join(repr(t) for t in ins)}"
     if iq_bad is None:
@@ -741,10 +762,11 @@ def adversarial_groups(project: Project) -> list:
     that layer and run to the end. Otherwise (CNNs): the first layer, if it reads the input
     quantizer, through the whole network (a convolution's patch placed in an input image with
     :func:`place_patch`); every other op fed to its unit alone: a convolution the placed patch,
-    a dense layer its adversarial vector, an average pool a map of the input's max (min) value,
-    a residual add both inputs at their max (min).
+    a dense layer its adversarial vector, an average pool a map of the input's max (min) value
+    (per channel: an accumulator's exact range), a residual add both inputs at their per-channel max (min).
     """
-    from .ir import Conv, Dense, Pool
+    from .ir import Conv, Dense
+    from .passes.accumulator import operand_range
 
     model = project.model
     layers = project.summary["layers"]
@@ -771,15 +793,19 @@ def adversarial_groups(project: Project) -> list:
             xs = [np.stack([f for f, _ in fmaps])]
         elif isinstance(d, Dense):
             xs = [(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point).reshape((2,) + shape)]
-        elif isinstance(d, Pool):
-            xs = [np.stack([np.full(shape, in_t.qmax), np.full(shape, in_t.qmin)]).astype(np.int64)]
-        else:  # Add
-            tb = model.tensors[d.inputs[1]].dtype
-            ma, mb = d.multipliers
-            hi_a, lo_a = (in_t.qmax, in_t.qmin) if ma > 0 else (in_t.qmin, in_t.qmax)
-            hi_b, lo_b = (tb.qmax, tb.qmin) if mb > 0 else (tb.qmin, tb.qmax)
-            xs = [np.stack([np.full(shape, hi_a), np.full(shape, lo_a)]).astype(np.int64),
-                  np.stack([np.full(shape, hi_b), np.full(shape, lo_b)]).astype(np.int64)]
+        else:  # average pool, residual add: every input at its per-channel max (min); all multipliers are positive
+            xs = []
+            for t in d.inputs:
+                lo, hi = operand_range(model, t)
+                zp = model.tensors[t].dtype.zero_point if model.tensors[t].dtype is not None else 0
+                prod = model.producer(t)
+                if model.tensors[t].dtype is None and prod.acc_bits is not None:  # what the producer's width can carry
+                    half = 1 << (int(prod.acc_bits) - 1)
+                    lo = [max(int(v), -half) for v in lo]
+                    hi = [min(int(v), half - 1) for v in hi]
+                st = tuple(model.tensors[t].shape)
+                xs.append(np.stack([np.broadcast_to(np.asarray(hi, dtype=np.int64) + zp, st),
+                                    np.broadcast_to(np.asarray(lo, dtype=np.int64) + zp, st)]).astype(np.int64))
         if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
             q0 = xs[0]
             if len(shape) == 3:  # NHWC -> the NCHW (or [C, L]) float input's layout

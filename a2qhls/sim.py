@@ -13,8 +13,10 @@ What it computes, per op of the IR, on a batch (first axis) of samples:
   all ``C_in`` taps, or per channel for a depthwise convolution; wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Pool`: ``max``: the maximum of the stored integers over each window
   (same type); ``avg``: the integer window sum ``sum (q - zp)`` (padding contributes 0),
-  wrapped to ``P`` bits: an accumulator that a following Requant divides via its scale.
-* :class:`~a2qhls.ir.Add`: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``, wrapped to ``P`` bits.
+  wrapped to ``P`` bits: an accumulator that a following Requant divides via its scale (the input
+  may be a layer's accumulator, as it left that layer: wrapped to the layer's width, no zero-point).
+* :class:`~a2qhls.ir.Add`: ``acc[..., j] = ma[j] * (a - zp_a) + mb[j] * (b - zp_b)`` (per-channel
+  multipliers; an accumulator input has no zero-point), wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Requant`: ``q = qmin + #{t : acc >= T[j, t]}`` with the exact
   thresholds of :mod:`a2qhls.passes.thresholds` (after any accumulating op).
 
@@ -46,7 +48,7 @@ from .errors import A2QError
 from .ir import Add, Concat, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, Upsample, ZeroInsert, round_like_qonnx
 from .bounds import channel_sums
 from .passes.acc_bits import built_acc_bits
-from .passes.accumulator import acc_range
+from .passes.accumulator import acc_range, operand_range
 from .passes.thresholds import compute_thresholds
 
 __all__ = ["wrap", "round_like_qonnx", "quantize_input", "to_real", "BitSim", "simulate"]
@@ -256,6 +258,7 @@ class _PoolStage:
     op: Pool
     P: Optional[int]  # avg only
     zp: int
+    kind: str = "i64"  # "obj": window sums of wide accumulators
 
 
 @dataclass
@@ -264,6 +267,7 @@ class _AddStage:
     P: int
     zps: tuple
     kind: str
+    mults: tuple  # ([C], [C]) per-channel multipliers in the compute dtype
 
 
 @dataclass
@@ -313,14 +317,23 @@ class BitSim:
             elif isinstance(op, Conv):
                 self.stages[op.name] = self._conv_stage(op)
             elif isinstance(op, Pool):
-                zp = int(model.tensors[op.inputs[0]].dtype.zero_point)
-                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp)
+                dt = model.tensors[op.inputs[0]].dtype
+                zp = int(dt.zero_point) if dt is not None else 0  # an accumulator input: no zero-point
+                lo, hi = operand_range(model, op.inputs[0], built=True)
+                bound = op.K * max(max(abs(int(v)) for v in lo), max(abs(int(v)) for v in hi))
+                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, "i64" if bound < 2**62 else "obj")
             elif isinstance(op, Add):
-                ta, tb = (model.tensors[t].dtype for t in op.inputs)
-                ma, mb = (int(m) for m in op.multipliers)
-                bound = abs(ma) * max(abs(ta.vmin), abs(ta.vmax)) + abs(mb) * max(abs(tb.vmin), abs(tb.vmax))
+                zps, mults, bound = [], [], 0
+                for k, t in enumerate(op.inputs):
+                    dt = model.tensors[t].dtype
+                    zps.append(int(dt.zero_point) if dt is not None else 0)
+                    lo, hi = operand_range(model, t, built=True)  # what the input stream can hold
+                    m = op.multiplier(k)
+                    mults.append(m)
+                    bound += max(int(mj) * max(abs(int(a)), abs(int(b))) for mj, a, b in zip(m, lo, hi))
                 kind = "i64" if bound < 2**62 else "obj"
-                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (int(ta.zero_point), int(tb.zero_point)), kind)
+                mults = [m.astype(np.int64) if kind == "i64" else m for m in mults]
+                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, (InputQuant, DepthToSpace, Upsample, ZeroInsert, Concat)):
@@ -436,13 +449,13 @@ class BitSim:
             for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
-        v = x.astype(np.int64) - st.zp
+        v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
         return acc if exact else self._wrap(st, acc)
 
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
-        ma, mb = (int(m) for m in st.op.multipliers)
+        ma, mb = st.mults  # [C], broadcast over the last (channel) axis
         dt = object if st.kind == "obj" else np.int64
         acc = ma * (np.asarray(a).astype(dt) - st.zps[0]) + mb * (np.asarray(b).astype(dt) - st.zps[1])
         return acc if exact else self._wrap(st, acc)

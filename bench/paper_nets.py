@@ -172,8 +172,27 @@ def export(model, shape, path, how: str) -> str:
 
                 export_brevitas_qonnx(model, x, str(path), dynamo=how.endswith("dynamo"))
     except Exception as e:  # report and go on with the other exporters
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch's colour codes
+        cause = next((ln.strip() for ln in text.splitlines() if ln.startswith("<class '")), "")  # torch.export's summary
+        msg = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:200] + (f" [{cause[:200]}]" if cause else "")
+        if "Perform add among QuantTensors" in text:
+            msg += "\n   reason: " + DYNAMO_RESNET_REASON
+        return msg
     return ""
+
+
+# what Brevitas 0.13.4's dynamo export_qonnx does with quant_resnet18 (measured: bench/paper_nets.py, README "From Brevitas")
+DYNAMO_RESNET_REASON = (
+    "torch.export (strict=False) traces QuantBasicBlock.forward (brevitas_examples/bnn_pynq/models/resnet.py:105), whose "
+    "`assert isinstance(out, QuantTensor), \"Perform add among QuantTensors\"` fails: under Brevitas's dynamo export "
+    "the activation quantizers return plain torch tensors, not QuantTensors; export_brevitas_qonnx and the TorchScript "
+    "exporter (dynamo=False) export it")
+MOBILENET_32_REASON = (
+    "quant_mobilenet_v1 (cfg quant_mobilenet_v1_4b) cannot run at 32x32: its final TruncAvgPool2d(kernel_size=7) "
+    "(mobilenetv1.py, avg_pool_kernel_size=7) gets a 1024x1x1 map and torch raises 'Given input size: (1024x1x1). "
+    "Calculated output size: (1024x-5x-5). Output size is too small'; run at 224x224")
 
 
 def main(argv=None) -> int:
@@ -192,6 +211,8 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     for name in args.nets.split(","):
         model, shape, iq = make_net(name, args.reduced)
+        if name.startswith("mobilenet") and not args.reduced:
+            print(f"-- note: {MOBILENET_32_REASON}")
         for how in args.exporters.split(","):
             path = os.path.join(out, f"{name}_{how}.onnx")
             t0 = time.perf_counter()

@@ -220,71 +220,88 @@ pool0_loop:
 
 
 // layer1_swg: sliding windows over the 2x2x2 (HxWxC) input of '/enc2/Conv':
-//   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 2x2 windows,
-//   each 18 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 6 per word.
+//   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 2x2 windows, each 18 values q - (0)
+//   (padding: 0, the zero-point) in (ky, kx, c) order, 2 per word.
+//   One pipelined loop reads an input word and emits a window word in the same iteration when it can:
+//   line buffer of 4 rows (kernel 3 + stride 1: the next rows are read while windows are emitted),
+//   each row 2 x 1 words of 2 channels; a word is emitted once every input word its output pixel
+//   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
+//   word is read when its row is less than 4 rows below the current pixel's top row.
+//   40 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
+//   accesses per memory bank per iteration: lb 2 (one write, one read)
 void layer1_swg(hls::stream<layer1_in_word> &in, hls::stream<layer1_win_word> &out) {
 #pragma HLS INLINE off
-    layer1_win_t lb[3][2][2];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
-    int rows = 0;  // input rows read so far
-layer1_rows:
-    for (int oy = 0; oy < 2; oy++) {
-        int need = oy * 1 + 2;  // rows the windows of this output row reach
-        if (need > 2) need = 2;
-        for (; rows < need; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 2; b++) {
+    layer1_in_word lb[8];  // row slot s, column x, channel group g at s * 2 + x * 1 + g
+#pragma HLS BIND_STORAGE variable=lb type=ram_s2p impl=lutram
+#pragma HLS DEPENDENCE variable=lb inter false
+    // reading: words read, and the row / row slot / word within the row of the next one
+    int rd = 0, r_row = 0, r_slot = 0, r_col = 0;
+    // emitting: output pixel (oy, ox), its top row and that row's slot, the tap and channel group, done
+    int oy = 0, ox = 0, top = -1, top_slot = 3, ky = 0, kx = 0, g = 0;
+    bool all_out = false;
+    int need = 4;  // words pixel (0, 0) needs, plus one
+layer1_swg_loop:
+    for (int i = 0; i < 40; i++) {
 #pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer1_swg);
-                layer1_in_word w = in.read();
-                for (int e = 0; e < 2; e++) {
+        A2Q_COUNT(layer1_swg);
+        bool emit = !all_out && rd >= need;
+        layer1_win_word o = 0;
+        int iy = top + ky, ix = ox * 1 - 1 + kx;
+        if (emit && iy >= 0 && iy < 2 && ix >= 0 && ix < 2) {
+            int slot = top_slot + ky;
+            if (slot >= 4) slot -= 4;
+            layer1_in_word w = lb[slot * 2 + ix * 1 + g];
+            for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
-                    ap_uint<4> q = w.range(4 * e + 3, 4 * e);
-                    int i = b * 2 + e;
-                    lb[rows % 3][i / 2][i % 2] = q;
-                }
+                ap_uint<4> q = w.range(4 * e + 3, 4 * e);
+                o.range(4 * e + 3, 4 * e) = (layer1_win_t)(q - (0));
             }
         }
-
-        for (int ox = 0; ox < 2; ox++) {
-            for (int k0 = 0; k0 < 3; k0++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer1_swg);
-                layer1_win_word o = 0;
-                for (int e = 0; e < 6; e++) {
-#pragma HLS UNROLL
-                    int k = k0 * 6 + e;
-                    int ky = k / 6, kx = (k / 2) % 3, c = k % 2;
-                    layer1_win_t v = ((oy * 1 - 1 + ky) >= 0 && (oy * 1 - 1 + ky) < 2 && (ox * 1 - 1 + kx) >= 0 && (ox * 1 - 1 + kx) < 2 ? (layer1_win_t)lb[(oy * 1 - 1 + ky) % 3][ox * 1 - 1 + kx][c] : (layer1_win_t)0);
-                    o.range(4 * e + 3, 4 * e) = v;
-                }
-                out.write(o);
+        if (rd < 4 && (all_out || r_row < top + 4)) {
+            lb[r_slot * 2 + r_col] = in.read();
+            rd++;
+            if (++r_col == 2) {
+                r_col = 0;
+                r_row++;
+                if (++r_slot == 4) r_slot = 0;
             }
-
+        }
+        if (emit) {
+            out.write(o);
+            // next tap: channel group g, then kx, then ky
+            bool px_done = false;
+            if (++g == 1) {
+                g = 0;
+                if (++kx == 3) {
+                    kx = 0;
+                    if (++ky == 3) {
+                        ky = 0;
+                        px_done = true;
+                    }
+                }
+            }
+            if (px_done) {
+                if (++ox == 2) {
+                    ox = 0;
+                    top += 1;
+                    top_slot += 1;
+                    if (top_slot >= 4) top_slot -= 4;
+                    if (++oy == 2) all_out = true;
+                }
+                int iy_max = top + 2, ix_max = ox * 1 + 1;
+                if (iy_max > 1) iy_max = 1;
+                if (ix_max > 1) ix_max = 1;
+                int n = (iy_max * 2 + ix_max + 1) * 1 + 1;
+                need = iy_max < 0 ? 0 : (n > 4 ? 4 : n);
+            }
         }
     }
-    // rows below the last window
-        for (; rows < 2; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 2; b++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(layer1_swg);
-                layer1_in_word w = in.read();
-                for (int e = 0; e < 2; e++) {
-#pragma HLS UNROLL
-                    ap_uint<4> q = w.range(4 * e + 3, 4 * e);
-                    int i = b * 2 + e;
-                    lb[rows % 3][i / 2][i % 2] = q;
-                }
-            }
-        }
-
 }
 
 // layer1: '/enc2/Conv' + '/act2/act_quant/export_handler/Quant', convolution as a matrix-vector unit over the windows
-//   MH=4 (C_out) MW=18 (K = kh*kw*C_in) PE=1 SIMD=6: 4 x 3 = 12 cycles per pixel, 4 pixels: 48 cycles per image at II=1
+//   MH=4 (C_out) MW=18 (K = kh*kw*C_in) PE=4 SIMD=2: 1 x 9 = 9 cycles per pixel, 4 pixels: 36 cycles per image at II=1
 //   accumulator ap_int<10> (safe width 10)
-//   accesses per memory bank per iteration: inbuf 1, W 1, T 1
+//   accesses per memory bank per iteration: W 1
 void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out) {
 #pragma HLS INLINE off
     // weights: one ROM per PE (dim 1 partitioned) and packed word k, each word SIMD weights of a tile (or 64 bits of them)
@@ -294,36 +311,28 @@ void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out)
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 15 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=layer1_T complete dim=1
 #pragma HLS ARRAY_RESHAPE variable=layer1_T complete dim=3
-#pragma HLS BIND_STORAGE variable=layer1_T type=rom_1p impl=lutram
 
-    layer1_win_word inbuf[3];  // the input vector as SF words: written when nf == 0, read when nf > 0
-    layer1_acc_t acc[1];
+    layer1_acc_t acc[4];
 #pragma HLS ARRAY_PARTITION variable=acc complete
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
-    for (int i = 0; i < 48; i++) {
+    for (int i = 0; i < 36; i++) {
 #pragma HLS PIPELINE II=1
-#pragma HLS DEPENDENCE variable=inbuf inter false
         A2Q_COUNT(layer1);
         layer1_win_word w;
-        if (nf == 0) {
-            w = in.read();
-            inbuf[sf] = w;
-        } else {
-            w = inbuf[sf];
-        }
+        w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
         // C simulation only, the same sums in native integers: each word's products and the carried
         // accumulator and bias fit 63 bits, and one wrap to 10 bits per word (the assignment to
         // acc) equals ap_int<10>'s wrap at every addition. Synthesis (and C simulation built
         // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[6];
-            for (int e = 0; e < 6; e++) xv[e] = ((layer1_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
+            long long xv[2];
+            for (int e = 0; e < 2; e++) xv[e] = ((layer1_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
+            for (int pe = 0; pe < 4; pe++) {
                 long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
                 const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 6; j++) {
+                for (int j = 0; j < 2; j++) {
                     const unsigned long long f = A2Q_FIELD(w0, 4, j);
                     const long long wv = (long long)(f ^ 8ULL) - 8LL;
                     a += wv * xv[j];
@@ -332,20 +341,20 @@ layer1_loop:
             }
         }
 #else
-        for (int pe = 0; pe < 1; pe++) {
+        for (int pe = 0; pe < 4; pe++) {
 #pragma HLS UNROLL
             layer1_acc_t a = (sf == 0) ? (layer1_acc_t)0 : acc[pe];
             const layer1_w0_store_t w0 = layer1_W0[pe][tile];
-            for (int j = 0; j < 6; j++) {
+            for (int j = 0; j < 2; j++) {
 #pragma HLS UNROLL
                 a += (layer1_w_t)A2Q_FIELD(w0, 4, j) * (layer1_win_t)w.range(4 * j + 3, 4 * j);  // wraps modulo 2^10
             }
             acc[pe] = a;
         }
 #endif
-        if (sf == 2) {
+        if (sf == 8) {
             layer1_out_word o = 0;
-            for (int pe = 0; pe < 1; pe++) {
+            for (int pe = 0; pe < 4; pe++) {
 #pragma HLS UNROLL
                 int cnt = 0;
                 for (int t = 0; t < 15; t++) {
@@ -359,9 +368,9 @@ layer1_loop:
             out.write(o);
         }
         tile++;
-        if (++sf == 3) {
+        if (++sf == 9) {
             sf = 0;
-            if (++nf == 4) {
+            if (++nf == 1) {
                 nf = 0;
                 tile = 0;
             }
@@ -373,23 +382,23 @@ layer1_loop:
 
 // zins0: '/up/ConvTranspose__zero_insert', zero insertion x2x2 for a transposed convolution, 2x2x4 -> 3x3x4:
 //   input pixel (y, x) at (y*2, x*2), the stored zero-point 0 (the value 0) elsewhere; the stride-1 convolution
-//   that follows computes the transposed convolution. One output word (1 channels) per iteration: 36 cycles per image at II=1, no memory
+//   that follows computes the transposed convolution. One output word (4 channels) per iteration: 9 cycles per image at II=1, no memory
 void zins0(hls::stream<zins0_in_word> &in, hls::stream<zins0_out_word> &out) {
 #pragma HLS INLINE off
     zins0_out_word zero = 0;
-    for (int e = 0; e < 1; e++) {
+    for (int e = 0; e < 4; e++) {
 #pragma HLS UNROLL
         zero.range(4 * e + 3, 4 * e) = (ap_uint<4>)(0);
     }
     int g = 0, ox = 0, oy = 0;
 zins0_loop:
-    for (int i = 0; i < 36; i++) {
+    for (int i = 0; i < 9; i++) {
 #pragma HLS PIPELINE II=1
         A2Q_COUNT(zins0);
         zins0_out_word w = zero;
         if (oy % 2 == 0 && ox % 2 == 0) w = in.read();
         out.write(w);
-        if (++g == 4) {
+        if (++g == 1) {
             g = 0;
             if (++ox == 3) {
                 ox = 0;
@@ -415,14 +424,14 @@ layer2_rows:
         if (need > 3) need = 3;
         for (; rows < need; rows++) {
 #pragma HLS LOOP_TRIPCOUNT min=0 max=3
-            for (int b = 0; b < 12; b++) {
+            for (int b = 0; b < 3; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer2_swg);
                 layer2_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+                for (int e = 0; e < 4; e++) {
 #pragma HLS UNROLL
                     ap_uint<4> q = w.range(4 * e + 3, 4 * e);
-                    int i = b * 1 + e;
+                    int i = b * 4 + e;
                     lb[rows % 2][i / 4][i % 4] = q;
                 }
             }
@@ -448,14 +457,14 @@ layer2_rows:
     // rows below the last window
         for (; rows < 3; rows++) {
 #pragma HLS LOOP_TRIPCOUNT min=0 max=3
-            for (int b = 0; b < 12; b++) {
+            for (int b = 0; b < 3; b++) {
 #pragma HLS PIPELINE II=1
                 A2Q_COUNT(layer2_swg);
                 layer2_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+                for (int e = 0; e < 4; e++) {
 #pragma HLS UNROLL
                     ap_uint<4> q = w.range(4 * e + 3, 4 * e);
-                    int i = b * 1 + e;
+                    int i = b * 4 + e;
                     lb[rows % 2][i / 4][i % 4] = q;
                 }
             }
@@ -1157,6 +1166,7 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
 };
 #endif
 
+// No block control (ap_ctrl_none): the dataflow runs free, one image per input burst.
 void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out
@@ -1168,10 +1178,14 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS STREAM variable=s0w depth=2
     hls::stream<layer0_out_word> s0("s0");
 #pragma HLS STREAM variable=s0 depth=2
-    // copy 0 of '/act1/act_quant/export_handler/Quant_output_0': deep enough to hold what the other branch consumes before its first output
+    // copy 0 of '/act1/act_quant/export_handler/Quant_output_0', depth 12: other branch (layer3) runs 2 rows ahead [layer3 2 (kh 1 + stride 1 - pad 0: its line buffer's read-ahead)]: 2 rows x 4 words + 2 x 2 FIFO slack
+    //   (deep enough to hold what the other branch consumes before its first output: the dup writes
+    //   both copies in one iteration, the add reads both in one iteration)
     hls::stream<dup0_out_word> s1_0("s1_0");
 #pragma HLS STREAM variable=s1_0 depth=12
-    // copy 1 of '/act1/act_quant/export_handler/Quant_output_0': deep enough to hold what the other branch consumes before its first output
+    // copy 1 of '/act1/act_quant/export_handler/Quant_output_0', depth 16: other branch (pool0, layer1, zins0, layer2) runs 14 rows ahead [pool0 2 (kh rows per output row); layer1 3 (kh 3 + stride 1 - pad 1: its line buffer's read-ahead) x 2 (behind stride 2); zins0 1 (one input row, then 1 inserted zero rows) x 2 (behind stride 2); layer2 2 (kh 2 - pad 1 rows, then windows; + 1) x 2 (behind stride 2)]: 14 rows x 4 words + 2 x 5 FIFO slack, capped at one image (16)
+    //   (deep enough to hold what the other branch consumes before its first output: the dup writes
+    //   both copies in one iteration, the add reads both in one iteration)
     hls::stream<dup0_out_word> s1_1("s1_1");
 #pragma HLS STREAM variable=s1_1 depth=16
     hls::stream<pool0_out_word> s2("s2");

@@ -17,15 +17,15 @@ typedef ap_uint<8> dup0_out_word;
 // pool0 (/pool/MaxPool): in 2 x ap_uint<4> per word, out 2 x ap_uint<4> per word
 typedef ap_uint<8> pool0_in_word;
 typedef ap_uint<8> pool0_out_word;
-// layer1 (/enc2/Conv): in 2 x ap_uint<4> per word, out 1 x ap_uint<4> per word
+// layer1 (/enc2/Conv): in 2 x ap_uint<4> per word, out 4 x ap_uint<4> per word
 typedef ap_uint<8> layer1_in_word;
-typedef ap_uint<24> layer1_win_word;  // sliding windows: 6 x ap_uint<4>
-typedef ap_uint<4> layer1_out_word;
-// zins0 (/up/ConvTranspose__zero_insert): in 1 x ap_uint<4> per word, out 1 x ap_uint<4> per word
-typedef ap_uint<4> zins0_in_word;
-typedef ap_uint<4> zins0_out_word;
-// layer2 (/up/ConvTranspose): in 1 x ap_uint<4> per word, out 1 x ap_int<4> per word
-typedef ap_uint<4> layer2_in_word;
+typedef ap_uint<8> layer1_win_word;  // sliding windows: 2 x ap_uint<4>
+typedef ap_uint<16> layer1_out_word;
+// zins0 (/up/ConvTranspose__zero_insert): in 4 x ap_uint<4> per word, out 4 x ap_uint<4> per word
+typedef ap_uint<16> zins0_in_word;
+typedef ap_uint<16> zins0_out_word;
+// layer2 (/up/ConvTranspose): in 4 x ap_uint<4> per word, out 1 x ap_int<4> per word
+typedef ap_uint<16> layer2_in_word;
 typedef ap_uint<64> layer2_win_word;  // sliding windows: 16 x ap_uint<4>
 typedef ap_uint<4> layer2_out_word;
 // dwc0 (width converter for /act1/act_quant/export_handler/Quant_output_0): in 2 x ap_uint<4> per word, out 1

@@ -216,9 +216,9 @@ static int run_unit_3(const vec_t &x, vec_t &y) {
     layer1_swg(s_in, s_win);
     layer1(s_win, s_out);
     y.clear();
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < 4; b++) {
         layer1_out_word w = s_out.read();
-        for (int e = 0; e < 1; e++) {
+        for (int e = 0; e < 4; e++) {
             ap_uint<4> v = w.range(4 * e + 3, 4 * e);
             y.push_back((long long)v.to_uint64());
         }
@@ -238,10 +238,10 @@ static int run_unit_4(const vec_t &x, vec_t &y) {
         return 1;
     }
     hls::stream<zins0_in_word> s_in("s_in");
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < 4; b++) {
         zins0_in_word w = 0;
-        for (int e = 0; e < 1; e++) {
-            long long xv = x[0 + b * 1 + e];
+        for (int e = 0; e < 4; e++) {
+            long long xv = x[0 + b * 4 + e];
             ap_uint<4> v = xv;
             if ((long long)v.to_uint64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);
@@ -254,9 +254,9 @@ static int run_unit_4(const vec_t &x, vec_t &y) {
     hls::stream<zins0_out_word> s_out("s_out");
     zins0(s_in, s_out);
     y.clear();
-    for (int b = 0; b < 36; b++) {
+    for (int b = 0; b < 9; b++) {
         zins0_out_word w = s_out.read();
-        for (int e = 0; e < 1; e++) {
+        for (int e = 0; e < 4; e++) {
             ap_uint<4> v = w.range(4 * e + 3, 4 * e);
             y.push_back((long long)v.to_uint64());
         }
@@ -276,10 +276,10 @@ static int run_unit_5(const vec_t &x, vec_t &y) {
         return 1;
     }
     hls::stream<layer2_in_word> s_in("s_in");
-    for (int b = 0; b < 36; b++) {
+    for (int b = 0; b < 9; b++) {
         layer2_in_word w = 0;
-        for (int e = 0; e < 1; e++) {
-            long long xv = x[0 + b * 1 + e];
+        for (int e = 0; e < 4; e++) {
+            long long xv = x[0 + b * 4 + e];
             ap_uint<4> v = xv;
             if ((long long)v.to_uint64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);

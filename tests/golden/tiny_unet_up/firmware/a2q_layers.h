@@ -21,19 +21,23 @@ typedef ap_uint<4> pool0_win_t;
 typedef ap_uint<4> pool0_out_t;
 void pool0(hls::stream<dup0_out_word> &, hls::stream<pool0_out_word> &);
 
+void dwc0(hls::stream<pool0_out_word> &, hls::stream<dwc0_out_word> &);
+
 typedef ap_uint<4> layer1_win_t;
 typedef ap_int<10> layer1_acc_t;
 typedef ap_uint<4> layer1_out_t;
-void layer1_swg(hls::stream<pool0_out_word> &, hls::stream<layer1_win_word> &);
+void layer1_swg(hls::stream<dwc0_out_word> &, hls::stream<layer1_win_word> &);
 void layer1(hls::stream<layer1_win_word> &, hls::stream<layer1_out_word> &);
 
 typedef ap_uint<4> up0_out_t;
 void up0(hls::stream<layer1_out_word> &, hls::stream<up0_out_word> &);
 
+void dwc1(hls::stream<up0_out_word> &, hls::stream<dwc1_out_word> &);
+
 typedef ap_uint<4> layer2_win_t;
 typedef ap_int<5> layer2_acc_t;
 typedef ap_int<4> layer2_out_t;
-void layer2_swg(hls::stream<up0_out_word> &, hls::stream<layer2_win_word> &);
+void layer2_swg(hls::stream<dwc1_out_word> &, hls::stream<layer2_win_word> &);
 void layer2(hls::stream<layer2_win_word> &, hls::stream<layer2_out_word> &);
 
 typedef ap_uint<4> layer3_win_t;
@@ -52,12 +56,12 @@ typedef ap_uint<4> layer4_out_t;
 void layer4_swg(hls::stream<cat0_out_word> &, hls::stream<layer4_win_word> &);
 void layer4(hls::stream<layer4_win_word> &, hls::stream<layer4_out_word> &);
 
-void dwc0(hls::stream<layer4_out_word> &, hls::stream<dwc0_out_word> &);
+void dwc2(hls::stream<layer4_out_word> &, hls::stream<dwc2_out_word> &);
 
 typedef ap_uint<4> layer5_win_t;
 typedef ap_int<8> layer5_acc_t;
 typedef ap_int<8> layer5_out_t;
-void layer5_swg(hls::stream<dwc0_out_word> &, hls::stream<layer5_win_word> &);
+void layer5_swg(hls::stream<dwc2_out_word> &, hls::stream<layer5_win_word> &);
 void layer5(hls::stream<layer5_win_word> &, hls::stream<layer5_out_word> &);
 
 #endif

@@ -17,13 +17,19 @@ typedef ap_uint<4> dup0_out_word;
 // pool0 (/pool/MaxPool): in 1 x ap_uint<4> per word, out 1 x ap_uint<4> per word
 typedef ap_uint<4> pool0_in_word;
 typedef ap_uint<4> pool0_out_word;
-// layer1 (/enc2/Conv): in 1 x ap_uint<4> per word, out 1 x ap_uint<4> per word
-typedef ap_uint<4> layer1_in_word;
-typedef ap_uint<12> layer1_win_word;  // sliding windows: 3 x ap_uint<4>
-typedef ap_uint<4> layer1_out_word;
-// up0 (/up/Resize): in 1 x ap_uint<4> per word, out 1 x ap_uint<4> per word
-typedef ap_uint<4> up0_in_word;
-typedef ap_uint<4> up0_out_word;
+// dwc0 (width converter for /pool/MaxPool_output_0): in 1 x ap_uint<4> per word, out 2
+typedef ap_uint<4> dwc0_in_word;
+typedef ap_uint<8> dwc0_out_word;
+// layer1 (/enc2/Conv): in 2 x ap_uint<4> per word, out 2 x ap_uint<4> per word
+typedef ap_uint<8> layer1_in_word;
+typedef ap_uint<8> layer1_win_word;  // sliding windows: 2 x ap_uint<4>
+typedef ap_uint<8> layer1_out_word;
+// up0 (/up/Resize): in 2 x ap_uint<4> per word, out 2 x ap_uint<4> per word
+typedef ap_uint<8> up0_in_word;
+typedef ap_uint<8> up0_out_word;
+// dwc1 (width converter for /up/Resize_output_0): in 2 x ap_uint<4> per word, out 1
+typedef ap_uint<8> dwc1_in_word;
+typedef ap_uint<4> dwc1_out_word;
 // layer2 (/cat_q/act_quant/export_handler/Quant__identity): in 1 x ap_uint<4> per word, out 1 x ap_int<4> per word
 typedef ap_uint<4> layer2_in_word;
 typedef ap_uint<4> layer2_win_word;  // sliding windows: 1 x ap_uint<4>
@@ -40,9 +46,9 @@ typedef ap_uint<4> cat0_out_word;
 typedef ap_uint<4> layer4_in_word;
 typedef ap_uint<36> layer4_win_word;  // sliding windows: 9 x ap_int<4>
 typedef ap_uint<8> layer4_out_word;
-// dwc0 (width converter for /act3/act_quant/export_handler/Quant_output_0): in 2 x ap_uint<4> per word, out 1
-typedef ap_uint<8> dwc0_in_word;
-typedef ap_uint<4> dwc0_out_word;
+// dwc2 (width converter for /act3/act_quant/export_handler/Quant_output_0): in 2 x ap_uint<4> per word, out 1
+typedef ap_uint<8> dwc2_in_word;
+typedef ap_uint<4> dwc2_out_word;
 // layer5 (/head/Conv): in 1 x ap_uint<4> per word, out 1 x ap_int<8> per word
 typedef ap_uint<4> layer5_in_word;
 typedef ap_uint<4> layer5_win_word;  // sliding windows: 1 x ap_uint<4>
@@ -110,9 +116,11 @@ enum a2q_process {
     A2Q_P_layer0,
     A2Q_P_dup0,
     A2Q_P_pool0,
+    A2Q_P_dwc0,
     A2Q_P_layer1_swg,
     A2Q_P_layer1,
     A2Q_P_up0,
+    A2Q_P_dwc1,
     A2Q_P_layer2_swg,
     A2Q_P_layer2,
     A2Q_P_layer3_swg,
@@ -120,7 +128,7 @@ enum a2q_process {
     A2Q_P_cat0,
     A2Q_P_layer4_swg,
     A2Q_P_layer4,
-    A2Q_P_dwc0,
+    A2Q_P_dwc2,
     A2Q_P_layer5_swg,
     A2Q_P_layer5,
     A2Q_P_a2q_out_adapter,

@@ -190,18 +190,56 @@ static int run_unit_2(const vec_t &x, vec_t &y) {
     return 0;
 }
 
-// Feed unit 3 (layer1, '/enc2/Conv') alone: 8 x ap_uint<4> in, 16 x ap_uint<4> out.
+// Feed unit 3 (dwc0) alone: 8 x ap_uint<4> in, 8 x ap_uint<4> out.
 static int run_unit_3(const vec_t &x, vec_t &y) {
     const int n_in = 8;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<layer1_in_word> s_in("s_in");
+    hls::stream<dwc0_in_word> s_in("s_in");
     for (int b = 0; b < 8; b++) {
-        layer1_in_word w = 0;
+        dwc0_in_word w = 0;
         for (int e = 0; e < 1; e++) {
             long long xv = x[0 + b * 1 + e];
+            ap_uint<4> v = xv;
+            if ((long long)v.to_uint64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);
+                return 1;
+            }
+            w.range(4 * e + 3, 4 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<dwc0_out_word> s_out("s_out");
+    dwc0(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 4; b++) {
+        dwc0_out_word w = s_out.read();
+        for (int e = 0; e < 2; e++) {
+            ap_uint<4> v = w.range(4 * e + 3, 4 * e);
+            y.push_back((long long)v.to_uint64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 3 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
+// Feed unit 4 (layer1, '/enc2/Conv') alone: 8 x ap_uint<4> in, 16 x ap_uint<4> out.
+static int run_unit_4(const vec_t &x, vec_t &y) {
+    const int n_in = 8;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<layer1_in_word> s_in("s_in");
+    for (int b = 0; b < 4; b++) {
+        layer1_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
             ap_uint<4> v = xv;
             if ((long long)v.to_uint64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);
@@ -216,32 +254,32 @@ static int run_unit_3(const vec_t &x, vec_t &y) {
     layer1_swg(s_in, s_win);
     layer1(s_win, s_out);
     y.clear();
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < 8; b++) {
         layer1_out_word w = s_out.read();
-        for (int e = 0; e < 1; e++) {
+        for (int e = 0; e < 2; e++) {
             ap_uint<4> v = w.range(4 * e + 3, 4 * e);
             y.push_back((long long)v.to_uint64());
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 3 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 4 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 4 (up0, '/up/Resize') alone: 16 x ap_uint<4> in, 64 x ap_uint<4> out.
-static int run_unit_4(const vec_t &x, vec_t &y) {
+// Feed unit 5 (up0, '/up/Resize') alone: 16 x ap_uint<4> in, 64 x ap_uint<4> out.
+static int run_unit_5(const vec_t &x, vec_t &y) {
     const int n_in = 16;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
     hls::stream<up0_in_word> s_in("s_in");
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < 8; b++) {
         up0_in_word w = 0;
-        for (int e = 0; e < 1; e++) {
-            long long xv = x[0 + b * 1 + e];
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
             ap_uint<4> v = xv;
             if ((long long)v.to_uint64() != xv) {
                 std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);
@@ -254,22 +292,60 @@ static int run_unit_4(const vec_t &x, vec_t &y) {
     hls::stream<up0_out_word> s_out("s_out");
     up0(s_in, s_out);
     y.clear();
-    for (int b = 0; b < 64; b++) {
+    for (int b = 0; b < 32; b++) {
         up0_out_word w = s_out.read();
+        for (int e = 0; e < 2; e++) {
+            ap_uint<4> v = w.range(4 * e + 3, 4 * e);
+            y.push_back((long long)v.to_uint64());
+        }
+    }
+    if (!s_out.empty()) {
+        std::fprintf(stderr, "a2q_tb: unit 5 wrote more words than its output has\n");
+        return 1;
+    }
+    return 0;
+}
+
+// Feed unit 6 (dwc1) alone: 64 x ap_uint<4> in, 64 x ap_uint<4> out.
+static int run_unit_6(const vec_t &x, vec_t &y) {
+    const int n_in = 64;
+    if ((int)x.size() != n_in) {
+        std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
+        return 1;
+    }
+    hls::stream<dwc1_in_word> s_in("s_in");
+    for (int b = 0; b < 32; b++) {
+        dwc1_in_word w = 0;
+        for (int e = 0; e < 2; e++) {
+            long long xv = x[0 + b * 2 + e];
+            ap_uint<4> v = xv;
+            if ((long long)v.to_uint64() != xv) {
+                std::fprintf(stderr, "a2q_tb: input value %lld does not fit ap_uint<4>\n", xv);
+                return 1;
+            }
+            w.range(4 * e + 3, 4 * e) = v;
+        }
+        s_in.write(w);
+    }
+    hls::stream<dwc1_out_word> s_out("s_out");
+    dwc1(s_in, s_out);
+    y.clear();
+    for (int b = 0; b < 64; b++) {
+        dwc1_out_word w = s_out.read();
         for (int e = 0; e < 1; e++) {
             ap_uint<4> v = w.range(4 * e + 3, 4 * e);
             y.push_back((long long)v.to_uint64());
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 4 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 6 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 5 (layer2, '/cat_q/act_quant/export_handler/Quant__identity') alone: 64 x ap_uint<4> in, 64 x ap_int<4> out.
-static int run_unit_5(const vec_t &x, vec_t &y) {
+// Feed unit 7 (layer2, '/cat_q/act_quant/export_handler/Quant__identity') alone: 64 x ap_uint<4> in, 64 x ap_int<4> out.
+static int run_unit_7(const vec_t &x, vec_t &y) {
     const int n_in = 64;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -302,14 +378,14 @@ static int run_unit_5(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 5 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 6 (layer3, '/cat_q/act_quant/export_handler_1/Quant__identity') alone: 32 x ap_uint<4> in, 32 x ap_int<4> out.
-static int run_unit_6(const vec_t &x, vec_t &y) {
+// Feed unit 8 (layer3, '/cat_q/act_quant/export_handler_1/Quant__identity') alone: 32 x ap_uint<4> in, 32 x ap_int<4> out.
+static int run_unit_8(const vec_t &x, vec_t &y) {
     const int n_in = 32;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -342,14 +418,14 @@ static int run_unit_6(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 6 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 8 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 7 (cat0, '/Concat') alone: 64 x ap_int<4> then 32 x ap_int<4> in, 96 x ap_int<4> out.
-static int run_unit_7(const vec_t &x, vec_t &y) {
+// Feed unit 9 (cat0, '/Concat') alone: 64 x ap_int<4> then 32 x ap_int<4> in, 96 x ap_int<4> out.
+static int run_unit_9(const vec_t &x, vec_t &y) {
     const int n_in = 96;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -394,14 +470,14 @@ static int run_unit_7(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 7 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 9 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 8 (layer4, '/dec/Conv') alone: 96 x ap_int<4> in, 32 x ap_uint<4> out.
-static int run_unit_8(const vec_t &x, vec_t &y) {
+// Feed unit 10 (layer4, '/dec/Conv') alone: 96 x ap_int<4> in, 32 x ap_uint<4> out.
+static int run_unit_10(const vec_t &x, vec_t &y) {
     const int n_in = 96;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -434,22 +510,22 @@ static int run_unit_8(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 8 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 10 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 9 (dwc0) alone: 32 x ap_uint<4> in, 32 x ap_uint<4> out.
-static int run_unit_9(const vec_t &x, vec_t &y) {
+// Feed unit 11 (dwc2) alone: 32 x ap_uint<4> in, 32 x ap_uint<4> out.
+static int run_unit_11(const vec_t &x, vec_t &y) {
     const int n_in = 32;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
         return 1;
     }
-    hls::stream<dwc0_in_word> s_in("s_in");
+    hls::stream<dwc2_in_word> s_in("s_in");
     for (int b = 0; b < 16; b++) {
-        dwc0_in_word w = 0;
+        dwc2_in_word w = 0;
         for (int e = 0; e < 2; e++) {
             long long xv = x[0 + b * 2 + e];
             ap_uint<4> v = xv;
@@ -461,25 +537,25 @@ static int run_unit_9(const vec_t &x, vec_t &y) {
         }
         s_in.write(w);
     }
-    hls::stream<dwc0_out_word> s_out("s_out");
-    dwc0(s_in, s_out);
+    hls::stream<dwc2_out_word> s_out("s_out");
+    dwc2(s_in, s_out);
     y.clear();
     for (int b = 0; b < 32; b++) {
-        dwc0_out_word w = s_out.read();
+        dwc2_out_word w = s_out.read();
         for (int e = 0; e < 1; e++) {
             ap_uint<4> v = w.range(4 * e + 3, 4 * e);
             y.push_back((long long)v.to_uint64());
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 9 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 11 wrote more words than its output has\n");
         return 1;
     }
     return 0;
 }
 
-// Feed unit 10 (layer5, '/head/Conv') alone: 32 x ap_uint<4> in, 16 x ap_int<8> out.
-static int run_unit_10(const vec_t &x, vec_t &y) {
+// Feed unit 12 (layer5, '/head/Conv') alone: 32 x ap_uint<4> in, 16 x ap_int<8> out.
+static int run_unit_12(const vec_t &x, vec_t &y) {
     const int n_in = 32;
     if ((int)x.size() != n_in) {
         std::fprintf(stderr, "a2q_tb: expected %d values per line, got %d\n", n_in, (int)x.size());
@@ -512,7 +588,7 @@ static int run_unit_10(const vec_t &x, vec_t &y) {
         }
     }
     if (!s_out.empty()) {
-        std::fprintf(stderr, "a2q_tb: unit 10 wrote more words than its output has\n");
+        std::fprintf(stderr, "a2q_tb: unit 12 wrote more words than its output has\n");
         return 1;
     }
     return 0;
@@ -529,8 +605,8 @@ int main(int argc, char **argv) {
         else if (!out_path) out_path = argv[i];
         else { std::fprintf(stderr, "a2q_tb: unexpected argument %s\n", argv[i]); return 2; }
     }
-    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 11) {
-        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 10);
+    if (!in_path || !out_path || start < 0 || start >= 1 || unit < -1 || unit >= 13) {
+        std::fprintf(stderr, "usage: a2q_tb INPUTS OUTPUTS [--start 0..%d] [--unit 0..%d] [--expect EXPECTED]\n", 1 - 1, 12);
         return 2;
     }
     std::ifstream fin(in_path);
@@ -558,6 +634,8 @@ int main(int argc, char **argv) {
             case 8: rc = run_unit_8(x, y); break;
             case 9: rc = run_unit_9(x, y); break;
             case 10: rc = run_unit_10(x, y); break;
+            case 11: rc = run_unit_11(x, y); break;
+            case 12: rc = run_unit_12(x, y); break;
             default: std::fprintf(stderr, "a2q_tb: unit %d is a stream duplicator; feed its consumers\n", unit); return 2;
             }
         } else {

@@ -92,6 +92,10 @@ void layer0(hls::stream<layer0_win_word> &in, hls::stream<layer0_out_word> &out)
 
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][3];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 9 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 48; i++) {
@@ -100,22 +104,41 @@ layer0_loop:
         layer0_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 9 bits per word (the assignment to
-        // acc) equals ap_int<9>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 9 bits per vector (the assignment to acc) equals ap_int<9>'s wrap at every
+        // addition (addition modulo 2^9 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[3];
-            for (int e = 0; e < 3; e++) xv[e] = ((layer0_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? (long long)layer0_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 3; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][3][3];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 3; t++) {
+                        for (int j = 0; j < 3; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<12>(w.range(11, 0)).to_uint64();
+                    for (int j = 0; j < 3; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^9
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 3; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer0_B[pe][nf] : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^9
             }
         }
 #else
@@ -239,6 +262,10 @@ void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out)
 
     layer1_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][3];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 8 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 96; i++) {
@@ -247,22 +274,41 @@ layer1_loop:
         layer1_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
-        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 8 bits per vector (the assignment to acc) equals ap_int<8>'s wrap at every
+        // addition (addition modulo 2^8 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[3];
-            for (int e = 0; e < 3; e++) xv[e] = ((layer1_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 3; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[(j * 1 + pe)];
+            static short wd[1][6][3];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 3; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<6>(w.range(5, 0)).to_uint64();
+                    for (int j = 0; j < 3; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^8
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 3; j++) s += (int)wp[j] * x[j * 1 + pe];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^8
             }
         }
 #else
@@ -419,11 +465,15 @@ layer2_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer2_in_word w = lb[slot * 2 + ix * 1 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
                 ap_uint<2> q = w.range(2 * e + 1, 2 * e);
                 o.range(2 * e + 1, 2 * e) = (layer2_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 4 && (all_out || r_row < top + 2)) {
             lb[r_slot * 2 + r_col] = in.read();
@@ -483,6 +533,10 @@ void layer2(hls::stream<layer2_win_word> &in, hls::stream<layer2_out_word> &out)
 
     layer2_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 7 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer2_loop:
     for (int i = 0; i < 12; i++) {
@@ -491,22 +545,41 @@ layer2_loop:
         layer2_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 7 bits per word (the assignment to
-        // acc) equals ap_int<7>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 7 bits per vector (the assignment to acc) equals ap_int<7>'s wrap at every
+        // addition (addition modulo 2^7 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer2_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? (long long)layer2_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer2_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][3][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 3; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer2_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^7
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer2_B[pe][nf] : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^7
             }
         }
 #else
@@ -587,6 +660,22 @@ add0_loop:
         add0_in_word wa = in_a.read();
         add0_inb_word wb = in_b.read();
         add0_out_word o = 0;
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        {  // C simulation: the same sum in a long long (exact), one wrap to 5 bits, native compares and packing
+            const unsigned long long ca = wa.to_uint64(), cb = wb.to_uint64();
+            unsigned long long ro = 0;
+            for (int pe = 0; pe < 1; pe++) {
+                add0_acc_t a = (((long long)((ca >> (pe * 2)) & 3ULL)) - (0)) * 1LL + (((long long)((cb >> (pe * 2)) & 3ULL)) - (0)) * 2LL;
+                const long long an = a.to_int64();
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) cnt += (an >= (long long)add0_T[pe][nf][t]) ? 1 : 0;
+                const long long r = 0 + cnt;
+
+                ro |= ((unsigned long long)r & 3ULL) << (pe * 2);
+            }
+            o = ro;
+        }
+#else
         for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
             ap_uint<2> qa = wa.range(2 * pe + 1, 2 * pe);
@@ -603,6 +692,7 @@ add0_loop:
 
             o.range(2 * pe + 1, 2 * pe) = r;
         }
+#endif
         out.write(o);
         if (++nf == 2) nf = 0;
     }
@@ -728,6 +818,10 @@ void layer3(hls::stream<layer3_in_word> &in, hls::stream<layer3_out_word> &out) 
     layer3_in_word inbuf[1];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer3_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 6 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer3_loop:
     for (int i = 0; i < 2; i++) {
@@ -742,22 +836,41 @@ layer3_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 6 bits per word (the assignment to
-        // acc) equals ap_int<6>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 6 bits per vector (the assignment to acc) equals ap_int<6>'s wrap at every
+        // addition (addition modulo 2^6 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer3_val_t)((ap_int<2>)w.range(2 * e + 1, 2 * e))).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? (long long)layer3_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer3_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[1][2][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 2; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer3_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^6
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer3_B[pe][nf] : accn[pe]) + s;
+                if (sf == 0) acc[pe] = accn[pe];  // wraps modulo 2^6
             }
         }
 #else

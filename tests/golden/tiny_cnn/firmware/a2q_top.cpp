@@ -442,7 +442,7 @@ dwc0_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   15 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer2_swg(hls::stream<layer2_in_word> &in, hls::stream<layer2_win_word> &out) {
 #pragma HLS INLINE off
     layer2_in_word lb[4];  // row slot s, column x, channel group g at s * 2 + x * 1 + g
@@ -700,57 +700,79 @@ add0_loop:
 
 
 
-// pool1: 'avgpool' + 'act4', average pooling as a window sum of q - (0) (padding 0), 2x2 stride 1x1, pads 0,0,0,0
-//   accumulator ap_int<5> (safe width 5); the division is in the thresholds
-//   1 channels per word: 10 cycles per image at II=1
+// pool1: 'avgpool' + 'act4', average pooling 2x2 stride 1x1, pads (t,l,b,r) 0,0,0,0 over 2x2x2 -> 1x1x2
+//   as a window sum of q - (0) (padding 0) in ap_int<5> (safe width 5); the division is in the thresholds
+//   One pipelined loop reads an input word and takes one window tap word (1 channels) in the same iteration when
+//   it can, keeping a running sum per channel in registers; the window's last tap writes the output word.
+//   line buffer of 3 rows (kernel 2 + stride 1: the next rows are read while windows are emitted),
+//   each row 2 x 2 words of 1 channels; a tap is emitted once every input word its output pixel
+//   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
+//   word is read when its row is less than 3 rows below the current pixel's top row.
+//   16 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
+//   accesses per memory bank per iteration: lb 2, T 1 (lb: one write, one read)
 void pool1(hls::stream<pool1_in_word> &in, hls::stream<pool1_out_word> &out) {
 #pragma HLS INLINE off
+    pool1_in_word lb[12];  // row slot s, column x, channel group g at s * 4 + x * 2 + g
+#pragma HLS BIND_STORAGE variable=lb type=ram_s2p impl=lutram
+#pragma HLS DEPENDENCE variable=lb inter false
+    // reading: words read, and the row / row slot / word within the row of the next one
+    int rd = 0, r_row = 0, r_slot = 0, r_col = 0;
+    // emitting: output pixel (oy, ox), its top row and that row's slot, the tap and channel group, done
+    int oy = 0, ox = 0, top = 0, top_slot = 0, ky = 0, kx = 0, g = 0;
+    bool all_out = false;
+    int need = 8;  // words pixel (0, 0) needs, plus one
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=pool1_T complete dim=1
 #pragma HLS ARRAY_RESHAPE variable=pool1_T complete dim=3
 #pragma HLS BIND_STORAGE variable=pool1_T type=rom_1p impl=lutram
 
-    pool1_win_t lb[2][2][2];  // line buffer: 2 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
-    int rows = 0;  // input rows read so far
-pool1_rows:
-    for (int oy = 0; oy < 1; oy++) {
-        int need = oy * 1 + 2;  // rows the windows of this output row reach
-        if (need > 2) need = 2;
-        for (; rows < need; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 4; b++) {
+    pool1_acc_t run[1];  // running sum of the current window, per channel
+#pragma HLS ARRAY_PARTITION variable=run complete
+pool1_loop:
+    for (int i = 0; i < 16; i++) {
 #pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
-                pool1_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+        A2Q_COUNT(pool1);
+        bool emit = !all_out && rd >= need;
+        pool1_win_t v[1];  // the tap's values (padding: 0)
+#pragma HLS ARRAY_PARTITION variable=v complete
+        for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
-                }
+            v[e] = 0;
+        }
+        int iy = top + ky, ix = ox * 1 - 0 + kx;
+        if (emit && iy >= 0 && iy < 2 && ix >= 0 && ix < 2) {
+            int slot = top_slot + ky;
+            if (slot >= 3) slot -= 3;
+            pool1_in_word w = lb[slot * 4 + ix * 2 + g];
+            for (int e = 0; e < 1; e++) {
+#pragma HLS UNROLL
+                ap_uint<2> q = w.range(2 * e + 1, 2 * e);
+                v[e] = (pool1_win_t)(q - (0));
             }
         }
-
-        for (int ox = 0; ox < 1; ox++) {
-            for (int nf = 0; nf < 2; nf++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
+        if (rd < 8 && (all_out || r_row < top + 3)) {
+            lb[r_slot * 4 + r_col] = in.read();
+            rd++;
+            if (++r_col == 4) {
+                r_col = 0;
+                r_row++;
+                if (++r_slot == 3) r_slot = 0;
+            }
+        }
+        if (emit) {
+            bool first = ky == 0 && kx == 0;
+            for (int pe = 0; pe < 1; pe++) {
+#pragma HLS UNROLL
+                run[pe] = (first ? (pool1_acc_t)0 : run[pe]) + v[pe];  // wraps modulo 2^5
+            }
+            if (ky == 1 && kx == 1) {  // the window's last tap: channel group g of pixel (oy, ox)
                 pool1_out_word o = 0;
                 for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                    int c = nf * 1 + pe;
-                    pool1_acc_t a = 0;
-                    for (int ky = 0; ky < 2; ky++) {
-                        for (int kx = 0; kx < 2; kx++) {
-#pragma HLS UNROLL
-                            a += ((oy * 1 - 0 + ky) >= 0 && (oy * 1 - 0 + ky) < 2 && (ox * 1 - 0 + kx) >= 0 && (ox * 1 - 0 + kx) < 2 ? (pool1_win_t)lb[(oy * 1 - 0 + ky) % 2][ox * 1 - 0 + kx][c] : (pool1_win_t)0);  // wraps modulo 2^5
-                        }
-                    }
                 int cnt = 0;
                 for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                    cnt += (a >= (pool1_thr_t)pool1_T[pe][nf][t]) ? 1 : 0;
+                    cnt += (run[pe] >= (pool1_thr_t)pool1_T[pe][g][t]) ? 1 : 0;
                 }
                 pool1_out_t r = -2 + cnt;
 
@@ -758,25 +780,34 @@ pool1_rows:
                 }
                 out.write(o);
             }
-
-        }
-    }
-    // rows below the last window
-        for (; rows < 2; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 4; b++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
-                pool1_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
-#pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
+            // next tap: kx, then ky, then channel group g
+            bool px_done = false;
+            if (++kx == 2) {
+                kx = 0;
+                if (++ky == 2) {
+                    ky = 0;
+                    if (++g == 2) {
+                        g = 0;
+                        px_done = true;
+                    }
                 }
             }
+            if (px_done) {
+                if (++ox == 1) {
+                    ox = 0;
+                    top += 1;
+                    top_slot += 1;
+                    if (top_slot >= 3) top_slot -= 3;
+                    if (++oy == 1) all_out = true;
+                }
+                int iy_max = top + 1, ix_max = ox * 1 + 1;
+                if (iy_max > 1) iy_max = 1;
+                if (ix_max > 1) ix_max = 1;
+                int n = (iy_max * 2 + ix_max + 1) * 2 + 1;
+                need = iy_max < 0 ? 0 : (n > 8 ? 8 : n);
+            }
         }
-
+    }
 }
 
 

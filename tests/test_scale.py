@@ -78,8 +78,9 @@ def test_units_split_over_translation_units_are_bit_exact(tmp_path, monkeypatch)
     assert all(f'add_files "$root/{p}"' in tcl for p in parts)
 
 
-def test_large_layers_get_their_own_translation_unit():
+def test_large_layers_get_their_own_translation_unit(monkeypatch):
     """A layer whose weights exceed the budget closes its group: no translation unit holds two of them."""
+    monkeypatch.setattr(codegen, "TU_BUDGET", 1 << 20)  # 1M weights: each 1024x1024 layer reaches it
     m = hand_models.mlp((1024, 1024, 1024, 10), seed=0)
     compute_thresholds(m)
     apply_folding(m, default_folding(m))

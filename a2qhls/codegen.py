@@ -284,7 +284,7 @@ class LayerPlan:
         (``#ifndef __SYNTHESIS__``): the bias and the sum of a whole vector's products (``MW`` of
         them) fit 63 bits, so wrapping once per vector to ``P`` bits equals ``ap_int<P>``'s wrap at
         every addition (addition modulo 2^P is a ring map). See :attr:`native_elem` for the types."""
-        if not self.has_weights:
+        if not self.has_weights or getattr(self, "w_stream", False):  # streamed weights: no ROM to decode once
             return False
         v = self.win_t if self.kind != "mvu" else self.val_t
         b = self.bias_t.bits if self.bias_t is not None else 0

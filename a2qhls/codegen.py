@@ -350,7 +350,7 @@ class LayerPlan:
         """Whether the C simulation computes this residual add with native integers
         (``#ifndef __SYNTHESIS__``): its words fit 64 bits, the sum of both scaled values fits a
         long long exactly (then one wrap to ``P`` bits), and the thresholds compare as long longs."""
-        if self.kind != "add":
+        if self.kind != "add" or self.mult_rom:  # per-channel multipliers (ROMs): the ap_int path reads them
             return False
         words = (self.PE * self.in_t.bits, self.PE * self.in_t_b.bits, self.PE * self.out_t.bits)
         thr = self.thr_stage_t if self.thr_binary else self.thr_t
@@ -1176,7 +1176,7 @@ def _lag_rows(u: LayerPlan, H: int) -> tuple:
     """``(rows, why)``: rows of its input a unit on a branch reads before (and ahead of) the row it
     is emitting, from the cycle model:
 
-    * a one-loop window generator (:func:`swg_schedule`) reads while its next word's row is less
+    * a one-loop window generator (:func:`swg_schedule`; also a streaming pool's loop) reads while its next word's row is less
       than ``swg_rows = kh + sh`` rows below the current window's top row ``oy*sh - pad_top``: it
       runs ``kh + sh - pad_top`` rows ahead of the output row it emits;
     * the row-buffer window generator and the pools read the ``kh - pad_top`` rows a window row
@@ -1188,7 +1188,7 @@ def _lag_rows(u: LayerPlan, H: int) -> tuple:
       (the upsampler's row buffer repeats it): 1 row;
     * everything else (adds, width converters, the matrix unit behind a window generator): less than
       a row (its depth-2 FIFOs are the per-unit slack)."""
-    if u.kind in ("conv", "dw") and u.swg_streaming:
+    if u.kind in ("conv", "dw", "maxpool", "avgpool") and u.swg_streaming:
         r = max(u.swg_rows - u.pads[0], 1)
         return r, f"{u.cname} {r} (kh {u.kernel[0]} + stride {u.stride[0]} - pad {u.pads[0]}: its line buffer's read-ahead)"
     if u.running_max:

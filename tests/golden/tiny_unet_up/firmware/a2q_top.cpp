@@ -95,6 +95,10 @@ void layer0(hls::stream<layer0_win_word> &in, hls::stream<layer0_out_word> &out)
     layer0_win_word inbuf[3];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer0_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[3][3];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 13 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 96; i++) {
@@ -109,22 +113,41 @@ layer0_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 13 bits per word (the assignment to
-        // acc) equals ap_int<13>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 13 bits per vector (the assignment to acc) equals ap_int<13>'s wrap at every
+        // addition (addition modulo 2^13 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[3];
-            for (int e = 0; e < 3; e++) xv[e] = ((layer0_win_t)w.range(8 * e + 7, 8 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 3; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[1][6][3];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 3; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<24>(w.range(23, 0)).to_uint64();
+                    for (int j = 0; j < 3; j++) {
+                        const unsigned long long f = (c >> (j * 8)) & 255ULL;
+                        x[0 + j] = (short)((long long)(f ^ 128ULL) - 128LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^13
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 3; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^13
             }
         }
 #else
@@ -258,7 +281,7 @@ dwc0_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 4 rows below the current pixel's top row.
 //   40 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer1_swg(hls::stream<layer1_in_word> &in, hls::stream<layer1_win_word> &out) {
 #pragma HLS INLINE off
     layer1_in_word lb[8];  // row slot s, column x, channel group g at s * 2 + x * 1 + g
@@ -281,11 +304,15 @@ layer1_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 4) slot -= 4;
             layer1_in_word w = lb[slot * 2 + ix * 1 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
                 ap_uint<4> q = w.range(4 * e + 3, 4 * e);
                 o.range(4 * e + 3, 4 * e) = (layer1_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 4 && (all_out || r_row < top + 4)) {
             lb[r_slot * 2 + r_col] = in.read();
@@ -346,6 +373,10 @@ void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out)
     layer1_win_word inbuf[9];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer1_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[9][2];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 10 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 72; i++) {
@@ -360,22 +391,41 @@ layer1_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 10 bits per word (the assignment to
-        // acc) equals ap_int<10>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 10 bits per vector (the assignment to acc) equals ap_int<10>'s wrap at every
+        // addition (addition modulo 2^10 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer1_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][18][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 18; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<8>(w.range(7, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^10
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 8) acc[pe] = accn[pe];  // wraps modulo 2^10
             }
         }
 #else
@@ -488,7 +538,7 @@ dwc1_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   69 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer2_swg(hls::stream<layer2_in_word> &in, hls::stream<layer2_win_word> &out) {
 #pragma HLS INLINE off
     layer2_in_word lb[32];  // row slot s, column x, channel group g at s * 16 + x * 4 + g
@@ -511,11 +561,15 @@ layer2_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer2_in_word w = lb[slot * 16 + ix * 4 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
                 ap_uint<4> q = w.range(4 * e + 3, 4 * e);
                 o.range(4 * e + 3, 4 * e) = (layer2_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 64 && (all_out || r_row < top + 2)) {
             lb[r_slot * 16 + r_col] = in.read();
@@ -576,6 +630,10 @@ void layer2(hls::stream<layer2_win_word> &in, hls::stream<layer2_out_word> &out)
 
     layer2_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][1];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 5 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer2_loop:
     for (int i = 0; i < 64; i++) {
@@ -584,22 +642,41 @@ layer2_loop:
         layer2_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 5 bits per word (the assignment to
-        // acc) equals ap_int<5>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 5 bits per vector (the assignment to acc) equals ap_int<5>'s wrap at every
+        // addition (addition modulo 2^5 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[1];
-            for (int e = 0; e < 1; e++) xv[e] = ((layer2_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer2_W0[pe][tile];
-                for (int j = 0; j < 1; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 2, j);
-                    const long long wv = (long long)(f ^ 2ULL) - 2LL;
-                    a += wv * xv[(j * 1 + pe)];
+            static short wd[1][4][1];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 4; t++) {
+                        for (int j = 0; j < 1; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer2_W0[p][t], 2, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 1; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^5
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 1; j++) s += (int)wp[j] * x[j * 1 + pe];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 0) acc[pe] = accn[pe];  // wraps modulo 2^5
             }
         }
 #else
@@ -651,7 +728,7 @@ layer2_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   35 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer3_swg(hls::stream<layer3_in_word> &in, hls::stream<layer3_win_word> &out) {
 #pragma HLS INLINE off
     layer3_in_word lb[16];  // row slot s, column x, channel group g at s * 8 + x * 2 + g
@@ -674,11 +751,15 @@ layer3_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer3_in_word w = lb[slot * 8 + ix * 2 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
                 ap_uint<4> q = w.range(4 * e + 3, 4 * e);
                 o.range(4 * e + 3, 4 * e) = (layer3_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 32 && (all_out || r_row < top + 2)) {
             lb[r_slot * 8 + r_col] = in.read();
@@ -739,6 +820,10 @@ void layer3(hls::stream<layer3_win_word> &in, hls::stream<layer3_out_word> &out)
 
     layer3_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][1];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 5 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer3_loop:
     for (int i = 0; i < 32; i++) {
@@ -747,22 +832,41 @@ layer3_loop:
         layer3_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 5 bits per word (the assignment to
-        // acc) equals ap_int<5>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 5 bits per vector (the assignment to acc) equals ap_int<5>'s wrap at every
+        // addition (addition modulo 2^5 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[1];
-            for (int e = 0; e < 1; e++) xv[e] = ((layer3_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer3_W0[pe][tile];
-                for (int j = 0; j < 1; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 2, j);
-                    const long long wv = (long long)(f ^ 2ULL) - 2LL;
-                    a += wv * xv[(j * 1 + pe)];
+            static short wd[1][2][1];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 2; t++) {
+                        for (int j = 0; j < 1; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer3_W0[p][t], 2, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 1; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^5
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 1; j++) s += (int)wp[j] * x[j * 1 + pe];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 0) acc[pe] = accn[pe];  // wraps modulo 2^5
             }
         }
 #else
@@ -918,6 +1022,10 @@ void layer4(hls::stream<layer4_win_word> &in, hls::stream<layer4_out_word> &out)
 
     layer4_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][9];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 12 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer4_loop:
     for (int i = 0; i < 96; i++) {
@@ -926,22 +1034,41 @@ layer4_loop:
         layer4_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 12 bits per word (the assignment to
-        // acc) equals ap_int<12>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 12 bits per vector (the assignment to acc) equals ap_int<12>'s wrap at every
+        // addition (addition modulo 2^12 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[9];
-            for (int e = 0; e < 9; e++) xv[e] = ((layer4_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer4_W0[pe][tile];
-                for (int j = 0; j < 9; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][6][9];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 9; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer4_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<36>(w.range(35, 0)).to_uint64();
+                    for (int j = 0; j < 9; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^12
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 9; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 5) acc[pe] = accn[pe];  // wraps modulo 2^12
             }
         }
 #else
@@ -1012,7 +1139,7 @@ dwc2_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   35 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer5_swg(hls::stream<layer5_in_word> &in, hls::stream<layer5_win_word> &out) {
 #pragma HLS INLINE off
     layer5_in_word lb[16];  // row slot s, column x, channel group g at s * 8 + x * 2 + g
@@ -1035,11 +1162,15 @@ layer5_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer5_in_word w = lb[slot * 8 + ix * 2 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
                 ap_uint<4> q = w.range(4 * e + 3, 4 * e);
                 o.range(4 * e + 3, 4 * e) = (layer5_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 32 && (all_out || r_row < top + 2)) {
             lb[r_slot * 8 + r_col] = in.read();
@@ -1095,6 +1226,10 @@ void layer5(hls::stream<layer5_win_word> &in, hls::stream<layer5_out_word> &out)
 
     layer5_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][1];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 8 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer5_loop:
     for (int i = 0; i < 32; i++) {
@@ -1103,22 +1238,41 @@ layer5_loop:
         layer5_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
-        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 8 bits per vector (the assignment to acc) equals ap_int<8>'s wrap at every
+        // addition (addition modulo 2^8 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[1];
-            for (int e = 0; e < 1; e++) xv[e] = ((layer5_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer5_W0[pe][tile];
-                for (int j = 0; j < 1; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[1][2][1];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 2; t++) {
+                        for (int j = 0; j < 1; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer5_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 1; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^8
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 1; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 1) acc[pe] = accn[pe];  // wraps modulo 2^8
             }
         }
 #else

@@ -350,7 +350,7 @@ class LayerPlan:
         """Whether the C simulation computes this residual add with native integers
         (``#ifndef __SYNTHESIS__``): its words fit 64 bits, the sum of both scaled values fits a
         long long exactly (then one wrap to ``P`` bits), and the thresholds compare as long longs."""
-        if self.kind != "add" or self.mult_rom:  # per-channel multipliers (ROMs): the ap_int path reads them
+        if self.kind != "add":
             return False
         words = (self.PE * self.in_t.bits, self.PE * self.in_t_b.bits, self.PE * self.out_t.bits)
         thr = self.thr_stage_t if self.thr_binary else self.thr_t

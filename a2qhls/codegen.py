@@ -25,6 +25,11 @@ packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's
 * DepthToSpace -> ``d2s<i>``, a streaming reorder (PyTorch's PixelShuffle is mode CRD): two input rows
   buffered (ping-pong), the ``r`` output rows of input row ``y`` emitted while row ``y + 1`` is read
   (:attr:`LayerPlan.d2s_buffer` for the minimal buffer); a layer's accumulator may feed it directly.
+* Resize/Upsample (nearest, integer factors) -> ``up<i>`` (a row buffer for the row repeats, the
+  pixel in registers for the column repeats); ConvTranspose -> ``zins<i>`` (zero insertion, no
+  memory) feeding a stride-1 conv unit; Concat -> ``cat<i>`` (a pixel's words of the first input,
+  then of the second, values shifted onto a common power-of-two scale). A skip path's fork copy is
+  sized across the resolution changes (:func:`fork_depths`).
 * max/avg Pool -> ``pool<i>`` (line buffer; max of stored integers / window sum + thresholds);
   Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds; ``ma``/``mb`` constants, or
   per-channel ROMs where the inputs' scales differ per channel); an accumulator that feeds an add
@@ -52,7 +57,7 @@ import numpy as np
 from . import bounds
 from .escape import FILTERS, Identifiers
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, IntType, Model, Pool, Requant
+from .ir import Add, Concat, Conv, Dense, DepthToSpace, InputQuant, IntType, Model, Pool, Requant, Upsample, ZeroInsert
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
@@ -222,7 +227,11 @@ class LayerPlan:
     mult_rom: tuple = ()  # add with per-channel multipliers: per input M[pe][nf] = multiplier of channel nf * PE + pe
     mult_t: tuple = ()  # add: the unsigned types of those multipliers
     n_out: int = 1  # dup: number of copies
-    win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
+    win_t: Optional[IntT] = None  # window values (q - zp, padding 0); concat: the shifted values
+    scale: tuple = (1, 1)  # upsample: factors (sy, sx); zeroins: the insertion factors (zy, zx)
+    in_shape_b: tuple = ()  # concat: the second input's shape
+    shifts: tuple = (0, 0)  # concat: left shift of each input's value q - zp
+    out_zp: int = 0  # concat: the output type's zero-point
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
     w_stream: bool = False  # weights read from an extra AXI-stream port of the top (op.weights_external), no ROM
 
@@ -249,6 +258,11 @@ class LayerPlan:
     @property
     def out_elems(self) -> int:
         return int(np.prod(self.out_shape))
+
+    @property
+    def in_elems_b(self) -> int:
+        """Elements of the second input (add: as the first; concat: its own shape)."""
+        return int(np.prod(self.in_shape_b)) if self.kind == "concat" else self.in_elems
 
     @property
     def has_acc(self) -> bool:
@@ -278,6 +292,8 @@ class LayerPlan:
             return rd + self.out_elems // self.PE  # rows read, then windows written: not overlapped
         if self.kind == "add":
             return rd  # one word of a and of b in, one word out per iteration
+        if self.kind in ("upsample", "zeroins", "concat"):
+            return self.out_elems // self.PE  # one output word per iteration (reads in some of them)
         if self.kind == "d2s":
             return rd + self.in_shape[1] * self.in_shape[2] // self.PE  # read row y while emitting row y - 1, then the last
         return rd  # dup
@@ -396,6 +412,8 @@ class LayerPlan:
             out["MA"] = out["MB"] = 1  # one multiplier per PE bank and input
         if self.t_impl:
             out["T"] = 1  # one packed word of NT thresholds per PE bank
+        if self.kind == "upsample" and self.scale[0] > 1:
+            out["rowbuf"] = 1  # written on the first copy of a row, read on the others
         if self.thr_binary:
             for k in range(self.thr_stages):
                 if self.thr_stage_impl(k):
@@ -595,6 +613,11 @@ def plan(model: Model) -> list[LayerPlan]:
         raise A2QError("code generation needs the graph to start with an input Quant")
     if len(model.outputs) != 1:
         raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
+    for op in ops:
+        if isinstance(op, Conv) and tuple(op.zero_insert) != (1, 1):
+            prod = model.producer(op.inputs[0])
+            if not (isinstance(prod, ZeroInsert) and tuple(prod.factor) == tuple(op.zero_insert)):
+                raise A2QError(f"'{op.name}': a transposed convolution must read its ZeroInsert's output")
     widths = built_acc_bits(model)
     for d in model.layers():
         if d.pe is None or d.simd is None:
@@ -602,7 +625,7 @@ def plan(model: Model) -> list[LayerPlan]:
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
     etype: dict = {}  # tensor -> its stored element type (an accumulator's: ap_int<P>)
-    n_layers = n_pool = n_add = n_dup = n_dwc = n_d2s = 0
+    n_layers = n_pool = n_add = n_dup = n_dwc = n_d2s = n_up = n_zi = n_cat = 0
     # unit names are generated (never taken from the model's names) and unique C++ identifiers
     ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word", "a2q_axis_in", "a2q_axis_out", "a2q_axis_word",
                                 "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
@@ -696,7 +719,20 @@ def plan(model: Model) -> list[LayerPlan]:
         if isinstance(op, Add):
             # one iteration reads a word of each addend: b repacked to a's elements per word
             convert(op.inputs[1], epw[op.inputs[0]])
+        if isinstance(op, Concat):
+            # words of a common element count E (dividing both inputs' channels), a's then b's per pixel
+            E = math.gcd(epw[op.inputs[0]], epw[op.inputs[1]])
+            convert(op.inputs[0], E)
+            convert(op.inputs[1], E)
+            ipb0 = E
         in_t = IntT(in_dt.bits, in_dt.signed)
+        if isinstance(op, (Upsample, ZeroInsert, Concat)):
+            u = _reorder_plan(model, op, ids, len(units), ipb0, in_t, (n_up, n_zi, n_cat))
+            n_up, n_zi, n_cat = n_up + (u.kind == "upsample"), n_zi + (u.kind == "zeroins"), n_cat + (u.kind == "concat")
+            units.append(u)
+            epw[u.out_tensor], etype[u.out_tensor] = u.PE, u.out_t
+            fork(u.out_tensor)
+            continue
         rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
         if rq is not None:
             fused.add(rq.name)
@@ -784,6 +820,37 @@ def plan(model: Model) -> list[LayerPlan]:
             if k > 2:  # a template change that breaks II=1 on dual-port memories
                 raise AssertionError(f"{u.cname}: {k} accesses per bank of {mem} per iteration")
     return units
+
+
+def _reorder_plan(model: Model, op, ids, index: int, ipb: int, in_t: IntT, counts: tuple) -> LayerPlan:
+    """The unit of an op that moves integers without an accumulator: ``upsample`` (nearest
+    neighbour, a row buffer), ``zeroins`` (zero insertion of a transposed convolution, no memory),
+    ``concat`` (channel concatenation of two streams, values shifted to a common scale)."""
+    x = model.tensors[op.inputs[0]]
+    out = model.tensors[op.outputs[0]]
+    if len(x.shape) != 3:
+        raise A2QError(f"'{op.name}': code generation supports {op.op} on [H, W, C] feature maps only")
+    ot = out.dtype
+    common = dict(index=index, dense=op, requant=None, MW=1, MH=out.channels, PE=ipb, SIMD=1, IPB=ipb, P=0, safe_bits=0,
+                  in_t=in_t, zp=int(x.dtype.zero_point), val_t=in_t, w_t=None, bias_t=None, out_t=IntT(ot.bits, ot.signed),
+                  thr_t=None, NT=0, qmin=0, inputs=list(op.inputs), outputs=list(op.outputs), in_shape=_shape3(x.shape),
+                  out_shape=_shape3(out.shape))
+    n_up, n_zi, n_cat = counts
+    if isinstance(op, Upsample):
+        return LayerPlan(cname=ids.claim(f"up{n_up}"), kind="upsample", scale=tuple(op.scale), **common)
+    if isinstance(op, ZeroInsert):
+        return LayerPlan(cname=ids.claim(f"zins{n_zi}"), kind="zeroins", scale=tuple(op.factor), **common)
+    b = model.tensors[op.inputs[1]]
+    tb = b.dtype
+    ta = x.dtype
+    lo = min(min(ta.vmin << op.shifts[0], tb.vmin << op.shifts[1]), 0) + min(ot.zero_point, 0)
+    hi = max(max(ta.vmax << op.shifts[0], tb.vmax << op.shifts[1]), 0) + max(ot.zero_point, 0)
+    va, vb = IntT.for_range(ta.vmin, ta.vmax), IntT.for_range(tb.vmin, tb.vmax)
+    win = IntT.for_range(min(lo, -1), hi)  # q - zp, shifted, plus the output zero-point: signed
+    win = IntT(max(win.bits, va.bits + 1, vb.bits + 1) + 1, True)
+    return LayerPlan(cname=ids.claim(f"cat{n_cat}"), kind="concat", IPB_b=ipb, in_t_b=IntT(tb.bits, tb.signed),
+                     zp_b=int(tb.zero_point), in_shape_b=_shape3(b.shape), shifts=tuple(int(k) for k in op.shifts),
+                     out_zp=int(ot.zero_point), win_t=win, **common)
 
 
 def d2s_word(mode: str, blocksize: int, out_channels: int, epw_in: int) -> int:
@@ -1000,7 +1067,7 @@ def word_widths(units: list) -> list:
     out = []
     for u in units:
         out.append((f"{u.cname}_in_word", u.IPB * u.in_t.bits))
-        if u.kind == "add":
+        if u.kind in ("add", "concat"):
             out.append((f"{u.cname}_inb_word", u.IPB_b * u.in_t_b.bits))
         if u.kind in ("conv", "dw"):
             out.append((f"{u.cname}_win_word", u.OPB * u.win_t.bits))
@@ -1111,7 +1178,7 @@ def _lag_rows(u: LayerPlan, H: int) -> tuple:
     """``(rows, why)``: rows of its input a unit on a branch reads before (and ahead of) the row it
     is emitting, from the cycle model:
 
-    * a one-loop window generator (:func:`swg_schedule`) reads while its next word's row is less
+    * a one-loop window generator (:func:`swg_schedule`; also a streaming pool's loop) reads while its next word's row is less
       than ``swg_rows = kh + sh`` rows below the current window's top row ``oy*sh - pad_top``: it
       runs ``kh + sh - pad_top`` rows ahead of the output row it emits;
     * the row-buffer window generator and the pools read the ``kh - pad_top`` rows a window row
@@ -1119,9 +1186,11 @@ def _lag_rows(u: LayerPlan, H: int) -> tuple:
     * a running-max pool reads ``kh`` rows per output row: ``kh`` rows;
     * a dense layer reads its whole input (``H`` rows) before its first output;
     * a DepthToSpace unit reads a whole input row before its first output word: 2 rows;
+    * a nearest upsampler or a zero insertion emits its first output row from its first input row
+      (the upsampler's row buffer repeats it): 1 row;
     * everything else (adds, width converters, the matrix unit behind a window generator): less than
       a row (its depth-2 FIFOs are the per-unit slack)."""
-    if u.kind in ("conv", "dw") and u.swg_streaming:
+    if u.kind in ("conv", "dw", "maxpool", "avgpool") and u.swg_streaming:
         r = max(u.swg_rows - u.pads[0], 1)
         return r, f"{u.cname} {r} (kh {u.kernel[0]} + stride {u.stride[0]} - pad {u.pads[0]}: its line buffer's read-ahead)"
     if u.running_max:
@@ -1133,23 +1202,40 @@ def _lag_rows(u: LayerPlan, H: int) -> tuple:
         return H, f"{u.cname} {H} (a dense layer reads its whole input)"
     if u.kind == "d2s":
         return 2, f"{u.cname} 2 (a whole input row before its first output word)"
+    if u.kind == "upsample":
+        return 1, f"{u.cname} 1 (one input row, repeated {u.scale[0]} x {u.scale[1]} from its row buffer)"
+    if u.kind == "zeroins":
+        return 1, f"{u.cname} 1 (one input row, then {u.scale[0] - 1} inserted zero rows)"
     return 0, ""
 
 
-def _lag_words(units: list, path: list, fork_u: LayerPlan) -> tuple:
+def _lag_words(units: list, path: list, fork_u: LayerPlan, closed: bool = True) -> tuple:
     """``(words, why)``: words of the fork tensor a branch consumes before its first output (see
     :func:`_lag_rows`), ``rows * W * C / PE`` plus 2 words per unit on the branch (the depth-2
-    FIFOs between them), at most one image; ``why`` states the sum."""
+    FIFOs between them), at most one image; ``why`` states the sum. A unit behind a stride-``s``
+    unit needs ``s`` fork rows per row of its input, so its rows count ``s`` times (an upsampler or
+    zero insertion does not divide the factor back: one fork row per output row, conservative).
+    ``closed``: the branch reached the add or concat; a branch that forks again (a nested skip, as in
+    a UNet) is given one whole image."""
     if not path:
         return 0, "the other branch is empty"
-    H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
-    parts = [_lag_rows(u, H) for u in path]
-    rows = max(sum(r for r, _ in parts), 1)
-    words_per_row = W * fork_u.MH // fork_u.PE
     total = fork_u.in_elems // fork_u.PE
+    if not closed:
+        return total, (f"other branch ({', '.join(u.cname for u in path)}) forks again before it meets "
+                       f"this copy: one image ({total})")
+    H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
+    rows, per, terms = 0, 1, []
+    for u in path:
+        r, w = _lag_rows(u, H)
+        rows += r * per
+        if r:
+            terms.append(w + (f" x {per} (behind stride {per})" if per > 1 else ""))
+        if u.kind in ("conv", "dw", "maxpool", "avgpool"):
+            per *= u.stride[0]
+    rows = max(rows, 1)
+    words_per_row = W * fork_u.MH // fork_u.PE
     words = min(total, rows * words_per_row + 2 * (len(path) + 1))
-    terms = "; ".join(w for r, w in parts if r) or "no window unit"
-    why = (f"other branch ({', '.join(u.cname for u in path)}) runs {rows} rows ahead [{terms}]: "
+    why = (f"other branch ({', '.join(u.cname for u in path)}) runs {rows} rows ahead [{'; '.join(terms) or 'no window unit'}]: "
            f"{rows} rows x {words_per_row} words + 2 x {len(path) + 1} FIFO slack" + (f", capped at one image ({total})" if words == total else ""))
     return words, why
 
@@ -1167,26 +1253,30 @@ def fork_reasons(units: list) -> dict:
         if d.kind != "dup":
             continue
         cons = [u for u in by_tensor_consumer.get(d.inputs[0], []) if u is not d]
-        # the branch behind each copy: follow single-consumer units until an add (or the end)
+        # the branch behind each copy: follow single-consumer units until an add/concat (or the end)
         paths = []
         for c in cons:
-            path, u = [], c
-            while u is not None and u.kind != "add":
+            path, u, closed = [], c, True
+            while u is not None and u.kind not in ("add", "concat"):
                 path.append(u)
                 nxt = by_tensor_consumer.get(u.out_tensor, [])
-                u = nxt[0] if len(nxt) == 1 and nxt[0].kind != "dup" else None
-            paths.append(path)
+                if len(nxt) > 1 or (nxt and nxt[0].kind == "dup"):
+                    closed, u = False, None  # the branch forks again
+                else:
+                    u = nxt[0] if nxt else None
+            paths.append((path, closed))
         for k in range(len(cons)):
-            lags = [_lag_words(units, p, d) for i, p in enumerate(paths) if i != k]
+            lags = [_lag_words(units, p, d, cl) for i, (p, cl) in enumerate(paths) if i != k]
             lag, why = max(lags, key=lambda lw: lw[0]) if lags else (0, "no other branch")
             out[(d.index, k)] = (max(2, lag), why)
     return out
 
 
 def fork_depths(units: list) -> dict:
-    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
+    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add or a skip concat.
 
-    When a fork's copies meet again at an add (which reads a word of each in the same iteration),
+    When a fork's copies meet again at an add (which reads a word of each in the same iteration;
+    a concat reads a pixel's words of one, then of the other),
     the dup writes a word to every copy in the same iteration, so the copy whose branch is short
     (the bypass) must buffer what the other branch consumes before it produces its first output,
     or the dup stalls and the dataflow deadlocks. Each copy gets the other branch's lag in words

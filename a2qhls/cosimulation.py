@@ -50,7 +50,7 @@ import numpy as np
 from .errors import A2QError
 from .limits import MAX_SAMPLE_VALUES, MAX_SAMPLES
 from .headers import find_cxx, find_headers
-from .ir import Model
+from .ir import Model, ZeroInsert
 from .sim import BitSim, dequantize_input, preprocess_input, to_real, unpreprocess_input
 
 SUMMARY = "a2qhls.json"
@@ -577,7 +577,16 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
         # an accumulator input's real value is that of the ONNX tensor the op reads (after its BatchNormalization)
         src = dict(zip(acc_ops[ly["name"]].inputs, getattr(acc_ops[ly["name"]], "source_inputs", ()) or ()))
-        ref_x = {src.get(t, t): _nchw(model, t, to_real(model, t, sim._shaped(t, q))).astype(np.float32) for t, q in feeds.items()}
+        ref_feeds = {}
+        for t, q in feeds.items():
+            prod = model.producer(t)
+            if isinstance(prod, ZeroInsert) and t not in onnx_names:
+                # a transposed convolution's zero-inserted input: QONNX reads the tensor before the insertion
+                zy, zx = prod.factor
+                ref_feeds[prod.inputs[0]] = sim._shaped(t, q)[:, ::zy, ::zx]
+            else:
+                ref_feeds[t] = sim._shaped(t, q)
+        ref_x = {src.get(t, t): _nchw(model, t, to_real(model, t, q)).astype(np.float32) for t, q in ref_feeds.items()}
         onnx_out_name = model.output_names[model.outputs.index(cmp_t)] if cmp_t in model.outputs and model.output_names else cmp_t
         if ly["activation"] is None and len(nxt) == 1 and getattr(nxt[0], "source_inputs", ()):
             # an accumulator that feeds an add or an average pool: its real value is the ONNX tensor that op reads
@@ -715,6 +724,7 @@ def place_patch(op, patch, in_t, want: str = "max") -> tuple[np.ndarray, tuple]:
     kh, kw = op.kernel
     sh, sw = op.stride
     t, l = op.pads[:2]
+    zy, zx = getattr(op, "zero_insert", (1, 1))  # a transposed convolution: only (iy % zy, ix % zx) == 0 carry data
     OH, OW = op.out_shape[:2]
     j = int(op.acc.worst_channel)
     w = np.asarray(op.weight[j]).astype(object)  # [kh, kw, cin_g]
@@ -722,8 +732,8 @@ def place_patch(op, patch, in_t, want: str = "max") -> tuple[np.ndarray, tuple]:
     best = None
     for oy in range(OH):
         for ox in range(OW):
-            rows = np.array([0 <= oy * sh - t + dy < H for dy in range(kh)])
-            cols = np.array([0 <= ox * sw - l + dx < W for dx in range(kw)])
+            rows = np.array([0 <= oy * sh - t + dy < H and (oy * sh - t + dy) % zy == 0 for dy in range(kh)])
+            cols = np.array([0 <= ox * sw - l + dx < W and (ox * sw - l + dx) % zx == 0 for dx in range(kw)])
             mask = np.outer(rows, cols)[:, :, None]
             v = int((w * p * mask).sum())
             key = v if want == "max" else -v
@@ -732,10 +742,12 @@ def place_patch(op, patch, in_t, want: str = "max") -> tuple[np.ndarray, tuple]:
     _, oy, ox = best
     fill = min(max(in_t.zero_point, in_t.qmin), in_t.qmax)
     fmap = np.full((H, W, C), fill, dtype=np.int64)
+    if (zy, zx) != (1, 1):  # structural zeros: the stored zero-point
+        fmap[:] = in_t.zero_point
     for dy in range(kh):
         for dx in range(kw):
             iy, ix = oy * sh - t + dy, ox * sw - l + dx
-            if 0 <= iy < H and 0 <= ix < W:
+            if 0 <= iy < H and 0 <= ix < W and iy % zy == 0 and ix % zx == 0:
                 if op.depthwise:
                     fmap[iy, ix, j] = int(p[dy, dx, 0]) + in_t.zero_point
                 else:

@@ -462,6 +462,34 @@ def thresholds_cost(C: int, PE: int, in_bits: int, nt: int, tbits: int) -> Cost:
     return c + memory(tbits, C // PE, PE * nt, rom=True) + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
+def upsample_cost(W: int, C: int, bits: int, PE: int, sy: int, sx: int) -> Cost:
+    """Nearest-neighbour upsampling, ``PE`` channels per word: a row buffer of ``W * C`` values of
+    ``bits`` (one memory, :func:`memory`; none when ``sy == 1``) for the ``sy - 1`` row repeats, the
+    current pixel in registers (``C * bits`` FF) for the ``sx - 1`` column repeats, and a 2-to-1
+    multiplexer per output bit (stream or buffer; one LUT per bit, a LUT6 holds a 2-to-1 mux with
+    its select logic) plus the counters. Not synthesized; FINN's ``UpsampleNearestNeighbour`` keeps
+    the same row of words."""
+    c = memory(bits, W * C, ports=2) if sy > 1 else Cost()
+    return c + Cost(LUT=PE * bits + CONTROL_LUT, FF=C * bits + PE * bits + CONTROL_FF)
+
+
+def zero_insert_cost(bits: int, PE: int) -> Cost:
+    """Zero insertion of a transposed convolution: per output bit a 2-to-1 multiplexer between the
+    input word and the constant zero-point pattern (one LUT per bit, often absorbed into the FIFO's
+    output register) and the output register; counters for the phase. No memory."""
+    return Cost(LUT=PE * bits + CONTROL_LUT, FF=PE * bits + CONTROL_FF)
+
+
+def concat_cost(PE: int, bits_a: int, bits_b: int, out_bits: int, shifts: tuple) -> Cost:
+    """Channel concatenation, ``PE`` channels per word: per output element a 2-to-1 multiplexer
+    between the two inputs (``out_bits`` LUTs); a shift is wiring, a nonzero zero-point change an
+    ``out_bits`` adder per input side that needs one (counted as ``out_bits`` LUTs each when the
+    types differ); the output registered."""
+    adders = (out_bits if (bits_a != out_bits or shifts[0]) else 0) + (out_bits if (bits_b != out_bits or shifts[1]) else 0)
+    return Cost(LUT=PE * (out_bits + adders) + CONTROL_LUT, FF=PE * out_bits + CONTROL_FF,
+                CARRY=PE * math.ceil(adders / 4))
+
+
 def d2s_cost(W: int, C: int, bits: int, per_word: int, blocksize: int, mode: str) -> Cost:
     """A DepthToSpace unit (``templates/_cnn_units.j2``, ``d2s``): a buffer of two input rows,
     ``2 * W * C`` elements of ``bits`` in ``per_word`` banks (cyclic partition), each written and
@@ -556,6 +584,12 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
     if u.kind == "dup":
         return dup_cost(u.PE * u.in_t.bits, u.n_out)
+    if u.kind == "upsample":
+        return upsample_cost(u.in_shape[1], u.in_shape[2], u.in_t.bits, u.PE, u.scale[0], u.scale[1])
+    if u.kind == "zeroins":
+        return zero_insert_cost(u.in_t.bits, u.PE)
+    if u.kind == "concat":
+        return concat_cost(u.PE, u.in_t.bits, u.in_t_b.bits, u.out_t.bits, u.shifts)
     if u.kind == "d2s":
         return d2s_cost(u.in_shape[1], u.in_shape[2], u.in_t.bits, u.PE, u.dense.blocksize, u.dense.mode)
     if u.kind == "dwc":  # width converter the plan puts where a producer's PE differs from a consumer's SIMD

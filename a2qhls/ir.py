@@ -169,12 +169,18 @@ def _out_hw(in_shape, kernel, stride, pads) -> tuple:
     return ((H + t + b - kh) // sh + 1, (W + l + r - kw) // sw + 1)
 
 
-def window_masks(in_shape, kernel, stride, pads) -> list:
-    """The distinct ``[kh, kw]`` boolean masks (True = a real input, False = padding) of a sliding window."""
+def window_masks(in_shape, kernel, stride, pads, zero_insert=(1, 1)) -> list:
+    """The distinct ``[kh, kw]`` boolean masks (True = a real input, False = padding) of a sliding window.
+
+    ``zero_insert = (zy, zx)``: the input is a zero-inserted map (:class:`ZeroInsert`) whose
+    positions ``(iy, ix)`` carry data only where ``iy % zy == 0`` and ``ix % zx == 0``; the others
+    are structural zeros, False in the masks. Each distinct mask is one output phase (and border)
+    of a transposed convolution, so sizing over these masks is exact per phase."""
     (H, W), (kh, kw), (sh, sw), (t, l) = in_shape[:2], kernel, stride, pads[:2]
+    zy, zx = zero_insert
     oh, ow = _out_hw(in_shape, kernel, stride, pads)
-    rows = {tuple(0 <= oy * sh - t + dy < H for dy in range(kh)) for oy in range(oh)}
-    cols = {tuple(0 <= ox * sw - l + dx < W for dx in range(kw)) for ox in range(ow)}
+    rows = {tuple(0 <= oy * sh - t + dy < H and (oy * sh - t + dy) % zy == 0 for dy in range(kh)) for oy in range(oh)}
+    cols = {tuple(0 <= ox * sw - l + dx < W and (ox * sw - l + dx) % zx == 0 for dx in range(kw)) for ox in range(ow)}
     return [np.outer(r, c) for r in sorted(rows) for c in sorted(cols)]
 
 
@@ -186,7 +192,7 @@ class _SlidingWindow:
         return (*_out_hw(self.in_shape, self.kernel, self.stride, self.pads), self.channels)
 
     def window_masks(self) -> list:
-        return window_masks(self.in_shape, self.kernel, self.stride, self.pads)
+        return window_masks(self.in_shape, self.kernel, self.stride, self.pads, getattr(self, "zero_insert", (1, 1)))
 
 
 @dataclass
@@ -215,6 +221,9 @@ class Conv(_SlidingWindow):
     target_acc_bits: Optional[int] = None
     quant_kind: Optional[str] = None
     negated_channels: tuple = ()  # as for Dense
+    # a ConvTranspose: this stride-1 convolution reads the output of a ZeroInsert of factor (zy, zx),
+    # whose inserted positions are structural zeros (window_masks, hence the exact sizing, knows them)
+    zero_insert: tuple = (1, 1)
     acc: Optional["AccumulatorReport"] = None
     # build decisions, filled by flow steps: the accumulator width the hardware is built with
     # (passes.acc_bits.apply_acc_bits: the safe width acc.acc_bits, or a user override) and the
@@ -426,7 +435,77 @@ class DepthToSpace:
         return depth_to_space_sources(self.in_shape[2], self.blocksize, self.mode)
 
 
-Op = Union[InputQuant, Dense, Conv, Pool, Add, Requant, DepthToSpace]
+@dataclass
+class Upsample:
+    """Nearest-neighbour upsampling (ONNX ``Resize`` mode nearest / ``Upsample``) by integer
+    factors ``(sy, sx)`` of a channels-last ``[H, W, C]`` tensor: ``out[y, x, c] = in[y // sy, x // sx, c]``.
+    The integers and their type are unchanged."""
+
+    name: str
+    inputs: list
+    outputs: list
+    scale: tuple  # (sy, sx), integers >= 1
+    in_shape: tuple  # (H, W, C)
+    source_op: str = "Resize"
+    op = "Upsample"
+
+    @property
+    def out_shape(self) -> tuple:
+        H, W, C = self.in_shape
+        return (H * self.scale[0], W * self.scale[1], C)
+
+    @property
+    def channels(self) -> int:
+        return int(self.in_shape[2])
+
+
+@dataclass
+class ZeroInsert:
+    """The zero-insertion upsampler of a stride-``(zy, zx)`` ``ConvTranspose``: ``[H, W, C]`` ->
+    ``[(H-1)*zy + 1, (W-1)*zx + 1, C]`` with ``out[y*zy, x*zx] = in[y, x]`` and every other position
+    the value 0, i.e. the stored integer ``zero_point`` of the input type (type unchanged). The
+    convolution that follows it (stride 1, flipped kernel) computes the transposed convolution."""
+
+    name: str
+    inputs: list
+    outputs: list
+    factor: tuple  # (zy, zx)
+    in_shape: tuple
+    source_op: str = "ConvTranspose"
+    op = "ZeroInsert"
+
+    @property
+    def out_shape(self) -> tuple:
+        H, W, C = self.in_shape
+        return ((H - 1) * self.factor[0] + 1, (W - 1) * self.factor[1] + 1, C)
+
+    @property
+    def channels(self) -> int:
+        return int(self.in_shape[2])
+
+
+@dataclass
+class Concat:
+    """``Concat`` along channels of integer tensors ``[H, W, C_k]`` (or ``[C_k]``): output channel
+    block ``k`` holds ``(q_k - zp_k) * 2^shifts[k] + out_zp`` where ``out_zp`` is the output type's
+    zero-point. Same scales and types: ``shifts`` all 0 and the stored integers pass unchanged;
+    scales in power-of-two ratios: each input is brought to the finest scale exactly (a left shift),
+    into an output type wide enough for every input's shifted range."""
+
+    name: str
+    inputs: list
+    outputs: list
+    shifts: tuple  # per input, >= 0
+    shape: tuple  # output shape
+    source_op: str = "Concat"
+    op = "Concat"
+
+    @property
+    def channels(self) -> int:
+        return int(self.shape[-1])
+
+
+Op = Union[InputQuant, Dense, Conv, Pool, Add, Requant, DepthToSpace, Upsample, ZeroInsert, Concat]
 
 
 @dataclass

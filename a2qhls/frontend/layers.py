@@ -189,6 +189,24 @@ class QuantResidual(nn.Module):
         return self.post(self.body(x) + x)
 
 
+class QuantConcatSkip(nn.Module):
+    """UNet skip connection ``cat([body(x), x], dim=1)`` that stays exact on integers.
+
+    ``x`` is a quantized feature map; ``body`` (e.g. max pool, convolutions, ``nn.Upsample``) maps it
+    to a map of the same height and width and must end with a :class:`QuantReLU`/:class:`QuantIdentity`
+    that *shares* the block input's quantizer (``QuantReLU(quant=prev.quant)``), so both halves of the
+    concatenation have one scale (scales in a power-of-two ratio are also accepted by the exporter
+    and the importer, which shifts the coarser half). With float modules it is the float model.
+    """
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.body(x), x], dim=1)
+
+
 def weight_layers(model: nn.Module) -> list:
     """The quantized weight layers of ``model`` in module order."""
     return [m for m in model.modules() if isinstance(m, _QuantWeightLayer)]

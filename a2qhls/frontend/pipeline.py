@@ -36,7 +36,7 @@ class TrainRun:
     ``task`` is ``"classify"`` (``dataset``) or ``"superres"`` (ESPCN at ``upscale`` on the
     bundled photographs, :mod:`a2qhls.frontend.superres`; quality in PSNR dB).
     ``arch`` is a list of MLP hidden sizes, a CNN spec string ``"cnn:..."``, or for
-    ``superres`` an ESPCN spec ``"espcn"`` / ``"espcn:A,B,C"``.
+    ``superres`` an ESPCN spec ``"espcn"`` / ``"espcn:A,B,C"`` or a UNet spec ``"unet"`` / ``"unet:A,B"``.
     ``from_`` is a float checkpoint to start from (``--from``); ``out`` the QONNX
     file (or, with ``quant="float"``, the float checkpoint) to write.
     ``arch``, ``acc_bits``, ``constrain``, ``epochs``, ``lr`` and ``batch_size`` left ``None``
@@ -82,7 +82,7 @@ class TrainRun:
 
 def parse_arch(text: str):
     """``"64,32"`` -> ``[64, 32]``; ``"cnn:..."`` and ``"espcn..."`` are returned as is. ValueError if malformed."""
-    if text.startswith("cnn:") or text.startswith("espcn"):
+    if text.startswith("cnn:") or text.startswith("espcn") or text.startswith("unet"):
         return text
     sizes = [int(t) for t in text.split(",") if t.strip()]
     if not sizes or min(sizes) < 1:
@@ -219,12 +219,12 @@ def validate(run: TrainRun) -> None:
 
         regular_file(run.from_, "float checkpoint (.pt)")
     if run.task == "superres":
-        from .superres import parse_espcn
+        from .superres import parse_superres_arch
 
         if isinstance(run.upscale, bool) or not isinstance(run.upscale, int) or not 2 <= run.upscale <= 8:
             raise A2QError(f"--upscale {run.upscale}: must be in 2..8")
-        parse_espcn(run.arch if isinstance(run.arch, str) else arch_text(run.arch))
-    elif isinstance(run.arch, str) and run.arch.startswith("espcn"):
+        parse_superres_arch(run.arch if isinstance(run.arch, str) else arch_text(run.arch))
+    elif isinstance(run.arch, str) and (run.arch.startswith("espcn") or run.arch.startswith("unet")):
         raise A2QError(f"--arch '{run.arch}' is a super-resolution model: use it with --task superres")
     elif _is_cnn(run.arch):
         from .train import parse_cnn_spec
@@ -304,7 +304,7 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
 
     from .export import export_qonnx
     from .init import init_from_float
-    from .superres import build_espcn, evaluate_psnr, fit_superres, load_superres, psnr_per_image
+    from .superres import build_superres, evaluate_psnr, fit_superres, load_superres, psnr_per_image
     from .train import TrainConfig, layer_report, resolve_device
 
     torch.set_num_threads(run.threads)
@@ -312,7 +312,7 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
     data = load_superres(run.upscale, run.seed)
 
     def build(quant):
-        return build_espcn(run.arch, run.upscale, quant, run.weight_bits, run.act_bits, run.acc_bits, run.constrain)
+        return build_superres(run.arch, run.upscale, quant, run.weight_bits, run.act_bits, run.acc_bits, run.constrain)
 
     bicubic = evaluate_psnr(None, data)
     result = {"task": "superres", "dataset": "skimage+sklearn", "upscale": run.upscale, "quant": run.quant,

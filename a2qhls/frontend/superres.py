@@ -39,11 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import A2QError
-from .layers import QuantConv2d, QuantIdentity, QuantReLU
+from .layers import QuantConcatSkip, QuantConv2d, QuantIdentity, QuantReLU
 from .quantizers import A2QWeightQuant, IntWeightQuant
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "SRData", "load_superres", "build_espcn", "parse_espcn", "psnr",
-           "evaluate_psnr", "psnr_per_image", "bicubic_up", "ESPCN_HELP", "DEFAULT_ESPCN"]
+           "evaluate_psnr", "psnr_per_image", "bicubic_up", "ESPCN_HELP", "DEFAULT_ESPCN", "build_unet", "parse_unet",
+           "UNET_HELP", "build_superres", "parse_superres_arch", "SUPERRES_HELP"]
 
 # skimage.data images that are files inside the package (no pooch download), and sklearn's two
 TRAIN_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "coins", "china")
@@ -52,6 +53,12 @@ DEFAULT_ESPCN = (64, 64, 32)  # hidden channels of Brevitas' ESPCN
 ESPCN_HELP = ("ESPCN spec 'espcn' (64,64,32 hidden channels, as Brevitas' example) or 'espcn:A,B,C' "
               "(conv 5x5 to A -> conv 3x3 to B -> conv 3x3 to C -> conv 3x3 to r^2 -> PixelShuffle(r))")
 _SPEC = re.compile(r"^espcn(?::(\d+),(\d+),(\d+))?$")
+DEFAULT_UNET = (16, 32)
+UNET_HELP = ("UNet spec 'unet' (16,32 channels) or 'unet:A,B' (conv 3x3 to A -> skip[max pool 2 -> conv 3x3 to B -> "
+             "upsample x2 (nearest) -> conv 3x3 to A] concatenated with its input -> conv 3x3 to A -> upsample xr "
+             "(nearest) -> conv 3x3 to 1)")
+SUPERRES_HELP = ESPCN_HELP + ", or a " + UNET_HELP
+_UNET = re.compile(r"^unet(?::(\d+),(\d+))?$")
 _EDGE_BITS = 8
 #: the hidden activation quantizers' scales start at this percentile of the calibration batch
 #: (not its maximum): measured on A2Q+ at P=13 from the same float model, 1,000 QAT steps in,
@@ -70,6 +77,28 @@ def parse_espcn(spec: str) -> tuple:
     if min(ch) < 1:
         raise A2QError(f"--arch '{spec}': channel counts must be positive")
     return ch
+
+
+def parse_unet(spec: str) -> tuple:
+    """Channels ``(A, B)`` of ``unet`` / ``unet:A,B``; one-line error if malformed."""
+    m = _UNET.match(spec.strip()) if isinstance(spec, str) else None
+    if m is None:
+        raise A2QError(f"--arch '{spec}': a UNet spec is 'unet' or 'unet:A,B' (e.g. unet:8,16)")
+    if m.group(1) is None:
+        return DEFAULT_UNET
+    ch = tuple(int(g) for g in m.groups())
+    if min(ch) < 1:
+        raise A2QError(f"--arch '{spec}': channel counts must be positive")
+    return ch
+
+
+def parse_superres_arch(spec: str) -> tuple:
+    """``("espcn", channels)`` or ``("unet", channels)``; one-line error naming both forms."""
+    if isinstance(spec, str) and spec.strip().startswith("unet"):
+        return "unet", parse_unet(spec)
+    if isinstance(spec, str) and spec.strip().startswith("espcn"):
+        return "espcn", parse_espcn(spec)
+    raise A2QError(f"--arch '{spec}': the superres task takes 'espcn', 'espcn:A,B,C', 'unet' or 'unet:A,B'")
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -224,6 +253,54 @@ def build_espcn(spec: str, upscale: int, quant: str = "a2q+", weight_bits: int =
             in_bits = act_bits
     mods.append(nn.PixelShuffle(upscale))
     return nn.Sequential(*mods)
+
+
+def build_unet(spec: str, upscale: int, quant: str = "a2q+", weight_bits: int = 4, act_bits: int = 4,
+               acc_bits: int = 12, constrain: str = "all", channels: int = 1) -> nn.Sequential:
+    """A small UNet-style super-resolution net ``spec`` (see :data:`UNET_HELP`) for ``upscale``:
+    an encoder convolution, a skip block (:class:`~a2qhls.frontend.layers.QuantConcatSkip`: max pool,
+    convolution, nearest upsampling x2, convolution whose activation quantizer is shared with the
+    block input's, so the channel concatenation has one scale), a decoder convolution, nearest
+    upsampling by ``upscale`` and an output convolution. Inputs must have even height and width.
+    Quantizers and ``constrain`` policies as :func:`build_espcn`; float and quantized models share
+    the module layout."""
+    from .train import CONSTRAIN_POLICIES, QUANT_KINDS
+
+    if quant not in QUANT_KINDS:
+        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
+    if constrain not in CONSTRAIN_POLICIES:
+        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    a, b = parse_unet(spec)
+    is_float = quant == "float"
+    edge = constrain == "inner"
+    in_bits = _EDGE_BITS if edge else act_bits
+
+    def conv(cin, cout, first_or_last=False, bits_in=act_bits):
+        if is_float:
+            wq = None
+        elif quant == "baseline" or (edge and first_or_last):
+            wq = IntWeightQuant(_EDGE_BITS if edge and first_or_last else weight_bits)
+        else:
+            wq = A2QWeightQuant(weight_bits, acc_bits, input_bits=bits_in, input_signed=False, zero_center=(quant == "a2q+"))
+        return QuantConv2d(cin, cout, 3, stride=1, padding=1, bias=True, weight_quant=wq)
+
+    def act(shared=None):
+        return nn.ReLU() if is_float else QuantReLU(act_bits, quant=shared.quant if shared is not None else None)
+
+    act1 = act()
+    body = nn.Sequential(nn.MaxPool2d(2), conv(a, b), act(), nn.Upsample(scale_factor=2, mode="nearest"),
+                         conv(b, a), act(act1 if not is_float else None))
+    mods = [nn.Identity() if is_float else QuantIdentity(in_bits, signed=False),
+            conv(channels, a, True, in_bits), act1, QuantConcatSkip(body),
+            conv(2 * a, a), act(), nn.Upsample(scale_factor=upscale, mode="nearest"),
+            conv(a, channels, True)]
+    return nn.Sequential(*mods)
+
+
+def build_superres(spec: str, upscale: int, *args, **kw) -> nn.Sequential:
+    """:func:`build_espcn` or :func:`build_unet` by the spec's name."""
+    kind, _ = parse_superres_arch(spec)
+    return (build_unet if kind == "unet" else build_espcn)(spec, upscale, *args, **kw)
 
 
 @dataclass

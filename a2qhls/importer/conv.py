@@ -73,22 +73,33 @@ def on_conv(ctx: Ctx, node) -> None:
     scale = np.broadcast_to(np.asarray(w.scale, dtype=np.float64), w.ints.shape).reshape(cout, -1)
     if not np.all(scale == scale[:, :1]):
         raise A2QError(f"{ctx.where(node)}: only per-tensor or per-output-channel weight scales are supported")
+    add_conv(ctx, node, x, np.ascontiguousarray(w.ints.transpose(0, 2, 3, 1)), w.dtype, scale[:, 0].copy(),
+             kernel, stride, pads, groups)
+
+
+def add_conv(ctx: Ctx, node, x: TensorInfo, weight, wtype, wscale, kernel, stride, pads, groups,
+             zero_insert=(1, 1), source_op: str = "Conv") -> Conv:
+    """Append the :class:`~a2qhls.ir.Conv` of ``node`` reading ``x`` (``weight``: ``[C_out, kh, kw, C_in/groups]``
+    integers) and its accumulator state (with the node's bias, input 2, if any)."""
+    cout = weight.shape[0]
     ann = ctx.annotations.get(node.name, {})
     conv = Conv(
         name=node.name,
         inputs=[x.name],
         outputs=[node.output[0]],
-        weight=np.ascontiguousarray(w.ints.transpose(0, 2, 3, 1)),
-        weight_type=w.dtype,
-        weight_scale=scale[:, 0].copy(),
+        weight=weight,
+        weight_type=wtype,
+        weight_scale=wscale,
         bias=None,
         kernel=kernel,
         stride=stride,
         pads=pads,
         groups=groups,
         in_shape=tuple(x.shape),
+        source_op=source_op,
         target_acc_bits=int(ann["target_acc_bits"]) if ann.get("target_acc_bits") is not None else None,
         quant_kind=ann.get("quant"),
+        zero_insert=tuple(zero_insert),
     )
     ctx.ops.append(conv)
     if not conv.depthwise and np.unique(x.scale).size != 1:
@@ -104,3 +115,47 @@ def on_conv(ctx: Ctx, node) -> None:
     if len(node.input) > 2 and node.input[2]:
         st = add_bias(ctx, node, st, node.input[2], node.output[0])
     ctx.state[node.output[0]] = st
+    return conv
+
+
+def on_conv_transpose(ctx: Ctx, node) -> None:
+    """``ConvTranspose`` (2-D, group 1) -> a :class:`~a2qhls.ir.ZeroInsert` of factor ``strides`` (when
+    above 1) and a stride-1 :class:`~a2qhls.ir.Conv` with the flipped, transposed kernel and pads
+    ``k - 1 - pad`` (plus ``output_padding`` at the bottom/right): the textbook identity
+    ``conv_transpose(x, w, s, p) = conv(zero_insert(x, s), flip(w)^T, 1, k - 1 - p)``
+    (Dumoulin and Visin, "A guide to convolution arithmetic for deep learning", 2016, section 4)."""
+    from ..ir import ZeroInsert
+
+    x = feature_map(ctx, node)
+    w = ctx.consts.get(node.input[1])
+    if not isinstance(w, QConst):
+        weight_of(ctx, node, node.input[1], "CK")  # raises the matching error
+    if w.ints.ndim != 4:
+        raise A2QError(f"{ctx.where(node)}: only 2-D transposed convolutions (4-D weights) are supported")
+    if int(attr(node, "group", 1)) != 1:
+        raise A2QError(f"{ctx.where(node)}: grouped ConvTranspose is not supported; supported: group 1")
+    if attr(node, "output_shape", None) is not None:
+        raise A2QError(f"{ctx.where(node)}: the output_shape attribute is not supported; give pads and output_padding")
+    cin, cout, kh, kw = w.ints.shape
+    if x.shape[2] != cin:
+        raise A2QError(f"{ctx.where(node)}: input has {x.shape[2]} channels, weight expects {cin}")
+    kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape", None) or (kh, kw))
+    if tuple(kernel) != (kh, kw):
+        raise A2QError(f"{ctx.where(node)}: kernel_shape {list(kernel)} does not match the weight's {[kh, kw]}")
+    op_y, op_x = (int(v) for v in (attr(node, "output_padding", None) or [0, 0]))
+    cpads = (kh - 1 - pads[0], kw - 1 - pads[1], kh - 1 - pads[2] + op_y, kw - 1 - pads[3] + op_x)
+    if min(cpads) < 0 or op_y >= stride[0] or op_x >= stride[1]:
+        raise A2QError(f"{ctx.where(node)}: pads {list(pads)} / output_padding {[op_y, op_x]} are not supported; "
+                       "supported: pads up to kernel - 1 and output_padding below the stride")
+    scale = np.broadcast_to(np.asarray(w.scale, dtype=np.float64), w.ints.shape).transpose(1, 0, 2, 3).reshape(cout, -1)
+    if not np.all(scale == scale[:, :1]):
+        raise A2QError(f"{ctx.where(node)}: only per-tensor or per-output-channel weight scales are supported")
+    weight = np.ascontiguousarray(w.ints[:, :, ::-1, ::-1].transpose(1, 2, 3, 0))  # [C_out, kh, kw, C_in], flipped
+    if stride != (1, 1):
+        zi = ZeroInsert(f"{node.name}__zero_insert", [x.name], [f"{node.output[0]}__zero_insert"], tuple(stride), tuple(x.shape))
+        ctx.ops.append(zi)
+        z = zi.outputs[0]
+        ctx.tensors[z] = TensorInfo(z, zi.out_shape, x.dtype, np.asarray(x.scale).copy(), np.asarray(x.offset).copy())
+        x = ctx.tensors[z]
+    add_conv(ctx, node, x, weight, w.dtype, scale[:, 0].copy(), tuple(kernel), (1, 1), cpads, 1,
+             zero_insert=tuple(stride), source_op="ConvTranspose")

@@ -16,7 +16,7 @@ from ..ir import Conv, Dense, Model
 from .arith import on_add, on_mul, on_sub_div
 from .batchnorm import on_batchnorm
 from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
-from .conv import on_conv
+from .conv import on_conv, on_conv_transpose
 from .dense import on_gemm, on_matmul
 from .onnx_file import layer_annotations, read_onnx, unique_node_names
 from .pool import on_pool, on_trunc
@@ -24,6 +24,7 @@ from .input_quant import insert_input_quant
 from .qcdq import has_qcdq, qcdq_to_quant
 from .quant import on_bipolar_quant, on_quant, on_relu
 from .reorder import on_depth_to_space
+from .resize import on_concat, on_resize
 from .shape import fold_const, on_reshape
 
 SUPPORTED_OPS = (
@@ -47,6 +48,10 @@ SUPPORTED_OPS = (
     "Flatten",
     "Reshape",
     "DepthToSpace",
+    "Resize",
+    "Upsample",
+    "Concat",
+    "ConvTranspose",
     "Identity",
     "Constant",
 )
@@ -72,6 +77,10 @@ HANDLERS = {
     "Flatten": on_reshape,
     "Reshape": on_reshape,
     "DepthToSpace": on_depth_to_space,
+    "Resize": on_resize,
+    "Upsample": on_resize,
+    "Concat": on_concat,
+    "ConvTranspose": on_conv_transpose,
 }
 
 

@@ -202,10 +202,12 @@ class LayerPlan:
     IPB_b: int = 1  # add: elements per word of the second input
     in_t_b: Optional[IntT] = None
     zp_b: int = 0
+    bipolar_b: bool = False  # add: the second input is bipolar
     mult: tuple = (1, 1)
     n_out: int = 1  # dup: number of copies
     win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
+    bipolar: bool = False  # the input is bipolar: stored bit q, value 2q - 1 (val_t/win_t hold values)
 
     @property
     def NF(self) -> int:
@@ -573,7 +575,7 @@ def plan(model: Model) -> list[LayerPlan]:
             index=len(units), dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
             zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
             qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
-            out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary,
+            out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary, bipolar=bool(in_dt.bipolar),
         )
         if isinstance(op, (Dense, Conv)):
             PE, SIMD = int(op.pe), int(op.simd)
@@ -617,6 +619,7 @@ def plan(model: Model) -> list[LayerPlan]:
             u.IPB_b = u.IPB
             u.in_t_b = IntT(tb.bits, tb.signed)
             u.zp_b = int(tb.zero_point)
+            u.bipolar_b = bool(tb.bipolar)
             u.mult = tuple(int(m) for m in op.multipliers)
             u.win_t = IntT.for_range(min(in_dt.vmin, tb.vmin), max(in_dt.vmax, tb.vmax))
         else:

@@ -119,6 +119,9 @@ def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False) -> 
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     y = np.divide(x, scale)
+    if op.out_type.bipolar:  # QONNX BipolarQuant: +1 (stored 1) iff x / scale >= 0
+        b = (y >= 0)
+        return b.astype(np.float32) if as_float else b.astype(np.int64)
     if zp != 0:
         y += zp
     lo, hi = op.out_type.qmin, op.out_type.qmax
@@ -136,7 +139,7 @@ def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     q = np.asarray(q)
-    x = ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+    x = ((op.out_type.values(q.astype(np.float32)) - zp) * scale).astype(np.float32)
     if op.pre:
         if any(k == "Relu" for k, _ in op.pre) and np.any(x < 0):
             raise A2QError(f"{op.name}: these integer inputs are negative after the input's Relu; no float input reaches them")
@@ -165,9 +168,9 @@ def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
 def to_real(model: Model, tensor: str, q: np.ndarray) -> np.ndarray:
     """Real value ``scale * (q - zero_point) + offset`` of an integer tensor, in float64."""
     info = model.tensors[tensor]
-    zp = info.dtype.zero_point if info.dtype is not None else 0
-    q = np.asarray(q)
-    return np.asarray(info.scale, dtype=np.float64) * (q.astype(np.float64) - zp) + np.asarray(info.offset, dtype=np.float64)
+    q = np.asarray(q).astype(np.float64)
+    v = info.dtype.values(q) if info.dtype is not None else q  # q - zero_point, or 2q - 1 (bipolar)
+    return np.asarray(info.scale, dtype=np.float64) * v + np.asarray(info.offset, dtype=np.float64)
 
 
 def _kind(bound: int) -> str:
@@ -184,9 +187,12 @@ def _kind(bound: int) -> str:
 _DTYPE = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
 
 
-def _values(x, zp: int, kind: str) -> np.ndarray:
-    """Stored integers ``q`` -> values ``q - zp`` in the compute dtype (exact)."""
+def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
+    """Stored integers ``q`` -> values ``mul * q - zp`` in the compute dtype (exact): ``q - zp``, or
+    ``2q - 1`` for a bipolar input (``mul=2, zp=1``, see :func:`_value_map`)."""
     v = np.asarray(x)
+    if mul != 1:
+        v = v.astype(object if kind == "obj" else np.int64) * mul
     if kind == "obj":
         return v.astype(object) - zp
     if kind == "f32":
@@ -194,6 +200,11 @@ def _values(x, zp: int, kind: str) -> np.ndarray:
         return v - np.float32(zp) if zp else v
     v = v.astype(np.int64) - zp if zp else v.astype(np.int64)
     return v.astype(np.float64) if kind == "f64" else v
+
+
+def _value_map(t) -> tuple:
+    """``(mul, zp)`` with value ``mul * q - zp`` for an :class:`~a2qhls.ir.IntType`: ``(2, 1)`` bipolar."""
+    return (2, 1) if t.bipolar else (1, int(t.zero_point))
 
 
 def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
@@ -243,6 +254,7 @@ class _DenseStage:
     w_t: np.ndarray  # [K, C] in the compute dtype
     bias: Optional[np.ndarray]
     kind: str  # "f32", "f64", "i64", "obj"
+    mul: int = 1  # value = mul * q - zp (2, 1 for a bipolar input)
 
 
 @dataclass
@@ -253,6 +265,7 @@ class _ConvStage:
     w: np.ndarray  # [K, C_out] (kh, kw, c_in order) or, depthwise, [C, kh, kw]; compute dtype
     bias: Optional[np.ndarray]
     kind: str
+    mul: int = 1
 
 
 @dataclass
@@ -260,6 +273,7 @@ class _PoolStage:
     op: Pool
     P: Optional[int]  # avg only
     zp: int
+    mul: int = 1
 
 
 @dataclass
@@ -268,6 +282,7 @@ class _AddStage:
     P: int
     zps: tuple
     kind: str
+    muls: tuple = (1, 1)
 
 
 @dataclass
@@ -308,14 +323,15 @@ class BitSim:
             elif isinstance(op, Conv):
                 self.stages[op.name] = self._conv_stage(op)
             elif isinstance(op, Pool):
-                zp = int(model.tensors[op.inputs[0]].dtype.zero_point)
-                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp)
+                mul, zp = _value_map(model.tensors[op.inputs[0]].dtype)
+                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, mul)
             elif isinstance(op, Add):
                 ta, tb = (model.tensors[t].dtype for t in op.inputs)
                 ma, mb = (int(m) for m in op.multipliers)
                 bound = abs(ma) * max(abs(ta.vmin), abs(ta.vmax)) + abs(mb) * max(abs(tb.vmin), abs(tb.vmax))
                 kind = "i64" if bound < 2**62 else "obj"
-                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (int(ta.zero_point), int(tb.zero_point)), kind)
+                (mua, zpa), (mub, zpb) = _value_map(ta), _value_map(tb)
+                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (zpa, zpb), kind, (mua, mub))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, (InputQuant, DepthToSpace)):
@@ -336,7 +352,8 @@ class BitSim:
         w = np.asarray(op.weight)
         kind = self._weights_kind(op, w)
         wt = np.ascontiguousarray(w.T.astype(_DTYPE[kind]))
-        return _DenseStage(op, self.acc_bits[op.name], int(t.zero_point), wt, self._bias(op, kind), kind)
+        mul, zp = _value_map(t)
+        return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, kind), kind, mul)
 
     def _conv_stage(self, op: Conv) -> _ConvStage:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -346,7 +363,8 @@ class BitSim:
             wc = np.ascontiguousarray(w[..., 0].astype(_DTYPE[kind]))  # [C, kh, kw]
         else:
             wc = np.ascontiguousarray(w.reshape(op.channels, -1).T.astype(_DTYPE[kind]))
-        return _ConvStage(op, self.acc_bits[op.name], int(t.zero_point), wc, self._bias(op, kind), kind)
+        mul, zp = _value_map(t)
+        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, mul)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
@@ -373,7 +391,7 @@ class BitSim:
     def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
         x = np.asarray(x)
-        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind)
+        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind, st.mul)
         acc = _to_int(v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), st.kind)
         if st.bias is not None:
             acc = acc + st.bias
@@ -382,7 +400,7 @@ class BitSim:
     def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
         op = st.op
-        v = _values(x, st.zp, st.kind)
+        v = _values(x, st.zp, st.kind, st.mul)
         win = windows(v, op.kernel, op.stride, op.pads)  # [B, OH, OW, C, kh, kw]
         B, OH, OW = win.shape[:3]
         if op.depthwise:
@@ -406,7 +424,7 @@ class BitSim:
             for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
-        v = x.astype(np.int64) - st.zp
+        v = x.astype(np.int64) * st.mul - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
         return acc if exact else self._wrap(st, acc)
@@ -414,7 +432,7 @@ class BitSim:
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
         ma, mb = (int(m) for m in st.op.multipliers)
         dt = object if st.kind == "obj" else np.int64
-        acc = ma * (np.asarray(a).astype(dt) - st.zps[0]) + mb * (np.asarray(b).astype(dt) - st.zps[1])
+        acc = ma * (np.asarray(a).astype(dt) * st.muls[0] - st.zps[0]) + mb * (np.asarray(b).astype(dt) * st.muls[1] - st.zps[1])
         return acc if exact else self._wrap(st, acc)
 
     def _wrap(self, st, acc: np.ndarray) -> np.ndarray:

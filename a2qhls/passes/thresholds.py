@@ -6,7 +6,8 @@ A :class:`~a2qhls.ir.Requant` maps a layer's integer accumulator ``acc`` to
     v = max(v, 0)                           (if relu)
     q = clip(rnd(v / scale + zero_point), qmin, qmax)
 
-which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
+(or, for a bipolar output, ``q = 1 if v >= 0 else 0``: QONNX's ``BipolarQuant``, one
+threshold) which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
 the float scales as given (each float converted exactly to a :class:`fractions.Fraction`).
 Because ``acc -> q`` is monotone non-decreasing, it equals a multi-threshold unit
 
@@ -122,6 +123,8 @@ def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant
     v = scale_in * acc + offset_in
     if op.relu:
         v = max(v, Fraction(0))
+    if op.out_type.bipolar:  # BipolarQuant: +1 (stored 1) iff v / s >= 0, i.e. v >= 0 (s > 0)
+        return 1 if v >= 0 else 0
     if op.trunc is not None:
         tr = op.trunc
         y = round_exact(v / Fraction(tr.scale) + Fraction(tr.zero_point), "ROUND")
@@ -141,11 +144,17 @@ def _single(op: Requant) -> Requant:
 def _pre_scale(pre: Requant, channel: int) -> tuple[Fraction, Fraction]:
     """(scale, zero-point) of the intermediate activation ``pre`` produces, for one channel."""
     sc = np.asarray(pre.scale).reshape(-1)
-    return Fraction(float(sc[channel if sc.size > 1 else 0])), Fraction(int(pre.out_type.zero_point))
+    s = Fraction(float(sc[channel if sc.size > 1 else 0]))
+    if pre.out_type.bipolar:  # real = s * (2 q1 - 1) = 2s * (q1 - 1/2)
+        return 2 * s, Fraction(1, 2)
+    return s, Fraction(int(pre.out_type.zero_point))
 
 
 def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fraction, bool]:
-    """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``."""
+    """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``.
+    Bipolar output (one threshold, ``k == 1``): ``v >= 0`` (QONNX ``BipolarQuant``, sign(0) = +1)."""
+    if op.out_type.bipolar:
+        return Fraction(0), False
     c, strict = level_breakpoint(k, op.rounding_mode)
     if op.trunc is None:  # rnd(v / s + zp) >= k
         return (c - zp) * s, strict
@@ -199,7 +208,10 @@ def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -
     C = T1.shape[0]
     q1min, q1max = pre.out_type.qmin, pre.out_type.qmax
     s1 = np.broadcast_to(np.asarray(pre.scale, dtype=np.float64).reshape(-1), (C,))
-    T2 = requant_thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)  # over q1
+    if pre.out_type.bipolar:  # q1's real value s1 * (2 q1 - 1)
+        T2 = requant_thresholds(_single(op), 2 * s1, -s1, q1min, q1max)
+    else:
+        T2 = requant_thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)  # over q1
     T = np.empty(T2.shape, dtype=object)
     for j in range(C):
         for k in range(T2.shape[1]):

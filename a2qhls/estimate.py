@@ -411,6 +411,8 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
             kw["threshold_style"] = styles.get(u.t_impl, "auto")
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
                      buffer_input=u.kind != "dw", asigned=val.signed, **kw)
+        if getattr(u, "xnor", False):  # XNOR-popcount (1-bit weights and inputs above): + the P-bit 2 * pop - K per PE
+            c += Cost(LUT=P * u.PE)
         if u.kind in ("conv", "dw"):
             H, W, C = u.in_shape
             c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)

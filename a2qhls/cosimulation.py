@@ -564,7 +564,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ctx, ref_error = None, _reason(e)
     out_info = model.tensors[cmp_t]
     model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
-    tol = 0.25 * np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1])
+    tol = 0.25 * np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1]))
     if ctx is not None:
         ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], n)
         out_bad = np.any(np.abs(model_real - ref_out) > tol, axis=1)

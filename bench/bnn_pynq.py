@@ -37,6 +37,7 @@ def main(argv=None) -> int:
 
     print(f"load: {os.getloadavg()[0]:.1f} (uptime 1 min)")
     tmp = args.out or tempfile.mkdtemp(prefix="a2qhls-bnn-")
+    os.makedirs(tmp, exist_ok=True)
     failed = 0
     for name in args.nets.split(","):
         t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)

@@ -55,7 +55,12 @@ def main(argv=None) -> int:
                   f"{ly['acc_bits']:>5} {ly['acc_bits_datatype']:>5}")
         if not args.no_cosim:
             out = os.path.join(tmp, f"{name}_prj")
-            a2qhls.build(path, out, force=True)
+            summary = a2qhls.build(path, out, force=True)
+            xnor = sum(1 for u in summary["layers"] if u.get("weight_bits") == 1)
+            cost = summary["cost"]
+            print(f"  build: {xnor} of {len(summary['layers'])} layers in XNOR-popcount form (1-bit weights); estimate "
+                  f"{cost['total']['LUT']} LUT, {cost['total']['BRAM18']} BRAM18 ({cost['lut_ratio_acc32']:.2f}x the LUTs "
+                  f"with 32-bit accumulators)")
             cs = a2qhls.cosim(out, random=args.random, adversarial=True)
             bad = cs["mismatches_cpp_vs_model"] + cs["mismatches_model_vs_qonnx"]
             failed += bad != 0

@@ -327,6 +327,8 @@ class Requant:
     ``q = clip(round(ROUND(v / trunc.scale + trunc.zero_point) / trunc.trunc_scale), qmin, qmax)``
     where ``scale``/``zero_point`` then only give the output's real value. A pass turns this
     into per-channel integer thresholds (``thresholds``): ``q = qmin + #{t: acc >= T[j, t]}``.
+    A bipolar ``out_type`` (QONNX ``BipolarQuant``) is the sign: ``q = 1`` iff ``relu?(v) >= 0``
+    (one threshold), real value ``scale * (2q - 1)``.
     """
 
     name: str

@@ -17,6 +17,9 @@ What it computes, per op of the IR, on a batch (first axis) of samples:
 * :class:`~a2qhls.ir.Add`: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``, wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Requant`: ``q = qmin + #{t : acc >= T[j, t]}`` with the exact
   thresholds of :mod:`a2qhls.passes.thresholds` (after any accumulating op).
+* Bipolar tensors (QONNX ``BipolarQuant``, :meth:`~a2qhls.ir.IntType.bipolar_type`) store the
+  bit ``q`` and enter every sum as the value ``2q - 1`` (in place of ``q - zp``); a bipolar input
+  quantizer gives ``q = 1`` iff ``x / scale >= 0``, a bipolar Requant has one threshold (the sign).
 
 Tensors are ``[batch, *shape]`` with ``shape`` channels-last (``[B, H, W, C]`` for a feature
 map). A model whose float input is ``[C, H, W]`` (ONNX NCHW per sample) quantizes it, then

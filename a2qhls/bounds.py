@@ -25,6 +25,7 @@ __all__ = [
     "a2qplus_acc_bits",
     "a2qplus_effective_l1",
     "exact_channel_range",
+    "range_from_sums",
     "signed_bits_for_range",
     "adversarial_inputs",
 ]
@@ -110,7 +111,7 @@ def channel_sums(q) -> tuple[np.ndarray, np.ndarray]:
         q = q.astype(object)
     elif q.dtype != object:
         q = q.astype(np.int64, copy=False)
-    pos = np.clip(q, 0, None).sum(axis=-1)
+    pos = (np.maximum(q, 0) if q.dtype != object else np.clip(q, 0, None)).sum(axis=-1)
     return pos, q.sum(axis=-1) - pos
 
 
@@ -134,11 +135,16 @@ def exact_channel_range(q, x_min: int, x_max: int, bias=None) -> tuple[np.ndarra
     positive/negative weights: ``acc_max = x_max * S+ + x_min * S-`` and
     ``acc_min = x_min * S+ + x_max * S-`` (plus the bias), in Python integers.
     """
+    return range_from_sums(*channel_sums(q), x_min, x_max, bias)
+
+
+def range_from_sums(pos, neg, x_min: int, x_max: int, bias=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_channel_range` from the per-channel sums ``S+`` (``pos``) and ``S-`` (``neg``)
+    of :func:`channel_sums`: ``acc_max = x_max * S+ + x_min * S- (+ bias)``, ``acc_min`` mirrored."""
     x_min, x_max = int(x_min), int(x_max)
     if x_min > x_max:
         raise ValueError(f"empty input range [{x_min}, {x_max}]")
-    pos, neg = channel_sums(q)
-    pos, neg = pos.astype(object), neg.astype(object)
+    pos, neg = np.asarray(pos).astype(object), np.asarray(neg).astype(object)
     acc_max = x_max * pos + x_min * neg
     acc_min = x_min * pos + x_max * neg
     if bias is not None:

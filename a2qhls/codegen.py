@@ -23,12 +23,17 @@ packed elements (a unit's ``PE``; the top input: one pixel, or the first layer's
   Depthwise: the window generator feeds a vector-vector unit, PE over channels, SIMD over taps
   (words of ``PE * SIMD`` window values).
 * max/avg Pool -> ``pool<i>`` (line buffer; max of stored integers / window sum + thresholds);
-  Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds); the fork copy that
+  Add -> ``add<i>`` (``ma * (a - zp_a) + mb * (b - zp_b)`` + thresholds; ``ma``/``mb`` constants, or
+  per-channel ROMs where the inputs' scales differ per channel); an accumulator that feeds an add
+  or an average pool (``bn(conv(x)) + shortcut``, ``Conv -> AveragePool -> Quant``) is streamed as
+  its ``ap_int<P>`` values (the layer unit then has no thresholds); the fork copy that
   bypasses the other branch gets a FIFO deep enough for that branch's lag (:func:`fork_depths`).
 
 Weights ``W[pe][nf * SF + sf][s] = weight[nf * PE + pe, sf * SIMD + s]`` (Conv weights as
 ``[C_out, kh*kw*C_in]``, depthwise ``[C, kh*kw]``) and thresholds ``T[pe][nf][t]`` are
-partitioned on the PE and SIMD/threshold dimensions.
+partitioned on the PE and SIMD/threshold dimensions. A layer whose IR op has ``weights_external``
+(:mod:`a2qhls.passes.memories`) has no weight ROM: its unit reads one beat of ``PE x SIMD`` weights
+per iteration from an extra AXI-stream port of the top (:class:`WeightPort`).
 """
 from __future__ import annotations
 
@@ -44,18 +49,22 @@ import numpy as np
 from . import bounds
 from .escape import FILTERS, Identifiers
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, IntType, Model, Pool, Requant
 from .passes.acc_bits import built_acc_bits
 
 TOP = "a2q_top"
 DEFAULT_PART = "xczu3eg-sbva484-1-e"
-FORMAT_VERSION = 1
+# a2qhls.json's format: 2 adds "control", "stream_weights" and interface.weights (the streamed weights'
+# beat layout), and the default folding changed (conv SIMD divides C_in); cosim refuses other versions
+FORMAT_VERSION = 2
+CONTROLS = ("none", "axilite")  # block-level control of the top: ap_ctrl_none, or s_axilite (ap_start/ap_done registers)
 AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
 STREAMING_SWG = True  # the one-loop window generator where the folding allows it (LayerPlan.swg_streaming)
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
 
-__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan"]
+__all__ = ["TOP", "CSIM", "csim_commands", "csim_sources", "project_units", "template_dir", "plan", "generate", "summary", "LayerPlan",
+           "WeightPort", "weight_ports", "design_estimate", "fork_reasons", "swg_max_lead", "CONTROLS"]
 
 # The g++ C-simulation build, the one source of both build_csim.sh (rendered from it) and
 # cosim's compiler calls (csim_commands): the top (with the AXI adapters), each unit's own
@@ -204,11 +213,14 @@ class LayerPlan:
     zp_b: int = 0
     bipolar_b: bool = False  # add: the second input is bipolar
     mult: tuple = (1, 1)
+    mult_rom: tuple = ()  # add with per-channel multipliers: per input M[pe][nf] = multiplier of channel nf * PE + pe
+    mult_t: tuple = ()  # add: the unsigned types of those multipliers
     n_out: int = 1  # dup: number of copies
     win_t: Optional[IntT] = None  # window values (q - zp, padding 0)
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
     bipolar: bool = False  # the input is bipolar: stored bit q, value 2q - 1 (val_t/win_t hold values)
     xnor: bool = False  # bipolar x bipolar in FINN's XNOR-popcount form (see uses_xnor_popcount)
+    w_stream: bool = False  # weights read from an extra AXI-stream port of the top (op.weights_external), no ROM
 
     @property
     def NF(self) -> int:
@@ -292,7 +304,12 @@ class LayerPlan:
     @property
     def w_impl(self) -> Optional[str]:
         """Storage of each PE's weight ROM (``NF*SF`` words of ``SIMD`` packed weights)."""
-        return self.rom_impl(self.NF * self.SF) if self.has_weights else None
+        return self.rom_impl(self.NF * self.SF) if self.has_weights and not self.w_stream else None
+
+    @property
+    def w_port(self) -> Optional[str]:
+        """The top's AXI-stream port that carries this unit's weights (``w_stream``), else None."""
+        return f"{self.cname}_weights" if self.w_stream else None
 
     @property
     def t_impl(self) -> Optional[str]:
@@ -331,6 +348,8 @@ class LayerPlan:
                 out["B"] = 1
         if self.running_max and self.MH // self.PE > 1:
             out["mx"] = 2  # the running max of (ox, channel group): read, then written
+        if self.mult_rom and self.MH // self.PE > 1:
+            out["MA"] = out["MB"] = 1  # one multiplier per PE bank and input
         if self.t_impl:
             out["T"] = 1  # one packed word of NT thresholds per PE bank
         if self.thr_binary:
@@ -388,6 +407,38 @@ class LayerPlan:
     @property
     def stage_cycles(self) -> int:
         return max(self.cycles, self.swg_cycles) if self.kind in ("conv", "dw") else self.cycles
+
+
+def swg_max_lead(u: "LayerPlan") -> int:
+    """The most input words a streaming window generator has read beyond the input pixels its
+    emitted output pixels stand for, over its schedule (:func:`swg_schedule`'s decisions): at each
+    iteration, ``read - G * done * (H * W) / (OH * OW)`` with ``done`` whole output pixels emitted
+    (``G`` words per input pixel). A bypass FIFO beside it must hold this many words (in its words
+    of ``V`` channels), which :func:`_lag_rows`'s row count bounds."""
+    H, W, C = u.in_shape
+    OH, OW = u.out_shape[0], u.out_shape[1]
+    KH, KW = u.kernel
+    SH, _ = u.stride
+    G = C // u.swg_V
+    R = u.swg_rows
+    total_rd = H * W * G
+    per_px = KH * KW * G
+    ratio = (H * W) / (OH * OW)
+    rd = done = lead = 0
+    for oy in range(OH):
+        top = oy * SH - u.pads[0]
+        for ox in range(OW):
+            need = u.swg_need(oy, ox)
+            emitted = 0
+            while emitted < per_px:
+                can_emit = rd >= need
+                if rd < total_rd and rd // (W * G) < top + R:
+                    rd += 1
+                if can_emit:
+                    emitted += 1
+                lead = max(lead, rd - int(G * done * ratio))
+            done += 1
+    return lead
 
 
 def swg_schedule(u: "LayerPlan") -> int:
@@ -462,11 +513,18 @@ def _requant_of(model: Model, op) -> Optional[Requant]:
         raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
     if rq is not None and op.outputs[0] in model.outputs:
         raise A2QError(f"'{op.name}': an accumulator used by more than its activation is not supported")
-    if rq is None and cons:
-        raise A2QError(f"'{op.name}': its accumulator feeds {cons[0].op} '{cons[0].name}'; only a Requant (activation Quant) may follow an accumulator")
+    if rq is None and cons and not (len(cons) == 1 and _reads_accumulator(cons[0])):
+        raise A2QError(f"'{op.name}': its accumulator feeds {cons[0].op} '{cons[0].name}'"
+                       f"{' and more' if len(cons) > 1 else ''}; an accumulator may feed one Requant (activation Quant), "
+                       "residual add or average pool")
     if rq is not None and rq.thresholds is None:
         raise A2QError(f"{rq.name}: thresholds not computed (run passes.thresholds.compute_thresholds)")
     return rq
+
+
+def _reads_accumulator(op) -> bool:
+    """Ops that take an accumulator as it is (streamed at the producer's width): a residual add, an average pool."""
+    return isinstance(op, Add) or (isinstance(op, Pool) and op.mode == "avg")
 
 
 def _thr_fields(rq: Optional[Requant], P: int) -> tuple:
@@ -511,6 +569,13 @@ def plan(model: Model) -> list[LayerPlan]:
                                 "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
+
+    def dtype_of(tensor: str) -> IntType:
+        """The integer type a tensor is streamed as: its activation type, or an accumulator's ``ap_int<P>``."""
+        t = model.tensors[tensor]
+        if t.dtype is not None:
+            return t.dtype
+        return IntType(widths[model.producer(tensor).name], True)
     in_info = model.tensors[iq.outputs[0]]
     fused = set()
 
@@ -519,7 +584,8 @@ def plan(model: Model) -> list[LayerPlan]:
         cons = model.consumers(tensor)
         if len(cons) > 1:
             t = model.tensors[tensor]
-            it = IntT(t.dtype.bits, t.dtype.signed)
+            dt = dtype_of(tensor)
+            it = IntT(dt.bits, dt.signed)
             units.append(LayerPlan(
                 index=len(units), cname=ids.claim(f"dup{n_dup}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
@@ -536,7 +602,8 @@ def plan(model: Model) -> list[LayerPlan]:
         if src == to_epw:
             return
         t = model.tensors[tensor]
-        it = IntT(t.dtype.bits, t.dtype.signed)
+        dt = dtype_of(tensor)
+        it = IntT(dt.bits, dt.signed)
         lcm = src * to_epw // math.gcd(src, to_epw)
         steps = [(src, to_epw)] if lcm in (src, to_epw) else [(src, lcm), (lcm, to_epw)]
         for a, b in steps:
@@ -566,7 +633,7 @@ def plan(model: Model) -> list[LayerPlan]:
             if t not in epw:
                 raise A2QError(f"code generation: op '{op.name}' ({op.op}) reads '{t}', which no unit produces")
         x = model.tensors[op.inputs[0]]
-        in_dt = x.dtype
+        in_dt = dtype_of(op.inputs[0])
         ipb0 = epw[op.inputs[0]]
         if isinstance(op, Dense):
             # the matrix-vector unit takes SIMD elements per word (it stores the vector as SF words)
@@ -613,6 +680,9 @@ def plan(model: Model) -> list[LayerPlan]:
                 b = np.asarray(op.bias)
                 bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
             u = LayerPlan(cname=ids.claim(f"layer{n_layers}"), MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
+            u.w_stream = bool(getattr(op, "weights_external", False))
+            if u.w_stream and getattr(op, "depthwise", False):
+                raise A2QError(f"layer '{op.name}': a depthwise layer cannot stream its weights (Dense and Conv layers can)")
             n_layers += 1
             if xnor:  # stored bits flow unchanged into the unit; the sum is 2 * popcount(XNOR) - K
                 u.xnor, u.bipolar, u.zp, u.val_t = True, False, 0, IntT(1, False)
@@ -638,7 +708,7 @@ def plan(model: Model) -> list[LayerPlan]:
                 u.win_t = IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
         elif isinstance(op, Add):
             C = op.channels
-            tb = model.tensors[op.inputs[1]].dtype
+            tb = dtype_of(op.inputs[1])
             u = LayerPlan(cname=ids.claim(f"add{n_add}"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             n_add += 1
             u.kind = "add"
@@ -646,7 +716,12 @@ def plan(model: Model) -> list[LayerPlan]:
             u.in_t_b = IntT(tb.bits, tb.signed)
             u.zp_b = int(tb.zero_point)
             u.bipolar_b = bool(tb.bipolar)
-            u.mult = tuple(int(m) for m in op.multipliers)
+            ms = [[int(v) for v in op.multiplier(k)] for k in range(2)]
+            # the estimate's constant multiplier: the channel's with the most set bits (shift-and-add cost)
+            u.mult = tuple(max(m, key=lambda v: (bin(v).count("1"), v)) for m in ms)
+            if not (op.uniform(0) and op.uniform(1)):  # per-channel multipliers: ROMs [PE][NF]
+                u.mult_rom = tuple([[m[nf * u.PE + pe] for nf in range(C // u.PE)] for pe in range(u.PE)] for m in ms)
+                u.mult_t = tuple(IntT(max(1, max(m).bit_length()), False) for m in ms)
             u.win_t = IntT.for_range(min(in_dt.vmin, tb.vmin), max(in_dt.vmax, tb.vmax))
         else:
             raise A2QError(f"code generation does not support op '{op.name}' ({op.op})")
@@ -758,6 +833,87 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
     return tuple(ports)
 
 
+@dataclass
+class WeightPort:
+    """The AXI-stream port of a unit whose weights stream from outside (``LayerPlan.w_stream``).
+
+    One beat per iteration of the unit's NF*SF loop, in the order it consumes them: for every
+    input vector (every output pixel of a convolution), tiles ``t = nf * SF + sf`` for ``nf`` in
+    ``0..NF-1``, ``sf`` in ``0..SF-1``; beat ``t`` holds ``weight[nf * PE + pe][sf * SIMD + s]`` for
+    ``pe < PE``, ``s < SIMD`` as a ``B``-bit two's complement field at bits
+    ``[(pe * SIMD + s) * B, (pe * SIMD + s) * B + B - 1]`` of TDATA (``B`` = weight bits), TDATA
+    ``bus_bits`` = ``PE * SIMD * B`` rounded up to whole bytes (the high bits zero). A driver sends
+    the ``NF * SF`` beats of the layer's matrix once per vector (``pixels`` times per image);
+    TLAST may mark the last beat of an image (the unit ignores it; the testbench sets it).
+    """
+
+    cname: str
+    layer: str
+    PE: int
+    SIMD: int
+    NF: int
+    SF: int
+    bits: int
+    pixels: int
+
+    @property
+    def data_bits(self) -> int:
+        return self.PE * self.SIMD * self.bits
+
+    @property
+    def bus_bits(self) -> int:
+        return 8 * ((self.data_bits + 7) // 8)
+
+    @property
+    def beats_per_vector(self) -> int:
+        return self.NF * self.SF
+
+    @property
+    def beats_per_image(self) -> int:
+        return self.pixels * self.NF * self.SF
+
+    def layout(self) -> dict:
+        """The byte layout, for ``a2qhls.json``'s ``interface.weights``."""
+        return {
+            "port": f"{self.cname}_weights",
+            "layer": self.layer,
+            "bus_bits": self.bus_bits,
+            "weight_type": f"int{self.bits}",
+            "PE": self.PE,
+            "SIMD": self.SIMD,
+            "beats_per_vector": self.beats_per_vector,
+            "vectors_per_image": self.pixels,
+            "beats_per_image": self.beats_per_image,
+            "beat_order": "per vector: tile t = nf*SF + sf for nf in 0..NF-1, sf in 0..SF-1 (NF = MH/PE, SF = MW/SIMD)",
+            "field": "weight[nf*PE + pe][sf*SIMD + s] at bits [(pe*SIMD + s)*B, (pe*SIMD + s)*B + B - 1], B-bit two's complement",
+            "padding": "bits above PE*SIMD*B are zero",
+            "weight_columns": "Dense: the input index; Conv: (ky, kx, c) of the window, c fastest",
+            "tlast": "ignored by the design (the testbench sets it on the last beat of an image)",
+            "byte_order": "little-endian (bit 0 of TDATA in byte 0)",
+        }
+
+
+def weight_ports(units: list) -> list:
+    """:class:`WeightPort` of every unit that streams its weights, in dataflow order."""
+    return [WeightPort(u.cname, u.dense.name, u.PE, u.SIMD, u.NF, u.SF, u.w_t.bits, u.pixels) for u in units if u.w_stream]
+
+
+def adapter_costs(units: list, bus_bits: Optional[int] = None) -> list:
+    """``[(name, Cost)]`` of the top's two AXI-stream adapters (:func:`a2qhls.estimate.axis_adapter_cost`)."""
+    from . import estimate
+
+    return [(f"a2q_{p.direction}_adapter", estimate.axis_adapter_cost(p.direction, p.bus_bits, p.bits, p.per_beat, p.per_word))
+            for p in axis_ports(units, bus_bits)]
+
+
+def design_estimate(units: list, bus_bits: Optional[int] = None) -> dict:
+    """:func:`a2qhls.estimate.design_cost` of a plan: its units, fork FIFOs (:func:`fork_depths`) and
+    AXI-stream adapters (:func:`adapter_costs`)."""
+    from . import estimate
+
+    return estimate.design_cost(units, fork_depths(units), adapters=adapter_costs(units, bus_bits))
+
+
 def word_widths(units: list) -> list:
     """``[(C++ type name, bits)]`` of every packed word the design declares (stream words and sliding windows)."""
     out = []
@@ -767,6 +923,8 @@ def word_widths(units: list) -> list:
             out.append((f"{u.cname}_inb_word", u.IPB_b * u.in_t_b.bits))
         if u.kind in ("conv", "dw"):
             out.append((f"{u.cname}_win_word", u.OPB * u.win_t.bits))
+        if u.w_stream:
+            out.append((f"{u.cname}_w_beat", 8 * ((u.PE * u.SIMD * u.w_t.bits + 7) // 8)))
         out.append((f"{u.cname}_out_word", u.PE * u.out_t.bits))
     return out
 
@@ -831,7 +989,7 @@ def netlist(units: list) -> tuple[list, list]:
     """
     src: dict = {}  # tensor -> list of streams not yet consumed (a dup offers several)
     streams, calls = [], []
-    depths = fork_depths(units)
+    reasons = fork_reasons(units)
     first_tensor = units[0].inputs[0]
     src[first_tensor] = ["sin"]
     last = units[-1]
@@ -848,7 +1006,9 @@ def netlist(units: list) -> tuple[list, list]:
         if u.kind == "dup":
             outs = [f"s{u.index}_{k}" for k in range(u.n_out)]
             for k, name in enumerate(outs):
-                streams.append((name, f"{u.cname}_out_word", depths.get((u.index, k), 2), f"copy {k} of '{u.inputs[0]}'"))
+                depth, why = reasons.get((u.index, k), (2, ""))
+                note = f"copy {k} of '{u.inputs[0]}'" + (f", depth {depth}: {why}" if depth != 2 else "")
+                streams.append((name, f"{u.cname}_out_word", depth, note))
             calls.append((u.cname, args + outs))
             src[u.inputs[0]] = list(outs)
             continue
@@ -857,6 +1017,8 @@ def netlist(units: list) -> tuple[list, list]:
             streams.append((f"s{u.index}w", f"{u.cname}_win_word", 2, "sliding windows"))
             calls.append((f"{u.cname}_swg", [args[0], f"s{u.index}w"]))
             args = [f"s{u.index}w"]
+        if u.w_stream:
+            args = args + [u.w_port]
         streams.append((out, f"{u.cname}_out_word", 2, "the output, packed into AXI-stream beats" if u is last else ""))
         calls.append((u.cname, args + [out]))
         src[u.out_tensor] = [out]
@@ -864,30 +1026,52 @@ def netlist(units: list) -> tuple[list, list]:
     return streams, calls
 
 
-def _lag_words(units: list, path: list, fork_u: LayerPlan) -> int:
-    """Words of the fork tensor a branch consumes before its first output: the rows a sliding
-    window must see first (kh - top pad per window unit, plus one row of slack), one image at most."""
+def _lag_rows(u: LayerPlan, H: int) -> tuple:
+    """``(rows, why)``: rows of its input a unit on a branch reads before (and ahead of) the row it
+    is emitting, from the cycle model:
+
+    * a one-loop window generator (:func:`swg_schedule`) reads while its next word's row is less
+      than ``swg_rows = kh + sh`` rows below the current window's top row ``oy*sh - pad_top``: it
+      runs ``kh + sh - pad_top`` rows ahead of the output row it emits;
+    * the row-buffer window generator and the pools read the ``kh - pad_top`` rows a window row
+      needs, then emit: ``kh - pad_top + 1`` rows (one row of slack for the read that overlaps);
+    * a running-max pool reads ``kh`` rows per output row: ``kh`` rows;
+    * a dense layer reads its whole input (``H`` rows) before its first output;
+    * everything else (adds, width converters, the matrix unit behind a window generator): less than
+      a row (its depth-2 FIFOs are the per-unit slack)."""
+    if u.kind in ("conv", "dw") and u.swg_streaming:
+        r = max(u.swg_rows - u.pads[0], 1)
+        return r, f"{u.cname} {r} (kh {u.kernel[0]} + stride {u.stride[0]} - pad {u.pads[0]}: its line buffer's read-ahead)"
+    if u.running_max:
+        return u.kernel[0], f"{u.cname} {u.kernel[0]} (kh rows per output row)"
+    if u.kind in ("conv", "dw", "maxpool", "avgpool"):
+        r = max(u.kernel[0] - u.pads[0], 1) + 1
+        return r, f"{u.cname} {r} (kh {u.kernel[0]} - pad {u.pads[0]} rows, then windows; + 1)"
+    if u.kind == "mvu":
+        return H, f"{u.cname} {H} (a dense layer reads its whole input)"
+    return 0, ""
+
+
+def _lag_words(units: list, path: list, fork_u: LayerPlan) -> tuple:
+    """``(words, why)``: words of the fork tensor a branch consumes before its first output (see
+    :func:`_lag_rows`), ``rows * W * C / PE`` plus 2 words per unit on the branch (the depth-2
+    FIFOs between them), at most one image; ``why`` states the sum."""
     if not path:
-        return 0
+        return 0, "the other branch is empty"
     H, W = (fork_u.in_shape[0], fork_u.in_shape[1]) if len(fork_u.in_shape) == 3 else (1, 1)
-    rows = 0
-    for u in path:
-        if u.kind in ("conv", "dw", "maxpool", "avgpool"):
-            rows += max(u.kernel[0] - u.pads[0], 1) + 1
-        elif u.kind in ("mvu",):
-            rows += H  # a dense layer reads its whole input
+    parts = [_lag_rows(u, H) for u in path]
+    rows = max(sum(r for r, _ in parts), 1)
     words_per_row = W * fork_u.MH // fork_u.PE
     total = fork_u.in_elems // fork_u.PE
-    return min(total, max(rows, 1) * words_per_row + 2 * (len(path) + 1))
+    words = min(total, rows * words_per_row + 2 * (len(path) + 1))
+    terms = "; ".join(w for r, w in parts if r) or "no window unit"
+    why = (f"other branch ({', '.join(u.cname for u in path)}) runs {rows} rows ahead [{terms}]: "
+           f"{rows} rows x {words_per_row} words + 2 x {len(path) + 1} FIFO slack" + (f", capped at one image ({total})" if words == total else ""))
+    return words, why
 
 
-def fork_depths(units: list) -> dict:
-    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
-
-    When a fork's copies meet again at an add, the copy whose branch is short (the bypass) must
-    buffer what the other branch consumes before it produces its first output, or the dup stalls
-    and the dataflow deadlocks. Each copy gets the other branch's lag (:func:`_lag_words`).
-    """
+def fork_reasons(units: list) -> dict:
+    """``{(dup index, k): (depth, reasoning)}`` for every fork copy (see :func:`fork_depths`)."""
     out: dict = {}
     by_tensor_consumer: dict = {}
     for u in units:
@@ -909,9 +1093,23 @@ def fork_depths(units: list) -> dict:
                 u = nxt[0] if len(nxt) == 1 and nxt[0].kind != "dup" else None
             paths.append(path)
         for k in range(len(cons)):
-            lag = max((_lag_words(units, p, d) for i, p in enumerate(paths) if i != k), default=0)
-            out[(d.index, k)] = max(2, lag)
+            lags = [_lag_words(units, p, d) for i, p in enumerate(paths) if i != k]
+            lag, why = max(lags, key=lambda lw: lw[0]) if lags else (0, "no other branch")
+            out[(d.index, k)] = (max(2, lag), why)
     return out
+
+
+def fork_depths(units: list) -> dict:
+    """FIFO depth of each fork copy ``(dup index, k)`` feeding a residual add.
+
+    When a fork's copies meet again at an add (which reads a word of each in the same iteration),
+    the dup writes a word to every copy in the same iteration, so the copy whose branch is short
+    (the bypass) must buffer what the other branch consumes before it produces its first output,
+    or the dup stalls and the dataflow deadlocks. Each copy gets the other branch's lag in words
+    (:func:`_lag_words`, from the rows each unit reads ahead in the cycle model, :func:`_lag_rows`);
+    the reasoning is written next to each FIFO in the generated top (:func:`fork_reasons`).
+    """
+    return {key: depth for key, (depth, _) in fork_reasons(units).items()}
 
 
 def _weights_folded(lp: LayerPlan) -> np.ndarray:
@@ -987,7 +1185,14 @@ def file_names(lp: LayerPlan) -> dict:
     return out
 
 
-def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None) -> dict:
+def check_control(control: str) -> str:
+    """``control`` if it is one of :data:`CONTROLS`, else :class:`A2QError`."""
+    if control not in CONTROLS:
+        raise A2QError(f"--control {control!r}: expected one of {', '.join(CONTROLS)}")
+    return control
+
+
+def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None, control: str = "none") -> dict:
     streams, calls = netlist(layers)
     axin, axout = axis_ports(layers, bus_bits)
     wide_name, wide_bits = widest_word(layers)
@@ -997,6 +1202,8 @@ def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: O
         processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [("a2q_out_adapter", axout.iters)],
         axin=axin,
         axout=axout,
+        wports=weight_ports(layers),
+        control=check_control(control),
         ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
         top=TOP,
         model_name=model.name,
@@ -1056,6 +1263,7 @@ def unit_declarations(layers: list, streams: list, calls: list) -> dict:
     """``{unit: [(function, [stream word types])]}``: the functions each unit's translation unit
     defines and the top calls (a conv/dw unit: its window generator and its matrix unit)."""
     wtype = {name: t for name, t, _, _ in streams}
+    wtype.update({u.w_port: f"{u.cname}_w_beat" for u in layers if u.w_stream})
     owner = {}
     for lp in layers:
         owner[lp.cname] = lp.cname
@@ -1090,14 +1298,19 @@ def _csim_sources_checked(unit_names) -> list:
     return sources
 
 
-def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None) -> dict:
+def generate(model: Model, *, part: str = DEFAULT_PART, clock_ns: float = 5.0, bus_bits: Optional[int] = None,
+             control: str = "none") -> dict:
     """Render the whole project: ``{relative path: file text}`` (sorted, deterministic).
 
     ``bus_bits``: the width of both AXI-stream ports (a multiple of 8); None: each port as wide
-    as its first/last unit's word with elements widened to whole bytes (see :class:`AxisPort`)."""
+    as its first/last unit's word with elements widened to whole bytes (see :class:`AxisPort`).
+    ``control``: ``none`` (``ap_ctrl_none``: free-running) or ``axilite`` (an AXI4-Lite slave with
+    the ap_start/ap_done/ap_idle/auto_restart register, see the README). Layers whose IR op has
+    ``weights_external`` read their weights from an extra AXI-stream port (:class:`WeightPort`);
+    their weight header is then read by the testbench only."""
     layers = plan(model)
     env = _env()
-    ctx = _context(model, layers, part, clock_ns, bus_bits)
+    ctx = _context(model, layers, part, clock_ns, bus_bits, control)
     files: dict = {}
     for lp in layers:
         names = file_names(lp)
@@ -1126,7 +1339,8 @@ def _tname(t: IntT) -> str:
     return f"{'int' if t.signed else 'uint'}{t.bits}"
 
 
-def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART, bus_bits: Optional[int] = None) -> dict:
+def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT_PART, bus_bits: Optional[int] = None,
+            control: str = "none") -> dict:
     """The machine-readable description of a build (written as ``a2qhls.json``).
 
     ``layers``: every unit that owns an accumulator (Dense, Conv, average pool, residual add),
@@ -1138,12 +1352,14 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     capacity, and with every accumulator at 32 bits (``total_acc32``, ``lut_ratio_acc32``); each
     layer and unit has its own ``cost`` (and, with an accumulator, ``cost_acc32`` and
     ``lut_ratio_acc32``). Raises :class:`A2QError` for a part not in :data:`a2qhls.estimate.PARTS`.
-    ``interface``: the AXI-stream ports' byte layout (:meth:`AxisPort.layout`).
+    ``interface``: the AXI-stream ports' byte layout (:meth:`AxisPort.layout`), the block control
+    (``control``) and each streamed-weights port's beat layout (``weights``, :meth:`WeightPort.layout`);
+    ``stream_weights``: the layers whose weights stream from outside.
     """
     from . import estimate
 
     units = plan(model)
-    costs = estimate.design_cost(units, fork_depths(units))
+    costs = design_estimate(units, bus_bits)
     try:
         util = estimate.utilization(costs["total"], part)
     except KeyError:
@@ -1200,10 +1416,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 worst_channel=int(d.acc.worst_channel),
             )
         out_layers.append(entry)
-    # the AXI-stream adapters are not in the resource estimate yet (cost 0, not_estimated)
-    no_cost = estimate.Cost().as_dict()
     unit_list = [{"index": None, "cname": "a2q_in_adapter", "kind": "axis_in", "op": None, "inputs": [units[0].inputs[0]],
-                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "cost": no_cost, "not_estimated": True,
+                  "output": units[0].inputs[0], "cycles_per_image": axin.iters, "cost": cost_of["a2q_in_adapter"]["cost"],
                   "processes": {"a2q_in_adapter": axin.iters}}]
     for u in units:
         e = {"index": u.index, "cname": u.cname, "kind": u.kind, "op": u.dense.name if u.dense is not None else None,
@@ -1214,7 +1428,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             e["compute_cycles_per_image"] = u.cycles
         unit_list.append(e)
     unit_list.append({"index": None, "cname": "a2q_out_adapter", "kind": "axis_out", "op": None, "inputs": [units[-1].out_tensor],
-                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": no_cost, "not_estimated": True,
+                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": cost_of["a2q_out_adapter"]["cost"],
                       "processes": {"a2q_out_adapter": axout.iters}})
     slow = max(unit_list, key=lambda e: e["cycles_per_image"])
     first = units[0]
@@ -1229,15 +1443,22 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
         "output": {"tensor": model.outputs[0], "name": (model.output_names or [None])[0]},
         "acc_bits_overrides": overrides,
         "bus_bits": bus_bits,
+        "control": check_control(control),
+        "stream_weights": [u.dense.name for u in units if u.w_stream],
         **({"input_quant": model.input_quant} if getattr(model, "input_quant", None) is not None else {}),
         "folding": {lp.dense.name: {"PE": lp.PE, "SIMD": lp.SIMD} for lp in units if lp.has_weights},
         "chain": is_chain(units),
         "cycles_per_image": slow["cycles_per_image"],
         "bottleneck": slow["cname"],
         "interface": {
-            "protocol": "AXI4-Stream in and out (TDATA, TKEEP, TSTRB, TLAST), block control ap_ctrl_none: free-running, one image per input burst",
+            "protocol": "AXI4-Stream in and out (TDATA, TKEEP, TSTRB, TLAST), " + (
+                "block control ap_ctrl_none: free-running, one image per input burst" if control == "none" else
+                "block control s_axilite (bundle 'control'): register 0x00 bit 0 ap_start, bit 1 ap_done, bit 2 ap_idle, "
+                "bit 3 ap_ready, bit 7 auto_restart; write 0x81 once to run free, or 0x01 per image and poll ap_done"),
+            "control": control,
             "input": axin.layout(),
             "output": axout.layout(),
+            "weights": [w.layout() for w in weight_ports(units)],
         },
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
         "layers": out_layers,

@@ -5,7 +5,9 @@ Three implementations run on the same inputs:
 * the generated C++ (compiled with g++ against the ap_int/hls_stream headers, see
   :mod:`a2qhls.headers`), fed the integers the input quantizer produces;
 * the bit-accurate numpy model (:mod:`a2qhls.sim`) with the build's widths;
-* the QONNX reference: ``qonnx.core.onnx_exec.execute_onnx`` on the copied model,
+* the QONNX reference: ``qonnx.core.onnx_exec.execute_onnx`` on the copied model (on a large net, on the
+  first samples of each group that fit :data:`REF_MAC_BUDGET` multiply-accumulates, or ``ref_samples``;
+  the report's ``qonnx_samples`` says how many),
   exactly as exported (float32), with the batch dimension resized.
 
 C++ and the model must agree bit for bit on the output integers. The model and
@@ -89,6 +91,9 @@ def load_project(d) -> Project:
     summary = load_json_file(sp, "build summary")
     if not isinstance(summary, dict) or summary.get("tool") != "a2qhls":
         raise A2QError(f"{sp}: not an a2qhls build summary (no \"tool\": \"a2qhls\")")
+    if summary.get("format") != codegen.FORMAT_VERSION:
+        raise A2QError(f"{sp}: project format {json.dumps(summary.get('format'))[:20]}, this a2qhls reads format "
+                       f"{codegen.FORMAT_VERSION} (the layout changed); rebuild the project with 'a2qhls build'")
     if summary.get("model") != MODEL_FILE:
         raise A2QError(f"{sp}: \"model\" is {json.dumps(summary.get('model'))[:80]}; a project's model copy is '{MODEL_FILE}'")
     overrides = summary.get("acc_bits_overrides", {})
@@ -110,7 +115,17 @@ def load_project(d) -> Project:
     bus_bits = summary.get("bus_bits")
     if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int)):
         raise A2QError(f"{sp}: \"bus_bits\" must be an integer or null")
-    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits))) != summary:
+    control = summary.get("control")
+    if control not in codegen.CONTROLS:
+        raise A2QError(f"{sp}: \"control\" must be one of {', '.join(codegen.CONTROLS)}")
+    streamed = summary.get("stream_weights")
+    if not isinstance(streamed, list) or not all(isinstance(v, str) for v in streamed):
+        raise A2QError(f"{sp}: \"stream_weights\" must be a list of layer names")
+    from .passes.memories import apply_stream_weights
+
+    apply_stream_weights(model, streamed)
+    if json.loads(codegen.summary_json(codegen.summary(model, model_file=MODEL_FILE, part=part, bus_bits=bus_bits,
+                                                       control=control))) != summary:
         raise A2QError(f"{sp}: does not match the project's {MODEL_FILE} (edited, or written by another a2qhls version); rebuild the project")
     return Project(d, summary, model, sim, onnx_path)
 
@@ -460,6 +475,9 @@ def _stage_tie_distance(op, acc: int, sa, oa, j: int) -> float:
 
 
 NEAR_TIE = 1e-3
+# QONNX's executor is slow on large nets (node by node): per group it runs on the first samples that fit
+# this many multiply-accumulates (ResNet18 on CIFAR-10, 0.56 G per image: 8 images; small nets: all)
+REF_MAC_BUDGET = 5 * 10**9
 
 
 def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
@@ -492,7 +510,30 @@ def _flat(a, n: int) -> np.ndarray:
     return np.asarray(a).reshape(n, -1)
 
 
-def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: Group, ref64: Optional["QonnxReference"] = None) -> dict:
+def macs_per_sample(model: Model) -> int:
+    """Multiply-accumulates of one sample through every Dense and Conv of ``model`` (K per output value)."""
+    from .ir import Conv, Dense
+
+    total = 0
+    for op in model.ops:
+        if isinstance(op, Dense):
+            total += int(op.K) * int(op.channels)
+        elif isinstance(op, Conv):
+            total += int(op.K) * int(np.prod(op.out_shape))
+    return total
+
+
+def reference_samples(model: Model, n: int, ref_samples: Optional[int] = None) -> int:
+    """How many of a group's ``n`` samples the QONNX reference runs on (the first ones): ``ref_samples``
+    if given (at most ``n``), else all of them when ``n`` samples fit :data:`REF_MAC_BUDGET`
+    multiply-accumulates, else as many as fit, at least one."""
+    if ref_samples is not None:
+        return min(n, int(ref_samples))
+    return int(min(n, max(1, REF_MAC_BUDGET // max(1, macs_per_sample(model)))))
+
+
+def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: Group, ref64: Optional["QonnxReference"] = None,
+                   ref_samples: Optional[int] = None) -> dict:
     from qonnx.custom_op.general.quant import quant
 
     model, sim = project.model, project.sim
@@ -547,8 +588,13 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
             stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
         vals = sim.run(feeds, keep=True, stop=stop)
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
-        ref_x = {t: _nchw(model, t, to_real(model, t, sim._shaped(t, q))).astype(np.float32) for t, q in feeds.items()}
+        # an accumulator input's real value is that of the ONNX tensor the op reads (after its BatchNormalization)
+        src = dict(zip(acc_ops[ly["name"]].inputs, getattr(acc_ops[ly["name"]], "source_inputs", ()) or ()))
+        ref_x = {src.get(t, t): _nchw(model, t, to_real(model, t, sim._shaped(t, q))).astype(np.float32) for t, q in feeds.items()}
         onnx_out_name = model.output_names[model.outputs.index(cmp_t)] if cmp_t in model.outputs and model.output_names else cmp_t
+        if ly["activation"] is None and len(nxt) == 1 and getattr(nxt[0], "source_inputs", ()):
+            # an accumulator that feeds an add or an average pool: its real value is the ONNX tensor that op reads
+            onnx_out_name = dict(zip(nxt[0].inputs, nxt[0].source_inputs)).get(cmp_t, onnx_out_name)
         run_ref = lambda r, sel: r.run({t: v[sel] for t, v in ref_x.items()}, full=True, end=onnx_out_name)  # noqa: E731
         fed = f"layer {L} ('{ly['name']}', unit {ly['cname']}) alone, at tensor(s) {', '.join(repr(t) for t in ins)}"
     if iq_bad is None:
@@ -558,19 +604,20 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     model_out = _flat(vals[out_t], n).astype(np.int64)
     cpp_bad = np.any(cpp != model_out, axis=1)
     ref_error = None
+    m = reference_samples(model, n, ref_samples)  # QONNX runs on the first m samples (C++ vs model on all n)
     try:
-        ctx = run_ref(ref, slice(None))
+        ctx = run_ref(ref, slice(0, m)) if m else None
     except Exception as e:  # the reference's own failure: C++ vs model still stands
         ctx, ref_error = None, _reason(e)
     out_info = model.tensors[cmp_t]
     model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
     tol = 0.25 * np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1]))
+    out_bad = np.zeros(n, dtype=bool)
     if ctx is not None:
-        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], n)
-        out_bad = np.any(np.abs(model_real - ref_out) > tol, axis=1)
+        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m)
+        out_bad[:m] = np.any(np.abs(model_real[:m] - ref_out) > tol, axis=1)
     else:
-        ref_out = model_real
-        out_bad = np.zeros(n, dtype=bool)
+        ref_out = model_real[:m]
     wrapped_any = np.zeros(n, dtype=bool)
     per_layer = []
     any_bad = out_bad | iq_bad
@@ -596,11 +643,12 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         if ctx is not None and act is not None and ly["output_tensor"] in ctx and ly["output_tensor"] in vals:
             info = model.tensors[ly["output_tensor"]]
             C = info.channels
-            r = _from_qonnx(model, ly["output_tensor"], ctx[ly["output_tensor"]], n)
+            r = _from_qonnx(model, ly["output_tensor"], ctx[ly["output_tensor"]], m)
             sc = np.resize(np.asarray(info.scale, dtype=np.float64), r.shape[1])
             q_ref = _stored_of_real(info, r, sc)
-            diff = q_ref != _flat(vals[ly["output_tensor"]], n)
-            bad = np.any(diff, axis=1)
+            diff = q_ref != _flat(vals[ly["output_tensor"]], n)[:m]  # rows: the first m samples
+            bad = np.zeros(n, dtype=bool)
+            bad[:m] = np.any(diff, axis=1)
             entry["activation_mismatches_vs_qonnx"] = int(bad.sum())
             # a first difference at an accumulator that did not wrap comes from QONNX's float32
             # arithmetic; it is explained when the exact value lies within NEAR_TIE of a rounding tie
@@ -632,6 +680,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     return {
         "group": g.name,
         "samples": n,
+        "qonnx_samples": m if ctx is not None else 0,
         "fed_to": fed,
         "note": g.note,
         "mismatches_cpp_vs_model": int(cpp_bad.sum()),
@@ -641,7 +690,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         "qonnx_error": ref_error,
         "output_mismatches_model_vs_qonnx": int(out_bad.sum()),
         "input_quant_mismatches_vs_qonnx": int(iq_bad.sum()),
-        "max_abs_output_error_vs_qonnx": float(np.max(np.abs(model_real - ref_out))) if n else 0.0,
+        "max_abs_output_error_vs_qonnx": float(np.max(np.abs(model_real[:m] - ref_out))) if m else 0.0,
         "layers": per_layer,
     }
 
@@ -714,10 +763,11 @@ def adversarial_groups(project: Project) -> list:
     that layer and run to the end. Otherwise (CNNs): the first layer, if it reads the input
     quantizer, through the whole network (a convolution's patch placed in an input image with
     :func:`place_patch`); every other op fed to its unit alone: a convolution the placed patch,
-    a dense layer its adversarial vector, an average pool a map of the input's max (min) value,
-    a residual add both inputs at their max (min).
+    a dense layer its adversarial vector, an average pool a map of the input's max (min) value
+    (per channel: an accumulator's exact range), a residual add both inputs at their per-channel max (min).
     """
-    from .ir import Conv, Dense, Pool
+    from .ir import Conv, Dense
+    from .passes.accumulator import operand_range
 
     model = project.model
     layers = project.summary["layers"]
@@ -744,15 +794,20 @@ def adversarial_groups(project: Project) -> list:
             xs = [np.stack([f for f, _ in fmaps])]
         elif isinstance(d, Dense):
             xs = [in_t.stored(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64)).reshape((2,) + shape)]
-        elif isinstance(d, Pool):
-            xs = [np.stack([np.full(shape, in_t.qmax), np.full(shape, in_t.qmin)]).astype(np.int64)]
-        else:  # Add
-            tb = model.tensors[d.inputs[1]].dtype
-            ma, mb = d.multipliers
-            hi_a, lo_a = (in_t.qmax, in_t.qmin) if ma > 0 else (in_t.qmin, in_t.qmax)
-            hi_b, lo_b = (tb.qmax, tb.qmin) if mb > 0 else (tb.qmin, tb.qmax)
-            xs = [np.stack([np.full(shape, hi_a), np.full(shape, lo_a)]).astype(np.int64),
-                  np.stack([np.full(shape, hi_b), np.full(shape, lo_b)]).astype(np.int64)]
+        else:  # average pool, residual add: every input at its per-channel max (min); all multipliers are positive
+            xs = []
+            for t in d.inputs:
+                lo, hi = operand_range(model, t)
+                dt = model.tensors[t].dtype
+                stored = dt.stored if dt is not None else (lambda v: v)  # values -> stored (2q - 1 bipolar); an accumulator: as is
+                prod = model.producer(t)
+                if model.tensors[t].dtype is None and prod.acc_bits is not None:  # what the producer's width can carry
+                    half = 1 << (int(prod.acc_bits) - 1)
+                    lo = [max(int(v), -half) for v in lo]
+                    hi = [min(int(v), half - 1) for v in hi]
+                st = tuple(model.tensors[t].shape)
+                xs.append(np.stack([np.broadcast_to(stored(np.asarray(hi, dtype=np.int64)), st),
+                                    np.broadcast_to(stored(np.asarray(lo, dtype=np.int64)), st)]).astype(np.int64))
         if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
             q0 = xs[0]
             if len(shape) == 3:  # NHWC -> the NCHW (or [C, L]) float input's layout
@@ -816,8 +871,13 @@ def _check_inputs(arr: np.ndarray, what) -> np.ndarray:
     return arr
 
 
-def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
-    """Compile, run and compare; returns the report (see module doc)."""
+def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1",
+               ref_samples: Optional[int] = None) -> dict:
+    """Compile, run and compare; returns the report (see module doc). ``ref_samples``: QONNX runs on at
+    most that many samples of each group (default: :func:`reference_samples`)."""
+    if ref_samples is not None and (isinstance(ref_samples, bool) or not isinstance(ref_samples, (int, np.integer))
+                                    or not 0 <= int(ref_samples) <= MAX_SAMPLES):
+        raise A2QError(f"--ref-samples {ref_samples}: must be an integer in 0..{MAX_SAMPLES}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
         raise A2QError(f"--seed {seed}: must be an integer in 0..2^64-1")
     if isinstance(random, bool) or not isinstance(random, (int, np.integer)) or not 0 <= int(random) <= MAX_SAMPLES:
@@ -848,11 +908,12 @@ def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, input
         binary = Path(work) / "a2q_csim"
         compile_s = compile_csim(project.dir, binary, cxxflags)
         t0 = time.perf_counter()
-        results = [_compare_group(project, ref, binary, work, g, ref64) for g in groups]
+        results = [_compare_group(project, ref, binary, work, g, ref64, ref_samples) for g in groups]
         run_s = time.perf_counter() - t0
     return {
         "project": str(project_dir),
         "samples": int(sum(r["samples"] for r in results)),
+        "qonnx_samples": int(sum(r["qonnx_samples"] for r in results)),
         "mismatches_cpp_vs_model": int(sum(r["mismatches_cpp_vs_model"] for r in results)),
         "mismatches_model_vs_qonnx": int(sum(r["mismatches_model_vs_qonnx"] for r in results)),
         "acc_bits": {ly["name"]: ly["acc_bits"] for ly in project.summary["layers"]},

@@ -48,6 +48,10 @@ __all__ = [
     "dup_cost",
     "fifo_cost",
     "width_converter_cost",
+    "swg_stream_cost",
+    "threshold_search_cost",
+    "axis_adapter_cost",
+    "weight_memory_cost",
     "unit_cost",
     "design_cost",
     "BASELINE_ACC_BITS",
@@ -169,7 +173,7 @@ def popcount_luts(n: int) -> int:
 
 
 def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0, *, asigned: bool = False,
-            dsp: bool | None = None) -> Cost:
+            dsp: bool | None = None, thr_search: bool = False) -> Cost:
     """One processing element: ``simd`` products, the adder tree, a ``acc_bits``-bit accumulator,
     ``nt`` comparators against ``tbits``-bit thresholds and their count (``asigned``: signed inputs).
 
@@ -183,8 +187,12 @@ def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits
     * CARRY = ``ceil(b / 4)`` per adder of ``b`` bits (tree and accumulator) + the comparators' + 2.
 
     Source: FINN-R's decomposition (Blott et al., TRETS 2018), coefficients calibrated on Yosys
-    (see the module docstring). Raises ``ValueError`` on a width or SIMD below 1.
+    (see the module docstring). ``thr_search``: the thresholds are searched in stages
+    (:func:`threshold_search_cost`, counted there): no comparators or popcount here.
+    Raises ``ValueError`` on a width or SIMD below 1.
     """
+    if thr_search:
+        nt = 0
     if min(simd, wbits, abits, acc_bits) < 1 or nt < 0:
         raise ValueError(f"pe_cost: SIMD and widths must be >= 1 (simd={simd}, W={wbits}, A={abits}, P={acc_bits}, nt={nt})")
     if dsp is None:
@@ -195,7 +203,7 @@ def pe_cost(simd: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits
     cmp_bits = max(acc_bits, tbits) if nt else 0
     lut = (0 if dsp else simd * mult_luts(wbits, abits, acc_bits, asigned)) + sum(tree) + acc_bits + 1
     lut += nt * comparator_luts(cmp_bits) + popcount_luts(nt)
-    obits = max(1, int(nt).bit_length()) if nt else acc_bits
+    obits = max(1, int(nt).bit_length()) if nt or thr_search else acc_bits
     ff = simd * min(pbits, acc_bits) + root + acc_bits + obits + 2
     carry = sum(math.ceil(b / 4) for b in tree) + math.ceil(acc_bits / 4) + nt * (comparator_carry(cmp_bits) if nt else 0) + 2
     return Cost(LUT=round(lut), FF=ff, CARRY=carry, DSP=simd if dsp else 0)
@@ -254,7 +262,8 @@ def memory(width: int, depth: int, count: int = 1, *, style: str = "auto", ports
 
 def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_bits: int, nt: int = 0, tbits: int = 0,
              *, bias_bits: int = 0, weights_packed: bool = False, thresholds_packed: bool = False, buffer_input: bool = True,
-             weight_style: str = "auto", threshold_style: str = "auto", asigned: bool = False) -> Cost:
+             weight_style: str = "auto", threshold_style: str = "auto", asigned: bool = False,
+             weights_on_chip: bool = True, thresholds_search: bool = False) -> Cost:
     """A matrix-vector unit (or, with ``buffer_input=False``, a depthwise vector-vector unit).
 
     ``PE * pe_cost(...)`` + weight memory + threshold memory + bias + input buffer + control:
@@ -265,6 +274,10 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
       ``tbits`` (``PE`` memories of ``nt * tbits`` bits when ``thresholds_packed``); bias: ``PE``
       memories of ``TMEM`` words; each a ROM through :func:`memory` (``*_style``: its style).
     * input buffer ``[MW / SIMD][SIMD]`` of ``abits`` (written while read: 2 ports).
+    * ``weights_on_chip=False`` (weights streamed in from outside): no weight memory; the beat of
+      ``PE * SIMD * wbits`` bits is used as it arrives (wires; its FIFO is the caller's).
+    * ``thresholds_search``: the ``nt`` thresholds are searched in ``bitlength(nt)`` pipelined stages
+      (:func:`threshold_search_cost`, with their stage tables) instead of ``nt`` comparators.
     * control: ``CONTROL_LUT`` / ``CONTROL_FF``.
 
     Source: FINN-R (Blott et al., TRETS 2018): ``c0 + c1 * PE * (mult + adder tree + acc + thresholds
@@ -273,12 +286,16 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
     if MH % PE or MW % SIMD:
         raise ValueError(f"mvu_cost: PE={PE} must divide MH={MH} and SIMD={SIMD} must divide MW={MW}")
     wmem, tmem = MH * MW // (PE * SIMD), MH // PE
-    c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits, asigned=asigned).scale(PE)
-    if weights_packed:
+    c = pe_cost(SIMD, wbits, abits, acc_bits, nt, tbits, asigned=asigned, thr_search=thresholds_search).scale(PE)
+    if not weights_on_chip:
+        pass
+    elif weights_packed:
         c += memory(SIMD * wbits, wmem, PE, style=weight_style, rom=True)
     else:
         c += memory(wbits, wmem, PE * SIMD, style=weight_style, rom=True)
-    if nt and thresholds_packed:
+    if nt and thresholds_search:
+        c += threshold_search_cost(PE, tmem, nt, max(tbits, acc_bits + 1))
+    elif nt and thresholds_packed:
         c += memory(nt * tbits, tmem, PE, style=threshold_style, rom=True)
     elif nt:
         c += memory(tbits, tmem, PE * nt, style=threshold_style, rom=True)
@@ -298,6 +315,76 @@ def swg_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, in_per_word: i
     c = memory(bits, W * C, kh, ports=2)
     c += Cost(LUT=out_per_word * bits * (math.ceil(kh / 4) + 1) + in_per_word * bits, FF=out_per_word * bits)
     return c + Cost(LUT=CONTROL_LUT + 20, FF=CONTROL_FF + 20)
+
+
+def swg_stream_cost(H: int, W: int, C: int, kh: int, kw: int, sh: int, bits: int, V: int, zp_bits: int = 0) -> Cost:
+    """The one-loop sliding-window generator (``templates/_cnn_units.j2``, ``swg_stream``): a line
+    buffer of ``R = kh + sh`` rows of ``W * C / V`` words of ``V`` values (one simple dual-port RAM,
+    :func:`memory` with 2 ports: one write and one read per iteration), so an output word is one
+    memory read, with no per-value row multiplexer; per output value the ``q - zp`` subtraction and
+    the padding gate (``bits + 1`` LUTs: a ``bits``-wide adder with the AND folded into it; none
+    for ``zp_bits == 0``, then ``bits / 2`` for the gate) and its register; control: the read and
+    emit counters (row, slot, column, pixel, tap, group: 9 counters of ``bitlength(max)`` bits, one
+    LUT and one FF per bit, plus the ``need`` compare).
+
+    Source: the structure of finn-hlslib's ``ConvolutionInputGenerator`` (K/S+1 row blocks of
+    SIMD-packed words) and FINN's ``bram_estimation`` for it (width ``SIMD * bits``, depth the
+    buffered rows' words); not synthesized (first-order counts of adders and registers)."""
+    if C % V:
+        raise ValueError(f"swg_stream_cost: V={V} must divide C={C}")
+    R = kh + sh
+    depth = R * W * (C // V)
+    c = memory(V * bits, depth, 1, ports=2)
+    per = (bits + 1) if zp_bits else math.ceil(bits / 2)
+    cnt_bits = 9 * max(1, int(max(H * W * (C // V), depth)).bit_length())
+    c += Cost(LUT=V * per + cnt_bits + 2 * cnt_bits // 9, FF=V * bits + cnt_bits, CARRY=math.ceil(cnt_bits / 4))
+    return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+
+
+def threshold_search_cost(PE: int, NF: int, nt: int, cmp_bits: int, *, style: str = "auto") -> Cost:
+    """The pipelined binary-search threshold unit of a matrix unit's PE (``BINARY_SEARCH_MIN_NT``
+    thresholds or more per channel, ``templates/_mvu.j2``), for ``PE`` PEs: ``K = bitlength(nt)``
+    stages; stage ``k`` compares the accumulator against one threshold of ``cmp_bits`` (``max(T,
+    P + 1)``: the sentinel ``2^(P-1)`` pads the table) read from a ROM of ``NF * 2^k`` words per PE
+    at index ``lo >> (K - k)`` (:func:`memory`, constant when one word), and adds ``2^(K-1-k)`` to
+    ``lo`` (a ``K``-bit adder, ``K`` LUTs: an OR into the free bit). Registered between stages
+    (``K * (cmp_bits + K)`` FF per PE: the accumulator and ``lo`` travel down the pipeline).
+
+    So ``K`` comparators instead of ``nt`` and no popcount: for 8-bit activations (nt = 255),
+    8 comparators instead of 255 per PE. Source: the classic lower-bound search (Knuth, TAOCP 3,
+    6.2.1), pipelined one stage per level as FINN's ``thresholding`` binary-search op does;
+    comparators as :func:`comparator_luts` (calibrated on Yosys); not synthesized as a whole."""
+    if nt < 1:
+        return Cost()
+    K = int(nt).bit_length()
+    per = K * (comparator_luts(cmp_bits) + K)
+    c = Cost(LUT=round(PE * per), FF=PE * K * (cmp_bits + K), CARRY=PE * K * comparator_carry(cmp_bits))
+    for k in range(K):
+        c += memory(cmp_bits, NF << k, PE, style=style, rom=True)
+    return c
+
+
+def axis_adapter_cost(direction: str, bus_bits: int, bits: int, per_beat: int, per_word: int) -> Cost:
+    """An AXI-stream adapter of the top (``templates/_axis.j2``; :class:`a2qhls.codegen.AxisPort`):
+    ``per_beat`` elements of ``bits`` in whole-byte slots per ``bus_bits`` beat, ``per_word`` per
+    internal word. When a beat is a word (``per_beat == per_word``): the slots' low bits are wired
+    through, the output registered (``bus_bits`` FF; the output adapter's sign/zero extension is
+    wiring). Else a shift register of ``cap = per_beat + per_word`` elements (``cap * bits`` FF): each
+    of its bits is loaded from one of ``positions`` input slots (the fill level ``have`` at an
+    insertion, at most ``ceil(cap / per_in)`` values; a ``positions``-to-1 multiplexer, ``ceil(p / 4)``
+    LUTs a bit, a LUT6 being a 4-to-1 multiplexer) or shifted by ``per_out`` (a 2-to-1 before it,
+    folded into the same LUTs when ``positions <= 3``); plus the TLAST/count logic. Source: the
+    structure of FINN's ``StreamingDataWidthConverter`` and hls4ml's AXI wrapper; not synthesized."""
+    if direction not in ("in", "out"):
+        raise ValueError(f"axis_adapter_cost: direction '{direction}' (in or out)")
+    ctl = Cost(LUT=CONTROL_LUT, FF=CONTROL_FF + 1)  # + TLAST
+    if per_beat == per_word:
+        return Cost(LUT=2, FF=bus_bits + 1) + ctl
+    cap = per_beat + per_word
+    per_in = per_beat if direction == "in" else per_word
+    positions = max(1, math.ceil(cap / per_in))
+    sel = math.ceil((positions + (1 if positions > 3 else 0)) / 4)
+    return Cost(LUT=cap * bits * max(sel, 1) + 2 * int(cap).bit_length(), FF=cap * bits + int(cap).bit_length() + bus_bits) + ctl
 
 
 def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode: str, acc_bits: int = 0, nt: int = 0, tbits: int = 0) -> Cost:
@@ -410,12 +497,16 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         if hasattr(u, "t_impl"):
             kw["threshold_style"] = styles.get(u.t_impl, "auto")
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
-                     buffer_input=u.kind != "dw", asigned=val.signed, **kw)
+                     buffer_input=u.kind != "dw", asigned=val.signed, weights_on_chip=not getattr(u, "w_stream", False),
+                     thresholds_search=bool(getattr(u, "thr_binary", False)), **kw)
         if getattr(u, "xnor", False):  # XNOR-popcount (1-bit weights and inputs above): + the P-bit 2 * pop - K per PE
             c += Cost(LUT=P * u.PE)
         if u.kind in ("conv", "dw"):
             H, W, C = u.in_shape
-            c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)
+            if getattr(u, "swg_streaming", False):
+                c += swg_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.swg_V, zp_bits=int(u.zp != 0 or getattr(u, "bipolar", False)))
+            else:
+                c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)
         return c
     if u.kind in ("maxpool", "avgpool"):
         H, W, C = u.in_shape
@@ -429,16 +520,28 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
     raise ValueError(f"unit_cost: unknown unit kind '{u.kind}'")
 
 
+def weight_memory_cost(u) -> Cost:
+    """The on-chip weight ROMs of a :class:`a2qhls.codegen.LayerPlan` with weights (what streaming
+    its weights saves): ``PE`` memories of ``NF*SF`` words of ``SIMD * B`` bits, bound as the plan
+    binds them (:func:`memory`); zero for a unit without weights or already streamed."""
+    if not u.has_weights or getattr(u, "w_stream", False):
+        return Cost()
+    styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
+    return memory(u.SIMD * u.w_t.bits, u.NF * u.SF, u.PE, style=styles.get(u.w_impl, "auto"), rom=True)
+
+
 def _stream_bits(u) -> int:
     """Bits of the word a unit writes: ``PE`` output elements."""
     return u.PE * u.out_t.bits
 
 
-def design_cost(units: list, fifo_depths: dict | None = None, *, baseline_bits: int = BASELINE_ACC_BITS) -> dict:
+def design_cost(units: list, fifo_depths: dict | None = None, *, baseline_bits: int = BASELINE_ACC_BITS,
+                adapters: list | None = None) -> dict:
     """Estimates of every unit of a plan, the FIFOs between them, and the totals.
 
     ``fifo_depths``: ``{(dup index, copy): depth}`` (:func:`a2qhls.codegen.fork_depths`); every
-    other stream is a depth-2 FIFO. Returns ``{"units": [{cname, cost, cost_32, lut_ratio}],
+    other stream is a depth-2 FIFO. ``adapters``: ``[(name, Cost)]`` of the top's AXI-stream
+    adapters (:func:`axis_adapter_cost`), listed in ``units`` and added to both totals. Returns ``{"units": [{cname, cost, cost_32, lut_ratio}],
     "fifos": Cost dict, "total": Cost dict, "total_32": Cost dict, "lut_ratio": float}`` where
     ``*_32`` is the same design with every accumulator (and threshold) at ``baseline_bits``
     and ``lut_ratio`` = LUT at ``baseline_bits`` / LUT as built.
@@ -462,6 +565,9 @@ def design_cost(units: list, fifo_depths: dict | None = None, *, baseline_bits: 
         if u.kind in ("conv", "dw"):
             fifos += fifo_cost(u.OPB * u.win_t.bits, 2)
     total, total32 = total + fifos, total32 + fifos
+    for name, c in adapters or []:
+        out_units.append({"cname": name, "kind": "axis", "cost": c.as_dict(), "cost_32": c.as_dict(), "lut_ratio": 1.0})
+        total, total32 = total + c, total32 + c
     return {
         "units": out_units,
         "fifos": fifos.as_dict(),

@@ -13,6 +13,8 @@ steps read it::
     folding       PE/SIMD per layer: default policy, the user's file, or the cheapest folding
                   (by the resource estimate) meeting a throughput target / fitting a budget
                   (passes.folding)
+    memories      which layers stream their weights from outside instead of on-chip ROMs
+                  (passes.memories: the user's layers, or auto when the BRAM estimate exceeds the part)
     codegen       the HLS project's files and its summary, with resource estimates (codegen, estimate)
     testbench     sample inputs and the bit-accurate model's outputs for the testbench (sim)
     write         the project folder, written atomically
@@ -71,6 +73,8 @@ class BuildConfig:
     part: Optional[str] = None
     bus_bits: Optional[int] = None  # AXI-stream data width of both ports (codegen.AxisPort); None: natural
     input_quant: Optional[str] = None  # "TYPE:SCALE[:ZERO_POINT]" for an input the file leaves unquantized
+    control: str = "none"  # block control of the top: "none" (ap_ctrl_none) or "axilite" (codegen.CONTROLS)
+    stream_weights: Union[str, list, None] = None  # layers whose weights stream in (passes.memories), or "auto"
 
     def __post_init__(self):
         a = self.acc_bits
@@ -81,6 +85,8 @@ class BuildConfig:
             raise A2QError(f"folding: expected {{LAYER: {{'PE': p, 'SIMD': s}}}} or a JSON file path, got {type(f).__name__}")
         if self.input_quant is not None and not isinstance(self.input_quant, str):
             raise A2QError(f"input_quant: expected a string like 'uint8:0.00392', got {type(self.input_quant).__name__}")
+        if self.control not in ("none", "axilite"):
+            raise A2QError(f"control {self.control!r}: expected none or axilite")
         if self.warn is None:
             self.warn = lambda msg: warnings.warn(msg, A2QWarning, stacklevel=4)
 
@@ -163,13 +169,24 @@ def step_folding(s: BuildState) -> None:
         raise A2QError(f"--target-fps {c.target_fps:g} at {clock:g} MHz allows {max_cycles} cycles per image; {e}") from None
 
 
+def step_memories(s: BuildState) -> None:
+    from . import codegen
+    from .passes.memories import apply_stream_weights
+
+    names = apply_stream_weights(s.model, s.config.stream_weights, s.config.part or codegen.DEFAULT_PART)
+    if names and isinstance(s.config.stream_weights, str) and s.config.stream_weights.strip() == "auto":
+        s.config.warn(f"--stream-weights auto: the weights of {', '.join(names)} stream in from outside "
+                      "(the on-chip estimate exceeds the part's memories); a2qhls.json interface.weights gives the ports' layout")
+
+
 def step_codegen(s: BuildState) -> None:
     from . import codegen
 
     part = s.config.part or codegen.DEFAULT_PART
-    summary = codegen.summary(s.model, model_file=MODEL_FILE, part=part, bus_bits=s.config.bus_bits)  # checks the part before rendering
+    summary = codegen.summary(s.model, model_file=MODEL_FILE, part=part, bus_bits=s.config.bus_bits,
+                              control=s.config.control)  # checks the part before rendering
     kw = {} if s.config.clock_mhz is None else {"clock_ns": round(1000.0 / s.config.clock_mhz, 3)}
-    s.files.update(codegen.generate(s.model, bus_bits=s.config.bus_bits, **kw))
+    s.files.update(codegen.generate(s.model, bus_bits=s.config.bus_bits, control=s.config.control, **kw))
     s.summary = summary
     cost = summary.get("cost") or {}
     for res, pct in (cost.get("utilization_percent") or {}).items():
@@ -241,6 +258,7 @@ BUILD_STEPS: tuple = (
     ("acc_bits", step_acc_bits),
     ("thresholds", step_thresholds),
     ("folding", step_folding),
+    ("memories", step_memories),
     ("codegen", step_codegen),
     ("testbench", step_testbench),
     ("write", step_write),
@@ -273,6 +291,7 @@ def ir_view(model: Model, state: Optional[BuildState] = None) -> dict:
         if getattr(op, "pe", None) is not None:
             e["PE"], e["SIMD"] = int(op.pe), int(op.simd)
             e["folding_overridden"] = bool(op.folding_overridden)
+            e["weights_external"] = bool(getattr(op, "weights_external", False))
         if getattr(op, "thresholds", None) is not None:
             e["thresholds_shape"] = [int(v) for v in np.asarray(op.thresholds).shape]
         ops.append(e)
@@ -305,7 +324,8 @@ def run_steps(state: BuildState, steps=BUILD_STEPS) -> BuildState:
 
 def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, save_steps: bool = False, warn=None,
           part=None, target_fps=None, clock_mhz=None, budget=None,
-          bus_bits: Optional[int] = None, input_quant: Optional[str] = None) -> dict:
+          bus_bits: Optional[int] = None, input_quant: Optional[str] = None, control: str = "none",
+          stream_weights=None) -> dict:
     """Build a Vitis HLS project from a QONNX model; returns its summary (``a2qhls.json``).
 
     ``model``: a QONNX file path, or a :class:`~a2qhls.ir.Model` from :func:`a2qhls.load_qonnx`
@@ -319,7 +339,10 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     None: each port its natural width, see :class:`a2qhls.codegen.AxisPort`). ``input_quant``:
     ``"TYPE:SCALE[:ZERO_POINT]"`` (e.g. ``"uint8:0.00392"``) declares the integer type of a graph input
     the file feeds to a layer without a quantizer; it is recorded in the summary and honoured by
-    :func:`cosim`. Raises :class:`A2QError` on bad input; nothing is written then.
+    :func:`cosim`. ``control``: ``none`` (ap_ctrl_none) or ``axilite`` (s_axilite block control).
+    ``stream_weights``: layers (``"layer0,layer3"`` or a list) whose weights stream in over an extra
+    AXI-stream port instead of on-chip ROMs, or ``"auto"`` (when the estimate exceeds the part's
+    memories). Raises :class:`A2QError` on bad input; nothing is written then.
     """
     from .files import check_out_dir
 
@@ -327,7 +350,8 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     folding_file = folding if isinstance(folding, (str, os.PathLike)) else None
     check_out_dir(out_dir, force=force, inputs=[model if not isinstance(model, Model) else model.source, folding_file])
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
-                      clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits, input_quant=input_quant)
+                      clock_mhz=clock_mhz, budget=budget, bus_bits=bus_bits, input_quant=input_quant, control=control,
+                      stream_weights=stream_weights)
     if isinstance(model, Model):
         model = copy.deepcopy(model)
     state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
@@ -338,6 +362,9 @@ def layer_record(model: Model, op, per_channel: bool = True) -> dict:
     """The JSON-ready sizing facts of one accumulating op (what ``inspect --json`` lists)."""
     r = op.acc
     in_type = model.tensors[op.inputs[0]].dtype
+    if in_type is None:  # an accumulator (an add or an average pool of a layer's output)
+        prod = model.producer(op.inputs[0])
+        in_type = f"acc{prod.acc.acc_bits if prod.acc is not None else '?'}"
     rec = {
         "name": op.name,
         "op": op.source_op,
@@ -361,6 +388,10 @@ def layer_record(model: Model, op, per_channel: bool = True) -> dict:
         "adversarial_input_max": [int(v) for v in r.adversarial_max],
         "adversarial_input_min": [int(v) for v in r.adversarial_min],
     }
+    if r.alignment:
+        # what aligning the inputs' scales costs: per input its exact width, the multiplier (odd part, shift)
+        # and the width of the aligned term
+        rec["alignment"] = [dict(a) for a in r.alignment]
     if per_channel:
         rec["acc_min_per_channel"] = [int(v) for v in r.per_channel_min]
         rec["acc_max_per_channel"] = [int(v) for v in r.per_channel_max]
@@ -382,30 +413,34 @@ def inspect(model, *, per_channel: bool = False, input_quant: Optional[str] = No
 
 
 def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=None, clock_mhz=None, budget=None,
-                  input_quant: Optional[str] = None) -> dict:
+                  input_quant: Optional[str] = None, stream_weights=None) -> dict:
     """The build summary (``a2qhls.json``: layers, folding, cycles, resource estimates) of a model
-    without writing or rendering anything: the build's steps up to ``folding``, then the summary.
+    without writing or rendering anything: the build's steps up to ``memories``, then the summary.
     Arguments as for :func:`build`. Raises :class:`A2QError` on bad input."""
     from . import codegen
 
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget,
-                      input_quant=input_quant)
+                      input_quant=input_quant, stream_weights=stream_weights)
     if isinstance(model, Model):  # the steps record decisions on the IR: leave the caller's Model unchanged
         model = copy.deepcopy(model)
     names = [n for n, _ in BUILD_STEPS]
-    state = run_steps(BuildState(source=model, config=cfg), BUILD_STEPS[: names.index("folding") + 1])
+    state = run_steps(BuildState(source=model, config=cfg), BUILD_STEPS[: names.index("memories") + 1])
     m = state.model
     return codegen.summary(m, model_file=os.path.basename(m.source or MODEL_FILE), part=part or codegen.DEFAULT_PART)
 
 
-def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1") -> dict:
+def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=None, seed: int = 0, cxxflags: str = "-O1",
+          ref_samples: Optional[int] = None) -> dict:
     """Compile a built project with g++ and compare C++, the bit-accurate model and QONNX bit for
     bit: what ``a2qhls cosim --json`` prints (see :mod:`a2qhls.cosimulation`).
 
     ``project_dir``: a folder written by :func:`build`. ``random``: number of random inputs
     (int >= 0) over the input quantizer's range, drawn with ``seed``. ``adversarial``: add each
     layer's worst-case inputs. ``inputs``: float inputs ``[batch, ...]`` as a numpy array or a
-    ``.npy`` file path. Returns the report dict; raises :class:`A2QError` on bad input.
+    ``.npy`` file path. ``ref_samples``: the QONNX reference runs on at most that many samples
+    per group (default: all, or on a large net as many as fit
+    :data:`a2qhls.cosimulation.REF_MAC_BUDGET` multiply-accumulates; the report's ``qonnx_samples``).
+    Returns the report dict; raises :class:`A2QError` on bad input.
     """
     from .cosimulation import cosimulate
 
@@ -415,4 +450,5 @@ def cosim(project_dir, *, random: int = 0, adversarial: bool = False, inputs=Non
     if inputs is not None and not isinstance(inputs, (str, os.PathLike, np.ndarray)):
         raise A2QError(f"inputs: expected a numpy array or a .npy file path, got {type(inputs).__name__}")
 
-    return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags)
+    return cosimulate(project_dir, random=random, adversarial=adversarial, inputs=inputs, seed=seed, cxxflags=cxxflags,
+                      ref_samples=ref_samples)

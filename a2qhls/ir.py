@@ -18,6 +18,29 @@ from typing import Optional, Union
 import numpy as np
 
 from .bounds import int_range, value_range
+from .errors import A2QError
+
+
+def round_like_qonnx(y: np.ndarray, mode: str) -> np.ndarray:
+    """The numpy rounding functions QONNX's ``Quant`` and ``Trunc`` use, by mode name (the functions of
+    qonnx's ``resolve_rounding_mode``, here so that the importer does not load qonnx's op package,
+    which imports onnxruntime). Raises :class:`~a2qhls.errors.A2QError` for an unknown mode."""
+    m = str(mode).upper()
+    if m in ("ROUND", "HALF_EVEN"):
+        return np.round(y)
+    if m == "CEIL":
+        return np.ceil(y)
+    if m == "FLOOR":
+        return np.floor(y)
+    if m == "UP":
+        return np.sign(y) * np.ceil(np.abs(y))
+    if m == "DOWN":
+        return np.fix(y)
+    if m == "HALF_UP":
+        return np.sign(y) * np.floor(np.abs(y) + 0.5)
+    if m == "HALF_DOWN":
+        return np.sign(y) * np.ceil(np.abs(y) - 0.5)
+    raise A2QError(f"rounding mode '{mode}' is not supported")
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,9 @@ class Dense:
     pe: Optional[int] = None
     simd: Optional[int] = None
     folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
+    # passes.memories.apply_stream_weights: the weights come from outside the design over an extra
+    # AXI-stream port (no on-chip ROM), in the order the matrix unit consumes them
+    weights_external: bool = False
 
     op = "Dense"
 
@@ -227,6 +253,9 @@ class Conv(_SlidingWindow):
     pe: Optional[int] = None
     simd: Optional[int] = None
     folding_overridden: bool = False  # PE/SIMD given by the user (else the default policy's)
+    # passes.memories.apply_stream_weights: the weights come from outside the design over an extra
+    # AXI-stream port (no on-chip ROM), in the order the matrix unit consumes them
+    weights_external: bool = False
 
     op = "Conv"
 
@@ -248,7 +277,10 @@ class Pool(_SlidingWindow):
     """Max or average pooling over ``kernel`` windows of a channels-last tensor.
 
     ``mode == "avg"`` keeps the integer window sum (an accumulator, sized like a layer
-    whose weights are all 1); the division is the following requantization's job.
+    whose weights are all 1); the division is the following requantization's job. Its input is
+    an integer activation (``q - zp``) or, for ``Conv -> AveragePool -> Quant``, the accumulator
+    of the layer before it (zero-point 0; the window sum of accumulators, sized from that layer's
+    exact per-channel range).
     """
 
     name: str
@@ -260,6 +292,7 @@ class Pool(_SlidingWindow):
     pads: tuple
     in_shape: tuple
     source_op: str = "MaxPool"
+    source_inputs: tuple = ()  # the ONNX tensor read (when the input is an accumulator: a reference is cut there)
     acc: Optional["AccumulatorReport"] = None
     # build decision (passes.acc_bits.apply_acc_bits): the accumulator width the hardware uses
     acc_bits: Optional[int] = None
@@ -278,20 +311,28 @@ class Pool(_SlidingWindow):
 
 @dataclass
 class Add:
-    """Residual add of two integer tensors: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``.
+    """Residual add: ``acc[..., j] = ma[j] * (a[..., j] - zp_a) + mb[j] * (b[..., j] - zp_b)``.
 
-    ``ma``/``mb`` align the two input scales exactly: ``scale_a = ma * s`` and
-    ``scale_b = mb * s`` with ``s`` the accumulator tensor's scale. The sum is an
-    accumulator (sized from both input ranges) that a Requant brings back to an
-    activation type.
+    Each input is an integer activation (``q - zp``) or the accumulator of another op (a layer
+    or an average pool, ``zp = 0``; e.g. ``bn2(conv2(x)) + shortcut(x)`` before the activation
+    Quant). ``ma``/``mb`` (positive integers, per channel) align the two real-value scales
+    exactly on a common power-of-two grid: ``scale_a[j] = ma[j] * s[j]`` and
+    ``scale_b[j] = mb[j] * s[j]`` with ``s`` the output accumulator's scale (each input's scale
+    taken in float32, the exported graph's precision, as a dyadic rational ``m * 2^e``;
+    ``ma = m_a * 2^(e_a - e)`` reduced by the common factor, so a multiplier is an odd
+    mantissa shifted left, see :meth:`multiplier_parts`). The sum is an accumulator (sized
+    exactly from both input ranges and the multipliers) that a Requant thresholds.
     """
 
     name: str
     inputs: list  # [a, b]
     outputs: list
-    multipliers: tuple  # (ma, mb)
+    multipliers: tuple  # (ma, mb): each an int (every channel) or a tuple of one int per channel
     shape: tuple
     source_op: str = "Add"
+    # the ONNX tensors the Add reads, whose real values are the inputs' (an accumulator's after its
+    # BatchNormalization): a reference run of the source graph is cut there
+    source_inputs: tuple = ()
     acc: Optional["AccumulatorReport"] = None
     # build decision (passes.acc_bits.apply_acc_bits): the accumulator width the hardware uses
     acc_bits: Optional[int] = None
@@ -304,6 +345,25 @@ class Add:
     @property
     def channels(self) -> int:
         return int(self.shape[-1])
+
+    def multiplier(self, k: int) -> np.ndarray:
+        """Input ``k``'s multipliers as ``[channels]`` Python integers (object array)."""
+        m = self.multipliers[k]
+        if isinstance(m, (tuple, list, np.ndarray)):
+            return np.asarray([int(v) for v in m], dtype=object)
+        return np.full(self.channels, int(m), dtype=object)
+
+    def uniform(self, k: int) -> bool:
+        """Input ``k`` has one multiplier for all channels."""
+        m = self.multiplier(k)
+        return bool(np.all(m == m[0]))
+
+    def multiplier_parts(self, k: int) -> tuple:
+        """``(odd mantissa bits, shift)``: the widest odd part and the largest left shift of input
+        ``k``'s multipliers (``m = odd << shift``): what aligning it costs in hardware."""
+        m = [int(v) for v in self.multiplier(k)]
+        shifts = [(v & -v).bit_length() - 1 for v in m]
+        return max((v >> s).bit_length() for v, s in zip(m, shifts)), max(shifts)
 
 
 @dataclass(frozen=True)
@@ -417,6 +477,9 @@ class AccumulatorReport:
     adversarial_max: np.ndarray  # input values (q - zp) reaching acc_max of the worst channel
     adversarial_min: np.ndarray
     exceeds_target: bool = False
+    # a residual add (or an average pool) whose inputs are aligned to a common grid: per input a dict
+    # {"input", "input_bits", "multiplier_bits", "odd_bits", "shift", "aligned_bits"} (see passes.accumulator)
+    alignment: tuple = ()
 
 
 @dataclass

@@ -13,8 +13,10 @@ What it computes, per op of the IR, on a batch (first axis) of samples:
   all ``C_in`` taps, or per channel for a depthwise convolution; wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Pool`: ``max``: the maximum of the stored integers over each window
   (same type); ``avg``: the integer window sum ``sum (q - zp)`` (padding contributes 0),
-  wrapped to ``P`` bits: an accumulator that a following Requant divides via its scale.
-* :class:`~a2qhls.ir.Add`: ``acc = ma * (a - zp_a) + mb * (b - zp_b)``, wrapped to ``P`` bits.
+  wrapped to ``P`` bits: an accumulator that a following Requant divides via its scale (the input
+  may be a layer's accumulator, as it left that layer: wrapped to the layer's width, no zero-point).
+* :class:`~a2qhls.ir.Add`: ``acc[..., j] = ma[j] * (a - zp_a) + mb[j] * (b - zp_b)`` (per-channel
+  multipliers; an accumulator input has no zero-point), wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Requant`: ``q = qmin + #{t : acc >= T[j, t]}`` with the exact
   thresholds of :mod:`a2qhls.passes.thresholds` (after any accumulating op).
 * Bipolar tensors (QONNX ``BipolarQuant``, :meth:`~a2qhls.ir.IntType.bipolar_type`) store the
@@ -32,7 +34,11 @@ Graph outputs are integer tensors (an accumulator, or a requantized activation);
 The dot products run on BLAS in float32 or float64 when that is exact: every
 partial sum is an integer bounded by ``max_j sum_i |w[j, i]| * max|x|``, and a float
 holds such integers exactly below ``2^24`` (float32) or ``2^53`` (float64); wider
-layers fall back to int64 or Python integers.
+layers fall back to int64 or Python integers. An accumulator that does not wrap and that only a
+Requant reads stays float (bias added in float, within the same bound) and indexes the threshold
+lookup table directly; a depthwise conv of few channels runs as one block-diagonal GEMM.
+``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers): the plain path the
+tests compare this one with.
 """
 from __future__ import annotations
 
@@ -42,9 +48,10 @@ from typing import Optional
 import numpy as np
 
 from .errors import A2QError
-from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant
+from .ir import Add, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, round_like_qonnx
+from .bounds import channel_sums
 from .passes.acc_bits import built_acc_bits
-from .passes.accumulator import acc_range
+from .passes.accumulator import acc_range, operand_range
 from .passes.thresholds import compute_thresholds
 
 __all__ = ["wrap", "round_like_qonnx", "quantize_input", "to_real", "BitSim", "simulate"]
@@ -61,26 +68,6 @@ def wrap(acc, bits: int):
         return out
     a = a.astype(np.int64, copy=False)
     return ((a + half) & ((1 << bits) - 1)) - half
-
-
-def round_like_qonnx(y: np.ndarray, mode: str) -> np.ndarray:
-    """The numpy rounding functions QONNX's ``Quant`` uses, by mode name."""
-    m = str(mode).upper()
-    if m in ("ROUND", "HALF_EVEN"):
-        return np.round(y)
-    if m == "CEIL":
-        return np.ceil(y)
-    if m == "FLOOR":
-        return np.floor(y)
-    if m == "UP":
-        return np.sign(y) * np.ceil(np.abs(y))
-    if m == "DOWN":
-        return np.fix(y)
-    if m == "HALF_UP":
-        return np.sign(y) * np.floor(np.abs(y) + 0.5)
-    if m == "HALF_DOWN":
-        return np.sign(y) * np.ceil(np.abs(y) - 0.5)
-    raise A2QError(f"rounding mode '{mode}' is not supported")
 
 
 def preprocess_input(op: InputQuant, x: np.ndarray) -> np.ndarray:
@@ -194,14 +181,16 @@ def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
     """Stored integers ``q`` -> values ``mul * q - zp`` in the compute dtype (exact): ``q - zp``, or
     ``2q - 1`` for a bipolar input (``mul=2, zp=1``, see :func:`_value_map`)."""
     v = np.asarray(x)
-    if mul != 1:
-        v = v.astype(object if kind == "obj" else np.int64) * mul
     if kind == "obj":
-        return v.astype(object) - zp
-    if kind == "f32":
+        v = v.astype(object)
+        return (v * mul if mul != 1 else v) - zp
+    if kind == "f32":  # exact: |mul * q - zp| < 2^24 (the bound that chose f32)
         v = v.astype(np.float32, copy=False)
+        v = v * np.float32(mul) if mul != 1 else v
         return v - np.float32(zp) if zp else v
-    v = v.astype(np.int64) - zp if zp else v.astype(np.int64)
+    v = v.astype(np.int64)
+    v = v * mul if mul != 1 else v
+    v = v - zp if zp else v
     return v.astype(np.float64) if kind == "f64" else v
 
 
@@ -214,11 +203,21 @@ def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
     return a if kind == "obj" else a.astype(np.int64)
 
 
+def _pad(v: np.ndarray, pads, fill=0) -> np.ndarray:
+    """``[B, H, W, C]`` padded by ``(top, left, bottom, right)`` with ``fill`` (one allocation, one copy)."""
+    t, l, b, r = pads
+    if not any(pads):
+        return v
+    B, H, W, C = v.shape
+    out = np.full((B, H + t + b, W + l + r, C), fill, dtype=v.dtype)
+    out[:, t : t + H, l : l + W] = v
+    return out
+
+
 def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
     """``[B, H, W, C]`` -> a ``[B, OH, OW, C, kh, kw]`` view of the sliding windows (padding = ``fill``)."""
-    (kh, kw), (sh, sw), (t, l, b, r) = kernel, stride, pads
-    if any(pads):
-        v = np.pad(v, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)
+    (kh, kw), (sh, sw) = kernel, stride
+    v = _pad(v, pads, fill)
     win = np.lib.stride_tricks.sliding_window_view(v, (kh, kw), axis=(1, 2))
     OH = (v.shape[1] - kh) // sh + 1
     OW = (v.shape[2] - kw) // sw + 1
@@ -228,9 +227,8 @@ def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
 def taps(v: np.ndarray, kernel, stride, pads, fill=0):
     """Yield ``(dy, dx, view)``: for each kernel tap, the ``[B, OH, OW, C]`` strided view of the
     (padded with ``fill``) map that the tap sees at every output pixel."""
-    (kh, kw), (sh, sw), (t, l, b, r) = kernel, stride, pads
-    if any(pads):
-        v = np.pad(v, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)
+    (kh, kw), (sh, sw) = kernel, stride
+    v = _pad(v, pads, fill)
     OH = (v.shape[1] - kh) // sh + 1
     OW = (v.shape[2] - kw) // sw + 1
     for dy in range(kh):
@@ -257,6 +255,7 @@ class _DenseStage:
     w_t: np.ndarray  # [K, C] in the compute dtype
     bias: Optional[np.ndarray]
     kind: str  # "f32", "f64", "i64", "obj"
+    bias_f: Optional[np.ndarray] = None  # the bias in the compute dtype (f32/f64)
     mul: int = 1  # value = mul * q - zp (2, 1 for a bipolar input)
 
 
@@ -268,6 +267,7 @@ class _ConvStage:
     w: np.ndarray  # [K, C_out] (kh, kw, c_in order) or, depthwise, [C, kh, kw]; compute dtype
     bias: Optional[np.ndarray]
     kind: str
+    bias_f: Optional[np.ndarray] = None
     mul: int = 1
 
 
@@ -276,6 +276,7 @@ class _PoolStage:
     op: Pool
     P: Optional[int]  # avg only
     zp: int
+    kind: str = "i64"  # "obj": window sums of wide accumulators
     mul: int = 1
 
 
@@ -285,7 +286,8 @@ class _AddStage:
     P: int
     zps: tuple
     kind: str
-    muls: tuple = (1, 1)
+    mults: tuple  # ([C], [C]) per-channel multipliers in the compute dtype
+    muls: tuple = (1, 1)  # value = mul * q - zp per input (2, 1 for a bipolar input)
 
 
 @dataclass
@@ -308,9 +310,13 @@ class BitSim:
     """
 
     LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
+    DW_AS_GEMM = 16  # a depthwise conv of at most this many channels runs as a (block-diagonal) GEMM
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, *, blas: bool = True):
+        """``blas=False``: every sum in int64 (or Python integers), no float path: the plain
+        reference the tests compare the BLAS path with."""
         self.model = model
+        self.blas = blas
         self.acc_bits = built_acc_bits(model)
         compute_thresholds(model)
         # an accumulator whose exact range fits its width never wraps: skip the (no-op) wrap there
@@ -319,6 +325,11 @@ class BitSim:
             lo, hi = acc_range(model, op)
             P = self.acc_bits[op.name]
             self.wraps[op.name] = not (-(1 << (P - 1)) <= lo and hi <= (1 << (P - 1)) - 1)
+        readers: dict = {}
+        for op in model.ops:
+            for t in op.inputs:
+                readers.setdefault(t, []).append(op)
+        self._requant_only = {t for t, rs in readers.items() if t not in model.outputs and all(isinstance(r, Requant) for r in rs)}
         self.stages: dict = {}
         for op in model.ops:
             if isinstance(op, Dense):
@@ -326,15 +337,25 @@ class BitSim:
             elif isinstance(op, Conv):
                 self.stages[op.name] = self._conv_stage(op)
             elif isinstance(op, Pool):
-                mul, zp = _value_map(model.tensors[op.inputs[0]].dtype)
-                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, mul)
+                dt = model.tensors[op.inputs[0]].dtype
+                mul, zp = _value_map(dt) if dt is not None else (1, 0)  # an accumulator input: no zero-point
+                lo, hi = operand_range(model, op.inputs[0], built=True)
+                bound = op.K * max(max(abs(int(v)) for v in lo), max(abs(int(v)) for v in hi))
+                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, "i64" if bound < 2**62 else "obj", mul)
             elif isinstance(op, Add):
-                ta, tb = (model.tensors[t].dtype for t in op.inputs)
-                ma, mb = (int(m) for m in op.multipliers)
-                bound = abs(ma) * max(abs(ta.vmin), abs(ta.vmax)) + abs(mb) * max(abs(tb.vmin), abs(tb.vmax))
+                zps, muls, mults, bound = [], [], [], 0
+                for k, t in enumerate(op.inputs):
+                    dt = model.tensors[t].dtype
+                    mu, zp = _value_map(dt) if dt is not None else (1, 0)  # an accumulator input: no zero-point
+                    zps.append(zp)
+                    muls.append(mu)
+                    lo, hi = operand_range(model, t, built=True)  # what the input stream can hold
+                    m = op.multiplier(k)
+                    mults.append(m)
+                    bound += max(int(mj) * max(abs(int(a)), abs(int(b))) for mj, a, b in zip(m, lo, hi))
                 kind = "i64" if bound < 2**62 else "obj"
-                (mua, zpa), (mub, zpb) = _value_map(ta), _value_map(tb)
-                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], (zpa, zpb), kind, (mua, mub))
+                mults = [m.astype(np.int64) if kind == "i64" else m for m in mults]
+                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults), tuple(muls))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, (InputQuant, DepthToSpace)):
@@ -343,12 +364,17 @@ class BitSim:
     def _weights_kind(self, op, w: np.ndarray) -> str:
         t = self.model.tensors[op.inputs[0]].dtype
         xabs = max(abs(t.vmin), abs(t.vmax))
-        wabs = int(np.abs(w.astype(object)).sum(axis=1).max()) if w.size else 0
+        pos, neg = channel_sums(w)  # exact (int64 or Python integers)
+        wabs = int((pos - neg).max()) if w.size else 0
         bias = 0 if op.bias is None else int(np.abs(np.asarray(op.bias).astype(object)).max())
-        return _kind(wabs * xabs + bias)
+        kind = _kind(wabs * xabs + bias)
+        return kind if self.blas or kind in ("i64", "obj") else "i64"
 
     def _bias(self, op, kind):
         return None if op.bias is None else np.asarray(op.bias).astype(object if kind == "obj" else np.int64)
+
+    def _bias_f(self, op, kind):
+        return None if op.bias is None or kind not in ("f32", "f64") else np.asarray(op.bias).astype(_DTYPE[kind])
 
     def _dense_stage(self, op: Dense) -> _DenseStage:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -356,18 +382,26 @@ class BitSim:
         kind = self._weights_kind(op, w)
         wt = np.ascontiguousarray(w.T.astype(_DTYPE[kind]))
         mul, zp = _value_map(t)
-        return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, kind), kind, mul)
+        return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _conv_stage(self, op: Conv) -> _ConvStage:
         t = self.model.tensors[op.inputs[0]].dtype
         w = np.asarray(op.weight)
         kind = self._weights_kind(op, w.reshape(op.channels, -1))
-        if op.depthwise:
+        if op.depthwise and op.channels <= self.DW_AS_GEMM and kind in ("f32", "f64"):
+            # a few channels: the depthwise conv as one BLAS GEMM with a block-diagonal [kh*kw*C, C] matrix
+            # (C times the multiplies, all exact: the off-diagonal zeros add nothing to the bounded sums)
+            kh, kw = op.kernel
+            C = op.channels
+            wc = np.zeros((kh, kw, C, C), dtype=_DTYPE[kind])
+            wc[:, :, np.arange(C), np.arange(C)] = w[..., 0].transpose(1, 2, 0)
+            wc = wc.reshape(kh * kw * C, C)
+        elif op.depthwise:
             wc = np.ascontiguousarray(w[..., 0].astype(_DTYPE[kind]))  # [C, kh, kw]
         else:
             wc = np.ascontiguousarray(w.reshape(op.channels, -1).T.astype(_DTYPE[kind]))
         mul, zp = _value_map(t)
-        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, mul)
+        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
@@ -391,33 +425,45 @@ class BitSim:
 
     # ------------------------------------------------------------------ ops
 
-    def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
-        """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
-        x = np.asarray(x)
-        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind, st.mul)
-        acc = _to_int(v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), st.kind)
+    def _finish(self, st, acc: np.ndarray, exact: bool, as_float: bool) -> np.ndarray:
+        """Bias, then the integer accumulator (wrapped unless ``exact``); ``as_float``: a float
+        accumulator stays float (bias added in float, exact: the bound that chose the float type
+        includes the bias) when the op does not wrap."""
+        if as_float and st.kind in ("f32", "f64") and not self.wraps[st.op.name]:
+            if st.bias is not None:
+                acc += st.bias_f
+            return acc
+        acc = _to_int(acc, st.kind)
         if st.bias is not None:
             acc = acc + st.bias
         return acc if exact else self._wrap(st, acc)
 
-    def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
+    def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
+        """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
+        x = np.asarray(x)
+        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind, st.mul)
+        return self._finish(st, v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), exact, as_float)
+
+    def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
         op = st.op
         v = _values(x, st.zp, st.kind, st.mul)
-        win = windows(v, op.kernel, op.stride, op.pads)  # [B, OH, OW, C, kh, kw]
-        B, OH, OW = win.shape[:3]
-        if op.depthwise:
-            acc = None
-            for dy, dx, view in taps(v, op.kernel, op.stride, op.pads):  # kh*kw vectorized multiply-adds
-                term = view * st.w[:, dy, dx]
-                acc = term if acc is None else acc + term
-            acc = _to_int(acc, st.kind)
+        if op.depthwise and st.w.ndim == 3:  # kh*kw vectorized multiply-adds, in place
+            acc = tmp = None
+            for dy, dx, view in taps(v, op.kernel, op.stride, op.pads):
+                if acc is None:
+                    acc = view * st.w[:, dy, dx]
+                elif st.kind == "obj":
+                    acc = acc + view * st.w[:, dy, dx]
+                else:
+                    tmp = np.multiply(view, st.w[:, dy, dx], out=tmp)
+                    acc += tmp
         else:
+            win = windows(v, op.kernel, op.stride, op.pads)  # [B, OH, OW, C, kh, kw]
+            B, OH, OW = win.shape[:3]
             cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(B * OH * OW, -1)
-            acc = _to_int(cols @ st.w if st.kind != "obj" else cols.dot(st.w), st.kind).reshape(B, OH, OW, -1)
-        if st.bias is not None:
-            acc = acc + st.bias
-        return acc if exact else self._wrap(st, acc)
+            acc = (cols @ st.w if st.kind != "obj" else cols.dot(st.w)).reshape(B, OH, OW, -1)
+        return self._finish(st, acc, exact, as_float)
 
     def pool(self, st: _PoolStage, x: np.ndarray, *, exact: bool = False) -> np.ndarray:
         op = st.op
@@ -427,13 +473,13 @@ class BitSim:
             for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
-        v = x.astype(np.int64) * st.mul - st.zp
+        v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) * st.mul - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
         return acc if exact else self._wrap(st, acc)
 
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
-        ma, mb = (int(m) for m in st.op.multipliers)
+        ma, mb = st.mults  # [C], broadcast over the last (channel) axis
         dt = object if st.kind == "obj" else np.int64
         acc = ma * (np.asarray(a).astype(dt) * st.muls[0] - st.zps[0]) + mb * (np.asarray(b).astype(dt) * st.muls[1] - st.zps[1])
         return acc if exact else self._wrap(st, acc)
@@ -441,13 +487,14 @@ class BitSim:
     def _wrap(self, st, acc: np.ndarray) -> np.ndarray:
         return wrap(acc, st.P) if self.wraps[st.op.name] else acc
 
-    def accumulate(self, op, inputs: list, *, exact: bool = False) -> np.ndarray:
-        """The accumulator of any accumulating op from its input tensors' stored integers."""
+    def accumulate(self, op, inputs: list, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
+        """The accumulator of any accumulating op from its input tensors' stored integers
+        (``as_float``: a Dense/Conv accumulator may come back as integer-valued floats, for :meth:`requant`)."""
         st = self.stages[op.name]
         if isinstance(op, Dense):
-            return self.dense(st, inputs[0], exact=exact)
+            return self.dense(st, inputs[0], exact=exact, as_float=as_float)
         if isinstance(op, Conv):
-            return self.conv(st, inputs[0], exact=exact)
+            return self.conv(st, inputs[0], exact=exact, as_float=as_float)
         if isinstance(op, Pool):
             return self.pool(st, inputs[0], exact=exact)
         if isinstance(op, Add):
@@ -455,12 +502,16 @@ class BitSim:
         raise A2QError(f"{op.name}: {op.op} has no accumulator")
 
     def requant(self, st: _RequantStage, acc: np.ndarray) -> np.ndarray:
+        """Accumulators (integers, or integer-valued floats from ``as_float``) -> stored integers."""
         if st.NT == 0:
             return np.full(np.shape(acc), st.qmin, dtype=np.int64)
+        acc = np.asarray(acc)
         if st.lut is not None:
-            return st.lut[np.asarray(acc).astype(np.int64) + st.offsets]
+            if acc.dtype.kind == "f":  # acc + offset is an integer in [0, C * R) <= LUT_MAX = 2^24: exact in float32
+                return st.lut[(acc + st.offsets.astype(acc.dtype)).astype(np.intp)]
+            return st.lut[acc.astype(np.int64, copy=False) + st.offsets]
         if st.T_flat is not None:
-            keys = np.asarray(acc).astype(np.int64) + st.offsets
+            keys = acc.astype(np.int64) + st.offsets
             cnt = np.searchsorted(st.T_flat, keys.reshape(-1), side="right").reshape(keys.shape)
             cnt = cnt - np.arange(keys.shape[-1], dtype=np.int64) * st.NT
             return st.qmin + cnt
@@ -536,8 +587,8 @@ class BitSim:
                 out = self.requant(self.stages[op.name], src)
             elif isinstance(op, DepthToSpace):
                 out = depth_to_space(op, src)
-            else:
-                out = self.accumulate(op, [vals[t] for t in op.inputs])
+            else:  # an accumulator only a Requant reads may stay float (integer-valued, exact)
+                out = self.accumulate(op, [vals[t] for t in op.inputs], as_float=not keep and op.outputs[0] in self._requant_only)
             vals[op.outputs[0]] = out
             if stop is not None and op.name == stop:
                 break

@@ -8,9 +8,9 @@ generated C++ + data size (firmware/ and tb/), the g++ compile of the C simulati
 ``codegen.csim_commands``, one compiler per core, as ``a2qhls cosim`` runs them): wall time and
 the peak memory of the largest compiler process, and the C simulation's time per image.
 MLPs are random QONNX graphs (tests/qonnx_graphs.py: 8-bit input, 4-bit weights and
-activations) of two hidden layers of the given width; ResNets would come from
-bench/paper_nets.py (Brevitas quant_resnet18, branch cnn) through an ``export_resnet(path, layers=)``
-returning (path, params, MACs) that is not written yet: without it the ResNet rows are skipped.
+activations) of two hidden layers of the given width; ResNets are Brevitas's quant_resnet18
+(A2Q+, P=16, 4-bit) cut to N weight layers by bench/paper_nets.py's ``export_resnet(path, layers=N)``
+(stem + 2 per basic block + linear; 18 is the whole net), built with ``--input-quant uint8:0.00392``.
 Times are best of --repeat.
 """
 from __future__ import annotations
@@ -47,8 +47,9 @@ def _child(cmd: list) -> tuple:
 
 
 def _best(cmd: list, n: int) -> tuple:
+    """(best wall s, peak MB, best CPU s): on a loaded machine the CPU time is the steadier figure."""
     runs = [_child(cmd) for _ in range(n)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+    return min(r[0] for r in runs), max(r[1] for r in runs), min(r[2] for r in runs)
 
 
 def _size_mb(prj: Path) -> float:
@@ -79,11 +80,10 @@ def _csim_per_image(prj: Path, binary: Path, n: int, work: Path) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def measure(name: str, onnx_path: str, params: int, macs: int, args, work: Path) -> dict:
-    extra = list(args.extra.get(name, []))
-    t_insp, m_insp = _best([A2Q, "inspect", onnx_path, *extra], args.repeat)
+def measure(name: str, onnx_path: str, params: int, macs: int, extra: list, args, work: Path) -> dict:
+    t_insp, m_insp, c_insp = _best([A2Q, "inspect", onnx_path, *extra], args.repeat)
     prj = work / f"prj_{name}"
-    t_build, m_build = _best([A2Q, "build", onnx_path, "--out", str(prj), "--force", *extra], args.repeat)
+    t_build, m_build, c_build = _best([A2Q, "build", onnx_path, "--out", str(prj), "--force", *extra], args.repeat)
     size = _size_mb(prj)
     best = None
     for _ in range(args.repeat):
@@ -93,6 +93,7 @@ def measure(name: str, onnx_path: str, params: int, macs: int, args, work: Path)
     t_cc, m_cc, binary, cpu_cc = best
     t_img = _csim_per_image(prj, binary, args.n_csim, work)
     return dict(model=name, params=params, macs=macs, inspect_s=t_insp, inspect_mb=m_insp, build_s=t_build, build_mb=m_build,
+                inspect_cpu=c_insp, build_cpu=c_build,
                 cpp_mb=size, gxx_s=t_cc, gxx_cpu=cpu_cc, gxx_mb=m_cc, csim_s=t_img)
 
 
@@ -104,7 +105,7 @@ def mlp_models(widths, work: Path):
         model, _, _ = qonnx_graphs.mlp(sizes, seed=0, batch=1)
         path = qonnx_graphs.save(model, work / f"mlp{w}.onnx")
         n = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        yield f"mlp{w}", path, n, n
+        yield f"mlp{w}", path, n, n, []
 
 
 def resnet_models(depths, work: Path):
@@ -115,7 +116,7 @@ def resnet_models(depths, work: Path):
         return
     for d in depths:
         path, params, macs = export_resnet(work / f"resnet{d}.onnx", layers=d)
-        yield f"resnet{d}", str(path), params, macs
+        yield f"resnet{d}", str(path), params, macs, ["--input-quant", "uint8:0.00392"]  # its input is a float image
 
 
 def main() -> None:
@@ -125,19 +126,18 @@ def main() -> None:
     ap.add_argument("--n-csim", type=int, default=4, help="images for the C simulation time per image")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
-    args.extra = {}
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rows = []
     with tempfile.TemporaryDirectory(prefix="a2q-bench-") as d:
         work = Path(d)
         models = list(mlp_models([int(w) for w in args.widths.split(",") if w], work))
         models += list(resnet_models([int(x) for x in args.resnets.split(",") if x], work))
-        for name, path, params, macs in models:
-            r = measure(name, path, params, macs, args, work)
+        for name, path, params, macs, extra in models:
+            r = measure(name, path, params, macs, extra, args, work)
             rows.append(r)
             print(
-                f"{name:10s} params {params/1e6:7.2f}M MACs {macs/1e6:8.2f}M | inspect {r['inspect_s']:5.2f} s {r['inspect_mb']:5.0f} MB | "
-                f"build {r['build_s']:6.2f} s {r['build_mb']:5.0f} MB | C++ {r['cpp_mb']:6.2f} MB | g++ {r['gxx_s']:6.2f} s "
+                f"{name:10s} params {params/1e6:7.2f}M MACs {macs/1e6:8.2f}M | inspect {r['inspect_s']:5.2f} s (CPU {r['inspect_cpu']:5.2f} s) "
+                f"{r['inspect_mb']:5.0f} MB | build {r['build_s']:6.2f} s (CPU {r['build_cpu']:6.2f} s) {r['build_mb']:5.0f} MB | C++ {r['cpp_mb']:6.2f} MB | g++ {r['gxx_s']:6.2f} s "
                 f"(CPU {r['gxx_cpu']:6.2f} s) "
                 f"{r['gxx_mb']:5.0f} MB/proc | csim {r['csim_s']*1e3:8.1f} ms/image",
                 flush=True,

@@ -51,8 +51,8 @@ def calibrate(model, shape, seed: int = 0, batches: int = 2, batch: int = 8):
     return model
 
 
-def make_net(name: str, reduced: bool = False):
-    """``(model, example input shape, input_quant)``."""
+def make_net(name: str, reduced: bool = False, calibrated: bool = True):
+    """``(model, example input shape, input_quant)``; ``calibrated=False``: before :func:`calibrate`."""
     import torch
 
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def make_net(name: str, reduced: bool = False):
                                 last_layer_weight_quant=Int8WeightPerChannelFloat, first_maxpool=False,
                                 zero_init_residual=False, round_average_pool=False)
             shape = (1, 3, 32, 32)
-        return calibrate(model, shape), shape, INPUT_QUANT["resnet18"]
+        return (calibrate(model, shape) if calibrated else model), shape, INPUT_QUANT["resnet18"]
     if reduced:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
         import paper_nets
@@ -87,6 +87,68 @@ def make_net(name: str, reduced: bool = False):
     # 224x224: the net's TruncAvgPool2d(7) needs a 7x7 final map (a 32x32 input leaves 1x1, which torch refuses)
     shape = (1, 3, 224, 224)
     return calibrate(model, shape, batch=2), shape, INPUT_QUANT["mobilenet"]
+
+
+def truncate_resnet(model, layers: int):
+    """``quant_resnet18`` cut to ``layers`` weight layers (stem conv + 2 per basic block + linear, shortcut
+    convs not counted; 18 is the whole net): the first ``(layers - 2) / 2`` blocks in order, the rest
+    removed, and the final 8-bit linear layer re-made for the feature count that is left (the 4x4 average
+    pool then sees a larger map). Same quantizers as the full net."""
+    import torch.nn as nn
+    import brevitas.nn as qnn
+    from brevitas.quant import Int8WeightPerTensorFloat
+    from brevitas.quant.scaled_int import Int32Bias
+
+    if layers < 2 or layers % 2 or layers > 18:
+        raise ValueError(f"layers={layers}: an even number 2..18")
+    keep = (layers - 2) // 2
+    chans, hw = 64, 32
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        stage = getattr(model, name)
+        blocks = list(stage)[:keep]
+        keep -= len(blocks)
+        for b in blocks:
+            chans = b.conv2.out_channels
+            hw //= b.conv1.stride[0]
+        setattr(model, name, nn.Sequential(*blocks))
+    if layers < 18:
+        model.linear = qnn.QuantLinear(chans * (hw // 4) ** 2, 10, weight_bit_width=8, bias=True, bias_quant=Int32Bias,
+                                       weight_quant=Int8WeightPerTensorFloat)
+    return model
+
+
+def params_and_macs(model, shape) -> tuple:
+    """Weights of the Conv2d/Linear layers and their multiply-accumulates for one input of ``shape``."""
+    import torch
+    import torch.nn as nn
+
+    macs = []
+
+    def hook(m, inp, out):
+        k = m.weight[0].numel()  # in_channels / groups * kh * kw, or in_features
+        macs.append(out.value.numel() if hasattr(out, "value") else out.numel())
+        macs[-1] *= k
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(hook) for m in layers]
+    with torch.no_grad():
+        model(torch.rand(shape))
+    for h in hooks:
+        h.remove()
+    return sum(m.weight.numel() for m in layers), sum(macs)
+
+
+def export_resnet(path, layers: int = 18, name: str = "resnet18_a2qplus_16"):
+    """Export ``name`` (full size) cut to ``layers`` weight layers (:func:`truncate_resnet`) to QONNX at
+    ``path`` with a2qhls's exporter; returns ``(path, parameters, MACs per image)`` (a2qhls then needs
+    ``--input-quant uint8:0.00392``)."""
+    model, shape, _ = make_net(name, calibrated=False)
+    model = calibrate(truncate_resnet(model, layers), shape)
+    err = export(model, shape, path, "a2qhls_torchscript")
+    if err:
+        raise RuntimeError(f"export of {name} cut to {layers} layers failed: {err}")
+    params, macs = params_and_macs(model, shape)
+    return path, params, macs
 
 
 def export(model, shape, path, how: str) -> str:
@@ -110,8 +172,27 @@ def export(model, shape, path, how: str) -> str:
 
                 export_brevitas_qonnx(model, x, str(path), dynamo=how.endswith("dynamo"))
     except Exception as e:  # report and go on with the other exporters
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch's colour codes
+        cause = next((ln.strip() for ln in text.splitlines() if ln.startswith("<class '")), "")  # torch.export's summary
+        msg = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:200] + (f" [{cause[:200]}]" if cause else "")
+        if "Perform add among QuantTensors" in text:
+            msg += "\n   reason: " + DYNAMO_RESNET_REASON
+        return msg
     return ""
+
+
+# what Brevitas 0.13.4's dynamo export_qonnx does with quant_resnet18 (measured: bench/paper_nets.py, README "From Brevitas")
+DYNAMO_RESNET_REASON = (
+    "torch.export (strict=False) traces QuantBasicBlock.forward (brevitas_examples/bnn_pynq/models/resnet.py:105), whose "
+    "`assert isinstance(out, QuantTensor), \"Perform add among QuantTensors\"` fails: under Brevitas's dynamo export "
+    "the activation quantizers return plain torch tensors, not QuantTensors; export_brevitas_qonnx and the TorchScript "
+    "exporter (dynamo=False) export it")
+MOBILENET_32_REASON = (
+    "quant_mobilenet_v1 (cfg quant_mobilenet_v1_4b) cannot run at 32x32: its final TruncAvgPool2d(kernel_size=7) "
+    "(mobilenetv1.py, avg_pool_kernel_size=7) gets a 1024x1x1 map and torch raises 'Given input size: (1024x1x1). "
+    "Calculated output size: (1024x-5x-5). Output size is too small'; run at 224x224")
 
 
 def main(argv=None) -> int:
@@ -130,6 +211,8 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     for name in args.nets.split(","):
         model, shape, iq = make_net(name, args.reduced)
+        if name.startswith("mobilenet") and not args.reduced:
+            print(f"-- note: {MOBILENET_32_REASON}")
         for how in args.exporters.split(","):
             path = os.path.join(out, f"{name}_{how}.onnx")
             t0 = time.perf_counter()

@@ -211,3 +211,28 @@ def test_headers_come_from_hls4ml_wheel(monkeypatch):
     r = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
     if r.returncode == 0:
         assert not [f for f in r.stdout.split() if Path(f).name in ("ap_int.h", "hls_stream.h", "ap_int_base.h")]
+
+
+def test_qonnx_reference_on_a_subset_says_how_many(exported, tmp_path, capsys, monkeypatch):
+    """A large net's QONNX reference runs on the first samples of each group that fit the MAC budget
+    (or --ref-samples); C++ vs model still covers every sample, and the output says how many QONNX ran."""
+    from a2qhls import cosimulation
+    from a2qhls.cosimulation import macs_per_sample
+
+    out = tmp_path / "p"
+    assert main(["build", str(exported["a2qplus"]), "--out", str(out)]) == 0
+    n_layers = len(json.loads((out / "a2qhls.json").read_text())["layers"])
+    rc, rep = _cosim_json(capsys, ["cosim", str(out), "--random", "10", "--adversarial", "--ref-samples", "3"])
+    assert rc == 0 and rep["samples"] == 10 + 2 * n_layers
+    assert [g["qonnx_samples"] for g in rep["groups"]] == [3] + [2] * n_layers
+    assert rep["qonnx_samples"] == 3 + 2 * n_layers
+    # the default: as many as fit the budget (here set to 4 samples' worth)
+    from a2qhls import load_qonnx
+
+    macs = macs_per_sample(load_qonnx(str(out / "model.onnx")))
+    assert macs == 24 * 16 + 16 * 16 + 16 * 10
+    monkeypatch.setattr(cosimulation, "REF_MAC_BUDGET", 4 * macs)
+    capsys.readouterr()
+    assert main(["cosim", str(out), "--random", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "model vs QONNX (on 4)" in text and "QONNX run on 4 of 10 samples" in text

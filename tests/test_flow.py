@@ -23,7 +23,7 @@ def test_public_api_is_curated():
     for name in ("build", "inspect", "cosim", "load_qonnx", "size_accumulators"):
         assert name in a2qhls.__all__ and callable(getattr(a2qhls, name))
     assert issubclass(a2qhls.A2QError, Exception) and a2qhls.BUILD_STEPS is BUILD_STEPS
-    assert [n for n, _ in BUILD_STEPS] == ["import", "size", "acc_bits", "thresholds", "folding", "codegen", "testbench", "write"]
+    assert [n for n, _ in BUILD_STEPS] == ["import", "size", "acc_bits", "thresholds", "folding", "memories", "codegen", "testbench", "write"]
 
 
 def test_python_build_equals_cli_build(tmp_path, capsys):

@@ -215,3 +215,141 @@ def test_running_max_pool_and_single_loop_add_are_exact(tmp_path, dw_pe):
             q = np.concatenate([np.asarray(vals[t]).reshape(n, -1) for t in u.inputs], axis=1).astype(np.int64)
             got = run_csim(tmp_path / "csim", q, tmp_path, unit=u.index, tag=u.cname)
             assert np.array_equal(got, np.asarray(vals[u.out_tensor]).reshape(n, -1)), u.cname
+
+
+def test_streamed_weights_conv_and_dense_are_exact_and_counted(tmp_path):
+    """conv0 (a convolution: its weights re-streamed for every output pixel), conv2 (on the residual
+    branch) and fc stream their weights from extra AXI-stream ports: no ROM in their units, the
+    testbench feeds the beats from the weights files, and the whole network, each streamed unit
+    alone and the counted cycles all agree with the numpy model and the summary; a2qhls.json
+    documents each port's beats."""
+    from a2qhls.passes.memories import apply_stream_weights
+
+    m = hand_models.cnn(seed=5, in_type=IntType(4, False, False, 1))
+    compute_thresholds(m)
+    apply_folding(m, {"conv0": {"PE": 2, "SIMD": 2}, "conv2": {"PE": 2, "SIMD": 4}, "fc": {"PE": 5, "SIMD": 2}})
+    assert apply_stream_weights(m, "layer0,conv2,fc") == ["conv0", "conv2", "fc"]
+    with pytest.raises(A2QError, match="conv1' is depthwise"):
+        apply_stream_weights(m, "conv1")
+    apply_stream_weights(m, ["conv0", "conv2", "fc"])
+    files = codegen.generate(m)
+    s = codegen.summary(m)
+    assert s["stream_weights"] == ["conv0", "conv2", "fc"]
+    ports = {w["layer"]: w for w in s["interface"]["weights"]}
+    units = {u.dense.name: u for u in codegen.plan(m) if u.has_weights}
+    for name in ("conv0", "conv2", "fc"):
+        u, w = units[name], ports[name]
+        assert w["beats_per_image"] == u.pixels * u.NF * u.SF == u.cycles
+        assert w["bus_bits"] == 8 * -(-(u.PE * u.SIMD * u.w_t.bits) // 8)
+        assert f"hls::stream<{u.cname}_w_beat> &{u.cname}_weights" in files["firmware/a2q_top.cpp"]
+        assert u.w_impl is None and "W" not in u.bank_accesses
+    top = files["firmware/a2q_top.cpp"]
+    assert "_W0[pe][tile]" in top  # conv1 (depthwise) keeps its ROM
+    assert top.count("ws.read().data") == 3
+    prj = tmp_path / "prj"
+    _write(files, prj)
+    counts = _counted_cycles(prj, tmp_path, int(np.prod(s["layers"][0]["input_shape"])), s["layers"][0]["input_type"], n=4, model=m)
+    _assert_counts_match_summary(s, counts)
+    # each streamed unit alone (--unit): fed its input and its weight beats
+    import subprocess
+
+    compile_csim(prj, tmp_path / "csim")
+    x = np.random.default_rng(2).uniform(-0.2, 1.2, size=(4, 2, 6, 6)).astype(np.float32)
+    vals = BitSim(m).run(x, keep=True)
+    for name in ("conv0", "fc"):
+        u = units[name]
+        q = np.asarray(vals[u.inputs[0]]).reshape(len(x), -1).astype(np.int64)
+        got = run_csim(tmp_path / "csim", q, tmp_path, unit=u.index)
+        assert np.array_equal(got, np.asarray(vals[u.out_tensor]).reshape(len(x), -1)), name
+    # a wrong weight beat order would be seen: the design with tiles fed in reverse differs
+    tb = files["tb/a2q_tb.cpp"]
+    fc = units["fc"]
+    head, tail = tb.split(f"static void feed_weights_{fc.cname}(", 1)
+    broken = head + f"static void feed_weights_{fc.cname}(" + tail.replace("_W0[pe][t];", f"_W0[pe][{fc.NF * fc.SF - 1} - t];", 1)
+    assert broken != tb
+    (prj / "tb/a2q_tb.cpp").write_text(broken)
+    compile_csim(prj, tmp_path / "csim_broken")
+    np.savetxt(tmp_path / "in.txt", vals["x_q"].reshape(len(x), -1).astype(np.int64), fmt="%d")
+    np.savetxt(tmp_path / "want.txt", np.asarray(vals["out"]).reshape(len(x), -1), fmt="%d")
+    r = subprocess.run([str(tmp_path / "csim_broken"), str(tmp_path / "in.txt"), str(tmp_path / "o.txt"), "--expect",
+                        str(tmp_path / "want.txt")], capture_output=True, text=True)
+    assert r.returncode == 1 and "mismatches" in r.stdout
+
+
+def test_stream_weights_auto_streams_the_largest_layer_when_the_brams_do_not_fit():
+    """A 4096x512 dense layer at PE=SIMD=16 needs more BRAM18 than an xczu3eg has (432): auto streams
+    it (and only it); the estimate then fits."""
+    from a2qhls.passes.memories import apply_stream_weights
+
+    m = hand_models.mlp((4096, 512, 10), in_type=IntType(4, False))
+    compute_thresholds(m)
+    apply_folding(m, {"fc0": {"PE": 16, "SIMD": 16}})
+    before = codegen.design_estimate(codegen.plan(m))["total"]["BRAM18"]
+    assert before > 432
+    assert apply_stream_weights(m, "auto", "xczu3eg") == ["fc0"]
+    after = codegen.design_estimate(codegen.plan(m))["total"]["BRAM18"]
+    assert after <= 432 < before
+    assert apply_stream_weights(m, "auto", "xcu250") == []  # fits there: nothing streamed
+
+
+def test_axilite_control_and_old_project_format(tmp_path, capsys):
+    """--control axilite puts the block control on an AXI4-Lite slave (and says so in the Tcl and
+    a2qhls.json); cosim refuses a project of an older a2qhls.json format with one line."""
+    import json
+    from pathlib import Path
+
+    from a2qhls.cli import main
+
+    onnx = Path(__file__).parent.parent / "examples" / "digits_a2qplus_p12.onnx"
+    prj = tmp_path / "prj"
+    assert main(["build", str(onnx), "--out", str(prj), "--control", "axilite"]) == 0
+    top = (prj / "firmware/a2q_top.cpp").read_text()
+    assert "#pragma HLS INTERFACE s_axilite port=return bundle=control" in top and "ap_ctrl_none" not in top
+    assert "auto_restart" in (prj / "vitis_hls.tcl").read_text()
+    s = json.loads((prj / "a2qhls.json").read_text())
+    assert s["control"] == "axilite" and s["interface"]["control"] == "axilite"
+    s["format"] = 1
+    (prj / "a2qhls.json").write_text(json.dumps(s))
+    capsys.readouterr()
+    assert main(["cosim", str(prj)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "project format 1" in err[0] and "rebuild" in err[0]
+
+
+@pytest.mark.parametrize("conv2", [{"kernel": (1, 3), "pads": (0, 1, 0, 1)}, {"kernel": (3, 3), "pads": (1, 1, 1, 1)}])
+def test_fork_fifo_depth_covers_the_branch_lead_of_the_cycle_model(conv2):
+    """The bypass FIFO of a residual fork is at least what the window generator on the other branch
+    reads ahead of its output in its schedule (codegen.swg_max_lead, in the fork's words), and the
+    generated top states how the depth was reasoned."""
+    m = hand_models.cnn(seed=6, hw=(8, 8), conv2=conv2 | {"stride": (1, 1)})
+    compute_thresholds(m)
+    for fold in ({"conv2": {"PE": 4, "SIMD": 4}}, {"conv2": {"PE": 2, "SIMD": 1}}):
+        apply_folding(m, fold)
+        units = codegen.plan(m)
+        depths = codegen.fork_depths(units)
+        dup = next(u for u in units if u.kind == "dup")
+        branch = next(u for u in units if u.kind == "conv" and u.dense.name == "conv2")
+        assert branch.swg_streaming
+        lead_fork_words = -(-codegen.swg_max_lead(branch) * branch.swg_V // dup.PE)
+        bypass = max(depths[(dup.index, k)] for k in range(dup.n_out))
+        assert bypass >= lead_fork_words + 2, (bypass, lead_fork_words)
+        top = codegen.generate(m)["firmware/a2q_top.cpp"]
+        assert f"depth {bypass}: other branch ({branch.cname}" in top and "read-ahead" in top
+
+
+def test_default_folding_prefers_conv_simd_dividing_input_channels():
+    """conv2 (1x3 over 4 channels, K = 12): its cheapest folding within the bottleneck's cycles would be
+    SIMD 6 or 12 (straddling pixels); the default takes a SIMD dividing C_in = 4, so its window
+    generator is the one-loop kind; the bottleneck's cycles do not change."""
+    from a2qhls.passes.folding import layer_cycles, simd_divides_channels
+
+    m = hand_models.cnn(seed=6, hw=(8, 8))
+    compute_thresholds(m)
+    f = default_folding(m)
+    conv2 = next(d for d in m.layers() if d.name == "conv2")
+    assert simd_divides_channels(conv2, f["conv2"]["SIMD"]) and conv2.in_shape[2] % f["conv2"]["SIMD"] == 0
+    apply_folding(m, f)
+    units = codegen.plan(m)
+    assert next(u for u in units if u.has_weights and u.dense.name == "conv2").swg_streaming
+    target = max(layer_cycles(d, f[d.name]["PE"], f[d.name]["SIMD"]) for d in m.layers())
+    assert layer_cycles(conv2, f["conv2"]["PE"], f["conv2"]["SIMD"]) <= target

@@ -172,11 +172,17 @@ def test_residual_add_aligns_scales_and_sizes_from_both_ranges(tmp_path):
     assert (add.acc.acc_min, add.acc.acc_max, add.acc.acc_bits) == (0, 45, 7)
 
 
-def test_residual_add_with_unrelated_scales_is_a_clear_error(tmp_path):
-    from a2qhls.errors import A2QError
+def test_residual_add_with_unrelated_scales_aligns_them_exactly(tmp_path):
+    """Scales with no small ratio (0.3, 0.1 as float32) are still dyadic: the multipliers are their
+    float32 ratio in lowest terms, and the output scale times each multiplier is the input's scale."""
+    from fractions import Fraction
 
-    with pytest.raises(A2QError, match="'res'.*no small integer ratio"):
-        load_qonnx(save(residual_graph(branch_scale=0.3, in_scale=0.1), tmp_path / "res.onnx"))
+    model = size_accumulators(load_qonnx(save(residual_graph(branch_scale=0.3, in_scale=0.1), tmp_path / "res.onnx")))
+    add = model.ops[3]
+    r = Fraction(float(np.float32(0.3))) / Fraction(float(np.float32(0.1)))
+    assert add.multipliers == (r.numerator, r.denominator) and r.denominator > 2**20
+    s = Fraction(float(model.tensors[add.outputs[0]].scale[0]))
+    assert s * r.numerator == Fraction(float(np.float32(0.3))) and s * r.denominator == Fraction(float(np.float32(0.1)))
 
 
 # ---------------------------------------------------------------- sizing properties (IR level)

@@ -66,9 +66,11 @@ def test_exceeding_target_is_flagged_with_exit_code_1(capsys, tmp_path):
 
 
 def test_inspect_does_not_import_torch_and_runs_as_a_command(good):
+    """Nor onnxruntime (qonnx's op package imports it): inspect stays a quick command."""
     path, _, _ = good
     code = ("import sys; from a2qhls.cli import main; rc = main(['inspect', sys.argv[1], '--json']); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+            "assert 'torch' not in sys.modules, 'torch was imported'; "
+            "assert 'onnxruntime' not in sys.modules, 'onnxruntime was imported'; sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["layers"][0]["name"] == "layer0"

@@ -29,6 +29,20 @@ def test_round_exact_matches_qonnx_numpy_rounding(mode):
 
 
 @pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_rounding_functions_are_qonnx_own(mode):
+    """round_like_qonnx (used by the importer in place of qonnx's op package) equals qonnx's
+    resolve_rounding_mode on ties, near-ties and random values of both signs, float32 and float64."""
+    from qonnx.custom_op.general.intquant import resolve_rounding_mode
+
+    rng = np.random.default_rng(0)
+    base = np.concatenate([np.arange(-40, 41) / 4, rng.normal(0, 50, 500), [0.49999997, -0.49999997, 2.5000002]])
+    for y in (base.astype(np.float64), base.astype(np.float32)):
+        want = resolve_rounding_mode(mode)(y)
+        got = round_like_qonnx(y, mode)
+        assert got.dtype == want.dtype and np.array_equal(got, want), mode
+
+
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
 def test_level_breakpoint_characterises_rounding(mode):
     """rnd(u) >= k  iff  u >= c (or u > c when strict), for every k and u on a fine grid."""
     for k in range(-5, 6):

@@ -50,6 +50,13 @@ def add_arguments(p) -> None:
     p.add_argument("--lut-budget", type=int, metavar="L", help="choose the fastest folding whose estimate fits L LUTs")
     p.add_argument("--bram-budget", type=int, metavar="B", help="... that fits B BRAM18 blocks")
     p.add_argument("--dsp-budget", type=int, metavar="D", help="... that fits D DSP slices")
+    p.add_argument("--control", choices=("none", "axilite"), default="none",
+                   help="block control of the top: none (ap_ctrl_none, free-running; default) or axilite (an AXI4-Lite "
+                        "slave with ap_start/ap_done/ap_idle/auto_restart at offset 0x00: write 0x81 once to run free)")
+    p.add_argument("--stream-weights", metavar="LAYERS", default=None,
+                   help="layers (layerN or names, comma separated) whose weights stream in over an extra AXI-stream "
+                        "port instead of on-chip ROMs, or 'auto': those that make the estimate exceed the part's memories "
+                        "(a2qhls.json interface.weights gives each port's beat layout)")
     p.add_argument(
         "--part",
         metavar="PART",
@@ -70,7 +77,7 @@ def run(args) -> int:
     budget = {"LUT": args.lut_budget, "BRAM18": args.bram_budget, "DSP": args.dsp_budget}
     s = build(args.model, args.out, folding=args.folding, acc_bits=args.acc_bits, force=args.force, save_steps=args.save_steps,
               warn=warn, part=args.part, target_fps=args.target_fps, clock_mhz=args.clock_mhz, budget=budget,
-              bus_bits=args.bus_bits, input_quant=args.input_quant)
+              bus_bits=args.bus_bits, input_quant=args.input_quant, control=args.control, stream_weights=args.stream_weights)
     print(f"wrote {args.out} ({len(s['layers'])} layers, top {s['top']})")
     print(render_table(s))
     return 0

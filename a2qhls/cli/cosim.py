@@ -23,6 +23,9 @@ def add_arguments(p) -> None:
     p.add_argument("--adversarial", action="store_true", help="per layer, the inputs driving its worst channel to acc_max / acc_min")
     p.add_argument("--inputs", metavar="FILE.npy", help="float inputs [batch, ...] to run")
     p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--ref-samples", type=int, default=None, metavar="N",
+                   help="run the QONNX reference on at most N samples of each group (default: all, or on a large net "
+                        "as many as fit 5e9 multiply-accumulates; the output says how many)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cxxflags", default="-O1", help="g++ flags (default -O1; add -DA2Q_CSIM_AP_INT to run the ap_int sums that synthesis compiles instead of the exact native-integer ones)")
 
@@ -32,7 +35,8 @@ def run(args) -> int:
 
     if args.random < 0:
         raise A2QError("--random must be >= 0")
-    rep = cosim(args.dir, random=args.random, adversarial=args.adversarial, inputs=args.inputs, seed=args.seed, cxxflags=args.cxxflags)
+    rep = cosim(args.dir, random=args.random, adversarial=args.adversarial, inputs=args.inputs, seed=args.seed, cxxflags=args.cxxflags,
+                ref_samples=args.ref_samples)
     ok = rep["mismatches_cpp_vs_model"] == 0 and rep["mismatches_model_vs_qonnx"] == 0
     status = EXIT_MISMATCH if not ok else (EXIT_NO_REFERENCE if rep["qonnx_error"] else 0)
     if args.json:
@@ -42,7 +46,7 @@ def run(args) -> int:
     for g in rep["groups"]:
         print(
             f"{display(g['group'])[:28]:28s} {g['samples']:6d} samples  C++ vs model: {g['mismatches_cpp_vs_model']:5d}  "
-            f"model vs QONNX: {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties, "
+            f"model vs QONNX (on {g['qonnx_samples']}): {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties, "
             f"+{g['qonnx_float32_rounding']} float32 sums)   fed to {display(g['fed_to'])}"
         )
         for ly in g["layers"]:
@@ -58,6 +62,7 @@ def run(args) -> int:
     verdict = "FAIL" if not ok else ("PASS (C++ vs model only)" if rep["qonnx_error"] else "PASS")
     print(
         f"total {rep['samples']} samples: C++ vs model {rep['mismatches_cpp_vs_model']} mismatches, "
-        f"model vs QONNX {rep['mismatches_model_vs_qonnx']} mismatches -> {verdict}"
+        f"model vs QONNX {rep['mismatches_model_vs_qonnx']} mismatches (QONNX run on {rep['qonnx_samples']} of "
+        f"{rep['samples']} samples) -> {verdict}"
     )
     return status

@@ -57,6 +57,16 @@ def render_text(doc: dict, per_channel: bool) -> str:
     over = [r["name"] for r in records if r["exceeds_target"]]
     if over:
         out += ["", "! exact width exceeds the model's target accumulator width in: " + ", ".join(display(o) for o in over)]
+    aligned = [r for r in records if r.get("alignment")]
+    if aligned:
+        out += ["", "residual adds: each input times an integer multiplier (odd part << shift) on a common scale; "
+                    "the cost is the multiplier and the bits it adds"]
+        for r in aligned:
+            for a in r["alignment"]:
+                extra = a["aligned_bits"] - a["input_bits"]
+                out.append(f"  {display(r['name'])}: {display(a['input'])} ({a['input_bits']} bits) x multiplier of up to "
+                           f"{a['multiplier_bits']} bits (odd part {a['odd_bits']} bits, shift {a['shift']}) -> "
+                           f"{a['aligned_bits']} bits (+{extra})")
     if per_channel:
         for r in records:
             out += ["", f"{display(r['name'])}: per-channel exact range"]

@@ -6,11 +6,11 @@ import json
 import sys
 
 from ..errors import A2QError
-from .train import arch_arg
+from .train import HelpFormatter, arch_arg, task_default
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = HelpFormatter
     p.description = (
         "Train, export and inspect every configuration of a grid, each exactly as 'a2qhls train' with the same "
         "options would (from a float checkpoint trained once per seed). Writes OUT/results.csv, OUT/results.json "
@@ -31,13 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--upscale", type=int, default=2, help="super-resolution factor (--task superres)")
     t.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
     t.add_argument("--arch", type=arch_arg, default=None,
-                   help="MLP hidden sizes (e.g. 64,64; default 64,32) or cnn:SPEC; with --task superres "
-                        "espcn or espcn:A,B,C (default espcn)")
-    t.add_argument("--constrain", choices=("all", "inner"), default="all")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--float-epochs", type=int, default=None, help="None means the same as --epochs")
-    t.add_argument("--lr", type=float, default=1e-2)
-    t.add_argument("--batch-size", type=int, default=64)
+                   help="MLP hidden sizes (e.g. 64,64) or cnn:SPEC; with --task superres espcn or espcn:A,B,C "
+                        + task_default("arch"))
+    t.add_argument("--constrain", choices=("all", "inner"), default=None, help=task_default("constrain"))
+    t.add_argument("--epochs", type=int, default=None, help=task_default("epochs"))
+    t.add_argument("--float-epochs", type=int, default=None,
+                   help="when unset: --epochs if --epochs is given, else the task's "
+                        + task_default("float_epochs").replace("None for classify", "--epochs for classify"))
+    t.add_argument("--lr", type=float, default=None, help=task_default("lr"))
+    t.add_argument("--batch-size", type=int, default=None, help=task_default("batch_size"))
     t.add_argument("--penalty", type=float, default=1e-3)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
@@ -63,13 +65,18 @@ def run(args) -> int:
         raise A2QError(f"--seeds must be at least 1, got {args.seeds}")
     if args.cpus_per_run <= 0:
         raise A2QError(f"--cpus-per-run must be positive, got {args.cpus_per_run}")
-    arch = args.arch if args.arch is not None else ("espcn" if args.task == "superres" else [64, 32])
+    from ..frontend.pipeline import TrainRun
+
+    # the task's defaults for what was not given, exactly as `a2qhls train` resolves them
+    run = TrainRun(task=args.task, arch=args.arch, constrain=args.constrain, epochs=args.epochs,
+                   float_epochs=args.float_epochs, lr=args.lr, batch_size=args.batch_size)
+    arch = run.arch
     grid = SweepGrid(
         task=args.task, upscale=args.upscale, dataset=args.dataset, arch=arch, quants=parse_choices(args.quant, QUANTS, "--quant"),
         acc_bits=parse_int_list(args.acc_bits, "--acc-bits"), weight_bits=parse_int_list(args.weight_bits, "--weight-bits"),
         act_bits=parse_int_list(args.act_bits, "--act-bits"), inits=parse_choices(args.init, INITS, "--init"),
-        seeds=list(range(args.seeds)), constrain=args.constrain, epochs=args.epochs, float_epochs=args.float_epochs,
-        lr=args.lr, batch_size=args.batch_size, penalty=args.penalty, device=args.device, threads=args.threads)
+        seeds=list(range(args.seeds)), constrain=run.constrain, epochs=run.epochs, float_epochs=run.float_epochs,
+        lr=run.lr, batch_size=run.batch_size, penalty=args.penalty, device=args.device, threads=args.threads)
     res = run_sweep(grid, args.out, executor="serial" if args.serial else "ray", address=args.address,
                     num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                     retry_failed=args.retry_failed, progress=(not args.json) and sys.stderr.isatty(),

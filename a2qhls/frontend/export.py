@@ -52,7 +52,7 @@ __all__ = ["export_qonnx", "flatten_modules", "METADATA_KEY", "QUANT_DOMAIN", "M
 
 QUANT_DOMAIN = "qonnx.custom_op.general"
 OPSET = 13
-MAX_ADD_MULTIPLIER = 1 << 12  # the largest scale-ratio term a residual Add may have (as the importer)
+MAX_ADD_MULTIPLIER = 1 << 12  # the largest scale-ratio term our front end lets a residual Add have (cheap adds; the importer aligns any ratio within 64 bits)
 
 _SUPPORTED = ("QuantIdentity, QuantReLU, QuantLinear, QuantConv2d, QuantResidual, nn.MaxPool2d, nn.AvgPool2d, "
               "nn.AdaptiveAvgPool2d(1), nn.PixelShuffle, nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential")

@@ -119,11 +119,11 @@ class QuantConv2d(_QuantWeightLayer):
                 f"padding={self.padding}, groups={self.groups}")
 
 
-def _act_quant(bits, signed: bool, narrow: bool, init_scale, quant) -> ActQuant:
+def _act_quant(bits, signed: bool, narrow: bool, init_scale, quant, init_percentile=None) -> ActQuant:
     if quant is None:
         if bits is None:
             raise A2QError("an activation module needs bits=... (or quant=... to share another module's quantizer)")
-        return ActQuant(bits, signed=signed, narrow=narrow, init_scale=init_scale)
+        return ActQuant(bits, signed=signed, narrow=narrow, init_scale=init_scale, init_percentile=init_percentile)
     if not isinstance(quant, ActQuant):
         raise A2QError(f"quant= must be an ActQuant (e.g. other.quant), got {type(quant).__name__}")
     if bits is not None and bits != quant.bits:
@@ -138,9 +138,10 @@ class QuantReLU(nn.Module):
     sign; it must be unsigned): how :class:`QuantResidual` bodies end.
     """
 
-    def __init__(self, bits=None, narrow: bool = False, init_scale=None, quant: ActQuant | None = None):
+    def __init__(self, bits=None, narrow: bool = False, init_scale=None, quant: ActQuant | None = None,
+                 init_percentile=None):
         super().__init__()
-        self.quant = _act_quant(bits, False, narrow, init_scale, quant)
+        self.quant = _act_quant(bits, False, narrow, init_scale, quant, init_percentile)
         if self.quant.signed:
             raise A2QError("QuantReLU needs an unsigned quantizer (the shared one is signed)")
 
@@ -155,9 +156,9 @@ class QuantIdentity(nn.Module):
     """
 
     def __init__(self, bits=None, signed: bool = False, narrow: bool = False, init_scale=None,
-                 quant: ActQuant | None = None):
+                 quant: ActQuant | None = None, init_percentile=None):
         super().__init__()
-        self.quant = _act_quant(bits, signed, narrow, init_scale, quant)
+        self.quant = _act_quant(bits, signed, narrow, init_scale, quant, init_percentile)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.quant(x)

@@ -16,7 +16,17 @@ from ..errors import A2QError
 
 TASKS = ("classify", "superres")
 
-__all__ = ["TASKS", "TrainRun", "train_run", "train_argv", "arch_text", "parse_arch", "save_float"]
+__all__ = ["TASKS", "TASK_DEFAULTS", "TrainRun", "train_run", "train_argv", "arch_text", "parse_arch", "save_float"]
+
+#: What ``None`` means for the options whose good value depends on the task (the ``a2qhls train``
+#: defaults). ``superres`` is the recipe measured in the README: the papers' ESPCN setting (8-bit
+#: first/last layers and input, 4-bit inside at P = 13), Adam at Brevitas's 1e-3 for float and QAT.
+TASK_DEFAULTS = {
+    "classify": {"arch": [64, 32], "epochs": 30, "float_epochs": None, "lr": 1e-2, "batch_size": 64,
+                 "acc_bits": 12, "constrain": "all"},
+    "superres": {"arch": "espcn:32,32,16", "epochs": 16, "float_epochs": 40, "lr": 1e-3, "batch_size": 16,
+                 "acc_bits": 13, "constrain": "inner"},
+}
 
 
 @dataclass
@@ -29,6 +39,8 @@ class TrainRun:
     ``superres`` an ESPCN spec ``"espcn"`` / ``"espcn:A,B,C"``.
     ``from_`` is a float checkpoint to start from (``--from``); ``out`` the QONNX
     file (or, with ``quant="float"``, the float checkpoint) to write.
+    ``arch``, ``acc_bits``, ``constrain``, ``epochs``, ``lr`` and ``batch_size`` left ``None``
+    take the task's :data:`TASK_DEFAULTS` (and ``float_epochs`` too when ``epochs`` was left unset).
     """
 
     task: str = "classify"
@@ -38,13 +50,13 @@ class TrainRun:
     quant: str = "a2q+"
     weight_bits: int = 4
     act_bits: int = 4
-    acc_bits: int = 12
-    constrain: str = "all"
+    acc_bits: int = None  # type: ignore[assignment]
+    constrain: str = None  # type: ignore[assignment]
     init: str = "ep"
-    epochs: int = 30
+    epochs: int = None  # type: ignore[assignment]
     float_epochs: Optional[int] = None
-    lr: float = 1e-2
-    batch_size: int = 64
+    lr: float = None  # type: ignore[assignment]
+    batch_size: int = None  # type: ignore[assignment]
     penalty: float = 1e-3
     seed: int = 0
     device: str = "auto"
@@ -54,8 +66,13 @@ class TrainRun:
     out: str = "model.onnx"
 
     def __post_init__(self):
-        if self.arch is None:
-            self.arch = "espcn" if self.task == "superres" else [64, 32]
+        defaults = TASK_DEFAULTS.get(self.task, TASK_DEFAULTS["classify"])
+        unset = [name for name in ("arch", "acc_bits", "constrain", "epochs", "lr", "batch_size")
+                 if getattr(self, name) is None]
+        for name in unset:
+            setattr(self, name, list(defaults[name]) if isinstance(defaults[name], list) else defaults[name])
+        if "epochs" in unset and self.float_epochs is None:
+            self.float_epochs = defaults["float_epochs"]
 
     @classmethod
     def from_args(cls, args) -> "TrainRun":
@@ -287,7 +304,7 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
 
     from .export import export_qonnx
     from .init import init_from_float
-    from .superres import build_espcn, evaluate_psnr, fit_superres, load_superres
+    from .superres import build_espcn, evaluate_psnr, fit_superres, load_superres, psnr_per_image
     from .train import TrainConfig, layer_report, resolve_device
 
     torch.set_num_threads(run.threads)
@@ -300,7 +317,8 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
     bicubic = evaluate_psnr(None, data)
     result = {"task": "superres", "dataset": "skimage+sklearn", "upscale": run.upscale, "quant": run.quant,
               "seed": run.seed, "device": str(device), "arch": run.arch, "input_shape": list(data.sample_shape),
-              "test_images": list(data.test_names), "bicubic_psnr": round(bicubic, 4)}
+              "test_images": list(data.test_names), "bicubic_psnr": round(bicubic, 4),
+              "bicubic_psnr_per_image": _rounded(psnr_per_image(None, data))}
     float_epochs = run.epochs if run.float_epochs is None else run.float_epochs
     key = {"a2qhls_float": 1, "task": "superres", "arch": run.arch, "upscale": run.upscale}
     if run.from_:
@@ -324,12 +342,14 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
         result["float_psnr"] = round(r.test_psnr, 4)
         result["float_train_seconds"] = round(r.seconds, 3)
     fmodel.cpu()
+    result["float_psnr_per_image"] = _rounded(psnr_per_image(fmodel, data))
     ck = dict(key, state_dict=fmodel.state_dict())
     if run.save_float:
         torch.save(ck, run.save_float)
     if run.quant == "float":
         torch.save(ck, run.out)
-        result.update({"psnr": result["float_psnr"], "out": run.out})
+        result.update({"psnr": result["float_psnr"], "psnr_per_image": result["float_psnr_per_image"],
+                       "out": run.out})
         return result
     torch.manual_seed(run.seed)
     qmodel = build(run.quant)
@@ -339,12 +359,17 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
                                                desc=run.quant), device)
     qmodel.cpu()
     export_qonnx(qmodel, run.out, data.sample_shape)
-    result.update({"psnr": round(r.test_psnr, 4), "psnr_vs_bicubic": round(r.test_psnr - bicubic, 4),
+    result.update({"psnr": round(r.test_psnr, 4), "psnr_per_image": _rounded(psnr_per_image(qmodel, data)),
+                   "psnr_vs_bicubic": round(r.test_psnr - bicubic, 4),
                    "psnr_vs_float": round(r.test_psnr - result["float_psnr"], 4), "train_mse": r.train_loss,
                    "train_seconds": round(r.seconds, 3), "out": run.out, "weight_bits": run.weight_bits,
                    "act_bits": run.act_bits, "acc_bits": run.acc_bits, "constrain": run.constrain,
                    "init": run.init, "layers": layer_report(qmodel)})
     return result
+
+
+def _rounded(d: dict) -> dict:
+    return {k: round(float(v), 4) for k, v in d.items()}
 
 
 def progress_wanted(json_output: bool) -> bool:

@@ -18,6 +18,7 @@ The budgets come from :mod:`a2qhls.bounds`; nothing here restates them.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -68,12 +69,19 @@ class ActQuant(nn.Module):
 
     The scale ``s`` is learned (log2 domain). Unless ``init_scale`` is given it is
     set on the first forward pass in training mode from that batch: the largest
-    magnitude maps to the top of the integer range. Rounding is half to even
-    (``torch.round``), the same as QONNX's ``ROUND``.
+    magnitude maps to the top of the integer range, or with ``init_percentile=p``
+    (0 < p <= 100) the ``p``-th percentile of the magnitudes does (Brevitas's
+    activation quantizers start from a percentile of statistics in the same way),
+    so a few outliers do not spend the few levels of a narrow quantizer.
+    Rounding is half to even (``torch.round``), the same as QONNX's ``ROUND``.
     """
 
-    def __init__(self, bits: int, signed: bool, narrow: bool = False, init_scale: Optional[float] = None):
+    def __init__(self, bits: int, signed: bool, narrow: bool = False, init_scale: Optional[float] = None,
+                 init_percentile: Optional[float] = None):
         super().__init__()
+        if init_percentile is not None and not 0 < init_percentile <= 100:
+            raise A2QError(f"activation init_percentile must be in (0, 100], got {init_percentile}")
+        self.init_percentile = init_percentile
         self.bits = _check_bits("activation bit width", bits, 2 if signed else 1)
         self.signed = bool(signed)
         self.narrow = bool(narrow)
@@ -91,7 +99,13 @@ class ActQuant(nn.Module):
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
-        top = x.abs().max().clamp_min(1e-8) if self.signed else x.clamp_min(0).max().clamp_min(1e-8)
+        mag = (x.abs() if self.signed else x.clamp_min(0)).flatten()
+        if self.init_percentile is None or mag.numel() == 0:
+            top = mag.max() if mag.numel() else x.new_ones(())
+        else:
+            k = max(1, min(mag.numel(), math.ceil(self.init_percentile / 100 * mag.numel() - 1e-6)))  # nearest-rank
+            top = mag.kthvalue(k).values
+        top = top.clamp_min(1e-8)
         self.log2_scale.copy_(torch.log2(top / self.qmax))
         self.initialized.fill_(True)
 

@@ -1,17 +1,20 @@
 """``Add``, ``Sub``, ``Mul``, ``Div``: float preprocessing of the graph input, a bias or scale on an
 accumulator (a negative scale only where the accumulator leaves the graph, e.g. BNN-PYNQ's
-``TensorNorm``), and the residual add of two quantized tensors (:class:`~a2qhls.ir.Add`)."""
+``TensorNorm``), and the residual add (:class:`~a2qhls.ir.Add`) of two quantized tensors or layer
+outputs (``bn2(conv2(x)) + shortcut(x)`` before the activation Quant), their scales aligned exactly
+per channel."""
 from __future__ import annotations
 
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import A2QError
 from ..ir import Add, Conv, Dense, TensorInfo
-from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, finalize_acc, no_pending_relu
 
-MAX_ADD_MULTIPLIER = 1 << 12
+MAX_ALIGN_BITS = 62  # a larger multiplier cannot give a sum within 64 bits (the widest accumulator)
 
 
 def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
@@ -101,40 +104,86 @@ def on_add(ctx: Ctx, node) -> None:
     if a in ctx.consts and b not in ctx.consts:
         a, b = b, a
     st = ctx.state.get(a)
-    if isinstance(st, AccState):
+    if isinstance(st, AccState) and b in ctx.consts:
         ctx.state[node.output[0]] = add_bias(ctx, node, st, b, node.output[0])
         return
-    if isinstance(st, IntState) and isinstance(ctx.state.get(b), IntState):
-        no_pending_relu(ctx, node, st, ctx.state.get(b))
-        on_residual_add(ctx, node, ctx.tensors[st.tensor], ctx.tensors[ctx.state[b].tensor])
+    sb = ctx.state.get(b)
+    if isinstance(st, (AccState, IntState)) and isinstance(sb, (AccState, IntState)):
+        on_residual_add(ctx, node, [_operand(ctx, node, a, st), _operand(ctx, node, b, sb)])
         return
     raise A2QError(
-        f"{ctx.where(node)}: supported Adds are a constant bias on a layer output and the sum of two quantized tensors"
+        f"{ctx.where(node)}: supported Adds are a constant bias on a layer output and the sum of two quantized tensors "
+        "or layer outputs (residual add)"
     )
 
 
-def on_residual_add(ctx: Ctx, node, ta: TensorInfo, tb: TensorInfo) -> None:
-    from fractions import Fraction
+def _operand(ctx: Ctx, node, name: str, st) -> tuple:
+    """``(tensor, scale [C], offset [C])`` of one input of a residual add: an integer activation, or a
+    layer's accumulator seen through its float post-ops (BatchNormalization, Mul, a constant Add)."""
+    if isinstance(st, AccState):
+        if st.pending_pool is not None:
+            raise A2QError(f"{ctx.where(node)}: adding a MaxPool of a layer output '{name}' before its activation Quant is not "
+                           "supported; supported: the pool after the Add's activation")
+        if st.relu:
+            raise A2QError(f"{ctx.where(node)}: the input '{name}' is a Relu of a layer output without a Quant; supported: "
+                           "a layer output (after BatchNormalization) or a quantized tensor")
+        if st.flattened:
+            raise A2QError(f"{ctx.where(node)}: adding a flattened layer output '{name}' is not supported")
+        finalize_acc(ctx, ctx.where(node), st)
+        return ctx.tensors[st.layer.outputs[0]], np.asarray(st.scale, dtype=np.float64), np.asarray(st.offset, dtype=np.float64)
+    no_pending_relu(ctx, node, st)
+    if st.flattened:
+        raise A2QError(f"{ctx.where(node)}: adding a flattened feature map '{name}' is not supported")
+    info = ctx.tensors[st.tensor]
+    C = info.channels
+    return info, np.broadcast_to(np.asarray(info.scale, dtype=np.float64).reshape(-1), (C,)), \
+        np.broadcast_to(np.asarray(info.offset, dtype=np.float64).reshape(-1), (C,))
 
+
+def align_scales(sa: float, sb: float) -> tuple:
+    """``(ma, mb, s)``: the least positive integers with ``sa = ma * s`` and ``sb = mb * s`` exactly, for
+    two positive float32 scales (dyadic rationals ``m * 2^e``): ``s`` is their common power-of-two grid
+    times the common odd factor, ``ma``/``mb`` odd mantissas shifted left by the exponent differences."""
+    fa, fb = Fraction(sa), Fraction(sb)
+    r = fa / fb
+    ma, mb = r.numerator, r.denominator
+    return ma, mb, fa / ma
+
+
+def on_residual_add(ctx: Ctx, node, operands: list) -> None:
+    """The sum of two integer tensors (activations or accumulators) at their real values: per channel
+    ``v = sa * a + oa + sb * b + ob = s * (ma * a + mb * b) + (oa + ob)`` with integer ``ma``, ``mb``
+    (:func:`align_scales`; each scale taken in float32, the precision of the exported graph's tensors).
+    The integer sum is an accumulator (:class:`~a2qhls.ir.Add`) whose activation Quant becomes thresholds."""
+    (ta, sa, oa), (tb, sb, ob) = operands
     if ta.shape != tb.shape:
         raise A2QError(f"{ctx.where(node)}: adding tensors of shapes {list(ta.shape)} and {list(tb.shape)} is not supported")
-    sa, sb = np.unique(ta.scale), np.unique(tb.scale)
-    if sa.size != 1 or sb.size != 1:
-        raise A2QError(f"{ctx.where(node)}: residual add needs per-tensor scales on both inputs")
-    ratio = Fraction(float(sa[0])) / Fraction(float(sb[0]))
-    ma, mb = ratio.numerator, ratio.denominator
-    if max(ma, mb) > MAX_ADD_MULTIPLIER:
-        raise A2QError(
-            f"{ctx.where(node)}: the two inputs' scales ({sa[0]:.6g}, {sb[0]:.6g}) have no small integer ratio; "
-            "quantize both branches with a shared quantizer (same scale) or scales in a power-of-two ratio"
-        )
+    C = ta.channels
+    ma, mb, scale = [], [], np.empty(C)
+    for j in range(C):
+        fa, fb = np.float32(sa[j]), np.float32(sb[j])
+        if not (np.isfinite(fa) and np.isfinite(fb) and fa > 0 and fb > 0):
+            raise A2QError(f"{ctx.where(node)}: channel {j}'s input scales ({sa[j]:g}, {sb[j]:g}) are not positive float32 "
+                           "values; an exact residual add needs positive finite scales")
+        m_a, m_b, s = align_scales(float(fa), float(fb))
+        if max(m_a, m_b).bit_length() > MAX_ALIGN_BITS:
+            raise A2QError(
+                f"{ctx.where(node)}: aligning the inputs' scales ({float(fa):.6g}, {float(fb):.6g}) of channel {j} exactly needs "
+                f"a {max(m_a, m_b).bit_length()}-bit multiplier, beyond a 64-bit accumulator; quantize both branches with a "
+                "shared quantizer (same scale) or scales in a power-of-two ratio"
+            )
+        ma.append(m_a)
+        mb.append(m_b)
+        scale[j] = float(s)
+        assert Fraction(scale[j]) == s  # a float32 mantissa times a power of two: exact in float64
+    uni = lambda m: m[0] if all(v == m[0] for v in m) else tuple(m)  # noqa: E731
     out = node.output[0]
-    add = Add(node.name, [ta.name, tb.name], [out], (ma, mb), tuple(ta.shape))
+    add = Add(node.name, [ta.name, tb.name], [out], (uni(ma), uni(mb)), tuple(ta.shape),
+              source_inputs=(node.input[0], node.input[1]))
     ctx.ops.append(add)
-    C = ta.shape[-1]
-    scale = np.full(C, float(sa[0]) / ma)
-    ctx.tensors[out] = TensorInfo(out, tuple(ta.shape), None, scale.copy(), np.zeros(C))
-    ctx.state[out] = AccState(layer=add, scale=scale, offset=np.zeros(C))
+    offset = np.asarray(oa, dtype=np.float64) + np.asarray(ob, dtype=np.float64)
+    ctx.tensors[out] = TensorInfo(out, tuple(ta.shape), None, scale.copy(), offset.copy())
+    ctx.state[out] = AccState(layer=add, scale=scale, offset=offset)
 
 
 def on_mul(ctx: Ctx, node) -> None:

@@ -19,11 +19,12 @@ def on_pool(ctx: Ctx, node) -> None:
     if isinstance(st, AccState) and node.op_type == "MaxPool":
         max_pool_of_accumulator(ctx, node, st)
         return
+    if isinstance(st, AccState):
+        avg_pool_of_accumulator(ctx, node, st)
+        return
     if not isinstance(st, IntState):
-        raise A2QError(
-            f"{ctx.where(node)}: {node.op_type} of a layer's output before its activation Quant is not supported "
-            "(MaxPool is); supported: pooling after a Quant"
-        )
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} of '{node.input[0]}' is not supported; supported: pooling a "
+                       "quantized tensor or a layer output")
     no_pending_relu(ctx, node, st)
     x = feature_map(ctx, node, per_channel=True)
     flattened = False
@@ -107,6 +108,45 @@ def on_trunc(ctx: Ctx, node) -> None:
     ))
     ctx.tensors[out] = TensorInfo(out, shape, dtype, np.full(C, float(out_scale)), np.zeros(C))
     ctx.state[out] = IntState(out)
+
+
+def avg_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
+    """``Conv -> [BatchNormalization] -> AveragePool -> [Relu ->] Quant``: the window sum of the layer's
+    accumulators is an accumulator of its own (a :class:`~a2qhls.ir.Pool` ``avg`` on the accumulator
+    tensor); the average of ``v = scale * acc + offset`` over ``K`` taps is ``scale / K * sum(acc) + offset``
+    exactly, so the divide goes into the following thresholds. Padding adds the real value 0, which is
+    the accumulator 0 only without an offset."""
+    if st.pending_pool is not None or st.relu:
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} after a {'MaxPool' if st.pending_pool is not None else 'Relu'} "
+                       "of a layer output without a Quant is not supported; supported: Conv -> [BatchNormalization] -> "
+                       "AveragePool -> [Relu ->] Quant")
+    if st.flattened:
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} of a flattened layer output is not supported")
+    info = ctx.tensors[st.layer.outputs[0]]
+    if len(info.shape) != 3:
+        raise A2QError(f"{ctx.where(node)}: expects a [batch, C, H, W] or [batch, C, L] input")
+    flattened = False
+    if node.op_type == "ReduceMean":
+        flattened = not global_mean_axes(ctx, node)
+    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
+        kernel, stride, pads = (info.shape[0], info.shape[1]), (1, 1), (0, 0, 0, 0)
+    else:
+        kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    if any(pads) and int(attr(node, "count_include_pad", 0)) != 1:
+        raise A2QError(f"{ctx.where(node)}: padded AveragePool needs count_include_pad=1")
+    if any(pads) and np.any(st.offset != 0):
+        raise A2QError(f"{ctx.where(node)}: a padded AveragePool of a layer output with a float offset (a bias or "
+                       "BatchNormalization shift not in the accumulator) is not exact on the accumulator; "
+                       "supported: no padding, or no offset")
+    finalize_acc(ctx, ctx.where(node), st)
+    pool = Pool(node.name, [info.name], [node.output[0]], "avg", kernel, stride, pads, tuple(info.shape),
+                source_op=node.op_type, source_inputs=(node.input[0],))
+    ctx.ops.append(pool)
+    out = node.output[0]
+    C = info.shape[2]
+    scale, offset = np.asarray(st.scale, dtype=np.float64) / pool.K, np.asarray(st.offset, dtype=np.float64).copy()
+    ctx.tensors[out] = TensorInfo(out, pool.out_shape, None, scale.copy(), offset.copy())
+    ctx.state[out] = AccState(layer=pool, scale=scale, offset=offset, flattened=flattened)
 
 
 def max_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:

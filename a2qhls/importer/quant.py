@@ -7,23 +7,22 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import A2QError
-from ..ir import InputQuant, IntType, Requant, TensorInfo
+from ..bounds import int_range
+from ..ir import InputQuant, IntType, Requant, TensorInfo, round_like_qonnx
 from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, finalize_acc, scale_vec
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
 def quant_ints(x: np.ndarray, scale, zeropt, bits: int, signed: bool, narrow: bool, rounding: str) -> np.ndarray:
-    """The integers ``q`` a QONNX ``Quant`` produces, computed in the dtype qonnx uses."""
-    from qonnx.custom_op.general.quant import max_int, min_int, resolve_rounding_mode
-
+    """The integers ``q`` a QONNX ``Quant`` produces, computed in the dtype qonnx uses (its
+    ``quant``: divide, add the zero-point, clip to the type's range, round)."""
     y = x / scale
     y = y + zeropt
-    lo, hi = min_int(signed, narrow, bits), max_int(signed, narrow, bits)
+    lo, hi = int_range(bits, signed, narrow)
     y = np.where(y > hi, np.asarray(hi).astype(y.dtype), y)
     y = np.where(y < lo, np.asarray(lo).astype(y.dtype), y)
-    y = resolve_rounding_mode(rounding)(y)
-    return y
+    return round_like_qonnx(y, rounding)
 
 
 def quant_params(ctx: Ctx, node):

@@ -11,7 +11,11 @@ Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
    cycles per vector, ``target``;
 2. every other layer is slowed down to the cheapest folding (least ``PE * SIMD``,
    ties: larger SIMD, then fewer cycles) whose cycle count is still ``<= target``,
-   since being faster than the bottleneck only costs multipliers.
+   since being faster than the bottleneck only costs multipliers. A (non-depthwise)
+   convolution first prefers a ``SIMD`` that divides ``C_in`` (:func:`simd_divides_channels`):
+   its window words then never straddle two pixels and the one-loop sliding-window generator
+   applies (finn-hlslib's ``ConvolutionInputGenerator`` asserts the same); only when no such
+   folding meets ``target`` (e.g. ``C_in = 1`` on the slowest layer) is the cheapest other taken.
 
 A convolution is a matrix-vector unit run once per output pixel: ``MH = C_out`` (PE folds
 output channels), ``MW = K = kh * kw * C_in`` (SIMD folds the window, which its sliding-window
@@ -34,7 +38,7 @@ from ..ir import Model
 
 MAX_PAR = 16
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "validate_folding", "load_folding", "apply_folding", "folding_of",
+__all__ = ["MAX_PAR", "divisors", "default_folding", "simd_divides_channels", "validate_folding", "load_folding", "apply_folding", "folding_of",
            "cycles", "layer_cycles", "fold_to_cycles", "fold_to_budget", "fps_to_cycles"]
 
 
@@ -55,6 +59,15 @@ def pixels(layer) -> int:
 def layer_cycles(layer, pe: int, simd: int) -> int:
     """Compute cycles per image of a Dense or Conv layer at this folding (II=1)."""
     return pixels(layer) * cycles(layer.channels, layer.K, pe, simd)
+
+
+def simd_divides_channels(layer, simd: int) -> bool:
+    """True when ``simd`` suits a layer's window generator: a non-depthwise Conv whose ``C_in`` it
+    divides (the one-loop generator's condition, :attr:`a2qhls.codegen.LayerPlan.swg_streaming`),
+    and always for Dense and depthwise layers."""
+    if not hasattr(layer, "kernel") or getattr(layer, "depthwise", False):
+        return True
+    return int(layer.in_shape[2]) % int(simd) == 0
 
 
 def default_folding(model: Model) -> dict:
@@ -78,7 +91,7 @@ def default_folding(model: Model) -> dict:
                 c = layer_cycles(d, pe, simd)
                 if c > target:
                     continue
-                key = (pe * simd, -simd, c)
+                key = (not simd_divides_channels(d, simd), pe * simd, -simd, c)
                 if best is None or key < best[0]:
                     best = (key, pe, simd)
         out[d.name] = {"PE": best[1], "SIMD": best[2]}
@@ -173,10 +186,24 @@ def _cost_key(c) -> tuple:
     return (c.LUT, c.BRAM18, c.DSP, c.FF)
 
 
+def _swg_cycles_bound(u) -> int:
+    """A lower bound of a window generator's cycles per image without running its schedule: the
+    one-loop generator (SIMD | C_in, depthwise SIMD 1: input words of ``V`` channels) reads every
+    input word and emits every window word, at most one of each per iteration; the row-buffer
+    fallback reads (``IPB`` per word, as planned) and then emits, so it takes their sum."""
+    H, W, C = u.in_shape
+    kh, kw = u.kernel
+    if u.kind == "conv" and C % u.SIMD == 0 or u.kind == "dw" and u.SIMD == 1:
+        V = u.SIMD if u.kind == "conv" else u.PE
+        return max(H * W * C // V, u.pixels * kh * kw * C // V)
+    return H * W * C // u.IPB + u.pixels * kh * kw * C // u.OPB
+
+
 def _candidates(lp) -> list:
     """Every legal ``(cycles, cost, PE, SIMD)`` of one Dense/Conv unit (all divisors, no cap),
     the unit's other fields (types, input word) as planned. Cycles: compute, and for a
-    convolution the windows its generator writes (its reads depend on the producer's folding)."""
+    convolution its window generator's (:func:`_swg_cycles_bound`; :func:`fold_to_cycles` then
+    checks the exact schedule)."""
     import dataclasses
 
     from .. import estimate
@@ -191,7 +218,7 @@ def _candidates(lp) -> list:
                 u.OPB = pe * simd
             cyc = u.cycles
             if lp.kind in ("conv", "dw"):
-                cyc = max(cyc, u.pixels * lp.kernel[0] * lp.kernel[1] * lp.in_shape[2] // u.OPB)
+                cyc = max(cyc, _swg_cycles_bound(u))
             out.append((cyc, estimate.unit_cost(u), pe, simd))
     return out
 
@@ -228,18 +255,47 @@ def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None,
 
     cands = _cands if _cands is not None else {u.dense.name: (u, _candidates(u)) for u in _layer_units(model)}
     out = {}
-    for name, (u, cs) in cands.items():
-        ok = [c for c in cs if c[0] <= target]
-        if not ok:
-            raise A2QError(f"layer '{name}' cannot reach {target} cycles per image: its fastest folding "
-                           f"(PE={u.MH}, SIMD={u.MW}) needs {best(min(c[0] for c in cs))}")
-        _, _, pe, simd = min(ok, key=lambda c: (_cost_key(c[1]), -c[3], c[0]))
-        out[name] = {"PE": pe, "SIMD": simd}
-    for u in _plan(model, out):
-        if u.stage_cycles > target:  # the top input stream (one pixel per word) bounds the first unit
+    excluded: dict = {}  # layer -> foldings whose exact cycles (window generator schedule) missed the target
+    min_pe: dict = {}  # layer -> least PE: its output words feed a unit that must read them within the target
+    for _ in range(64):
+        for name, (u, cs) in cands.items():
+            ok = [c for c in cs if c[0] <= target and (c[2], c[3]) not in excluded.get(name, ()) and c[2] >= min_pe.get(name, 1)]
+            if not ok:
+                fastest = min(c[0] for c in cs)
+                raise A2QError(f"layer '{name}' cannot reach {target} cycles per image: its fastest folding "
+                               f"needs {best(fastest) if not excluded.get(name) else best(target + 1) + ' or more'}")
+            _, _, pe, simd = min(ok, key=lambda c: (_cost_key(c[1]), -c[3], c[0]))
+            out[name] = {"PE": pe, "SIMD": simd}
+        units = _plan(model, out)
+        slow = [u for u in units if u.stage_cycles > target]
+        if not slow:
+            return out
+        producer = {u.out_tensor: u for u in units if u.kind not in ("dup", "dwc")}  # those two pass a tensor on
+        retry = False
+        for u in slow:
+            src = producer.get(u.inputs[0])
+            for _ in range(len(units)):  # pools and adds keep their (first) producer's words per pixel
+                if src is None or src.has_weights or src.kind not in ("maxpool", "avgpool", "add"):
+                    break
+                src = producer.get(src.inputs[0])
+            rd = u.in_elems // u.IPB
+            # units that read, then emit (row-buffer window generator, pools): reading gets what emitting leaves
+            summed = (u.kind in ("conv", "dw") and not u.swg_streaming) or (u.kind in ("maxpool", "avgpool") and not u.running_max)
+            budget = target - (u.stage_cycles - rd) if summed else target
+            if rd > budget and budget >= 1 and src is not None and src.has_weights:
+                need = -(-src.out_elems // budget)  # its producer must write wider words
+                if need > min_pe.get(src.dense.name, 1) and need <= src.MH:
+                    min_pe[src.dense.name] = need
+                    retry = True
+                    continue
+            if u.has_weights:  # its window generator's exact schedule is slower than the bound: next folding
+                excluded.setdefault(u.dense.name, set()).add((u.PE, u.SIMD))
+                retry = True
+        if not retry:  # the top input stream (one pixel per word), or a pool/add reading its producer's words
+            u = slow[0]
             raise A2QError(f"unit {u.cname} ('{u.dense.name if u.dense is not None else u.inputs[0]}') cannot reach {target} "
-                           f"cycles per image: it reads {best(u.in_elems // u.IPB)} input words")
-    return out
+                           f"cycles per image: it needs {best(u.stage_cycles)} (it reads {u.in_elems // u.IPB} input words)")
+    raise A2QError(f"no folding reaches {target} cycles per image (64 foldings tried)")
 
 
 def fps_to_cycles(fps: float, clock_mhz: float) -> int:
@@ -272,16 +328,24 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
 
     def total(t):
         if t not in cache:
-            f = fold_to_cycles(model, t, _cands=cands)
+            try:
+                f = fold_to_cycles(model, t, _cands=cands)
+            except A2QError:
+                cache[t] = None  # no folding reaches t (a unit's exact schedule): as if over budget
+                return None
             units = codegen.plan(model)
-            d = estimate.design_cost(units, codegen.fork_depths(units))
+            d = codegen.design_estimate(units)
             cache[t] = (f, d)
         return cache[t]
 
     def fits(t):
+        if total(t) is None:
+            return False
         tot = total(t)[1]["total"]
         return all(tot[k] <= v for k, v in budget.items())
 
+    if total(levels[-1]) is None:
+        fold_to_cycles(model, levels[-1], clock_mhz=clock_mhz, _cands=cands)  # raises, naming the unit
     if not fits(levels[-1]):
         f, d = total(levels[-1])
         res = next(k for k, v in budget.items() if d["total"][k] > v)

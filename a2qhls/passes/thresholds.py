@@ -6,9 +6,11 @@ A :class:`~a2qhls.ir.Requant` maps a layer's integer accumulator ``acc`` to
     v = max(v, 0)                           (if relu)
     q = clip(rnd(v / scale + zero_point), qmin, qmax)
 
-(or, for a bipolar output, ``q = 1 if v >= 0 else 0``: QONNX's ``BipolarQuant``, one
-threshold) which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
-the float scales as given (each float converted exactly to a :class:`fractions.Fraction`).
+which is what QONNX's ``[Relu ->] Quant`` computes (or, for a bipolar output,
+``q = 1 if v >= 0 else 0``: QONNX's ``BipolarQuant``, one threshold), but in exact real arithmetic
+on the float scales as given (each float is exactly ``n * 2^e``: :func:`requant_thresholds`
+computes on integers over a common power of two, :func:`requant_thresholds_reference` the same
+on :class:`fractions.Fraction`).
 Because ``acc -> q`` is monotone non-decreasing, it equals a multi-threshold unit
 
     q = qmin + #{t : acc >= T[j, t]},   t = 0 .. qmax - qmin - 1
@@ -45,6 +47,7 @@ __all__ = [
     "level_breakpoint",
     "acc_range",
     "requant_thresholds",
+    "requant_thresholds_reference",
     "requant_exact",
     "compute_thresholds",
 ]
@@ -165,10 +168,120 @@ def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fract
     return (c2 - Fraction(tr.zero_point)) * Fraction(tr.scale), strict2
 
 
+def _dyadic(values) -> tuple[list, int]:
+    """Floats -> ``(N, E)`` with ``values[i] == N[i] * 2**E`` exactly (Python ints; every finite float is
+    a dyadic rational, ``float.as_integer_ratio`` gives it with a power-of-two denominator)."""
+    pairs = []
+    for v in values:
+        v = float(v)
+        if not math.isfinite(v):
+            raise A2QError(f"a scale, zero-point or offset is not finite ({v}); thresholds need finite values")
+        n, d = v.as_integer_ratio()
+        pairs.append((n, 1 - d.bit_length()))  # d == 2**(bit_length - 1)
+    E = min((e for n, e in pairs if n), default=0)
+    return [n << (e - E) if n else 0 for n, e in pairs], E
+
+
+def _frac_dyadic(fs: list) -> tuple[list, int]:
+    """Dyadic Fractions -> ``(N, E)`` as :func:`_dyadic`."""
+    pairs = []
+    for f in fs:
+        d = f.denominator
+        if d & (d - 1):
+            raise AssertionError(f"breakpoint {f} is not dyadic")  # products and sums of floats always are
+        pairs.append((f.numerator, 1 - d.bit_length()))
+    E = min((e for n, e in pairs if n), default=0)
+    return [n << (e - E) if n else 0 for n, e in pairs], E
+
+
+def _vals(a, C: int) -> list:
+    arr = np.asarray(a).reshape(-1)
+    if arr.size not in (1, C):
+        raise A2QError(f"expected 1 or {C} values, got {arr.size}")
+    return [float(v) for v in arr] * (C if arr.size == 1 else 1)
+
+
+def _col(vals: list, dt) -> np.ndarray:
+    return np.array(vals, dtype=dt).reshape(-1, 1)
+
+
 def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
-    """``T[C, qmax - qmin]`` (int64 or object) for accumulators known to lie in ``[lo, hi]``."""
+    """``T[C, qmax - qmin]`` (int64, or object when ``lo``/``hi`` need more than 62 bits) for
+    accumulators known to lie in ``[lo, hi]``; ``C`` is the size of ``acc_scale``.
+
+    Exact, on integers only (equal to :func:`requant_thresholds_reference`, which computes the same
+    on :class:`~fractions.Fraction`): every float is ``n * 2^e``. For channel ``j`` and level ``t``,
+    with the breakpoint ``r`` of :func:`level_breakpoint` carried to the real value ``v``
+    (``r = (c_t - zp_j) * s_j``, ``c_t`` a multiple of 1/2), the least accumulator with
+    ``sa_j * acc + oa_j >= r`` (or ``> r``) is ``ceil(X / d)`` (or ``floor(X / d) + 1``) where
+    ``X / d = (r - oa_j) / sa_j`` is written over a common power of two: ``X`` and ``d > 0``
+    integers. Those are int64 numpy arrays when a bound on ``|X|`` and ``d`` is below ``2^62``
+    (the bound is computed first, on Python integers), else Python integers in object arrays.
+
+    Raises :class:`~a2qhls.errors.A2QError` for a non-positive output scale, a negative
+    accumulator scale or a value that is not finite.
+    """
     if op.pre is not None:
         return _composed_thresholds(op, acc_scale, acc_offset, lo, hi)
+    C = int(np.asarray(acc_scale).reshape(-1).size)
+    sa_f, oa_f, s_f, zp_f = (_vals(v, C) for v in (acc_scale, acc_offset, op.scale, op.zero_point))
+    for j in range(C):
+        if not (s_f[j] > 0) or not (sa_f[j] >= 0):
+            raise A2QError(f"{op.name}: channel {j} has a non-positive scale; thresholds need positive scales")
+    qmin, qmax = op.out_type.qmin, op.out_type.qmax
+    NT = qmax - qmin
+    if NT == 0 or C == 0:
+        return np.zeros((C, NT), dtype=np.int64)
+    A, Ea = _dyadic(sa_f)
+    O, Eo = _dyadic(oa_f)
+    bipolar = bool(op.out_type.bipolar)  # BipolarQuant: one breakpoint, v >= 0 (see _v_breakpoint)
+    if op.trunc is None and not bipolar:
+        # r[j, t] = (c_t - zp_j) * s_j = (CN_t - Z_j) * S_j * 2^(Ec + Es), c_t = CN_t * 2^Ec
+        bps = [level_breakpoint(qmin + 1 + t, op.rounding_mode) for t in range(NT)]
+        Z, Ez = _dyadic(zp_f)
+        Ec = min(Ez, -1)
+        CN = [int(c * 2) << (-1 - Ec) for c, _ in bps]
+        Z = [z << (Ez - Ec) for z in Z]
+        S, Es = _dyadic(s_f)
+        Er = Ec + Es
+        r_bound = (max(map(abs, CN)) + max(map(abs, Z))) * max(S)
+    else:  # the breakpoints do not depend on the channel (the Trunc's own scale and zero-point; bipolar: 0)
+        bps = [_v_breakpoint(op, qmin + 1 + t, Fraction(0), Fraction(0)) for t in range(NT)]
+        R, Er = _frac_dyadic([r for r, _ in bps])
+        r_bound = max(map(abs, R))
+    strict = np.array([s for _, s in bps], dtype=bool)[None, :]
+    E = min(Er, Eo)
+    k = E - Ea  # a = X * 2^E / (A * 2^Ea): the power of two goes to the numerator (k >= 0) or the denominator
+    sr, so = Er - E + max(k, 0), Eo - E + max(k, 0)
+    d = [max(a, 1) << max(-k, 0) for a in A]  # a zero accumulator scale is handled below (constant v)
+    x_bound = (r_bound << sr) + (max(map(abs, O)) << so)
+    fits = x_bound < 2**62 and max(d) < 2**62 and max(abs(lo), abs(hi) + 1) < 2**62
+    dt = np.int64 if fits else object
+    if op.trunc is None and not bipolar:
+        diff = np.array(CN, dtype=dt)[None, :] - _col(Z, dt)  # sign of r (S_j > 0)
+        X = diff * _col([s << sr for s in S], dt) - _col([o << so for o in O], dt)
+    else:
+        diff = np.array(R, dtype=dt)[None, :]
+        X = (diff << sr) - _col([o << so for o in O], dt)
+    D = _col(d, dt)
+    low, high = np.array(lo, dtype=dt), np.array(hi + 1, dtype=dt)  # 0-d arrays: no float promotion of big ints
+    th = np.where(strict, X // D + 1, -((-X) // D))
+    zero = _col([a == 0 for a in A], bool)
+    if zero.any():  # constant v = oa: every threshold met (lo) or none (hi + 1)
+        ok = np.where(strict, X < 0, X <= 0)
+        th = np.where(zero, np.where(ok, low, high), th)
+    th = np.minimum(np.maximum(th, low), high)
+    if op.relu:  # relu(v) >= r holds for every v when r <= 0 (r < 0 if strict)
+        th = np.where(np.where(strict, diff < 0, diff <= 0), low, th)
+    return th.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else th.astype(object)
+
+
+def requant_thresholds_reference(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
+    """The same as :func:`requant_thresholds`, computed one threshold at a time on exact
+    :class:`~fractions.Fraction` values: the reference the tests compare it with (slow: use
+    :func:`requant_thresholds`)."""
+    if op.pre is not None:
+        return _composed_thresholds(op, acc_scale, acc_offset, lo, hi, requant_thresholds_reference)
     C = int(np.asarray(acc_scale).reshape(-1).size)
     sa = _vec(acc_scale, C)
     oa = _vec(acc_offset, C)
@@ -201,22 +314,23 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
     return T
 
 
-def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> np.ndarray:
+def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int, thresholds=None) -> np.ndarray:
     """Thresholds of ``op`` after ``op.pre``: ``q2 >= k``  iff  ``q1 >= t``  iff  ``acc >= T1[t]``."""
+    thresholds = thresholds or requant_thresholds
     pre = op.pre
-    T1 = requant_thresholds(pre, acc_scale, acc_offset, lo, hi)
+    T1 = thresholds(pre, acc_scale, acc_offset, lo, hi)
     C = T1.shape[0]
     q1min, q1max = pre.out_type.qmin, pre.out_type.qmax
     s1 = np.broadcast_to(np.asarray(pre.scale, dtype=np.float64).reshape(-1), (C,))
     if pre.out_type.bipolar:  # q1's real value s1 * (2 q1 - 1)
-        T2 = requant_thresholds(_single(op), 2 * s1, -s1, q1min, q1max)
+        T2 = np.asarray(thresholds(_single(op), 2 * s1, -s1, q1min, q1max)).astype(np.int64)
     else:
-        T2 = requant_thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)  # over q1
-    T = np.empty(T2.shape, dtype=object)
-    for j in range(C):
-        for k in range(T2.shape[1]):
-            t = int(T2[j, k])
-            T[j, k] = lo if t <= q1min else (hi + 1 if t > q1max else int(T1[j, t - q1min - 1]))
+        T2 = np.asarray(thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)).astype(np.int64)  # over q1
+    # T2[j, k] = t: met by every q1 (t <= q1min), by none (t > q1max), else exactly when acc >= T1[j, t - q1min - 1]
+    idx = np.clip(T2 - q1min - 1, 0, max(T1.shape[1] - 1, 0))
+    T1o = T1.astype(object)
+    picked = np.take_along_axis(T1o, idx, axis=1) if T1.shape[1] else np.zeros(T2.shape, dtype=object)
+    T = np.where(T2 <= q1min, lo, np.where(T2 > q1max, hi + 1, picked)).astype(object)
     return T.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else T
 
 

@@ -351,6 +351,7 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
 };
 #endif
 
+// No block control (ap_ctrl_none): the dataflow runs free, one image per input burst.
 void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out

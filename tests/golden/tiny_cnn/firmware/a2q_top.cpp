@@ -862,6 +862,7 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
 };
 #endif
 
+// No block control (ap_ctrl_none): the dataflow runs free, one image per input burst.
 void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out
@@ -881,7 +882,9 @@ void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS STREAM variable=s2 depth=2
     hls::stream<dup0_out_word> s3_0("s3_0");
 #pragma HLS STREAM variable=s3_0 depth=2
-    // copy 1 of 'pooled': deep enough to hold what the other branch consumes before its first output
+    // copy 1 of 'pooled', depth 8: other branch (layer2) runs 2 rows ahead [layer2 2 (kh 1 + stride 1 - pad 0: its line buffer's read-ahead)]: 2 rows x 4 words + 2 x 2 FIFO slack, capped at one image (8)
+    //   (deep enough to hold what the other branch consumes before its first output: the dup writes
+    //   both copies in one iteration, the add reads both in one iteration)
     hls::stream<dup0_out_word> s3_1("s3_1");
 #pragma HLS STREAM variable=s3_1 depth=8
     hls::stream<dwc0_out_word> s4("s4");

@@ -1,0 +1,109 @@
+"""The numpy model's fast path (integer sums as float32/float64 BLAS GEMMs where exact, float
+accumulators handed to the threshold lookup, a small depthwise conv as a block-diagonal GEMM) gives
+the same integers as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at
+their safe widths and narrower ones (wrapping)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume, given, settings, strategies as st
+
+import hand_models
+from a2qhls.ir import IntType
+from a2qhls.passes.acc_bits import apply_acc_bits
+from a2qhls.sim import BitSim
+
+
+def _same(model, x):
+    plain = BitSim(model, blas=False)
+    assert all(st.kind in ("i64", "obj") for st in plain.stages.values() if hasattr(st, "kind"))
+    want = plain.run(x, keep=True)
+    fast = BitSim(model)
+    got = fast.run(x)  # the fused path: float accumulators straight into the lookup
+    for t in model.outputs:
+        assert np.array_equal(np.asarray(got[t]).astype(np.int64), np.asarray(want[t]).astype(np.int64)), t
+    kept = fast.run(x, keep=True)  # every tensor of the fast path
+    for t, v in want.items():
+        assert np.array_equal(np.asarray(kept[t]).astype(np.int64), np.asarray(v).astype(np.int64)), t
+    return fast
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), narrower=st.integers(0, 4), relu=st.booleans(), float_bias=st.booleans(),
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]))
+def test_mlp_fast_path_equals_plain_integers(seed, narrower, relu, float_bias, sizes):
+    model = hand_models.mlp(sizes, seed=seed, act_type=IntType(3, False, False, 0), relu=relu, float_bias=float_bias)
+    model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
+    x = np.random.default_rng(seed).uniform(-0.3, 1.3, size=(9, sizes[0])).astype(np.float32)
+    fast = _same(model, x)
+    assert any(st.kind in ("f32", "f64") for st in fast.stages.values() if hasattr(st, "kind"))
+
+
+spec = st.fixed_dictionaries({
+    "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "stride": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "pads": st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 2), st.integers(0, 1)),
+})
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)), conv0=spec, dw=spec,
+       in_zp=st.integers(-3, 3), in_signed=st.booleans(), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+       dw_gemm=st.booleans())
+def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm):
+    from hypothesis import note
+
+    H0 = (hw[0] + conv0["pads"][0] + conv0["pads"][2] - conv0["kernel"][0]) // conv0["stride"][0] + 1
+    W0 = (hw[1] + conv0["pads"][1] + conv0["pads"][3] - conv0["kernel"][1]) // conv0["stride"][1] + 1
+    assume(H0 >= 1 and W0 >= 1)
+    H1 = (H0 + dw["pads"][0] + dw["pads"][2] - dw["kernel"][0]) // dw["stride"][0] + 1
+    W1 = (W0 + dw["pads"][1] + dw["pads"][3] - dw["kernel"][1]) // dw["stride"][1] + 1
+    assume(H1 >= 2 and W1 >= 2)
+    m = hand_models.cnn(seed=seed, hw=hw, conv0=conv0, dw=dw, in_type=IntType(4, in_signed, False, in_zp))
+    m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
+    x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(5, 2, *hw)).astype(np.float32)
+    old = BitSim.DW_AS_GEMM
+    BitSim.DW_AS_GEMM = 16 if dw_gemm else 0  # both depthwise paths: block-diagonal GEMM and per-tap
+    try:
+        note(f"DW_AS_GEMM={BitSim.DW_AS_GEMM}")
+        _same(m, x)
+    finally:
+        BitSim.DW_AS_GEMM = old
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), narrower=st.integers(0, 3), float_bias=st.booleans(), binary=st.booleans(),
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]))
+def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes):
+    """Bipolar input and activations (stored bit q, value 2q - 1): the float fast path equals the int64 one."""
+    bp = IntType.bipolar_type()
+    model = hand_models.mlp(sizes, seed=seed, in_type=bp, in_scale=0.5, w_bits=2 if binary else 4, act_type=bp,
+                            relu=False, float_bias=float_bias)
+    if binary:  # +-1 weights (BNN-PYNQ's layers)
+        for d in model.layers():
+            d.weight = np.where(np.random.default_rng(seed).random(d.weight.shape) < 0.5, -1, 1)
+        model = hand_models.size_accumulators(model)
+    model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(9, sizes[0])).astype(np.float32)
+    fast = _same(model, x)
+    assert any(st.kind in ("f32", "f64") for st in fast.stages.values() if hasattr(st, "kind"))
+    assert any(getattr(st, "mul", 1) == 2 for st in fast.stages.values())
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 2), min_size=6, max_size=6), dw_gemm=st.booleans())
+def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm):
+    """A CNN whose input and activations are bipolar (convolutions incl. padding and depthwise, max pool of
+    bits, residual add and average pool of 2q - 1 values): fast path == int64 path."""
+    bp = IntType.bipolar_type()
+    m = hand_models.cnn(seed=seed, in_type=bp, act_type=bp)
+    for op in m.ops:  # the sign of the value, not of its relu (which is always +1)
+        if op.op == "Requant":
+            op.relu = False
+    m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(5, 2, 6, 6)).astype(np.float32)
+    old = BitSim.DW_AS_GEMM
+    BitSim.DW_AS_GEMM = 16 if dw_gemm else 0
+    try:
+        _same(m, x)
+    finally:
+        BitSim.DW_AS_GEMM = old

@@ -586,6 +586,9 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         if out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "Pool" and nxt[0].mode == "max":
             # a max pool the importer moved after the activation: QONNX has the pooled tensor only
             stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
+        elif out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "DepthToSpace":
+            # an activation the importer moved before a DepthToSpace: QONNX has the reordered tensor only
+            stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
         vals = sim.run(feeds, keep=True, stop=stop)
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
         # an accumulator input's real value is that of the ONNX tensor the op reads (after its BatchNormalization)

@@ -439,6 +439,23 @@ def thresholds_cost(C: int, PE: int, in_bits: int, nt: int, tbits: int) -> Cost:
     return c + memory(tbits, C // PE, PE * nt, rom=True) + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
+def d2s_cost(W: int, C: int, bits: int, per_word: int, blocksize: int, mode: str) -> Cost:
+    """A DepthToSpace unit (``templates/_cnn_units.j2``, ``d2s``): a buffer of two input rows,
+    ``2 * W * C`` elements of ``bits`` in ``per_word`` banks (cyclic partition), each written and
+    read once per cycle (2 ports, :func:`memory`); the output element ``e`` of a word reads bank
+    ``e`` in DCR mode (no multiplexer) but a bank that depends on the sub-pixel ``(i, j)`` in CRD mode
+    when ``per_word > 1`` (a ``per_word``-to-1 multiplexer per output bit, ``ceil(per_word / 4)``
+    LUTs: a LUT6 is a 4-to-1 multiplexer); the five address counters and the control as every unit
+    (``CONTROL_LUT``/``CONTROL_FF``); the output word registered. Source: the template's structure,
+    costed with the same rules as :func:`swg_cost` (a line buffer and its multiplexers); not synthesized."""
+    if C % per_word:
+        raise ValueError(f"d2s_cost: {per_word} elements per word must divide C={C}")
+    c = memory(bits, 2 * W * C // per_word, per_word, ports=2)
+    mux = per_word * bits * math.ceil(per_word / 4) if mode == "CRD" and per_word > 1 else 0
+    counters = 2 * (2 * W * C).bit_length() + 3 * max(W, blocksize).bit_length()
+    return c + Cost(LUT=mux + counters + CONTROL_LUT, FF=per_word * bits + counters + CONTROL_FF)
+
+
 def dup_cost(word_bits: int, n_out: int) -> Cost:
     """A stream duplicator: the word is wired to ``n_out`` streams; the handshake (all outputs
     ready) costs a few LUTs. ``2 * n_out + 4`` LUTs, ``n_out`` FF."""
@@ -515,6 +532,8 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
     if u.kind == "dup":
         return dup_cost(u.PE * u.in_t.bits, u.n_out)
+    if u.kind == "d2s":
+        return d2s_cost(u.in_shape[1], u.in_shape[2], u.in_t.bits, u.PE, u.dense.blocksize, u.dense.mode)
     if u.kind == "dwc":  # width converter the plan puts where a producer's PE differs from a consumer's SIMD
         return width_converter_cost(u.IPB * u.in_t.bits, u.PE * u.in_t.bits)
     raise ValueError(f"unit_cost: unknown unit kind '{u.kind}'")

@@ -11,7 +11,9 @@ MLPs are random QONNX graphs (tests/qonnx_graphs.py: 8-bit input, 4-bit weights 
 activations) of two hidden layers of the given width; ResNets are Brevitas's quant_resnet18
 (A2Q+, P=16, 4-bit) cut to N weight layers by bench/paper_nets.py's ``export_resnet(path, layers=N)``
 (stem + 2 per basic block + linear; 18 is the whole net), built with ``--input-quant uint8:0.00392``.
-Times are best of --repeat.
+Times are best of --repeat. For the models named by --cosim (default: resnet18), also the whole
+``a2qhls cosim --random 20 --adversarial`` (compile, C simulation, numpy model, QONNX reference): wall,
+CPU (children included) and peak memory (issue 12 goal: <= 5 min).
 """
 from __future__ import annotations
 
@@ -92,9 +94,15 @@ def measure(name: str, onnx_path: str, params: int, macs: int, extra: list, args
         best = r if best is None or r[0] < best[0] else best
     t_cc, m_cc, binary, cpu_cc = best
     t_img = _csim_per_image(prj, binary, args.n_csim, work)
-    return dict(model=name, params=params, macs=macs, inspect_s=t_insp, inspect_mb=m_insp, build_s=t_build, build_mb=m_build,
-                inspect_cpu=c_insp, build_cpu=c_build,
-                cpp_mb=size, gxx_s=t_cc, gxx_cpu=cpu_cc, gxx_mb=m_cc, csim_s=t_img)
+    r = dict(model=name, params=params, macs=macs, inspect_s=t_insp, inspect_mb=m_insp, build_s=t_build, build_mb=m_build,
+             inspect_cpu=c_insp, build_cpu=c_build,
+             cpp_mb=size, gxx_s=t_cc, gxx_cpu=cpu_cc, gxx_mb=m_cc, csim_s=t_img)
+    if name in args.cosim:  # the whole `a2qhls cosim --random N --adversarial` as a user runs it (compile included)
+        load = os.getloadavg()[0]
+        r["cosim_s"], r["cosim_mb"], r["cosim_cpu"] = _child([A2Q, "cosim", str(prj), "--random", str(args.random), "--adversarial"])
+        print(f"{name:10s} cosim --random {args.random} --adversarial: {r['cosim_s']:6.1f} s wall (goal <= 300 s), CPU {r['cosim_cpu']:6.1f} s "
+              f"(compiles included), {r['cosim_mb']:5.0f} MB peak, load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+    return r
 
 
 def mlp_models(widths, work: Path):
@@ -125,7 +133,10 @@ def main() -> None:
     ap.add_argument("--resnets", default="2,4,8,18")
     ap.add_argument("--n-csim", type=int, default=4, help="images for the C simulation time per image")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--cosim", default="resnet18", help="models (comma-separated) also run through `a2qhls cosim --random N --adversarial`")
+    ap.add_argument("--random", type=int, default=20, help="random samples of that cosim")
     args = ap.parse_args()
+    args.cosim = [c for c in args.cosim.split(",") if c]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rows = []
     with tempfile.TemporaryDirectory(prefix="a2q-bench-") as d:

@@ -112,12 +112,14 @@ def test_counted_cycles_equal_the_summary_mlp(tmp_path, capsys, bus):
 
 
 def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
-    """Hand-built CNN with stride, padding, depthwise, max pool, fork + residual add, average pool and
+    """Hand-built CNN with stride, padding, depthwise, max pool (kernel != stride), fork + residual add,
+    padded overlapping average pool and
     dense head (three foldings: row-buffer window generators; the default; one-loop window
     generators, SIMD dividing C_in and depthwise SIMD 1): counted iterations per image equal the
     summary's cycles, and the outputs equal the numpy model's."""
     m = hand_models.cnn(seed=1, in_type=IntType(4, False, False, 2), dw={"stride": (2, 1), "pads": (1, 0, 1, 2)},
-                        pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5)
+                        pool={"kernel": (2, 3), "stride": (1, 2)}, add_ratio=0.5,
+                        avg={"kernel": (2, 2), "stride": (1, 1), "pads": (1, 1, 0, 0)})
     compute_thresholds(m)
     folds = [
         {"conv0": {"PE": 2, "SIMD": 6}, "conv1": {"PE": 2, "SIMD": 3}, "conv2": {"PE": 4, "SIMD": 2}, "fc": {"PE": 5, "SIMD": 2}},
@@ -134,6 +136,8 @@ def test_counted_cycles_equal_the_summary_depthwise_residual_cnn(tmp_path):
         _assert_counts_match_summary(summary, counts)
         streaming = [u.swg_streaming for u in codegen.plan(m) if u.kind in ("conv", "dw")]
         assert streaming == ([False, False, True] if k == 0 else [True, True, True] if k == 2 else streaming)
+        # both pools (kernel != stride, overlapping, padded) are one-loop streaming units
+        assert [u.swg_streaming for u in codegen.plan(m) if u.kind in ("maxpool", "avgpool")] == [True, True]
 
 
 def test_counted_cycles_equal_the_summary_digits_cnn(tmp_path, capsys):

@@ -78,8 +78,9 @@ def test_units_split_over_translation_units_are_bit_exact(tmp_path, monkeypatch)
     assert all(f'add_files "$root/{p}"' in tcl for p in parts)
 
 
-def test_large_layers_get_their_own_translation_unit():
+def test_large_layers_get_their_own_translation_unit(monkeypatch):
     """A layer whose weights exceed the budget closes its group: no translation unit holds two of them."""
+    monkeypatch.setattr(codegen, "TU_BUDGET", 1 << 20)  # 1M weights: each 1024x1024 layer reaches it
     m = hand_models.mlp((1024, 1024, 1024, 10), seed=0)
     compute_thresholds(m)
     apply_folding(m, default_folding(m))
@@ -109,13 +110,19 @@ def test_native_csim_path_equals_the_ap_int_path_bit_for_bit(kind, tmp_path):
         apply_acc_bits(m, {"fc0": m.layers()[0].acc.acc_bits - 4, "fc1": m.layers()[1].acc.acc_bits - 3})
         x = np.random.default_rng(3).uniform(-1, 20, size=(24, 40)).astype(np.float32)
     else:
-        m = hand_models.cnn(seed=9, w_bits=6)
-        apply_acc_bits(m, {d.name: d.acc.acc_bits - 3 for d in m.layers()})
+        # every accumulating op narrowed (layers, the residual add, the average pool), so they wrap
+        m = hand_models.cnn(seed=9, w_bits=6, in_type=IntType(4, False, False, 3))
+        apply_acc_bits(m, {d.name: d.acc.acc_bits - 3 for d in m.accumulating_ops()})
         x = np.random.default_rng(3).uniform(-0.5, 1.5, size=(12, 2, 6, 6)).astype(np.float32)
     compute_thresholds(m)
-    apply_folding(m, default_folding(m))
-    units = [u for u in codegen.plan(m) if u.has_weights]
+    # the CNN folded so its first convolution's window generator streams (SIMD = C_in, input zero-point 3)
+    apply_folding(m, {"layer0": {"PE": 4, "SIMD": 2}, "layer1": {"PE": 4, "SIMD": 1}} if kind == "cnn_wrapping" else default_folding(m))
+    plan = codegen.plan(m)
+    units = [u for u in plan if u.has_weights]
     assert units and all(u.native_csim and u.P < u.safe_bits for u in units)
+    if kind == "cnn_wrapping":  # the native add and window paths are exercised too
+        assert [u for u in plan if u.native_add and u.P < u.safe_bits]
+        assert [u for u in plan if u.kind == "conv" and u.swg_streaming and u.zp] and [u for u in plan if u.kind == "dw" and u.swg_streaming]
     prj = _project(m, tmp_path, "prj")
     assert "#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)" in (prj / "firmware/a2q_top.cpp").read_text()
     compile_csim(prj, tmp_path / "native")

@@ -260,7 +260,7 @@ def estimate_luts(path: str) -> dict:
 
     try:
         cost = estimate_cost(path)["cost"]
-    except A2QError as e:  # a model the build does not cover yet (e.g. DepthToSpace after a layer): no LUTs
+    except A2QError as e:  # a model the build does not cover: no LUTs
         return {"luts": None, "luts_acc32": None, "luts_error": _one_line(e)}
     return {"luts": int(cost["total"]["LUT"]), "luts_acc32": int(cost["total_acc32"]["LUT"])}
 

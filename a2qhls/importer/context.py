@@ -72,6 +72,7 @@ class Ctx:
     annotations: dict = field(default_factory=dict)
     finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
     input_name: str = ""  # the float graph input
+    graph_outputs: set = field(default_factory=set)  # the graph's output names
 
     def where(self, node) -> str:
         return f"{self.path}: node '{node.name}' ({node.op_type})"

@@ -94,7 +94,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
     graph = proto.graph
     if proto is not original:  # --input-quant or the QCDQ fusion rewrote the graph
         unique_node_names(graph)
-    ctx = Ctx(path=path)
+    ctx = Ctx(path=path, graph_outputs={o.name for o in graph.output})
     ctx.annotations = layer_annotations(proto)
 
     for t in graph.initializer:

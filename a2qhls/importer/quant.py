@@ -129,9 +129,64 @@ def on_quant(ctx: Ctx, node) -> None:
         requant_of_acc(ctx, node, st, scale, zp, dtype, rounding)
         return
     if isinstance(st, IntState):
+        d2s = _d2s_of_accumulator(ctx, st, src)
+        if d2s is not None:
+            requant_before_depth_to_space(ctx, node, st, d2s, scale, zp, dtype, rounding)
+            return
         on_requant_of_activation(ctx, node, st, scale, zp, dtype, rounding)
         return
     raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+
+
+def _d2s_of_accumulator(ctx: Ctx, st: IntState, quant_input: str):
+    """The :class:`~a2qhls.ir.DepthToSpace` that produced ``st`` from a layer's accumulator, when
+    nothing else reads its output (nor the accumulator); else None."""
+    from ..ir import DepthToSpace
+
+    d2s = next((op for op in ctx.ops if isinstance(op, DepthToSpace) and op.outputs[0] == st.tensor), None)
+    if d2s is None or ctx.tensors[d2s.inputs[0]].dtype is not None:
+        return None
+    for t in {st.tensor, quant_input, d2s.inputs[0]}:  # the Quant's input may be a Relu of it
+        if len(ctx.consumers.get(t, [])) != 1 or t in ctx.graph_outputs:
+            return None
+    return d2s
+
+
+def requant_before_depth_to_space(ctx: Ctx, node, st: IntState, d2s, scale, zp, dtype: IntType, rounding: str) -> None:
+    """``layer -> DepthToSpace -> [Relu ->] Quant`` (Brevitas's ESPCN: ``QuantReLU(pixel_shuffle(conv4(x)))``)
+    as ``layer -> Requant -> DepthToSpace``: the activation is elementwise and its scale per output channel
+    ``c`` of DepthToSpace, which reads each input channel into exactly one output channel
+    (``src[i, j, c]``, :func:`~a2qhls.ir.depth_to_space_sources`), so applying it before the reorder,
+    with the scale of input channel ``src[i, j, c]`` set to that of ``c``, gives the same integers.
+    The layer's unit then thresholds its accumulator and the reorder moves activations, not accumulators."""
+    acc_name = d2s.inputs[0]
+    acc = ctx.tensors[acc_name]
+    layer = next(op for op in ctx.ops if acc_name in op.outputs)
+    C = acc.channels
+    co = C // (d2s.blocksize ** 2)
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if s.size not in (1, co):
+        raise A2QError(f"{ctx.where(node)}: scale has {s.size} values for {co} channels")
+    src_scale = np.empty(C)
+    src_scale[d2s.sources()] = np.broadcast_to(s, (co,))[None, None, :]  # source channel src[i, j, c] <- scale[c]
+    acc_scale = np.broadcast_to(np.asarray(acc.scale, dtype=np.float64).reshape(-1), (C,))
+    acc_offset = np.broadcast_to(np.asarray(acc.offset, dtype=np.float64).reshape(-1), (C,))
+    ctx.ops.remove(d2s)
+    del ctx.tensors[st.tensor]
+    quant_scale = src_scale if s.size > 1 else s.reshape(())
+    pre = f"{node.output[0]}__a2qhls_pre_d2s"
+    requant_of_acc(ctx, node, AccState(layer=layer, scale=acc_scale.copy(), offset=acc_offset.copy(), relu=st.relu),
+                   quant_scale, zp, dtype, rounding)
+    rq = ctx.ops[-1]
+    rq.outputs = [pre]
+    ctx.tensors[pre] = ctx.tensors.pop(node.output[0])
+    ctx.tensors[pre].name = pre
+    d2s.inputs, d2s.outputs = [pre], [node.output[0]]
+    ctx.ops.append(d2s)
+    out = node.output[0]
+    ctx.tensors[out] = TensorInfo(out, d2s.out_shape, dtype, np.broadcast_to(s, (co,)).astype(np.float64).copy(), np.zeros(co))
+    ctx.state[out] = IntState(out)
+    ctx.state.pop(pre, None)
 
 
 def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, rounding: str) -> None:
@@ -237,6 +292,10 @@ def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     from ..ir import Conv, Dense
 
     info = ctx.tensors[st.tensor]
+    if info.dtype is None:  # an accumulator reordered (DepthToSpace) that something else also reads
+        raise A2QError(f"{ctx.where(node)}: a Quant of '{node.input[0]}', a reordered layer output that is also read "
+                       "elsewhere, is not supported; supported: layer -> DepthToSpace -> [Relu ->] Quant with nothing else "
+                       "reading the DepthToSpace output")
     if np.unique(info.scale).size != 1 or np.any(info.offset != 0):
         raise A2QError(f"{ctx.where(node)}: re-quantizing '{node.input[0]}', which has per-channel scales, is not supported")
     C = info.channels

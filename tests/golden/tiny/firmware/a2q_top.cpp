@@ -26,6 +26,10 @@ void layer0(hls::stream<layer0_in_word> &in, hls::stream<layer0_out_word> &out) 
     layer0_in_word inbuf[2];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[2][2];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 8 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 4; i++) {
@@ -40,22 +44,41 @@ layer0_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
-        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 8 bits per vector (the assignment to acc) equals ap_int<8>'s wrap at every
+        // addition (addition modulo 2^8 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer0_val_t)((ap_int<3>)w.range(3 * e + 2, 3 * e))).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? (long long)layer0_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][4][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 4; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<6>(w.range(5, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 3)) & 7ULL;
+                        x[0 + j] = (short)((long long)(f ^ 4ULL) - 4LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^8
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer0_B[pe][nf] : accn[pe]) + s;
+                if (sf == 1) acc[pe] = accn[pe];  // wraps modulo 2^8
             }
         }
 #else
@@ -113,6 +136,10 @@ void layer1(hls::stream<layer1_in_word> &in, hls::stream<layer1_out_word> &out) 
     layer1_in_word inbuf[2];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer1_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[2][2];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 8 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 4; i++) {
@@ -127,22 +154,41 @@ layer1_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
-        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 8 bits per vector (the assignment to acc) equals ap_int<8>'s wrap at every
+        // addition (addition modulo 2^8 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer1_val_t)((ap_uint<2>)w.range(2 * e + 1, 2 * e))).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? (long long)layer1_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[1][4][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 4; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^8
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer1_B[pe][nf] : accn[pe]) + s;
+                if (sf == 1) acc[pe] = accn[pe];  // wraps modulo 2^8
             }
         }
 #else

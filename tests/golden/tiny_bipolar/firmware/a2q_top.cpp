@@ -28,6 +28,10 @@ void layer0(hls::stream<layer0_in_word> &in, hls::stream<layer0_out_word> &out) 
     layer0_in_word inbuf[3];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[3][4];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 5 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 12; i++) {
@@ -42,22 +46,41 @@ layer0_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 5 bits per word (the assignment to
-        // acc) equals ap_int<5>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 5 bits per vector (the assignment to acc) equals ap_int<5>'s wrap at every
+        // addition (addition modulo 2^5 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[4];
-            for (int e = 0; e < 4; e++) xv[e] = ((layer0_val_t)((ap_uint<1>)w.range(1 * e + 0, 1 * e))).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 4; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 1, j);
-                    const long long wv = (long long)f;
-                    a += (wv == xv[j]) ? 1 : 0;  // XNOR-popcount
+            static short wd[2][12][4];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 12; t++) {
+                        for (int j = 0; j < 4; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 1, j);
+                            wd[p][t][0 + j] = (short)f;
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 4; j++) {
+                        const unsigned long long f = (c >> (j * 1)) & 1ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^5
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 4; j++) s += (wp[j] == x[j]) ? 1 : 0;  // XNOR-popcount
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^5
             }
         }
 #else
@@ -141,6 +164,10 @@ void layer1(hls::stream<layer1_in_word> &in, hls::stream<layer1_out_word> &out) 
     layer1_in_word inbuf[2];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer1_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[2][4];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 5 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 6; i++) {
@@ -155,22 +182,41 @@ layer1_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 5 bits per word (the assignment to
-        // acc) equals ap_int<5>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 5 bits per vector (the assignment to acc) equals ap_int<5>'s wrap at every
+        // addition (addition modulo 2^5 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[4];
-            for (int e = 0; e < 4; e++) xv[e] = ((layer1_val_t)(2 * (int)(w.range(1 * e + 0, 1 * e)) - 1)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 4; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 2, j);
-                    const long long wv = (long long)(f ^ 2ULL) - 2LL;
-                    a += wv * xv[j];
+            static short wd[2][6][4];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 4; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 2, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 4; j++) {
+                        const unsigned long long f = (c >> (j * 1)) & 1ULL;
+                        x[0 + j] = (short)(2 * (long long)f - 1);  // bipolar: 2q - 1
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^5
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 4; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 1) acc[pe] = accn[pe];  // wraps modulo 2^5
             }
         }
 #else
@@ -227,6 +273,10 @@ void layer2(hls::stream<layer2_in_word> &in, hls::stream<layer2_out_word> &out) 
     layer2_in_word inbuf[3];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer2_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[3][2];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 4 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer2_loop:
     for (int i = 0; i < 6; i++) {
@@ -241,22 +291,41 @@ layer2_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 4 bits per word (the assignment to
-        // acc) equals ap_int<4>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 4 bits per vector (the assignment to acc) equals ap_int<4>'s wrap at every
+        // addition (addition modulo 2^4 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer2_val_t)(2 * (int)(w.range(1 * e + 0, 1 * e)) - 1)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer2_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 2, j);
-                    const long long wv = (long long)(f ^ 2ULL) - 2LL;
-                    a += wv * xv[j];
+            static short wd[2][6][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer2_W0[p][t], 2, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<2>(w.range(1, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 1)) & 1ULL;
+                        x[0 + j] = (short)(2 * (long long)f - 1);  // bipolar: 2q - 1
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^4
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^4
             }
         }
 #else

@@ -92,6 +92,10 @@ void layer0(hls::stream<layer0_win_word> &in, hls::stream<layer0_out_word> &out)
 
     layer0_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][3];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 9 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 48; i++) {
@@ -100,22 +104,41 @@ layer0_loop:
         layer0_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 9 bits per word (the assignment to
-        // acc) equals ap_int<9>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 9 bits per vector (the assignment to acc) equals ap_int<9>'s wrap at every
+        // addition (addition modulo 2^9 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[3];
-            for (int e = 0; e < 3; e++) xv[e] = ((layer0_win_t)w.range(4 * e + 3, 4 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? (long long)layer0_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 3; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][3][3];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 3; t++) {
+                        for (int j = 0; j < 3; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<12>(w.range(11, 0)).to_uint64();
+                    for (int j = 0; j < 3; j++) {
+                        const unsigned long long f = (c >> (j * 4)) & 15ULL;
+                        x[0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^9
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 3; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer0_B[pe][nf] : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^9
             }
         }
 #else
@@ -239,6 +262,10 @@ void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out)
 
     layer1_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][3];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 8 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 96; i++) {
@@ -247,22 +274,41 @@ layer1_loop:
         layer1_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 8 bits per word (the assignment to
-        // acc) equals ap_int<8>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 8 bits per vector (the assignment to acc) equals ap_int<8>'s wrap at every
+        // addition (addition modulo 2^8 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[3];
-            for (int e = 0; e < 3; e++) xv[e] = ((layer1_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 3; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[(j * 1 + pe)];
+            static short wd[1][6][3];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 6; t++) {
+                        for (int j = 0; j < 3; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<6>(w.range(5, 0)).to_uint64();
+                    for (int j = 0; j < 3; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^8
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 3; j++) s += (int)wp[j] * x[j * 1 + pe];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^8
             }
         }
 #else
@@ -396,7 +442,7 @@ dwc0_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   15 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer2_swg(hls::stream<layer2_in_word> &in, hls::stream<layer2_win_word> &out) {
 #pragma HLS INLINE off
     layer2_in_word lb[4];  // row slot s, column x, channel group g at s * 2 + x * 1 + g
@@ -419,11 +465,15 @@ layer2_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer2_in_word w = lb[slot * 2 + ix * 1 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
                 ap_uint<2> q = w.range(2 * e + 1, 2 * e);
                 o.range(2 * e + 1, 2 * e) = (layer2_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 4 && (all_out || r_row < top + 2)) {
             lb[r_slot * 2 + r_col] = in.read();
@@ -483,6 +533,10 @@ void layer2(hls::stream<layer2_win_word> &in, hls::stream<layer2_out_word> &out)
 
     layer2_acc_t acc[2];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[2];  // C simulation: the sums before the wrap to 7 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer2_loop:
     for (int i = 0; i < 12; i++) {
@@ -491,22 +545,41 @@ layer2_loop:
         layer2_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 7 bits per word (the assignment to
-        // acc) equals ap_int<7>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 7 bits per vector (the assignment to acc) equals ap_int<7>'s wrap at every
+        // addition (addition modulo 2^7 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer2_win_t)w.range(2 * e + 1, 2 * e)).to_int64();
-            for (int pe = 0; pe < 2; pe++) {
-                long long a = (sf == 0) ? (long long)layer2_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer2_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[2][3][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 2; p++)
+                    for (int t = 0; t < 3; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer2_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^7
+
+            }
+            for (int pe = 0; pe < 2; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer2_B[pe][nf] : accn[pe]) + s;
+                if (sf == 2) acc[pe] = accn[pe];  // wraps modulo 2^7
             }
         }
 #else
@@ -587,6 +660,22 @@ add0_loop:
         add0_in_word wa = in_a.read();
         add0_inb_word wb = in_b.read();
         add0_out_word o = 0;
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+        {  // C simulation: the same sum in a long long (exact), one wrap to 5 bits, native compares and packing
+            const unsigned long long ca = wa.to_uint64(), cb = wb.to_uint64();
+            unsigned long long ro = 0;
+            for (int pe = 0; pe < 1; pe++) {
+                add0_acc_t a = (((long long)((ca >> (pe * 2)) & 3ULL)) - (0)) * 1LL + (((long long)((cb >> (pe * 2)) & 3ULL)) - (0)) * 2LL;
+                const long long an = a.to_int64();
+                int cnt = 0;
+                for (int t = 0; t < 3; t++) cnt += (an >= (long long)add0_T[pe][nf][t]) ? 1 : 0;
+                const long long r = 0 + cnt;
+
+                ro |= ((unsigned long long)r & 3ULL) << (pe * 2);
+            }
+            o = ro;
+        }
+#else
         for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
             ap_uint<2> qa = wa.range(2 * pe + 1, 2 * pe);
@@ -603,6 +692,7 @@ add0_loop:
 
             o.range(2 * pe + 1, 2 * pe) = r;
         }
+#endif
         out.write(o);
         if (++nf == 2) nf = 0;
     }
@@ -610,57 +700,79 @@ add0_loop:
 
 
 
-// pool1: 'avgpool' + 'act4', average pooling as a window sum of q - (0) (padding 0), 2x2 stride 1x1, pads 0,0,0,0
-//   accumulator ap_int<5> (safe width 5); the division is in the thresholds
-//   1 channels per word: 10 cycles per image at II=1
+// pool1: 'avgpool' + 'act4', average pooling 2x2 stride 1x1, pads (t,l,b,r) 0,0,0,0 over 2x2x2 -> 1x1x2
+//   as a window sum of q - (0) (padding 0) in ap_int<5> (safe width 5); the division is in the thresholds
+//   One pipelined loop reads an input word and takes one window tap word (1 channels) in the same iteration when
+//   it can, keeping a running sum per channel in registers; the window's last tap writes the output word.
+//   line buffer of 3 rows (kernel 2 + stride 1: the next rows are read while windows are emitted),
+//   each row 2 x 2 words of 1 channels; a tap is emitted once every input word its output pixel
+//   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
+//   word is read when its row is less than 3 rows below the current pixel's top row.
+//   16 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
+//   accesses per memory bank per iteration: lb 2, T 1 (lb: one write, one read)
 void pool1(hls::stream<pool1_in_word> &in, hls::stream<pool1_out_word> &out) {
 #pragma HLS INLINE off
+    pool1_in_word lb[12];  // row slot s, column x, channel group g at s * 4 + x * 2 + g
+#pragma HLS BIND_STORAGE variable=lb type=ram_s2p impl=lutram
+#pragma HLS DEPENDENCE variable=lb inter false
+    // reading: words read, and the row / row slot / word within the row of the next one
+    int rd = 0, r_row = 0, r_slot = 0, r_col = 0;
+    // emitting: output pixel (oy, ox), its top row and that row's slot, the tap and channel group, done
+    int oy = 0, ox = 0, top = 0, top_slot = 0, ky = 0, kx = 0, g = 0;
+    bool all_out = false;
+    int need = 8;  // words pixel (0, 0) needs, plus one
     // thresholds: one ROM per PE (dim 1 partitioned), each word the 3 thresholds of a channel packed (dim 3 reshaped)
 #pragma HLS ARRAY_PARTITION variable=pool1_T complete dim=1
 #pragma HLS ARRAY_RESHAPE variable=pool1_T complete dim=3
 #pragma HLS BIND_STORAGE variable=pool1_T type=rom_1p impl=lutram
 
-    pool1_win_t lb[2][2][2];  // line buffer: 2 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
-    int rows = 0;  // input rows read so far
-pool1_rows:
-    for (int oy = 0; oy < 1; oy++) {
-        int need = oy * 1 + 2;  // rows the windows of this output row reach
-        if (need > 2) need = 2;
-        for (; rows < need; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 4; b++) {
+    pool1_acc_t run[1];  // running sum of the current window, per channel
+#pragma HLS ARRAY_PARTITION variable=run complete
+pool1_loop:
+    for (int i = 0; i < 16; i++) {
 #pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
-                pool1_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
+        A2Q_COUNT(pool1);
+        bool emit = !all_out && rd >= need;
+        pool1_win_t v[1];  // the tap's values (padding: 0)
+#pragma HLS ARRAY_PARTITION variable=v complete
+        for (int e = 0; e < 1; e++) {
 #pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
-                }
+            v[e] = 0;
+        }
+        int iy = top + ky, ix = ox * 1 - 0 + kx;
+        if (emit && iy >= 0 && iy < 2 && ix >= 0 && ix < 2) {
+            int slot = top_slot + ky;
+            if (slot >= 3) slot -= 3;
+            pool1_in_word w = lb[slot * 4 + ix * 2 + g];
+            for (int e = 0; e < 1; e++) {
+#pragma HLS UNROLL
+                ap_uint<2> q = w.range(2 * e + 1, 2 * e);
+                v[e] = (pool1_win_t)(q - (0));
             }
         }
-
-        for (int ox = 0; ox < 1; ox++) {
-            for (int nf = 0; nf < 2; nf++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
+        if (rd < 8 && (all_out || r_row < top + 3)) {
+            lb[r_slot * 4 + r_col] = in.read();
+            rd++;
+            if (++r_col == 4) {
+                r_col = 0;
+                r_row++;
+                if (++r_slot == 3) r_slot = 0;
+            }
+        }
+        if (emit) {
+            bool first = ky == 0 && kx == 0;
+            for (int pe = 0; pe < 1; pe++) {
+#pragma HLS UNROLL
+                run[pe] = (first ? (pool1_acc_t)0 : run[pe]) + v[pe];  // wraps modulo 2^5
+            }
+            if (ky == 1 && kx == 1) {  // the window's last tap: channel group g of pixel (oy, ox)
                 pool1_out_word o = 0;
                 for (int pe = 0; pe < 1; pe++) {
 #pragma HLS UNROLL
-                    int c = nf * 1 + pe;
-                    pool1_acc_t a = 0;
-                    for (int ky = 0; ky < 2; ky++) {
-                        for (int kx = 0; kx < 2; kx++) {
-#pragma HLS UNROLL
-                            a += ((oy * 1 - 0 + ky) >= 0 && (oy * 1 - 0 + ky) < 2 && (ox * 1 - 0 + kx) >= 0 && (ox * 1 - 0 + kx) < 2 ? (pool1_win_t)lb[(oy * 1 - 0 + ky) % 2][ox * 1 - 0 + kx][c] : (pool1_win_t)0);  // wraps modulo 2^5
-                        }
-                    }
                 int cnt = 0;
                 for (int t = 0; t < 3; t++) {
 #pragma HLS UNROLL
-                    cnt += (a >= (pool1_thr_t)pool1_T[pe][nf][t]) ? 1 : 0;
+                    cnt += (run[pe] >= (pool1_thr_t)pool1_T[pe][g][t]) ? 1 : 0;
                 }
                 pool1_out_t r = -2 + cnt;
 
@@ -668,25 +780,34 @@ pool1_rows:
                 }
                 out.write(o);
             }
-
-        }
-    }
-    // rows below the last window
-        for (; rows < 2; rows++) {
-#pragma HLS LOOP_TRIPCOUNT min=0 max=2
-            for (int b = 0; b < 4; b++) {
-#pragma HLS PIPELINE II=1
-                A2Q_COUNT(pool1);
-                pool1_in_word w = in.read();
-                for (int e = 0; e < 1; e++) {
-#pragma HLS UNROLL
-                    ap_uint<2> q = w.range(2 * e + 1, 2 * e);
-                    int i = b * 1 + e;
-                    lb[rows % 2][i / 2][i % 2] = q;
+            // next tap: kx, then ky, then channel group g
+            bool px_done = false;
+            if (++kx == 2) {
+                kx = 0;
+                if (++ky == 2) {
+                    ky = 0;
+                    if (++g == 2) {
+                        g = 0;
+                        px_done = true;
+                    }
                 }
             }
+            if (px_done) {
+                if (++ox == 1) {
+                    ox = 0;
+                    top += 1;
+                    top_slot += 1;
+                    if (top_slot >= 3) top_slot -= 3;
+                    if (++oy == 1) all_out = true;
+                }
+                int iy_max = top + 1, ix_max = ox * 1 + 1;
+                if (iy_max > 1) iy_max = 1;
+                if (ix_max > 1) ix_max = 1;
+                int n = (iy_max * 2 + ix_max + 1) * 2 + 1;
+                need = iy_max < 0 ? 0 : (n > 8 ? 8 : n);
+            }
         }
-
+    }
 }
 
 
@@ -728,6 +849,10 @@ void layer3(hls::stream<layer3_in_word> &in, hls::stream<layer3_out_word> &out) 
     layer3_in_word inbuf[1];  // the input vector as SF words: written when nf == 0, read when nf > 0
     layer3_acc_t acc[1];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[1];  // C simulation: the sums before the wrap to 6 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer3_loop:
     for (int i = 0; i < 2; i++) {
@@ -742,22 +867,41 @@ layer3_loop:
             w = inbuf[sf];
         }
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 6 bits per word (the assignment to
-        // acc) equals ap_int<6>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 6 bits per vector (the assignment to acc) equals ap_int<6>'s wrap at every
+        // addition (addition modulo 2^6 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer3_val_t)((ap_int<2>)w.range(2 * e + 1, 2 * e))).to_int64();
-            for (int pe = 0; pe < 1; pe++) {
-                long long a = (sf == 0) ? (long long)layer3_B[pe][nf] : acc[pe].to_int64();
-                const unsigned long long w0 = layer3_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[1][2][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 1; p++)
+                    for (int t = 0; t < 2; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer3_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[sf];
+            if (nf == 0) {
+                {
+                    const unsigned long long c = ap_uint<4>(w.range(3, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 2)) & 3ULL;
+                        x[0 + j] = (short)((long long)(f ^ 2ULL) - 2LL);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^6
+
+            }
+            for (int pe = 0; pe < 1; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? (long long)layer3_B[pe][nf] : accn[pe]) + s;
+                if (sf == 0) acc[pe] = accn[pe];  // wraps modulo 2^6
             }
         }
 #else

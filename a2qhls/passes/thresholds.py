@@ -255,7 +255,9 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
     sr, so = Er - E + max(k, 0), Eo - E + max(k, 0)
     d = [max(a, 1) << max(-k, 0) for a in A]  # a zero accumulator scale is handled below (constant v)
     x_bound = (r_bound << sr) + (max(map(abs, O)) << so)
-    fits = x_bound < 2**62 and max(d) < 2**62 and max(abs(lo), abs(hi) + 1) < 2**62
+    # the factors too: S << sr alone can exceed int64 when every breakpoint is 0 (r_bound == 0)
+    s_bound = max(S) << sr if op.trunc is None and not bipolar else 0
+    fits = x_bound < 2**62 and s_bound < 2**62 and max(d) < 2**62 and max(abs(lo), abs(hi) + 1) < 2**62
     dt = np.int64 if fits else object
     if op.trunc is None and not bipolar:
         diff = np.array(CN, dtype=dt)[None, :] - _col(Z, dt)  # sign of r (S_j > 0)

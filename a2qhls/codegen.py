@@ -341,7 +341,9 @@ class LayerPlan:
             return False
         words = (self.PE * self.in_t.bits, self.PE * self.in_t_b.bits, self.PE * self.out_t.bits)
         thr = self.thr_stage_t if self.thr_binary else self.thr_t
-        scaled = max(self.val_t.bits, self.win_t.bits if self.win_t else 0) + max(abs(int(m)) for m in self.mult).bit_length() + 1
+        # the largest multiplier over all channels (``mult`` holds the estimate's, not the largest)
+        mults = [abs(int(m)) for m in self.mult] + [int(v) for rom in (self.mult_rom or ()) for row in rom for v in row]
+        scaled = max(self.val_t.bits, self.win_t.bits if self.win_t else 0) + max(mults).bit_length() + 1
         return max(words) <= 64 and self.P <= 62 and (thr is None or thr.bits <= 63) and scaled <= 60
 
     @property

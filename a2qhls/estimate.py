@@ -43,6 +43,7 @@ __all__ = [
     "mvu_cost",
     "swg_cost",
     "pool_cost",
+    "pool_stream_cost",
     "add_cost",
     "thresholds_cost",
     "dup_cost",
@@ -407,6 +408,28 @@ def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode
     return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
+def pool_stream_cost(H: int, W: int, C: int, kh: int, kw: int, sh: int, bits: int, PE: int, mode: str,
+                     acc_bits: int = 0, nt: int = 0, tbits: int = 0) -> Cost:
+    """The one-loop (streaming) max or average pool (``templates/_cnn_units.j2``, a pool with
+    ``LayerPlan.swg_streaming``): :func:`swg_stream_cost`'s line buffer and counters with ``V = PE``,
+    one window tap per iteration folded into a register per channel: max, one compare-and-select
+    of ``bits`` (a comparator and a ``bits``-wide multiplexer); avg, one ``acc_bits`` adder, then
+    ``nt`` comparators and their count as in :func:`pe_cost`. Unlike :func:`pool_cost` there is no
+    ``kh*kw - 1`` stage tree: the taps arrive one per cycle.
+
+    Source: finn-hlslib's ``ConvolutionInputGenerator`` followed by its pool unit (one tap per
+    cycle into an accumulator), structure only; not synthesized (first-order counts)."""
+    c = swg_stream_cost(H, W, C, kh, kw, sh, bits, PE)
+    if mode == "max":
+        per = comparator_luts(bits) + bits
+        c += Cost(LUT=round(PE * per), FF=PE * bits, CARRY=PE * comparator_carry(bits))
+    else:
+        per = acc_bits + nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+        obits = max(1, int(nt).bit_length()) if nt else acc_bits
+        c += Cost(LUT=round(PE * per), FF=PE * (acc_bits + obits), CARRY=PE * math.ceil(acc_bits / 4))
+    return c
+
+
 def _const_mult_luts(bits: int, m: int) -> int:
     """LUTs of ``x * m`` for a constant ``m``: one adder of ``bits + bitlength(m)`` per extra set
     bit of ``|m|`` (shift-and-add)."""
@@ -527,7 +550,10 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         return c
     if u.kind in ("maxpool", "avgpool"):
         H, W, C = u.in_shape
-        return pool_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.PE, "max" if u.kind == "maxpool" else "avg", P, nt, T)
+        mode = "max" if u.kind == "maxpool" else "avg"
+        if getattr(u, "swg_streaming", False):
+            return pool_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.PE, mode, P, nt, T)
+        return pool_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.PE, mode, P, nt, T)
     if u.kind == "add":
         return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
     if u.kind == "dup":

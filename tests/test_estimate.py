@@ -347,3 +347,17 @@ def test_fold_to_cycles_reaches_what_the_default_folding_reaches_on_a_cnn():
     assert max(u.stage_cycles for u in units) <= target
     assert codegen.design_estimate(units)["total"]["LUT"] <= lut_default
     apply_folding(m, f)
+
+
+def test_streaming_pool_logic_does_not_grow_with_the_window():
+    """The one-loop pool folds one tap per cycle into a register: its logic is one compare (max) or
+    one adder (avg) per channel whatever the window, while the line buffer grows with kh + stride."""
+    from a2qhls.estimate import pool_cost, pool_stream_cost, swg_stream_cost
+    for mode in ("max", "avg"):
+        small = pool_stream_cost(8, 8, 16, 2, 2, 1, 4, 4, mode, acc_bits=8)
+        big = pool_stream_cost(8, 8, 16, 5, 5, 1, 4, 4, mode, acc_bits=8)
+        logic = lambda c, kh: c.LUT - swg_stream_cost(8, 8, 16, kh, kh, 1, 4, 4).LUT
+        assert logic(small, 2) == logic(big, 5) > 0
+        assert big.BRAM18 >= small.BRAM18
+        # the old read-then-emit unit's k*k - 1 stage tree costs more logic at 5x5
+        assert pool_cost(8, 8, 16, 5, 5, 4, 4, mode, 8).LUT > big.LUT - swg_stream_cost(8, 8, 16, 5, 5, 1, 4, 4).LUT

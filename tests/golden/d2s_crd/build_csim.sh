@@ -12,7 +12,7 @@ if [ -z "$inc" ] || [ ! -f "$inc/ap_int.h" ]; then
     exit 2
 fi
 cxx="${CXX:-g++}"
-flags=(${CXXFLAGS:--O1} -std=c++14 -w -I"$inc" -I"$here/firmware")
+flags=(${CXXFLAGS:--O1} -std=c++14 -w -ftree-vectorize -I"$inc" -I"$here/firmware")
 obj="$(mktemp -d)"
 trap 'rm -rf "$obj"' EXIT
 # Each unit (firmware/layers/<unit>.cpp), the top and the testbench compile in parallel, at most

@@ -2,6 +2,7 @@
 # vitis_hls -f vitis_hls.tcl   -- C simulation, synthesis, C/RTL co-simulation, IP export.
 # tb_data/inputs.txt holds sample input vectors, tb_data/expected.txt the bit-accurate
 # model's outputs for them; the testbench fails on any mismatch.
+# Block control: ap_ctrl_none (free-running; no registers, no ap_start to drive).
 set root [file dirname [file normalize [info script]]]
 set tb_args "$root/tb_data/inputs.txt $root/tb_data/outputs.txt --expect $root/tb_data/expected.txt"
 

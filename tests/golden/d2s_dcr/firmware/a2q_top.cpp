@@ -17,7 +17,7 @@
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 2 rows below the current pixel's top row.
 //   14 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer0_swg(hls::stream<layer0_in_word> &in, hls::stream<layer0_win_word> &out) {
 #pragma HLS INLINE off
     layer0_in_word lb[8];  // row slot s, column x, channel group g at s * 4 + x * 1 + g
@@ -40,11 +40,15 @@ layer0_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 2) slot -= 2;
             layer0_in_word w = lb[slot * 4 + ix * 1 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
                 ap_uint<8> q = w.range(8 * e + 7, 8 * e);
                 o.range(8 * e + 7, 8 * e) = (layer0_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 12 && (all_out || r_row < top + 2)) {
             lb[r_slot * 4 + r_col] = in.read();
@@ -102,6 +106,10 @@ void layer0(hls::stream<layer0_win_word> &in, hls::stream<layer0_out_word> &out)
 
     layer0_acc_t acc[8];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[8];  // C simulation: the sums before the wrap to 13 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer0_loop:
     for (int i = 0; i < 12; i++) {
@@ -110,22 +118,41 @@ layer0_loop:
         layer0_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 13 bits per word (the assignment to
-        // acc) equals ap_int<13>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 13 bits per vector (the assignment to acc) equals ap_int<13>'s wrap at every
+        // addition (addition modulo 2^13 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer0_win_t)w.range(8 * e + 7, 8 * e)).to_int64();
-            for (int pe = 0; pe < 8; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer0_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[8][1][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 8; p++)
+                    for (int t = 0; t < 1; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer0_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<16>(w.range(15, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 8)) & 255ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^13
+
+            }
+            for (int pe = 0; pe < 8; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 0) acc[pe] = accn[pe];  // wraps modulo 2^13
             }
         }
 #else
@@ -255,7 +282,7 @@ d2s0_loop:
 //   needs, plus one more, has been read (so it is never read back in the iteration after its write), and an input
 //   word is read when its row is less than 4 rows below the current pixel's top row.
 //   443 cycles per image at II=1 (a2qhls.codegen.swg_schedule runs the same decisions).
-//   accesses per memory bank per iteration: lb 2 (one write, one read)
+//   accesses per memory bank per iteration: lb 2 (lb: one write, one read)
 void layer1_swg(hls::stream<layer1_in_word> &in, hls::stream<layer1_win_word> &out) {
 #pragma HLS INLINE off
     layer1_in_word lb[32];  // row slot s, column x, channel group g at s * 8 + x * 1 + g
@@ -278,11 +305,15 @@ layer1_swg_loop:
             int slot = top_slot + ky;
             if (slot >= 4) slot -= 4;
             layer1_in_word w = lb[slot * 8 + ix * 1 + g];
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+            o = w;  // C simulation: q - 0 in the same type, so the window word is the stored word
+#else
             for (int e = 0; e < 2; e++) {
 #pragma HLS UNROLL
                 ap_uint<3> q = w.range(3 * e + 2, 3 * e);
                 o.range(3 * e + 2, 3 * e) = (layer1_win_t)(q - (0));
             }
+#endif
         }
         if (rd < 48 && (all_out || r_row < top + 4)) {
             lb[r_slot * 8 + r_col] = in.read();
@@ -341,6 +372,10 @@ void layer1(hls::stream<layer1_win_word> &in, hls::stream<layer1_out_word> &out)
 
     layer1_acc_t acc[3];
 #pragma HLS ARRAY_PARTITION variable=acc complete
+#if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
+    short xd[1][2];  // C simulation: the input words' values, unpacked once
+    long long accn[3];  // C simulation: the sums before the wrap to 10 bits
+#endif
     int sf = 0, nf = 0, tile = 0;
 layer1_loop:
     for (int i = 0; i < 432; i++) {
@@ -349,22 +384,41 @@ layer1_loop:
         layer1_win_word w;
         w = in.read();
 #if !defined(__SYNTHESIS__) && !defined(A2Q_CSIM_AP_INT)
-        // C simulation only, the same sums in native integers: each word's products and the carried
-        // accumulator and bias fit 63 bits, and one wrap to 10 bits per word (the assignment to
-        // acc) equals ap_int<10>'s wrap at every addition. Synthesis (and C simulation built
-        // with -DA2Q_CSIM_AP_INT): the ap_int loop below.
+        // C simulation only, the same sums in native integers (short values, int sums of
+        // one word's SIMD products, a long long sum over the vector): every partial sum fits its type, and
+        // one wrap to 10 bits per vector (the assignment to acc) equals ap_int<10>'s wrap at every
+        // addition (addition modulo 2^10 is a ring map). The weights are decoded once into wd.
+        // Synthesis (and C simulation built with -DA2Q_CSIM_AP_INT): the ap_int loop below.
         {
-            long long xv[2];
-            for (int e = 0; e < 2; e++) xv[e] = ((layer1_win_t)w.range(3 * e + 2, 3 * e)).to_int64();
-            for (int pe = 0; pe < 3; pe++) {
-                long long a = (sf == 0) ? 0LL : acc[pe].to_int64();
-                const unsigned long long w0 = layer1_W0[pe][tile];
-                for (int j = 0; j < 2; j++) {
-                    const unsigned long long f = A2Q_FIELD(w0, 4, j);
-                    const long long wv = (long long)(f ^ 8ULL) - 8LL;
-                    a += wv * xv[j];
+            static short wd[3][9][2];
+            static bool wd_ready = false;
+            if (!wd_ready) {
+                for (int p = 0; p < 3; p++)
+                    for (int t = 0; t < 9; t++) {
+                        for (int j = 0; j < 2; j++) {
+                            const unsigned long long f = A2Q_FIELD(layer1_W0[p][t], 4, j);
+                            wd[p][t][0 + j] = (short)((long long)(f ^ 8ULL) - 8LL);
+                        }
+                    }
+                wd_ready = true;
+            }
+            short *x = xd[0];
+            {
+                {
+                    const unsigned long long c = ap_uint<6>(w.range(5, 0)).to_uint64();
+                    for (int j = 0; j < 2; j++) {
+                        const unsigned long long f = (c >> (j * 3)) & 7ULL;
+                        x[0 + j] = (short)((long long)f);
+                    }
                 }
-                acc[pe] = a;  // wraps modulo 2^10
+
+            }
+            for (int pe = 0; pe < 3; pe++) {
+                const short *wp = wd[pe][tile];
+                int s = 0;
+                for (int j = 0; j < 2; j++) s += (int)wp[j] * x[j];
+                accn[pe] = ((sf == 0) ? 0LL : accn[pe]) + s;
+                if (sf == 8) acc[pe] = accn[pe];  // wraps modulo 2^10
             }
         }
 #else
@@ -466,6 +520,7 @@ const char *const a2q_process_name[A2Q_NUM_PROCESSES] = {
 };
 #endif
 
+// No block control (ap_ctrl_none): the dataflow runs free, one image per input burst.
 void a2q_top(hls::stream<a2q_axis_in> &in, hls::stream<a2q_axis_out> &out) {
 #pragma HLS INTERFACE axis port=in
 #pragma HLS INTERFACE axis port=out

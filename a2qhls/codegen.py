@@ -223,6 +223,7 @@ class LayerPlan:
     IPB_b: int = 1  # add: elements per word of the second input
     in_t_b: Optional[IntT] = None
     zp_b: int = 0
+    bipolar_b: bool = False  # add: the second input is bipolar
     mult: tuple = (1, 1)
     mult_rom: tuple = ()  # add with per-channel multipliers: per input M[pe][nf] = multiplier of channel nf * PE + pe
     mult_t: tuple = ()  # add: the unsigned types of those multipliers
@@ -233,6 +234,8 @@ class LayerPlan:
     shifts: tuple = (0, 0)  # concat: left shift of each input's value q - zp
     out_zp: int = 0  # concat: the output type's zero-point
     thr_binary: bool = False  # thresholds searched in log2(NT+1) stages instead of NT comparators
+    bipolar: bool = False  # the input is bipolar: stored bit q, value 2q - 1 (val_t/win_t hold values)
+    xnor: bool = False  # bipolar x bipolar in FINN's XNOR-popcount form (see uses_xnor_popcount)
     w_stream: bool = False  # weights read from an extra AXI-stream port of the top (op.weights_external), no ROM
 
     @property
@@ -557,6 +560,28 @@ def swg_schedule(u: "LayerPlan") -> int:
     return it
 
 
+def uses_xnor_popcount(op, in_type) -> bool:
+    """Whether the layer ``op`` (Dense/Conv) is built in FINN's XNOR-popcount form: bipolar inputs
+    (stored bit ``x``, value ``2x - 1``), weights all in {-1, +1} (stored as the bit ``w = 1`` for +1),
+    no bias, no padding (a padded tap is the value 0, which no bit encodes), not depthwise.
+
+    Then ``sum_i (2w_i - 1)(2x_i - 1) = 2 * popcount(XNOR(w, x)) - K`` (a product is +1 exactly when
+    the bits agree; Umuroglu et al., "FINN", FPGA 2017). The unit accumulates the popcount in its
+    ``P``-bit accumulator and outputs ``2 * pop - K`` wrapped to ``P`` bits, which equals the
+    wrapped sum of products for any ``P`` (``2 * (pop mod 2^P) = 2 * pop mod 2^P``), so the numpy
+    model (:mod:`a2qhls.sim`, sums of values) is unchanged and the widths are the exact ones.
+
+    Why (measured with :mod:`a2qhls.estimate`): per product a 1-bit XNOR instead of a 2-bit signed
+    multiply, an adder tree of 1-bit leaves, 1-bit weights: 2.1-2.2x fewer LUTs per matrix unit and
+    half the weight memory on TFC/CNV layer shapes (``bench/bnn_pynq.py`` prints the estimate)."""
+    if not getattr(in_type, "bipolar", False) or op.bias is not None:
+        return False
+    if isinstance(op, Conv) and (op.depthwise or any(op.pads)):
+        return False
+    w = np.asarray(op.weight)
+    return bool(w.size) and bool(np.all(np.abs(w) == 1))
+
+
 def _weight_matrix(op) -> np.ndarray:
     """``[MH, MW]`` integer weights: Dense as is; Conv ``[C_out, kh*kw*C_in]`` in (ky, kx, c) order
     (depthwise: ``[C, kh*kw]``)."""
@@ -747,15 +772,16 @@ def plan(model: Model) -> list[LayerPlan]:
             index=len(units), dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
             zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
             qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
-            out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary,
+            out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary, bipolar=bool(in_dt.bipolar),
         )
         if isinstance(op, (Dense, Conv)):
             PE, SIMD = int(op.pe), int(op.simd)
             if op.channels % PE or op.K % SIMD:
                 raise A2QError(f"layer '{op.name}': PE={PE}/SIMD={SIMD} do not divide MH={op.channels}/MW={op.K}")
             w = _weight_matrix(op)
+            xnor = uses_xnor_popcount(op, in_dt)
             w_t = IntT.for_range(min(int(w.min()), -1), max(int(w.max()), 1))
-            w_t = IntT(w_t.bits, True)
+            w_t = IntT(1, False) if xnor else IntT(w_t.bits, True)
             bias_t = None
             if op.bias is not None:
                 b = np.asarray(op.bias)
@@ -765,11 +791,13 @@ def plan(model: Model) -> list[LayerPlan]:
             if u.w_stream and getattr(op, "depthwise", False):
                 raise A2QError(f"layer '{op.name}': a depthwise layer cannot stream its weights (Dense and Conv layers can)")
             n_layers += 1
+            if xnor:  # stored bits flow unchanged into the unit; the sum is 2 * popcount(XNOR) - K
+                u.xnor, u.bipolar, u.zp, u.val_t = True, False, 0, IntT(1, False)
             if isinstance(op, Conv):
                 u.kind = "dw" if op.depthwise else "conv"
                 u.kernel, u.stride, u.pads = tuple(op.kernel), tuple(op.stride), tuple(op.pads)
                 u.OPB = PE * SIMD if op.depthwise else SIMD
-                u.win_t = IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
+                u.win_t = IntT(1, False) if u.xnor else IntT.for_range(min(in_dt.vmin, 0), max(in_dt.vmax, 0))
                 if u.in_shape[2] % u.IPB:
                     raise A2QError(f"layer '{op.name}': input words of {u.IPB} elements do not divide its {u.in_shape[2]} channels")
         elif isinstance(op, Pool):
@@ -794,6 +822,7 @@ def plan(model: Model) -> list[LayerPlan]:
             u.IPB_b = u.IPB
             u.in_t_b = IntT(tb.bits, tb.signed)
             u.zp_b = int(tb.zero_point)
+            u.bipolar_b = bool(tb.bipolar)
             ms = [[int(v) for v in op.multiplier(k)] for k in range(2)]
             # the estimate's constant multiplier: the channel's with the most set bits (shift-and-add cost)
             u.mult = tuple(max(m, key=lambda v: (bin(v).count("1"), v)) for m in ms)
@@ -1289,6 +1318,8 @@ def fork_depths(units: list) -> dict:
 def _weights_folded(lp: LayerPlan) -> np.ndarray:
     """``[PE][NF*SF][SIMD]`` int64 array: ``W[pe][nf*SF + sf][s] = weight[nf*PE + pe][sf*SIMD + s]``."""
     w = _weight_matrix(lp.dense).astype(np.int64)
+    if lp.xnor:  # XNOR-popcount: the bit 1 for +1, 0 for -1
+        w = (w > 0).astype(np.int64)
     # weight[nf*PE + pe, sf*SIMD + s] -> [pe][nf][sf][s]
     return w.reshape(lp.NF, lp.PE, lp.SF, lp.SIMD).transpose(1, 0, 2, 3).reshape(lp.PE, lp.NF * lp.SF, lp.SIMD)
 

@@ -420,8 +420,11 @@ def _input_float(project: Project, n: int, rng) -> np.ndarray:
     iq = model.ops[0]
     t = iq.out_type
     shape = tuple(model.input_shape) if _fmap_input(model) else tuple(model.tensors[iq.outputs[0]].shape)
-    q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + shape)
-    x = (q - float(iq.zero_point)) * float(iq.scale)
+    if t.bipolar:  # both signs, zero and values near it
+        x = rng.uniform(-2, 2, size=(n,) + shape) * float(iq.scale)
+    else:
+        q = rng.uniform(t.qmin - 2, t.qmax + 2, size=(n,) + shape)
+        x = (q - float(iq.zero_point)) * float(iq.scale)
     if iq.pre:  # through the inverse of the float preprocessing, so the quantizer sees its whole range
         x = unpreprocess_input(iq, x)
     return x.astype(np.float32)
@@ -465,6 +468,8 @@ def _stage_tie_distance(op, acc: int, sa, oa, j: int) -> float:
     else:
         sc = np.asarray(op.scale).reshape(-1)
         u = v / Fraction(float(sc[j if sc.size > 1 else 0])) + Fraction(float(np.asarray(op.zero_point).reshape(-1)[0]))
+    if op.out_type.bipolar:  # the sign's one breakpoint: v / s = 0
+        return float(abs(u))
     twice = 2 * u
     return float(abs(twice - round(twice)) / 2)
 
@@ -493,6 +498,12 @@ def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
         H, W, C = shape
         a = a.reshape(n, C, H, W).transpose(0, 2, 3, 1)
     return a.reshape(n, -1)
+
+
+def _stored_of_real(info, r: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    """Stored integers of an activation tensor from its real values ``r`` (QONNX's), scale ``sc``."""
+    y = np.round(r / sc).astype(np.int64)
+    return (y + 1) // 2 if info.dtype.bipolar else y + int(info.dtype.zero_point)
 
 
 def _flat(a, n: int) -> np.ndarray:
@@ -540,9 +551,14 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ref_x = g.x.reshape((n,) + tuple(model.input_shape)).astype(np.float32)
         # the input quantizer vs QONNX's own Quant function, in float32 as exported: exact
         t = iq.out_type
-        y_ref = quant(preprocess_input(iq, ref_x), iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
+        if t.bipolar:
+            from qonnx.custom_op.general.bipolar_quant import binary_quant
+
+            y_ref = binary_quant(preprocess_input(iq, ref_x), np.float32(iq.scale))
+        else:
+            y_ref = quant(preprocess_input(iq, ref_x), iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
         q_nchw = _nchw(model, iq.outputs[0], vals[iq.outputs[0]])
-        y_model = (q_nchw.astype(np.float32) - np.float32(iq.zero_point)) * np.float32(iq.scale)
+        y_model = (t.values(q_nchw.astype(np.float32)) - np.float32(iq.zero_point)) * np.float32(iq.scale)
         iq_bad = np.any(y_ref.reshape(n, -1) != y_model.reshape(n, -1), axis=1)
         cpp = run_csim(binary, q_in, workdir, start=0, tag=g.name)
         run_ref = lambda r, sel: r.run(ref_x[sel], full=True)  # noqa: E731
@@ -607,7 +623,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ctx, ref_error = None, _reason(e)
     out_info = model.tensors[cmp_t]
     model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
-    tol = 0.25 * np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1])
+    tol = 0.25 * np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1]))
     out_bad = np.zeros(n, dtype=bool)
     if ctx is not None:
         ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m)
@@ -641,7 +657,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
             C = info.channels
             r = _from_qonnx(model, ly["output_tensor"], ctx[ly["output_tensor"]], m)
             sc = np.resize(np.asarray(info.scale, dtype=np.float64), r.shape[1])
-            q_ref = np.round(r / sc + info.dtype.zero_point).astype(np.int64)
+            q_ref = _stored_of_real(info, r, sc)
             diff = q_ref != _flat(vals[ly["output_tensor"]], n)[:m]  # rows: the first m samples
             bad = np.zeros(n, dtype=bool)
             bad[:m] = np.any(diff, axis=1)
@@ -710,7 +726,7 @@ def _reference_agrees(model: Model, layers: list, ctx, vals, idx, n: int, out_t:
         info = model.tensors[t]
         r = _from_qonnx(model, t, ctx[t], m)
         sc = np.resize(np.asarray(info.scale, dtype=np.float64), r.shape[1])
-        q_ref = np.round(r / sc + info.dtype.zero_point).astype(np.int64)
+        q_ref = _stored_of_real(info, r, sc)
         ok &= ~np.any(q_ref != _flat(vals[t], n)[idx], axis=1)
     return ok
 
@@ -749,9 +765,9 @@ def place_patch(op, patch, in_t, want: str = "max") -> tuple[np.ndarray, tuple]:
             iy, ix = oy * sh - t + dy, ox * sw - l + dx
             if 0 <= iy < H and 0 <= ix < W and iy % zy == 0 and ix % zx == 0:
                 if op.depthwise:
-                    fmap[iy, ix, j] = int(p[dy, dx, 0]) + in_t.zero_point
+                    fmap[iy, ix, j] = in_t.stored(int(p[dy, dx, 0]))
                 else:
-                    fmap[iy, ix, :] = np.asarray(p[dy, dx, :], dtype=np.int64) + in_t.zero_point
+                    fmap[iy, ix, :] = in_t.stored(np.asarray(p[dy, dx, :], dtype=np.int64))
     return fmap, (oy, ox)
 
 
@@ -780,7 +796,7 @@ def adversarial_groups(project: Project) -> list:
         in_t = model.tensors[d.inputs[0]].dtype
         note = f"worst channel {rep.worst_channel}: acc_max {int(rep.per_channel_max[rep.worst_channel])}, acc_min {int(rep.per_channel_min[rep.worst_channel])}"
         if chain:
-            q = np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point
+            q = in_t.stored(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64))
             if i == 0:
                 groups.append(Group(f"adversarial_{d.name}", 0, dequantize_input(iq, q), note))
             else:
@@ -792,20 +808,21 @@ def adversarial_groups(project: Project) -> list:
             note += "; patch at output pixels " + ", ".join(str(pos) for _, pos in fmaps)
             xs = [np.stack([f for f, _ in fmaps])]
         elif isinstance(d, Dense):
-            xs = [(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64) + in_t.zero_point).reshape((2,) + shape)]
+            xs = [in_t.stored(np.stack([rep.adversarial_max, rep.adversarial_min]).astype(np.int64)).reshape((2,) + shape)]
         else:  # average pool, residual add: every input at its per-channel max (min); all multipliers are positive
             xs = []
             for t in d.inputs:
                 lo, hi = operand_range(model, t)
-                zp = model.tensors[t].dtype.zero_point if model.tensors[t].dtype is not None else 0
+                dt = model.tensors[t].dtype
+                stored = dt.stored if dt is not None else (lambda v: v)  # values -> stored (2q - 1 bipolar); an accumulator: as is
                 prod = model.producer(t)
                 if model.tensors[t].dtype is None and prod.acc_bits is not None:  # what the producer's width can carry
                     half = 1 << (int(prod.acc_bits) - 1)
                     lo = [max(int(v), -half) for v in lo]
                     hi = [min(int(v), half - 1) for v in hi]
                 st = tuple(model.tensors[t].shape)
-                xs.append(np.stack([np.broadcast_to(np.asarray(hi, dtype=np.int64) + zp, st),
-                                    np.broadcast_to(np.asarray(lo, dtype=np.int64) + zp, st)]).astype(np.int64))
+                xs.append(np.stack([np.broadcast_to(stored(np.asarray(hi, dtype=np.int64)), st),
+                                    np.broadcast_to(stored(np.asarray(lo, dtype=np.int64)), st)]).astype(np.int64))
         if i == 0 and d.inputs[0] == iq.outputs[0] and isinstance(d, (Conv, Dense)):
             q0 = xs[0]
             if len(shape) == 3:  # NHWC -> the NCHW (or [C, L]) float input's layout

@@ -567,10 +567,12 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
                      buffer_input=u.kind != "dw", asigned=val.signed, weights_on_chip=not getattr(u, "w_stream", False),
                      thresholds_search=bool(getattr(u, "thr_binary", False)), **kw)
+        if getattr(u, "xnor", False):  # XNOR-popcount (1-bit weights and inputs above): + the P-bit 2 * pop - K per PE
+            c += Cost(LUT=P * u.PE)
         if u.kind in ("conv", "dw"):
             H, W, C = u.in_shape
             if getattr(u, "swg_streaming", False):
-                c += swg_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.swg_V, zp_bits=int(u.zp != 0))
+                c += swg_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.swg_V, zp_bits=int(u.zp != 0 or getattr(u, "bipolar", False)))
             else:
                 c += swg_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.IPB, u.OPB)
         return c

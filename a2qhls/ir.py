@@ -49,12 +49,26 @@ class IntType:
 
     ``q`` (the stored integer) lies in ``int_range``; the value entering arithmetic
     is ``q - zero_point``.
+
+    ``bipolar`` (QONNX ``BipolarQuant``, FINN's ``BIPOLAR``): a 1-bit type whose stored bit
+    ``q`` in {0, 1} stands for the value ``2 * q - 1`` in {-1, +1} (``bits == 1``, unsigned,
+    zero-point 0). Use :meth:`values` rather than ``q - zero_point`` to get values.
     """
 
     bits: int
     signed: bool
     narrow: bool = False
     zero_point: int = 0
+    bipolar: bool = False
+
+    def __post_init__(self):
+        if self.bipolar and (self.bits != 1 or self.signed or self.zero_point):
+            raise ValueError("a bipolar type is 1 bit, unsigned, zero-point 0")
+
+    @staticmethod
+    def bipolar_type() -> "IntType":
+        """The 1-bit bipolar type: stored bit ``q``, value ``2 * q - 1``."""
+        return IntType(1, False, bipolar=True)
 
     @property
     def qmin(self) -> int:
@@ -66,15 +80,30 @@ class IntType:
 
     @property
     def vmin(self) -> int:
-        """Smallest value ``q - zero_point``."""
+        """Smallest value ``q - zero_point`` (``-1`` for bipolar)."""
+        if self.bipolar:
+            return -1
         return value_range(self.bits, self.signed, self.narrow, self.zero_point)[0]
 
     @property
     def vmax(self) -> int:
-        """Largest value ``q - zero_point``."""
+        """Largest value ``q - zero_point`` (``+1`` for bipolar)."""
+        if self.bipolar:
+            return 1
         return value_range(self.bits, self.signed, self.narrow, self.zero_point)[1]
 
+    def values(self, q):
+        """Stored integers ``q`` -> the values entering arithmetic: ``q - zero_point``, or ``2q - 1``
+        (bipolar). Works on Python ints and numpy arrays (any dtype, including object)."""
+        return 2 * q - 1 if self.bipolar else q - self.zero_point
+
+    def stored(self, v):
+        """Values -> stored integers: the inverse of :meth:`values` (``(v + 1) / 2`` for bipolar)."""
+        return (v + 1) // 2 if self.bipolar else v + self.zero_point
+
     def __str__(self) -> str:
+        if self.bipolar:
+            return "bipolar"
         s = ("int" if self.signed else "uint") + str(self.bits)
         if self.narrow:
             s += "n"
@@ -367,6 +396,8 @@ class Requant:
     ``q = clip(round(ROUND(v / trunc.scale + trunc.zero_point) / trunc.trunc_scale), qmin, qmax)``
     where ``scale``/``zero_point`` then only give the output's real value. A pass turns this
     into per-channel integer thresholds (``thresholds``): ``q = qmin + #{t: acc >= T[j, t]}``.
+    A bipolar ``out_type`` (QONNX ``BipolarQuant``) is the sign: ``q = 1`` iff ``relu?(v) >= 0``
+    (one threshold), real value ``scale * (2q - 1)``.
     """
 
     name: str

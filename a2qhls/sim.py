@@ -19,6 +19,9 @@ What it computes, per op of the IR, on a batch (first axis) of samples:
   multipliers; an accumulator input has no zero-point), wrapped to ``P`` bits.
 * :class:`~a2qhls.ir.Requant`: ``q = qmin + #{t : acc >= T[j, t]}`` with the exact
   thresholds of :mod:`a2qhls.passes.thresholds` (after any accumulating op).
+* Bipolar tensors (QONNX ``BipolarQuant``, :meth:`~a2qhls.ir.IntType.bipolar_type`) store the
+  bit ``q`` and enter every sum as the value ``2q - 1`` (in place of ``q - zp``); a bipolar input
+  quantizer gives ``q = 1`` iff ``x / scale >= 0``, a bipolar Requant has one threshold (the sign).
 
 Tensors are ``[batch, *shape]`` with ``shape`` channels-last (``[B, H, W, C]`` for a feature
 map). A model whose float input is ``[C, H, W]`` (ONNX NCHW per sample) quantizes it, then
@@ -106,6 +109,9 @@ def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False) -> 
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     y = np.divide(x, scale)
+    if op.out_type.bipolar:  # QONNX BipolarQuant: +1 (stored 1) iff x / scale >= 0
+        b = (y >= 0)
+        return b.astype(np.float32) if as_float else b.astype(np.int64)
     if zp != 0:
         y += zp
     lo, hi = op.out_type.qmin, op.out_type.qmax
@@ -123,7 +129,7 @@ def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     q = np.asarray(q)
-    x = ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+    x = ((op.out_type.values(q.astype(np.float32)) - zp) * scale).astype(np.float32)
     if op.pre:
         if any(k == "Relu" for k, _ in op.pre) and np.any(x < 0):
             raise A2QError(f"{op.name}: these integer inputs are negative after the input's Relu; no float input reaches them")
@@ -152,9 +158,9 @@ def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
 def to_real(model: Model, tensor: str, q: np.ndarray) -> np.ndarray:
     """Real value ``scale * (q - zero_point) + offset`` of an integer tensor, in float64."""
     info = model.tensors[tensor]
-    zp = info.dtype.zero_point if info.dtype is not None else 0
-    q = np.asarray(q)
-    return np.asarray(info.scale, dtype=np.float64) * (q.astype(np.float64) - zp) + np.asarray(info.offset, dtype=np.float64)
+    q = np.asarray(q).astype(np.float64)
+    v = info.dtype.values(q) if info.dtype is not None else q  # q - zero_point, or 2q - 1 (bipolar)
+    return np.asarray(info.scale, dtype=np.float64) * v + np.asarray(info.offset, dtype=np.float64)
 
 
 def _kind(bound: int) -> str:
@@ -171,16 +177,26 @@ def _kind(bound: int) -> str:
 _DTYPE = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
 
 
-def _values(x, zp: int, kind: str) -> np.ndarray:
-    """Stored integers ``q`` -> values ``q - zp`` in the compute dtype (exact)."""
+def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
+    """Stored integers ``q`` -> values ``mul * q - zp`` in the compute dtype (exact): ``q - zp``, or
+    ``2q - 1`` for a bipolar input (``mul=2, zp=1``, see :func:`_value_map`)."""
     v = np.asarray(x)
     if kind == "obj":
-        return v.astype(object) - zp
-    if kind == "f32":
+        v = v.astype(object)
+        return (v * mul if mul != 1 else v) - zp
+    if kind == "f32":  # exact: |mul * q - zp| < 2^24 (the bound that chose f32)
         v = v.astype(np.float32, copy=False)
+        v = v * np.float32(mul) if mul != 1 else v
         return v - np.float32(zp) if zp else v
-    v = v.astype(np.int64) - zp if zp else v.astype(np.int64)
+    v = v.astype(np.int64)
+    v = v * mul if mul != 1 else v
+    v = v - zp if zp else v
     return v.astype(np.float64) if kind == "f64" else v
+
+
+def _value_map(t) -> tuple:
+    """``(mul, zp)`` with value ``mul * q - zp`` for an :class:`~a2qhls.ir.IntType`: ``(2, 1)`` bipolar."""
+    return (2, 1) if t.bipolar else (1, int(t.zero_point))
 
 
 def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
@@ -240,6 +256,7 @@ class _DenseStage:
     bias: Optional[np.ndarray]
     kind: str  # "f32", "f64", "i64", "obj"
     bias_f: Optional[np.ndarray] = None  # the bias in the compute dtype (f32/f64)
+    mul: int = 1  # value = mul * q - zp (2, 1 for a bipolar input)
 
 
 @dataclass
@@ -251,6 +268,7 @@ class _ConvStage:
     bias: Optional[np.ndarray]
     kind: str
     bias_f: Optional[np.ndarray] = None
+    mul: int = 1
 
 
 @dataclass
@@ -259,6 +277,7 @@ class _PoolStage:
     P: Optional[int]  # avg only
     zp: int
     kind: str = "i64"  # "obj": window sums of wide accumulators
+    mul: int = 1
 
 
 @dataclass
@@ -268,6 +287,7 @@ class _AddStage:
     zps: tuple
     kind: str
     mults: tuple  # ([C], [C]) per-channel multipliers in the compute dtype
+    muls: tuple = (1, 1)  # value = mul * q - zp per input (2, 1 for a bipolar input)
 
 
 @dataclass
@@ -318,22 +338,24 @@ class BitSim:
                 self.stages[op.name] = self._conv_stage(op)
             elif isinstance(op, Pool):
                 dt = model.tensors[op.inputs[0]].dtype
-                zp = int(dt.zero_point) if dt is not None else 0  # an accumulator input: no zero-point
+                mul, zp = _value_map(dt) if dt is not None else (1, 0)  # an accumulator input: no zero-point
                 lo, hi = operand_range(model, op.inputs[0], built=True)
                 bound = op.K * max(max(abs(int(v)) for v in lo), max(abs(int(v)) for v in hi))
-                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, "i64" if bound < 2**62 else "obj")
+                self.stages[op.name] = _PoolStage(op, self.acc_bits.get(op.name), zp, "i64" if bound < 2**62 else "obj", mul)
             elif isinstance(op, Add):
-                zps, mults, bound = [], [], 0
+                zps, muls, mults, bound = [], [], [], 0
                 for k, t in enumerate(op.inputs):
                     dt = model.tensors[t].dtype
-                    zps.append(int(dt.zero_point) if dt is not None else 0)
+                    mu, zp = _value_map(dt) if dt is not None else (1, 0)  # an accumulator input: no zero-point
+                    zps.append(zp)
+                    muls.append(mu)
                     lo, hi = operand_range(model, t, built=True)  # what the input stream can hold
                     m = op.multiplier(k)
                     mults.append(m)
                     bound += max(int(mj) * max(abs(int(a)), abs(int(b))) for mj, a, b in zip(m, lo, hi))
                 kind = "i64" if bound < 2**62 else "obj"
                 mults = [m.astype(np.int64) if kind == "i64" else m for m in mults]
-                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults))
+                self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults), tuple(muls))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, (InputQuant, DepthToSpace, Upsample, ZeroInsert, Concat)):
@@ -359,7 +381,8 @@ class BitSim:
         w = np.asarray(op.weight)
         kind = self._weights_kind(op, w)
         wt = np.ascontiguousarray(w.T.astype(_DTYPE[kind]))
-        return _DenseStage(op, self.acc_bits[op.name], int(t.zero_point), wt, self._bias(op, kind), kind, self._bias_f(op, kind))
+        mul, zp = _value_map(t)
+        return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _conv_stage(self, op: Conv) -> _ConvStage:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -377,7 +400,8 @@ class BitSim:
             wc = np.ascontiguousarray(w[..., 0].astype(_DTYPE[kind]))  # [C, kh, kw]
         else:
             wc = np.ascontiguousarray(w.reshape(op.channels, -1).T.astype(_DTYPE[kind]))
-        return _ConvStage(op, self.acc_bits[op.name], int(t.zero_point), wc, self._bias(op, kind), kind, self._bias_f(op, kind))
+        mul, zp = _value_map(t)
+        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
@@ -417,13 +441,13 @@ class BitSim:
     def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
         x = np.asarray(x)
-        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind)
+        v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind, st.mul)
         return self._finish(st, v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), exact, as_float)
 
     def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
         op = st.op
-        v = _values(x, st.zp, st.kind)
+        v = _values(x, st.zp, st.kind, st.mul)
         if op.depthwise and st.w.ndim == 3:  # kh*kw vectorized multiply-adds, in place
             acc = tmp = None
             for dy, dx, view in taps(v, op.kernel, op.stride, op.pads):
@@ -449,7 +473,7 @@ class BitSim:
             for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
-        v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) - st.zp
+        v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) * st.mul - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
         return acc if exact else self._wrap(st, acc)
@@ -457,7 +481,7 @@ class BitSim:
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
         ma, mb = st.mults  # [C], broadcast over the last (channel) axis
         dt = object if st.kind == "obj" else np.int64
-        acc = ma * (np.asarray(a).astype(dt) - st.zps[0]) + mb * (np.asarray(b).astype(dt) - st.zps[1])
+        acc = ma * (np.asarray(a).astype(dt) * st.muls[0] - st.zps[0]) + mb * (np.asarray(b).astype(dt) * st.muls[1] - st.zps[1])
         return acc if exact else self._wrap(st, acc)
 
     def _wrap(self, st, acc: np.ndarray) -> np.ndarray:

@@ -552,15 +552,13 @@ def test_max_pool_before_the_activation(pool_first, exporter, tmp_path, capsys):
 # ----------------------------------------------------------------------------- bipolar (binary) weights
 
 
-def test_bipolar_activations_are_refused_in_one_line():
-    """BNN-PYNQ's w1a1: BipolarQuant on an activation is refused with what is supported (w1a2 builds above)."""
-    from a2qhls.errors import A2QError
+def test_bipolar_activations_import_as_the_1_bit_bipolar_type():
+    """BNN-PYNQ's w1a1: BipolarQuant on an activation (once refused) imports as the 1-bit bipolar type
+    (tests/test_bnn_pynq.py builds and cosims it)."""
     from a2qhls.importer import load_qonnx
 
-    with pytest.raises(A2QError) as e:
-        load_qonnx(str(_fixture("cnv_binary_w1a1.onnx")))
-    msg = str(e.value)
-    assert "\n" not in msg and "BipolarQuant of an activation" in msg and "BipolarQuant on weights" in msg
+    m = load_qonnx(str(_fixture("cnv_binary_w1a1.onnx")))
+    assert [str(m.tensors[d.inputs[0]].dtype) for d in m.layers()] == ["int8", "bipolar", "bipolar"]
 
 
 def test_binary_weights_brevitas(tmp_path, capsys):

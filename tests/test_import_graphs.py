@@ -35,7 +35,7 @@ def test_layouts_and_bias_give_the_same_integers(tmp_path, style, bias):
 def test_input_type_comes_from_the_feeding_quant(tmp_path):
     model, ints, _ = imported(tmp_path, in_bits=6, in_signed=True, in_narrow=True, act_bits=3, act_signed=False)
     d0, d1 = model.layers()
-    assert model.tensors[d0.inputs[0]].dtype.__dict__ == {"bits": 6, "signed": True, "narrow": True, "zero_point": 0}
+    assert model.tensors[d0.inputs[0]].dtype.__dict__ == {"bits": 6, "signed": True, "narrow": True, "zero_point": 0, "bipolar": False}
     assert model.tensors[d1.inputs[0]].dtype.bits == 3 and not model.tensors[d1.inputs[0]].dtype.signed
 
 

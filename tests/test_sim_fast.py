@@ -68,3 +68,42 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
         _same(m, x)
     finally:
         BitSim.DW_AS_GEMM = old
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), narrower=st.integers(0, 3), float_bias=st.booleans(), binary=st.booleans(),
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]))
+def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes):
+    """Bipolar input and activations (stored bit q, value 2q - 1): the float fast path equals the int64 one."""
+    bp = IntType.bipolar_type()
+    model = hand_models.mlp(sizes, seed=seed, in_type=bp, in_scale=0.5, w_bits=2 if binary else 4, act_type=bp,
+                            relu=False, float_bias=float_bias)
+    if binary:  # +-1 weights (BNN-PYNQ's layers)
+        for d in model.layers():
+            d.weight = np.where(np.random.default_rng(seed).random(d.weight.shape) < 0.5, -1, 1)
+        model = hand_models.size_accumulators(model)
+    model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(9, sizes[0])).astype(np.float32)
+    fast = _same(model, x)
+    assert any(st.kind in ("f32", "f64") for st in fast.stages.values() if hasattr(st, "kind"))
+    assert any(getattr(st, "mul", 1) == 2 for st in fast.stages.values())
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 2), min_size=6, max_size=6), dw_gemm=st.booleans())
+def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm):
+    """A CNN whose input and activations are bipolar (convolutions incl. padding and depthwise, max pool of
+    bits, residual add and average pool of 2q - 1 values): fast path == int64 path."""
+    bp = IntType.bipolar_type()
+    m = hand_models.cnn(seed=seed, in_type=bp, act_type=bp)
+    for op in m.ops:  # the sign of the value, not of its relu (which is always +1)
+        if op.op == "Requant":
+            op.relu = False
+    m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(5, 2, 6, 6)).astype(np.float32)
+    old = BitSim.DW_AS_GEMM
+    BitSim.DW_AS_GEMM = 16 if dw_gemm else 0
+    try:
+        _same(m, x)
+    finally:
+        BitSim.DW_AS_GEMM = old

@@ -93,3 +93,39 @@ def test_non_finite_and_non_positive_scales_are_refused():
         requant_thresholds(_op("ROUND", False, 4, True, 0, np.array([0.0])), np.array([1.0]), np.array([0.0]), -8, 8)
     with pytest.raises(A2QError, match="not finite"):
         requant_thresholds(op, np.array([1.0]), np.array([np.inf]), -8, 8)
+
+
+def _bipolar(relu, scale, pre=None, name="b"):
+    return Requant(name, ["a"], [name], relu, np.asarray(scale), np.asarray(0.0), IntType.bipolar_type(), "ROUND", pre=pre)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    relu=st.booleans(),
+    scales=st.lists(_float(-40, 8), min_size=1, max_size=4),
+    acc_scales=st.lists(st.one_of(_float(-60, 4), st.just(0.0)), min_size=1, max_size=4),
+    offsets=st.lists(st.one_of(st.just(0.0), _float(-50, 6), _float(-50, 6).map(lambda v: -v)), min_size=1, max_size=4),
+    lo=st.one_of(st.integers(-(2**20), 0), st.integers(-(2**80), -(2**62))),
+    span=st.one_of(st.integers(0, 2**21), st.integers(2**63, 2**81)),
+)
+def test_bipolar_output_thresholds_equal_fraction_reference(relu, scales, acc_scales, offsets, lo, span):
+    """A bipolar output (QONNX BipolarQuant, the sign: one threshold, v >= 0) on the integer path."""
+    C = max(len(scales), len(acc_scales), len(offsets))
+    pick = lambda v: np.resize(np.asarray(v, dtype=np.float64), C) if len(v) > 1 else np.asarray(v[:1], dtype=np.float64)
+    T = _same(_bipolar(relu, pick(scales)), np.resize(np.asarray(acc_scales), C), pick(offsets), lo, lo + span)
+    assert T.shape == (C, 1)
+
+
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_bipolar_composed_thresholds_equal_fraction_reference(mode):
+    """Two quantizers in a row with a bipolar stage: a bipolar first stage (values 2 q1 - 1) under an
+    integer one, and an integer first stage under a bipolar one."""
+    rng = np.random.default_rng(2)
+    for relu in (False, True):
+        first = _bipolar(relu, rng.uniform(0.05, 0.3, size=3).astype(np.float32), name="q1")
+        op = _op(mode, False, 3, True, 1, np.float32(rng.uniform(0.1, 0.8)), pre=first, name="q2")
+        _same(op, np.array([0.013, 0.021, 2.0**-30]), np.array([-0.1, 0.05, 0.0]), -300, 300)
+        _same(op, np.array([0.013, 0.0, 0.5]), np.array([-0.1, 0.05, 1e-9]), -(2**70), 2**70)
+        first = _op(mode, relu, 3, not relu, 0, rng.uniform(0.05, 0.3, size=3).astype(np.float32), name="q1")
+        op = _bipolar(False, np.float32(rng.uniform(0.1, 0.8)), pre=first, name="q2")
+        _same(op, np.array([0.013, 0.021, 2.0**-30]), np.array([-0.1, 0.05, 0.0]), -300, 300)

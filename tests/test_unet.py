@@ -336,3 +336,39 @@ def test_frontend_unet_trains_exports_and_passes_build_cosim(tmp_path, capsys):
     ref = [conv_range(w, s, (1, 1), (1, 1, 1, 1), *x4) for w, s in zip(ws, hw)]
     summary = check_exact_then_narrower(out, ref, tmp_path, capsys, random=5, tag="fe_unet")
     assert all(ly["acc_bits"] <= 13 for ly in summary["layers"])
+
+
+def test_bipolar_inputs_to_zero_insertion_and_shifted_concat_are_refused_in_one_line(tmp_path):
+    """A bipolar tensor has no code for 0 (its stored bit means -1 or +1): a strided ConvTranspose's
+    inserted zeros and a Concat that shifts or mixes it cannot be exact, so the importer refuses them."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+    from qonnx.util.basic import qonnx_make_model
+
+    from a2qhls.errors import A2QError
+    from a2qhls.importer import load_qonnx
+
+    def model(kind):
+        inits = [helper.make_tensor("s1", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("s2", TensorProto.FLOAT, [], [2.0]),
+                 helper.make_tensor("z", TensorProto.FLOAT, [], [0.0]), helper.make_tensor("b4", TensorProto.FLOAT, [], [4.0])]
+        nodes = [helper.make_node("BipolarQuant", ["x", "s1"], ["a"], domain="qonnx.custom_op.general")]
+        if kind == "convT":
+            w = np.ones((2, 2, 2, 2), dtype=np.float32)
+            inits.append(helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.flatten()))
+            nodes += [helper.make_node("Quant", ["w", "s1", "z", "b4"], ["wq"], domain="qonnx.custom_op.general",
+                                       signed=1, narrow=0, rounding_mode="ROUND"),
+                      helper.make_node("ConvTranspose", ["a", "wq"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+        else:
+            nodes += [helper.make_node("BipolarQuant", ["x", "s2"], ["b"], domain="qonnx.custom_op.general"),
+                      helper.make_node("Concat", ["a", "b"], ["y"], axis=1)]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 if kind == "convT" else 4, 8 if kind == "convT" else 4, 8 if kind == "convT" else 4])], inits)
+        return qonnx_make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)])
+
+    for kind, words in (("convT", "inserted zeros have no bipolar code"), ("concat", "bipolar tensors at different scales")):
+        path = tmp_path / f"{kind}.onnx"
+        onnx.save(model(kind), path)
+        with pytest.raises(A2QError) as e:
+            load_qonnx(str(path))
+        assert words in str(e.value) and "\n" not in str(e.value)

@@ -41,8 +41,8 @@ def _target(m) -> tuple:
 
 
 def _weight_quants(proto) -> list:
-    """``(integers, Quant node, consuming layer node)`` of every Quant on a constant weight in the
-    QONNX graph, in graph order."""
+    """``(integers, Quant node, consuming layer node)`` of every ``Quant`` or ``BipolarQuant`` (binary
+    weights, integers in {-1, +1}) on a constant weight in the QONNX graph, in graph order."""
     from onnx import numpy_helper
 
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
@@ -52,8 +52,11 @@ def _weight_quants(proto) -> list:
             consumers.setdefault(i, []).append(n)
     out = []
     for n in proto.graph.node:
-        if n.op_type == "Quant" and n.input[0] in inits and inits[n.input[0]].ndim >= 2:
-            ints = np.round(inits[n.input[0]] / inits[n.input[1]]).astype(np.int64)
+        if n.op_type in ("Quant", "BipolarQuant") and n.input[0] in inits and inits[n.input[0]].ndim >= 2:
+            if n.op_type == "Quant":
+                ints = np.round(inits[n.input[0]] / inits[n.input[1]]).astype(np.int64)
+            else:  # binary weights (BNN-PYNQ): qonnx's binary_quant, sign with sign(0) = +1
+                ints = np.where(inits[n.input[0]] / inits[n.input[1]] >= 0, 1, -1).astype(np.int64)
             user = (consumers.get(n.output[0]) or [None])[0]
             if user is not None and user.op_type == "Transpose":
                 user = (consumers.get(user.output[0]) or [None])[0]

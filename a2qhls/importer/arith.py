@@ -1,6 +1,8 @@
-"""``Add`` and ``Mul``: a bias or a positive scale on an accumulator, and the residual add
-(:class:`~a2qhls.ir.Add`) of two quantized tensors or layer outputs (``bn2(conv2(x)) + shortcut(x)``
-before the activation Quant), their scales aligned exactly per channel."""
+"""``Add``, ``Sub``, ``Mul``, ``Div``: float preprocessing of the graph input, a bias or scale on an
+accumulator (a negative scale only where the accumulator leaves the graph, e.g. BNN-PYNQ's
+``TensorNorm``), and the residual add (:class:`~a2qhls.ir.Add`) of two quantized tensors or layer
+outputs (``bn2(conv2(x)) + shortcut(x)`` before the activation Quant), their scales aligned exactly
+per channel."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -73,8 +75,26 @@ def on_float_input_op(ctx: Ctx, node) -> bool:
 
 
 def on_sub_div(ctx: Ctx, node) -> None:
-    if not on_float_input_op(ctx, node):
-        raise A2QError(f"{ctx.where(node)}: {node.op_type} is supported only on the float graph input, by a constant, before its quantizer")
+    if on_float_input_op(ctx, node):
+        return
+    st = ctx.state.get(node.input[0])
+    c = const_array(ctx, node.input[1]) if len(node.input) > 1 else None
+    if isinstance(st, AccState) and c is not None and not st.relu:
+        # a float affine on a layer's accumulator (e.g. BNN-PYNQ's TensorNorm, (acc - mean) / sqrt(var + eps)):
+        # folded exactly into the accumulator tensor's real value scale * acc + offset
+        C = st.layer.channels
+        c = np.asarray(c, dtype=np.float64).reshape(-1)
+        if c.size not in (1, C) or not np.all(np.isfinite(c)):
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} of a layer output by a constant of {c.size} values for {C} channels")
+        if node.op_type == "Sub":
+            ctx.state[node.output[0]] = replace(st, offset=st.offset - c)
+        else:
+            if np.any(c == 0):
+                raise A2QError(f"{ctx.where(node)}: division of a layer output by zero")
+            ctx.state[node.output[0]] = replace(st, scale=st.scale / c, offset=st.offset / c)
+        return
+    raise A2QError(f"{ctx.where(node)}: {node.op_type} is supported on the float graph input before its quantizer and on a "
+                   "layer output, by a constant")
 
 
 def on_add(ctx: Ctx, node) -> None:
@@ -177,8 +197,10 @@ def on_mul(ctx: Ctx, node) -> None:
     if isinstance(st, AccState) and c is not None:
         C = st.layer.channels
         c = np.asarray(c, dtype=np.float64).reshape(-1)
-        if c.size not in (1, C) or np.any(c <= 0):
-            raise A2QError(f"{ctx.where(node)}: only a positive per-tensor or per-channel constant Mul on an accumulator is supported")
+        if c.size not in (1, C) or np.any(c == 0) or not np.all(np.isfinite(c)):
+            raise A2QError(f"{ctx.where(node)}: only a nonzero per-tensor or per-channel constant Mul on an accumulator is supported")
+        if np.any(c < 0) and st.relu:
+            raise A2QError(f"{ctx.where(node)}: a negative Mul after a Relu is not supported")
         ctx.state[node.output[0]] = replace(st, scale=st.scale * c, offset=st.offset * c)
         return
     raise A2QError(f"{ctx.where(node)}: only Mul of a layer output by a positive constant is supported")

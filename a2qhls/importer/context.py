@@ -105,11 +105,16 @@ def scale_vec(scale, C: int) -> np.ndarray:
     return np.broadcast_to(s, (C,)).copy() if s.size in (1, C) else s
 
 
-def finalize_acc(ctx: Ctx, where: str, st: AccState) -> None:
-    """Record the accumulator's real-value mapping on its tensor (once per accumulator)."""
+def finalize_acc(ctx: Ctx, where: str, st: AccState, graph_output: bool = False) -> None:
+    """Record the accumulator's real-value mapping on its tensor (once per accumulator). A negative
+    scale (a float affine with a negative factor, e.g. a TensorNorm weight) is allowed only on an
+    accumulator that leaves the graph (``graph_output``); an activation Quant needs positive scales."""
     name = st.layer.outputs[0]
     info = ctx.tensors[name]
-    if not (np.all(np.isfinite(st.scale)) and np.all(st.scale > 0) and np.all(np.isfinite(st.offset))):
+    if not graph_output and np.all(np.isfinite(st.scale)) and np.any(st.scale < 0):
+        raise A2QError(f"{where}: a negative float scale on the accumulator of '{st.layer.name}' before an activation Quant "
+                       "is not supported; supported: positive scales (a negative scale only at the graph output)")
+    if not (np.all(np.isfinite(st.scale)) and np.all(st.scale != 0) and np.all(np.isfinite(st.offset))):
         raise A2QError(f"{where}: the float scale or offset applied to the accumulator of '{st.layer.name}' overflows "
                        f"(scale {float(np.max(np.abs(st.scale))):g}, offset {float(np.max(np.abs(st.offset))):g})")
     if name in ctx.finalized:

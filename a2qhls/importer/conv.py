@@ -152,6 +152,9 @@ def on_conv_transpose(ctx: Ctx, node) -> None:
         raise A2QError(f"{ctx.where(node)}: only per-tensor or per-output-channel weight scales are supported")
     weight = np.ascontiguousarray(w.ints[:, :, ::-1, ::-1].transpose(1, 2, 3, 0))  # [C_out, kh, kw, C_in], flipped
     if stride != (1, 1):
+        if x.dtype.bipolar:
+            raise A2QError(f"{ctx.where(node)}: a strided ConvTranspose of a bipolar input is not supported: the inserted "
+                           "zeros have no bipolar code (+-1 only); quantize its input to a signed or unsigned integer type")
         zi = ZeroInsert(f"{node.name}__zero_insert", [x.name], [f"{node.output[0]}__zero_insert"], tuple(stride), tuple(x.shape))
         ctx.ops.append(zi)
         z = zi.outputs[0]

@@ -25,7 +25,7 @@ from .qcdq import has_qcdq, qcdq_to_quant
 from .quant import on_bipolar_quant, on_quant, on_relu
 from .reorder import on_depth_to_space
 from .resize import on_concat, on_resize
-from .shape import fold_const, on_reshape
+from .shape import CONST_FOLDABLE, fold_const, on_reshape
 
 SUPPORTED_OPS = (
     "Quant",
@@ -54,6 +54,8 @@ SUPPORTED_OPS = (
     "ConvTranspose",
     "Identity",
     "Constant",
+    "Pow",
+    "Sqrt",
 )
 
 
@@ -143,10 +145,11 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         if node.op_type == "Constant":
             continue
         if node.op_type not in ("Quant", "BipolarQuant") and all((x in ctx.consts) or x == "" for x in node.input):
-            if node.op_type in ("Transpose", "Reshape", "Flatten", "Identity"):
+            if node.op_type in CONST_FOLDABLE:
                 fold_const(ctx, node)
                 continue
-            raise A2QError(f"{ctx.where(node)}: {node.op_type} on constants only is not supported; supported on constants: Quant, Transpose, Reshape, Flatten, Identity")
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} on constants only is not supported; supported on constants: "
+                           f"Quant, {', '.join(CONST_FOLDABLE)}")
         if node.op_type == "Identity":
             src = node.input[0]
             if src in ctx.state:
@@ -164,7 +167,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
                 raise A2QError(f"{path}: graph output '{o.name}' is a MaxPool of a layer output without an activation Quant; add one")
             if st.relu:
                 raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")
-            finalize_acc(ctx, f"{path}: graph output '{o.name}'", st)
+            finalize_acc(ctx, f"{path}: graph output '{o.name}'", st, graph_output=True)
             outputs.append(st.layer.outputs[0])
         elif isinstance(st, IntState) and not st.relu:
             outputs.append(st.tensor)

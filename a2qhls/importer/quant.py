@@ -264,9 +264,9 @@ def on_relu(ctx: Ctx, node) -> None:
 
 def preprocess(ctx: Ctx, node, st: FloatInput, op: str, const) -> FloatInput:
     """The float graph input after one more elementwise float op, which the input quantizer absorbs."""
-    if st.reshaped:
-        raise A2QError(f"{ctx.where(node)}: float preprocessing after a Reshape/Flatten of the input is not supported; "
-                       "apply it to the graph input before reshaping")
+    if st.reshaped and const is not None and np.asarray(const).size != 1:
+        raise A2QError(f"{ctx.where(node)}: float preprocessing by a non-scalar constant after a Reshape/Flatten of the input "
+                       "is not supported; apply it to the graph input before reshaping (a scalar, e.g. BNN-PYNQ's 2 * x - 1, is)")
     if const is not None:
         c = np.asarray(const, dtype=np.float32)
         full = (1, *st.shape)
@@ -279,6 +279,8 @@ def preprocess(ctx: Ctx, node, st: FloatInput, op: str, const) -> FloatInput:
         if not np.all(np.isfinite(c)) or (op == "Div" and np.any(c == 0)):
             raise A2QError(f"{ctx.where(node)}: the constant must be finite (and nonzero for Div)")
         const = c
+    if st.reshaped:  # an elementwise op by a scalar commutes with the reshape: applied in the input's own layout
+        return FloatInput(st.shape, (*st.pre, (op, None if const is None else const.reshape(()))), True, st.pre_shape)
     return FloatInput(st.shape, (*st.pre, (op, const)), pre_shape=st.shape)
 
 
@@ -317,19 +319,45 @@ def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
 
 
 def on_bipolar_quant(ctx: Ctx, node) -> None:
-    """QONNX ``BipolarQuant`` on a constant weight (BNN-PYNQ's binary weights): the integers
-    ``+1 if w >= 0 else -1`` (as qonnx's ``binary_quant``) times the scale. On an activation it is refused."""
+    """QONNX ``BipolarQuant``: ``y = scale * (+1 if x / scale >= 0 else -1)`` (qonnx's ``binary_quant``).
+
+    On a constant weight (BNN-PYNQ's binary weights): the integers {-1, +1} times the scale, in a
+    2-bit narrow signed weight type (the exact sizing uses the integers themselves). On an
+    activation: the 1-bit bipolar type (:meth:`~a2qhls.ir.IntType.bipolar_type`, stored bit ``q``,
+    value ``2q - 1``): on the float graph input an :class:`~a2qhls.ir.InputQuant`, on an accumulator
+    a :class:`~a2qhls.ir.Requant` with one threshold (the sign), on another activation a
+    requantization like ``Quant``'s. Its scale must be one positive value (per-channel on weights)."""
     src, out = node.input[0], node.output[0]
     scale = const_array(ctx, node.input[1])
     if scale is None or np.any(~np.isfinite(scale)) or np.any(np.asarray(scale) <= 0):
         raise A2QError(f"{ctx.where(node)}: scale must be a finite, positive constant")
     if src not in ctx.consts:
-        raise A2QError(
-            f"{ctx.where(node)}: BipolarQuant of an activation (1-bit bipolar activations) is not supported; "
-            "supported: BipolarQuant on weights; quantize activations with a Quant (e.g. a 1-bit unsigned or 2-bit QuantReLU)"
-        )
+        if np.asarray(scale).size != 1:
+            raise A2QError(f"{ctx.where(node)}: BipolarQuant of an activation with {np.asarray(scale).size} scales is not "
+                           "supported; supported: one per-tensor scale")
+        st = ctx.state.get(src)
+        dtype = IntType.bipolar_type()
+        zp = np.zeros(())
+        if isinstance(st, FloatInput):
+            op = InputQuant(
+                name=node.name, inputs=[ctx.input_name or src], outputs=[out],
+                scale=np.asarray(scale, dtype=np.float32).reshape(()), zero_point=np.zeros((), dtype=np.float32),
+                out_type=dtype, rounding_mode="ROUND", pre=tuple(st.pre), pre_shape=tuple(st.pre_shape or st.shape),
+            )
+            ctx.ops.append(op)
+            shape = input_layout(st.shape)
+            ctx.tensors[out] = TensorInfo(out, shape, dtype, scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
+            ctx.state[out] = IntState(out)
+            return
+        if isinstance(st, AccState):
+            requant_of_acc(ctx, node, st, scale, zp, dtype, "ROUND")
+            return
+        if isinstance(st, IntState):
+            on_requant_of_activation(ctx, node, st, scale, zp, dtype, "ROUND")
+            return
+        raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
     x = np.asarray(const_array(ctx, src), dtype=np.float32)
-    ints = np.where(x >= 0, 1, -1).astype(np.int64)
+    ints = np.where(x / np.asarray(scale, dtype=np.float32) >= 0, 1, -1).astype(np.int64)
     value = (ints * np.asarray(scale, dtype=np.float32)).astype(np.float32)
     # {-1, +1} inside a 2-bit narrow signed type (the exact sizing uses the integers themselves)
     ctx.consts[out] = QConst(ints=ints, scale=np.asarray(scale), dtype=IntType(2, True, True), value=value)

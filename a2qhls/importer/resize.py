@@ -135,6 +135,9 @@ def on_concat(ctx: Ctx, node) -> None:
         raise A2QError(f"{ctx.where(node)}: Concat along axis {axis} is not supported; supported: the channel axis (1) of tensors of one rank")
     if any(t.shape[:-1] != ts[0].shape[:-1] for t in ts):
         raise A2QError(f"{ctx.where(node)}: Concat of shapes {[list(t.shape) for t in ts]}: the spatial sizes differ")
+    if any(t.dtype.bipolar for t in ts) and ts[0].dtype != ts[1].dtype:
+        raise A2QError(f"{ctx.where(node)}: Concat of a bipolar tensor with a {'bipolar' if not ts[0].dtype.bipolar else 'non-bipolar'} "
+                       "tensor of another type is not supported; supported: both bipolar with one scale, or neither bipolar")
     scales = []
     for n, t in zip(node.input, ts):
         s = np.unique(np.asarray(t.scale, dtype=np.float64))
@@ -149,6 +152,9 @@ def on_concat(ctx: Ctx, node) -> None:
             raise A2QError(f"{ctx.where(node)}: the inputs' scales ({scales[0]:.6g}, {scales[1]:.6g}) are not in a power-of-two ratio; "
                            "quantize both with one shared quantizer (same scale) or scales 2^k apart")
         shifts.append(int(round(k)))
+    if ts[0].dtype.bipolar and any(shifts):
+        raise A2QError(f"{ctx.where(node)}: Concat of bipolar tensors at different scales is not supported; "
+                       "supported: both bipolar with one scale (one shared quantizer)")
     if all(k == 0 for k in shifts) and ts[0].dtype == ts[1].dtype:
         dtype = ts[0].dtype  # the stored integers pass unchanged
     else:

@@ -32,10 +32,31 @@ def on_reshape(ctx: Ctx, node) -> None:
     raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape that keeps [batch, features] is supported")
 
 
+# ops evaluated when all their inputs are constants: shape ops (keeping Quant'ed integers) and the
+# float arithmetic exporters leave on constants (e.g. TensorNorm's sqrt(var + eps) as Add/Pow)
+CONST_FOLDABLE = ("Transpose", "Reshape", "Flatten", "Identity", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt")
+_ELEMENTWISE = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power, "Sqrt": np.sqrt}
+
+
 def fold_const(ctx: Ctx, node) -> None:
-    """Evaluate a shape-only op on constants (keeps Quant'ed integers)."""
+    """Evaluate a shape-only op on constants (keeps Quant'ed integers), or an elementwise float op on
+    float constants (in the inputs' float dtype, as ONNX computes it)."""
     src = ctx.consts[node.input[0]]
     out = node.output[0]
+    if node.op_type in _ELEMENTWISE:
+        args = [ctx.consts[i] for i in node.input]
+        if any(isinstance(a, QConst) for a in args):
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} of quantized constants is not supported")
+        args = [np.asarray(a) for a in args]
+        if any(a.dtype.kind not in "fiu" for a in args) or any(a.size > 1 << 16 for a in args):
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} on constants is supported on small numeric constants only")
+        with np.errstate(all="ignore"):
+            try:
+                r = _ELEMENTWISE[node.op_type](*args)
+            except ValueError:
+                raise A2QError(f"{ctx.where(node)}: the constants' shapes {[list(a.shape) for a in args]} do not broadcast") from None
+        ctx.consts[out] = np.asarray(r).astype(args[0].dtype) if args[0].dtype.kind == "f" else np.asarray(r)
+        return
     if node.op_type == "Identity":
         ctx.consts[out] = src
         return

@@ -9,7 +9,8 @@ For each op that owns an accumulator (:class:`~a2qhls.ir.Dense`, :class:`~a2qhls
 average :class:`~a2qhls.ir.Pool`) it derives, per output channel, the exact worst-case
 accumulator range over every input the layer's input type allows (bias and zero-point
 included; A2QPLUS.md bound 4; for a convolution, over every window, where padding
-contributes the zero-point, i.e. the value 0), the minimal signed width per channel, and
+contributes the zero-point, i.e. the value 0; a bipolar input ranges over {-1, +1}), the minimal
+signed width per channel, and
 the layer width (max over channels). Alongside, for comparison, the data-type, A2Q and
 A2Q+ widths from the same weights. The worst channel and its adversarial input vectors
 are kept for co-simulation.
@@ -75,6 +76,9 @@ def size_layer(op, in_type) -> AccumulatorReport:
     l1_plus = int((2 * np.maximum(pos, -neg)).max())  # = bounds.a2qplus_effective_l1(w).max()
     w_bits = op.weight_type.bits if hasattr(op, "weight_type") else 2  # a pool's weights are all 1
     target = getattr(op, "target_acc_bits", None)
+    # the comparison bounds take an N-bit input; a bipolar input {-1, +1} enters them as 2-bit signed
+    # (its values lie in that type's range), the exact range above uses {-1, +1} itself
+    n_bits, n_signed = (2, True) if getattr(in_type, "bipolar", False) else (in_type.bits, in_type.signed)
     return AccumulatorReport(
         acc_bits=acc_bits,
         acc_min=int(min(int(v) for v in lo)),
@@ -82,9 +86,9 @@ def size_layer(op, in_type) -> AccumulatorReport:
         per_channel_bits=np.asarray(per_bits, dtype=np.int64),
         per_channel_min=np.asarray([int(v) for v in lo], dtype=object),
         per_channel_max=np.asarray([int(v) for v in hi], dtype=object),
-        datatype_bits=bounds.datatype_acc_bits(op.K, in_type.bits, in_type.signed, w_bits),
-        a2q_bits=bounds.a2q_acc_bits(l1, in_type.bits, in_type.signed),
-        a2qplus_bits=bounds.a2qplus_acc_bits(l1_plus, in_type.bits),
+        datatype_bits=bounds.datatype_acc_bits(op.K, n_bits, n_signed, w_bits),
+        a2q_bits=bounds.a2q_acc_bits(l1, n_bits, n_signed),
+        a2qplus_bits=bounds.a2qplus_acc_bits(l1_plus, n_bits),
         worst_channel=worst,
         adversarial_max=adv_max,
         adversarial_min=adv_min,

@@ -6,8 +6,9 @@ A :class:`~a2qhls.ir.Requant` maps a layer's integer accumulator ``acc`` to
     v = max(v, 0)                           (if relu)
     q = clip(rnd(v / scale + zero_point), qmin, qmax)
 
-which is what QONNX's ``[Relu ->] Quant`` computes, but in exact real arithmetic on
-the float scales as given (each float is exactly ``n * 2^e``: :func:`requant_thresholds`
+which is what QONNX's ``[Relu ->] Quant`` computes (or, for a bipolar output,
+``q = 1 if v >= 0 else 0``: QONNX's ``BipolarQuant``, one threshold), but in exact real arithmetic
+on the float scales as given (each float is exactly ``n * 2^e``: :func:`requant_thresholds`
 computes on integers over a common power of two, :func:`requant_thresholds_reference` the same
 on :class:`fractions.Fraction`).
 Because ``acc -> q`` is monotone non-decreasing, it equals a multi-threshold unit
@@ -125,6 +126,8 @@ def requant_exact(acc: int, scale_in: Fraction, offset_in: Fraction, op: Requant
     v = scale_in * acc + offset_in
     if op.relu:
         v = max(v, Fraction(0))
+    if op.out_type.bipolar:  # BipolarQuant: +1 (stored 1) iff v / s >= 0, i.e. v >= 0 (s > 0)
+        return 1 if v >= 0 else 0
     if op.trunc is not None:
         tr = op.trunc
         y = round_exact(v / Fraction(tr.scale) + Fraction(tr.zero_point), "ROUND")
@@ -144,11 +147,17 @@ def _single(op: Requant) -> Requant:
 def _pre_scale(pre: Requant, channel: int) -> tuple[Fraction, Fraction]:
     """(scale, zero-point) of the intermediate activation ``pre`` produces, for one channel."""
     sc = np.asarray(pre.scale).reshape(-1)
-    return Fraction(float(sc[channel if sc.size > 1 else 0])), Fraction(int(pre.out_type.zero_point))
+    s = Fraction(float(sc[channel if sc.size > 1 else 0]))
+    if pre.out_type.bipolar:  # real = s * (2 q1 - 1) = 2s * (q1 - 1/2)
+        return 2 * s, Fraction(1, 2)
+    return s, Fraction(int(pre.out_type.zero_point))
 
 
 def _v_breakpoint(op: Requant, k: int, s: Fraction, zp: Fraction) -> tuple[Fraction, bool]:
-    """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``."""
+    """``(r, strict)`` such that the Requant's output is ``>= k``  iff  ``v > r`` (strict) or ``v >= r``.
+    Bipolar output (one threshold, ``k == 1``): ``v >= 0`` (QONNX ``BipolarQuant``, sign(0) = +1)."""
+    if op.out_type.bipolar:
+        return Fraction(0), False
     c, strict = level_breakpoint(k, op.rounding_mode)
     if op.trunc is None:  # rnd(v / s + zp) >= k
         return (c - zp) * s, strict
@@ -225,7 +234,8 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
         return np.zeros((C, NT), dtype=np.int64)
     A, Ea = _dyadic(sa_f)
     O, Eo = _dyadic(oa_f)
-    if op.trunc is None:
+    bipolar = bool(op.out_type.bipolar)  # BipolarQuant: one breakpoint, v >= 0 (see _v_breakpoint)
+    if op.trunc is None and not bipolar:
         # r[j, t] = (c_t - zp_j) * s_j = (CN_t - Z_j) * S_j * 2^(Ec + Es), c_t = CN_t * 2^Ec
         bps = [level_breakpoint(qmin + 1 + t, op.rounding_mode) for t in range(NT)]
         Z, Ez = _dyadic(zp_f)
@@ -235,7 +245,7 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
         S, Es = _dyadic(s_f)
         Er = Ec + Es
         r_bound = (max(map(abs, CN)) + max(map(abs, Z))) * max(S)
-    else:  # the breakpoints do not depend on the channel (the Trunc's own scale and zero-point)
+    else:  # the breakpoints do not depend on the channel (the Trunc's own scale and zero-point; bipolar: 0)
         bps = [_v_breakpoint(op, qmin + 1 + t, Fraction(0), Fraction(0)) for t in range(NT)]
         R, Er = _frac_dyadic([r for r, _ in bps])
         r_bound = max(map(abs, R))
@@ -245,9 +255,11 @@ def requant_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int) -> 
     sr, so = Er - E + max(k, 0), Eo - E + max(k, 0)
     d = [max(a, 1) << max(-k, 0) for a in A]  # a zero accumulator scale is handled below (constant v)
     x_bound = (r_bound << sr) + (max(map(abs, O)) << so)
-    fits = x_bound < 2**62 and max(d) < 2**62 and max(abs(lo), abs(hi) + 1) < 2**62
+    # the factors too: S << sr alone can exceed int64 when every breakpoint is 0 (r_bound == 0)
+    s_bound = max(S) << sr if op.trunc is None and not bipolar else 0
+    fits = x_bound < 2**62 and s_bound < 2**62 and max(d) < 2**62 and max(abs(lo), abs(hi) + 1) < 2**62
     dt = np.int64 if fits else object
-    if op.trunc is None:
+    if op.trunc is None and not bipolar:
         diff = np.array(CN, dtype=dt)[None, :] - _col(Z, dt)  # sign of r (S_j > 0)
         X = diff * _col([s << sr for s in S], dt) - _col([o << so for o in O], dt)
     else:
@@ -312,7 +324,10 @@ def _composed_thresholds(op: Requant, acc_scale, acc_offset, lo: int, hi: int, t
     C = T1.shape[0]
     q1min, q1max = pre.out_type.qmin, pre.out_type.qmax
     s1 = np.broadcast_to(np.asarray(pre.scale, dtype=np.float64).reshape(-1), (C,))
-    T2 = np.asarray(thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)).astype(np.int64)  # over q1
+    if pre.out_type.bipolar:  # q1's real value s1 * (2 q1 - 1)
+        T2 = np.asarray(thresholds(_single(op), 2 * s1, -s1, q1min, q1max)).astype(np.int64)
+    else:
+        T2 = np.asarray(thresholds(_single(op), s1, -s1 * pre.out_type.zero_point, q1min, q1max)).astype(np.int64)  # over q1
     # T2[j, k] = t: met by every q1 (t <= q1min), by none (t > q1max), else exactly when acc >= T1[j, t - q1min - 1]
     idx = np.clip(T2 - q1min - 1, 0, max(T1.shape[1] - 1, 0))
     T1o = T1.astype(object)

@@ -308,13 +308,19 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
 
 
 def swg_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, in_per_word: int, out_per_word: int) -> Cost:
-    """A sliding-window generator: a line buffer of ``kh`` rows of ``W * C`` values of ``bits``
-    (``kh`` memories), and per output value a ``kh``-to-1 row multiplexer plus the padding gate
-    (``bits * (ceil(kh / 4) + 1)`` LUTs: a LUT6 is a 4-to-1 multiplexer) and its output register.
-    Not synthesized; FINN's ``ConvolutionInputGenerator`` has the same memory and a constant logic
-    estimate."""
-    c = memory(bits, W * C, kh, ports=2)
-    c += Cost(LUT=out_per_word * bits * (math.ceil(kh / 4) + 1) + in_per_word * bits, FF=out_per_word * bits)
+    """The row-buffer (read-then-emit) sliding-window generator (``templates/_cnn_units.j2``,
+    ``swg``): its line buffer of ``kh`` rows of ``W * C`` values of ``bits`` is registers (a
+    complete partition, so a word's ``out_per_word`` values are read at dynamic indices in one
+    cycle): ``N * bits`` FFs, ``N = kh * W * C``; per output value an ``N``-to-1 read multiplexer,
+    ``bits * ceil((N - 1) / 3)`` LUTs (a LUT6 is a 4-to-1 multiplexer; a tree of them adds 3
+    inputs per LUT) plus the padding gate (``bits`` LUTs) and its output register; per buffer
+    element a write-enable decode (1 LUT) and, with ``in_per_word > 1``, an ``in_per_word``-to-1
+    input multiplexer (``bits * ceil((in_per_word - 1) / 3)`` LUTs). No BRAM. Not synthesized
+    (first-order multiplexer counts); bounded by ``passes.folding.SWG_REGISTER_BITS_MAX``."""
+    N = kh * W * C
+    read = out_per_word * bits * (math.ceil((N - 1) / 3) + 1)
+    write = N * (1 + bits * math.ceil((in_per_word - 1) / 3))
+    c = Cost(LUT=read + write, FF=N * bits + out_per_word * bits)
     return c + Cost(LUT=CONTROL_LUT + 20, FF=CONTROL_FF + 20)
 
 

@@ -67,6 +67,8 @@ DEFAULT_PART = "xczu3eg-sbva484-1-e"
 FORMAT_VERSION = 2
 CONTROLS = ("none", "axilite")  # block-level control of the top: ap_ctrl_none, or s_axilite (ap_start/ap_done registers)
 AP_INT_DEFAULT_MAX_W = 1024  # Xilinx ap_int's default limit on a width
+# bank_accesses value of a completely partitioned array: registers, any number of accesses per cycle
+REGISTERS = "registers (complete partition)"
 STREAMING_SWG = True  # the one-loop window generator where the folding allows it (LayerPlan.swg_streaming)
 BINARY_SEARCH_MIN_NT = 32  # from this many thresholds per channel on, a pipelined binary search (log2 stages)
 AP_INT_LIMIT_W = 4096  # the largest AP_INT_MAX_W this tool emits (UG1399: ap_[u]int up to 4096 bits by default builds)
@@ -456,9 +458,21 @@ class LayerPlan:
 
     @property
     def swg_bank_accesses(self) -> dict:
-        """Streaming window generator: memory -> accesses per bank per iteration (one write of the
-        word read, one read of the word emitted; the line buffer is one simple dual-port RAM)."""
-        return {"lb": 2} if self.swg_streaming else {}
+        """Window generator: memory -> accesses per bank per iteration. Streaming: one write of the
+        word read, one read of the word emitted (the line buffer is one simple dual-port RAM). The
+        row-buffer fallback: ``lb`` is registers (a complete partition, :data:`REGISTERS`), any
+        number of reads per cycle; its size is bounded by ``SWG_REGISTER_BITS_MAX`` (:func:`plan`)."""
+        if self.swg_streaming:
+            return {"lb": 2}
+        return {"lb": REGISTERS} if self.kind in ("conv", "dw") else {}
+
+    @property
+    def swg_buffer_bits(self) -> int:
+        """Bits of the row-buffer window generator's register line buffer, ``kh * W * C * bits``
+        (0 for the streaming generator, whose line buffer is a RAM)."""
+        if self.kind not in ("conv", "dw") or self.swg_streaming:
+            return 0
+        return self.kernel[0] * self.in_shape[1] * self.in_shape[2] * self.win_t.bits
 
     @property
     def swg_V(self) -> int:
@@ -844,8 +858,18 @@ def plan(model: Model) -> list[LayerPlan]:
     if last.kind == "dup" or last.out_tensor != model.outputs[0]:
         raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
     widest_word(units)
+    from .passes.folding import SWG_REGISTER_BITS_MAX
+
     for u in units:
+        if u.swg_buffer_bits > SWG_REGISTER_BITS_MAX:
+            fix = ("SIMD=1 (PE over channels)" if u.kind == "dw"
+                   else f"a SIMD dividing its {u.in_shape[2]} input channels")
+            raise A2QError(f"layer '{u.dense.name}': PE={u.PE}, SIMD={u.SIMD} needs the row-buffer window generator, whose "
+                           f"register line buffer ({u.swg_buffer_bits} bits) exceeds {SWG_REGISTER_BITS_MAX} bits; use {fix} "
+                           f"(--folding)")
         for mem, k in {**u.bank_accesses, **u.swg_bank_accesses}.items():
+            if k == REGISTERS:
+                continue  # registers: any number of reads per cycle
             if k > 2:  # a template change that breaks II=1 on dual-port memories
                 raise AssertionError(f"{u.cname}: {k} accesses per bank of {mem} per iteration")
     return units

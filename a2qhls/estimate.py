@@ -308,13 +308,19 @@ def mvu_cost(MH: int, MW: int, PE: int, SIMD: int, wbits: int, abits: int, acc_b
 
 
 def swg_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, in_per_word: int, out_per_word: int) -> Cost:
-    """A sliding-window generator: a line buffer of ``kh`` rows of ``W * C`` values of ``bits``
-    (``kh`` memories), and per output value a ``kh``-to-1 row multiplexer plus the padding gate
-    (``bits * (ceil(kh / 4) + 1)`` LUTs: a LUT6 is a 4-to-1 multiplexer) and its output register.
-    Not synthesized; FINN's ``ConvolutionInputGenerator`` has the same memory and a constant logic
-    estimate."""
-    c = memory(bits, W * C, kh, ports=2)
-    c += Cost(LUT=out_per_word * bits * (math.ceil(kh / 4) + 1) + in_per_word * bits, FF=out_per_word * bits)
+    """The row-buffer (read-then-emit) sliding-window generator (``templates/_cnn_units.j2``,
+    ``swg``): its line buffer of ``kh`` rows of ``W * C`` values of ``bits`` is registers (a
+    complete partition, so a word's ``out_per_word`` values are read at dynamic indices in one
+    cycle): ``N * bits`` FFs, ``N = kh * W * C``; per output value an ``N``-to-1 read multiplexer,
+    ``bits * ceil((N - 1) / 3)`` LUTs (a LUT6 is a 4-to-1 multiplexer; a tree of them adds 3
+    inputs per LUT) plus the padding gate (``bits`` LUTs) and its output register; per buffer
+    element a write-enable decode (1 LUT) and, with ``in_per_word > 1``, an ``in_per_word``-to-1
+    input multiplexer (``bits * ceil((in_per_word - 1) / 3)`` LUTs). No BRAM. Not synthesized
+    (first-order multiplexer counts); bounded by ``passes.folding.SWG_REGISTER_BITS_MAX``."""
+    N = kh * W * C
+    read = out_per_word * bits * (math.ceil((N - 1) / 3) + 1)
+    write = N * (1 + bits * math.ceil((in_per_word - 1) / 3))
+    c = Cost(LUT=read + write, FF=N * bits + out_per_word * bits)
     return c + Cost(LUT=CONTROL_LUT + 20, FF=CONTROL_FF + 20)
 
 
@@ -342,7 +348,7 @@ def swg_stream_cost(H: int, W: int, C: int, kh: int, kw: int, sh: int, bits: int
     return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
-def threshold_search_cost(PE: int, NF: int, nt: int, cmp_bits: int, *, style: str = "auto") -> Cost:
+def threshold_search_cost(PE: int, NF: int, nt: int, cmp_bits: int, *, style="auto") -> Cost:
     """The pipelined binary-search threshold unit of a matrix unit's PE (``BINARY_SEARCH_MIN_NT``
     thresholds or more per channel, ``templates/_mvu.j2``), for ``PE`` PEs: ``K = bitlength(nt)``
     stages; stage ``k`` compares the accumulator against one threshold of ``cmp_bits`` (``max(T,
@@ -354,14 +360,16 @@ def threshold_search_cost(PE: int, NF: int, nt: int, cmp_bits: int, *, style: st
     So ``K`` comparators instead of ``nt`` and no popcount: for 8-bit activations (nt = 255),
     8 comparators instead of 255 per PE. Source: the classic lower-bound search (Knuth, TAOCP 3,
     6.2.1), pipelined one stage per level as FINN's ``thresholding`` binary-search op does;
-    comparators as :func:`comparator_luts` (calibrated on Yosys); not synthesized as a whole."""
+    comparators as :func:`comparator_luts` (calibrated on Yosys); not synthesized as a whole.
+    ``style``: one :func:`memory` style for every stage table, or a list of one per stage."""
     if nt < 1:
         return Cost()
     K = int(nt).bit_length()
     per = K * (comparator_luts(cmp_bits) + K)
     c = Cost(LUT=round(PE * per), FF=PE * K * (cmp_bits + K), CARRY=PE * K * comparator_carry(cmp_bits))
     for k in range(K):
-        c += memory(cmp_bits, NF << k, PE, style=style, rom=True)
+        st = style[k] if isinstance(style, (list, tuple)) else style
+        c += memory(cmp_bits, NF << k, PE, style=st, rom=True)
     return c
 
 
@@ -388,13 +396,30 @@ def axis_adapter_cost(direction: str, bus_bits: int, bits: int, per_beat: int, p
     return Cost(LUT=cap * bits * max(sel, 1) + 2 * int(cap).bit_length(), FF=cap * bits + int(cap).bit_length() + bus_bits) + ctl
 
 
-def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode: str, acc_bits: int = 0, nt: int = 0, tbits: int = 0) -> Cost:
+def _threshold_unit(PE: int, NF: int, nt: int, tbits: int, acc_bits: int, search: bool, styles) -> tuple:
+    """The thresholds of an add or average-pool unit, ``PE`` channels per cycle over ``NF`` channel
+    groups: ``(per-PE comparator LUTs, Cost of the rest)``. Linear (``search`` False): ``nt``
+    comparators of ``max(acc_bits, tbits)`` and their count per PE, thresholds in ``PE`` ROMs of
+    ``NF`` words of ``nt * tbits`` (one packed word per PE bank, ``styles``: its :func:`memory`
+    style). Binary search: :func:`threshold_search_cost` (``styles``: one per stage), as
+    :func:`mvu_cost` prices a matrix unit's."""
+    if not nt:
+        return 0, Cost()
+    if search:
+        return 0, threshold_search_cost(PE, NF, nt, max(tbits, acc_bits + 1), style=styles or "auto")
+    per = nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+    return per, memory(nt * tbits, NF, PE, style=styles or "auto", rom=True)
+
+
+def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode: str, acc_bits: int = 0, nt: int = 0, tbits: int = 0,
+              *, thr_search: bool = False, thr_styles=None) -> Cost:
     """Max or average pooling over ``kh x kw`` windows, ``PE`` channels per cycle, with a line
     buffer of ``kh`` rows (:func:`swg_cost`'s memory).
 
     max: per channel ``kh*kw - 1`` compare-and-select stages of ``bits`` (a comparator and a
     ``bits``-wide multiplexer). avg: ``kh*kw - 1`` adders of at most ``acc_bits`` (the window
-    sum's :func:`adder_tree`), then ``nt`` comparators and their count, as in :func:`pe_cost`."""
+    sum's :func:`adder_tree`), then the thresholds (:func:`_threshold_unit`: ``nt`` comparators and
+    their count, or the binary search with ``thr_search``; their ROMs as bound, ``thr_styles``)."""
     k = kh * kw
     c = memory(bits, W * C, kh, ports=2)
     if mode == "max":
@@ -402,14 +427,16 @@ def pool_cost(H: int, W: int, C: int, kh: int, kw: int, bits: int, PE: int, mode
         c += Cost(LUT=round(PE * per), FF=PE * bits, CARRY=PE * (k - 1) * comparator_carry(bits))
     else:
         tree = adder_tree(k, bits, acc_bits)
-        per = sum(tree) + nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+        cmp, thr = _threshold_unit(PE, C // PE, nt, tbits, acc_bits, thr_search, thr_styles)
+        c += thr
+        per = sum(tree) + cmp
         obits = max(1, int(nt).bit_length()) if nt else acc_bits
         c += Cost(LUT=round(PE * per), FF=PE * (acc_bits + obits), CARRY=PE * sum(math.ceil(b / 4) for b in tree))
     return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
 def pool_stream_cost(H: int, W: int, C: int, kh: int, kw: int, sh: int, bits: int, PE: int, mode: str,
-                     acc_bits: int = 0, nt: int = 0, tbits: int = 0) -> Cost:
+                     acc_bits: int = 0, nt: int = 0, tbits: int = 0, *, thr_search: bool = False, thr_styles=None) -> Cost:
     """The one-loop (streaming) max or average pool (``templates/_cnn_units.j2``, a pool with
     ``LayerPlan.swg_streaming``): :func:`swg_stream_cost`'s line buffer and counters with ``V = PE``,
     one window tap per iteration folded into a register per channel: max, one compare-and-select
@@ -424,7 +451,9 @@ def pool_stream_cost(H: int, W: int, C: int, kh: int, kw: int, sh: int, bits: in
         per = comparator_luts(bits) + bits
         c += Cost(LUT=round(PE * per), FF=PE * bits, CARRY=PE * comparator_carry(bits))
     else:
-        per = acc_bits + nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+        cmp, thr = _threshold_unit(PE, C // PE, nt, tbits, acc_bits, thr_search, thr_styles)
+        c += thr
+        per = acc_bits + cmp
         obits = max(1, int(nt).bit_length()) if nt else acc_bits
         c += Cost(LUT=round(PE * per), FF=PE * (acc_bits + obits), CARRY=PE * math.ceil(acc_bits / 4))
     return c
@@ -437,16 +466,18 @@ def _const_mult_luts(bits: int, m: int) -> int:
     return max(0, ones - 1) * (bits + abs(int(m)).bit_length())
 
 
-def add_cost(C: int, PE: int, bits_a: int, bits_b: int, mult: tuple, acc_bits: int, nt: int = 0, tbits: int = 0) -> Cost:
+def add_cost(C: int, PE: int, bits_a: int, bits_b: int, mult: tuple, acc_bits: int, nt: int = 0, tbits: int = 0,
+             *, thr_search: bool = False, thr_styles=None) -> Cost:
     """A requantizing residual add, ``PE`` channels per cycle: per channel the constant
     multiplications ``ma * a`` and ``mb * b`` (:func:`_const_mult_luts`), one ``acc_bits`` adder,
-    ``nt`` comparators and their count; both inputs of one pixel buffered in registers
-    (``C * (bits_a + bits_b)`` FF)."""
-    per = _const_mult_luts(bits_a, mult[0]) + _const_mult_luts(bits_b, mult[1]) + acc_bits
-    per += nt * comparator_luts(max(acc_bits, tbits)) + popcount_luts(nt)
+    then the thresholds (:func:`_threshold_unit`: ``nt`` comparators and their count, or the
+    pipelined binary search with ``thr_search``, and their ROMs as bound, ``thr_styles``); both
+    inputs of one pixel buffered in registers (``C * (bits_a + bits_b)`` FF)."""
+    cmp, thr = _threshold_unit(PE, C // PE, nt, tbits, acc_bits, thr_search, thr_styles)
+    per = _const_mult_luts(bits_a, mult[0]) + _const_mult_luts(bits_b, mult[1]) + acc_bits + cmp
     obits = max(1, int(nt).bit_length()) if nt else acc_bits
     c = Cost(LUT=round(PE * per), FF=C * (bits_a + bits_b) + PE * obits, CARRY=PE * math.ceil(acc_bits / 4))
-    return c + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
+    return c + thr + Cost(LUT=CONTROL_LUT, FF=CONTROL_FF)
 
 
 def thresholds_cost(C: int, PE: int, in_bits: int, nt: int, tbits: int) -> Cost:
@@ -579,11 +610,12 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
     if u.kind in ("maxpool", "avgpool"):
         H, W, C = u.in_shape
         mode = "max" if u.kind == "maxpool" else "avg"
+        thr = _thr_kw(u)
         if getattr(u, "swg_streaming", False):
-            return pool_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.PE, mode, P, nt, T)
-        return pool_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.PE, mode, P, nt, T)
+            return pool_stream_cost(H, W, C, u.kernel[0], u.kernel[1], u.stride[0], u.win_t.bits, u.PE, mode, P, nt, T, **thr)
+        return pool_cost(H, W, C, u.kernel[0], u.kernel[1], u.win_t.bits, u.PE, mode, P, nt, T, **thr)
     if u.kind == "add":
-        return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T)
+        return add_cost(u.MH, u.PE, u.in_t.bits, u.in_t_b.bits, u.mult, P, nt, T, **_thr_kw(u))
     if u.kind == "dup":
         return dup_cost(u.PE * u.in_t.bits, u.n_out)
     if u.kind == "upsample":
@@ -597,6 +629,15 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
     if u.kind == "dwc":  # width converter the plan puts where a producer's PE differs from a consumer's SIMD
         return width_converter_cost(u.IPB * u.in_t.bits, u.PE * u.in_t.bits)
     raise ValueError(f"unit_cost: unknown unit kind '{u.kind}'")
+
+
+def _thr_kw(u) -> dict:
+    """An add or pool plan's threshold implementation: binary search or not, and its ROMs'
+    :func:`memory` styles as the plan binds them (``t_impl``; per stage ``thr_stage_impl``)."""
+    styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
+    if getattr(u, "thr_binary", False):
+        return {"thr_search": True, "thr_styles": [styles.get(u.thr_stage_impl(k), "auto") for k in range(u.thr_stages)]}
+    return {"thr_search": False, "thr_styles": styles.get(getattr(u, "t_impl", None), "auto")}
 
 
 def weight_memory_cost(u) -> Cost:

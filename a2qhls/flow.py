@@ -347,6 +347,7 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     from .files import check_out_dir
 
     out = Path(out_dir)
+    check_options(part=part, clock_mhz=clock_mhz, stream_weights=stream_weights)
     folding_file = folding if isinstance(folding, (str, os.PathLike)) else None
     check_out_dir(out_dir, force=force, inputs=[model if not isinstance(model, Model) else model.source, folding_file])
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
@@ -356,6 +357,28 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
         model = copy.deepcopy(model)
     state = run_steps(BuildState(source=model, config=cfg, out_dir=out, force=force))
     return state.summary
+
+
+CLOCK_MHZ_RANGE = (1.0, 2000.0)  # --clock-mhz: what an FPGA fabric clock can be (the Tcl's create_clock period)
+
+
+def check_options(*, part=None, clock_mhz=None, stream_weights=None) -> None:
+    """Option values checked before anything is read or written: ``clock_mhz`` within
+    :data:`CLOCK_MHZ_RANGE`, ``part`` and ``stream_weights`` not empty, ``auto`` alone. Raises
+    :class:`A2QError` (one line)."""
+    lo, hi = CLOCK_MHZ_RANGE
+    if clock_mhz is not None and not (isinstance(clock_mhz, (int, float)) and lo <= clock_mhz <= hi):
+        raise A2QError(f"--clock-mhz {clock_mhz}: expected a clock between {lo:g} and {hi:g} MHz")
+    if part is not None and not str(part).strip():
+        raise A2QError("--part: empty value (expected a part such as xczu3eg)")
+    if stream_weights is not None:
+        items = stream_weights.split(",") if isinstance(stream_weights, str) else [str(x) for x in stream_weights]
+        items = [x.strip() for x in items]
+        if not items or any(not x for x in items):
+            raise A2QError("--stream-weights: empty layer name (expected LAYER[,LAYER...] or auto)")
+        if "auto" in items and len(items) > 1:
+            raise A2QError("--stream-weights: auto must stand alone (it picks the layers itself); "
+                           "give either auto or a list of layers")
 
 
 def layer_record(model: Model, op, per_channel: bool = True) -> dict:

@@ -74,3 +74,27 @@ def test_ctrl_c_during_startup_is_one_line_130(tmp_path):
     p.send_signal(signal.SIGINT)
     out, err = p.communicate()
     assert p.returncode == EXIT_INTERRUPTED and err.decode() == "a2qhls: interrupted\n", err.decode()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--clock-mhz", "inf"], "--clock-mhz inf: expected a clock between 1 and 2000 MHz"),
+    (["--clock-mhz", "1e9"], "--clock-mhz 1000000000.0: expected a clock between 1 and 2000 MHz"),
+    (["--clock-mhz", "0.5"], "between 1 and 2000 MHz"),
+    (["--part", ""], "--part: empty value"),
+    (["--stream-weights", ""], "--stream-weights: empty layer name"),
+    (["--stream-weights", "layer0,,layer1"], "--stream-weights: empty layer name"),
+    (["--stream-weights", "auto,layer1"], "--stream-weights: auto must stand alone"),
+])
+def test_bad_build_option_values_are_one_line_and_write_nothing(tmp_path, capsys, extra, needle):
+    model = _model(tmp_path)
+    out = tmp_path / "prj"
+    assert main(["build", model, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_inspect_empty_part_is_one_line(tmp_path, capsys):
+    assert main(["inspect", _model(tmp_path), "--cost", "--part", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--part: empty value" in err, err

@@ -361,3 +361,21 @@ def test_streaming_pool_logic_does_not_grow_with_the_window():
         assert big.BRAM18 >= small.BRAM18
         # the old read-then-emit unit's k*k - 1 stage tree costs more logic at 5x5
         assert pool_cost(8, 8, 16, 5, 5, 4, 4, mode, 8).LUT > big.LUT - swg_stream_cost(8, 8, 16, 5, 5, 1, 4, 4).LUT
+
+
+def test_add_and_avgpool_thresholds_priced_as_the_plan_builds_them():
+    """An add or average pool with binary-search thresholds is priced as log2 comparators (not nt),
+    like the matrix unit; its threshold ROMs bound to BRAM count BRAM18."""
+    lin = estimate.add_cost(64, 1, 8, 8, (1, 1), 12, nt=255, tbits=12)
+    srch = estimate.add_cost(64, 1, 8, 8, (1, 1), 12, nt=255, tbits=12, thr_search=True)
+    base = estimate.add_cost(64, 1, 8, 8, (1, 1), 12)
+    assert srch.LUT - base.LUT < (lin.LUT - base.LUT) / 10
+    assert srch.LUT - base.LUT >= estimate.threshold_search_cost(1, 64, 255, 13).LUT
+    bram = estimate.add_cost(64, 1, 8, 8, (1, 1), 12, nt=255, tbits=12, thr_search=True, thr_styles=["block"] * 8)
+    assert bram.BRAM18 >= 1 and srch.BRAM18 <= bram.BRAM18
+    plin = estimate.pool_cost(8, 8, 64, 2, 2, 8, 1, "avg", 12, 255, 12)
+    psrch = estimate.pool_cost(8, 8, 64, 2, 2, 8, 1, "avg", 12, 255, 12, thr_search=True)
+    assert psrch.LUT < plin.LUT
+    s1 = estimate.pool_stream_cost(8, 8, 64, 2, 2, 2, 8, 1, "avg", 12, 255, 12)
+    s2 = estimate.pool_stream_cost(8, 8, 64, 2, 2, 2, 8, 1, "avg", 12, 255, 12, thr_search=True)
+    assert s2.LUT < s1.LUT

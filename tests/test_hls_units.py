@@ -357,3 +357,54 @@ def test_default_folding_prefers_conv_simd_dividing_input_channels():
     assert next(u for u in units if u.has_weights and u.dense.name == "conv2").swg_streaming
     target = max(layer_cycles(d, f[d.name]["PE"], f[d.name]["SIMD"]) for d in m.layers())
     assert layer_cycles(conv2, f["conv2"]["PE"], f["conv2"]["SIMD"]) <= target
+
+
+def test_fallback_window_generator_is_registers_and_refused_above_the_limit():
+    """Conv0 over 16 channels with SIMD 9 (not dividing C_in) takes the row-buffer generator: its
+    line buffer is completely partitioned (registers, stated in the comment and in the plan's bank
+    accesses) and priced as FFs, no BRAM; a map wide enough to need more than
+    SWG_REGISTER_BITS_MAX bits is refused in one line naming the layer and the fix, and the default
+    folding of that model never needs the fallback."""
+    from a2qhls import estimate
+    from a2qhls.passes.folding import SWG_REGISTER_BITS_MAX, one_loop_swg
+
+    m = hand_models.cnn(seed=3, hw=(4, 8), cin=16)
+    compute_thresholds(m)
+    conv0 = m.layers()[0].name
+    apply_folding(m, {conv0: {"PE": 4, "SIMD": 9}})
+    u = next(u for u in codegen.plan(m) if u.has_weights and u.dense.name == conv0)
+    assert not u.swg_streaming and u.swg_bank_accesses == {"lb": codegen.REGISTERS}
+    assert u.swg_buffer_bits == 3 * 8 * 16 * u.win_t.bits
+    top = codegen.generate(m)["firmware/a2q_top.cpp"]
+    body = top[top.index(f"{u.cname}_swg: sliding"):]
+    body = body[:body.index("\n}\n")]
+    assert "#pragma HLS ARRAY_PARTITION variable=lb complete\n" in body
+    assert "lb: registers (complete partition), any number of reads per cycle" in body
+    c = estimate.unit_cost(u)
+    assert c.BRAM18 == 0 and c.FF >= u.swg_buffer_bits
+    wide = hand_models.cnn(seed=3, hw=(4, 96), cin=16)
+    compute_thresholds(wide)
+    apply_folding(wide, {conv0: {"PE": 4, "SIMD": 9}})
+    with pytest.raises(A2QError) as e:
+        codegen.plan(wide)
+    msg = str(e.value)
+    assert "\n" not in msg and f"layer '{conv0}'" in msg and str(SWG_REGISTER_BITS_MAX) in msg
+    assert "a SIMD dividing its 16 input channels" in msg
+    f = default_folding(wide)
+    apply_folding(wide, f)
+    units = codegen.plan(wide)  # no refusal
+    for d in wide.layers():
+        if hasattr(d, "kernel"):
+            assert one_loop_swg(d, f[d.name]["SIMD"]), (d.name, f[d.name])
+
+
+def test_default_folding_gives_depthwise_simd_1_when_it_reaches_the_bottleneck():
+    """A depthwise layer whose SIMD=1 folding (PE over channels) meets the bottleneck's cycles gets it,
+    so its window generator is the one-loop kind (no register buffer)."""
+    m = hand_models.cnn(seed=6, hw=(8, 8), cin=16)  # conv0 (K = 144) sets the bottleneck: 576 cycles
+    compute_thresholds(m)
+    f = default_folding(m)
+    dw = next(d for d in m.layers() if getattr(d, "depthwise", False))
+    assert f[dw.name]["SIMD"] == 1, f
+    apply_folding(m, f)
+    assert next(u for u in codegen.plan(m) if u.has_weights and u.dense.name == dw.name).swg_streaming

@@ -80,6 +80,8 @@ def render_text(doc: dict, per_channel: bool) -> str:
 def run(args) -> int:
     from ..flow import estimate_cost
 
+    if args.part is not None and not args.part.strip():
+        raise A2QError("--part: empty value (expected a part such as xczu3eg)")
     if (args.part or args.folding) and not args.cost:
         raise A2QError("--part and --folding need --cost")
     if args.plot is not None:

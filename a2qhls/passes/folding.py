@@ -11,8 +11,12 @@ Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
    cycles per vector, ``target``;
 2. every other layer is slowed down to the cheapest folding (least ``PE * SIMD``,
    ties: larger SIMD, then fewer cycles) whose cycle count is still ``<= target``,
-   since being faster than the bottleneck only costs multipliers. A (non-depthwise)
-   convolution first prefers a ``SIMD`` that divides ``C_in`` (:func:`simd_divides_channels`):
+   since being faster than the bottleneck only costs multipliers. A convolution first
+   prefers a folding where the one-loop window generator applies (:func:`one_loop_swg`:
+   ``SIMD`` dividing ``C_in``; depthwise: ``SIMD = 1``, PE over channels), since the row-buffer
+   fallback keeps its rows in registers (refused above ``SWG_REGISTER_BITS_MAX`` bits, and then
+   never chosen: the fastest one-loop folding is taken even when slower than ``target``). A
+   (non-depthwise) convolution's ``SIMD`` dividing ``C_in`` (:func:`simd_divides_channels`):
    its window words then never straddle two pixels and the one-loop sliding-window generator
    applies (finn-hlslib's ``ConvolutionInputGenerator`` asserts the same); only when no such
    folding meets ``target`` (e.g. ``C_in = 1`` on the slowest layer) is the cheapest other taken.
@@ -37,8 +41,12 @@ from ..errors import A2QError
 from ..ir import Model
 
 MAX_PAR = 16
+# The row-buffer (read-then-emit) window generator keeps its ``kh`` input rows in registers (a complete
+# partition, any number of reads per cycle): at most this many bits (``kh * W * C_in * bits``); a
+# folding needing more is refused (:func:`fallback_buffer_bits`, :func:`a2qhls.codegen.plan`).
+SWG_REGISTER_BITS_MAX = 16384
 
-__all__ = ["MAX_PAR", "divisors", "default_folding", "simd_divides_channels", "validate_folding", "load_folding", "apply_folding", "folding_of",
+__all__ = ["MAX_PAR", "SWG_REGISTER_BITS_MAX", "divisors", "default_folding", "simd_divides_channels", "one_loop_swg", "fallback_buffer_bits", "validate_folding", "load_folding", "apply_folding", "folding_of",
            "cycles", "layer_cycles", "fold_to_cycles", "fold_to_budget", "fps_to_cycles"]
 
 
@@ -70,6 +78,31 @@ def simd_divides_channels(layer, simd: int) -> bool:
     return int(layer.in_shape[2]) % int(simd) == 0
 
 
+def one_loop_swg(layer, simd: int) -> bool:
+    """True when the one-loop (streaming) window generator applies at this ``simd``
+    (:attr:`a2qhls.codegen.LayerPlan.swg_streaming`): a Conv with ``simd`` dividing ``C_in``, a
+    depthwise Conv with ``simd == 1`` (PE over channels); always for Dense layers (no generator)."""
+    if not hasattr(layer, "kernel"):
+        return True
+    if getattr(layer, "depthwise", False):
+        return int(simd) == 1
+    return int(layer.in_shape[2]) % int(simd) == 0
+
+
+def fallback_buffer_bits(layer, bits: int) -> int:
+    """Bits of the row-buffer window generator's register line buffer: ``kh * W * C_in * bits``
+    (``bits``: a window value's width, the input's plus one for a nonzero zero-point)."""
+    H, W, C = (int(x) for x in layer.in_shape)
+    return int(layer.kernel[0]) * W * C * int(bits)
+
+
+def _window_bits(model: Model, layer) -> int:
+    """A bound of a window value's width at the folding step: the input's stored width plus one
+    (``q - zp``), or 33 for an accumulator input whose width is not decided yet."""
+    t = model.tensors[layer.inputs[0]]
+    return (t.dtype.bits + 1) if t.dtype is not None else 33
+
+
 def default_folding(model: Model) -> dict:
     """Layer name -> ``{"PE": p, "SIMD": s}`` following the policy above."""
     layers = model.layers()
@@ -81,19 +114,26 @@ def default_folding(model: Model) -> dict:
     target = max(layer_cycles(d, *first[d.name]) for d in layers)
     out = {}
     for d in layers:
-        best = None
+        best = fastest = None
+        regs_ok = not hasattr(d, "kernel") or fallback_buffer_bits(d, _window_bits(model, d)) <= SWG_REGISTER_BITS_MAX
         for pe in divisors(d.channels):
             if pe > MAX_PAR:
                 continue
             for simd in divisors(d.K):
                 if simd > MAX_PAR:
                     continue
+                one = one_loop_swg(d, simd)
+                if not one and not regs_ok:
+                    continue  # the fallback's register buffer would be refused: one-loop foldings only
                 c = layer_cycles(d, pe, simd)
+                if fastest is None or (c, pe * simd) < fastest[0]:
+                    fastest = ((c, pe * simd), pe, simd)
                 if c > target:
                     continue
-                key = (not simd_divides_channels(d, simd), pe * simd, -simd, c)
+                key = (not one, pe * simd, -simd, c)
                 if best is None or key < best[0]:
                     best = (key, pe, simd)
+        best = best or fastest  # no one-loop folding reaches the target and the fallback is too big
         out[d.name] = {"PE": best[1], "SIMD": best[2]}
     return out
 
@@ -212,6 +252,13 @@ def _candidates(lp) -> list:
     for pe in divisors(lp.MH):
         for simd in divisors(lp.MW):
             u = dataclasses.replace(lp, PE=pe, SIMD=simd)
+            if lp.kind in ("conv", "dw") and not one_loop_swg(lp.dense, simd) and \
+                    fallback_buffer_bits(lp.dense, lp.win_t.bits) > SWG_REGISTER_BITS_MAX:
+                continue  # the row-buffer generator's register buffer is over the limit (refused by codegen.plan)
+            C = lp.in_shape[2] if lp.kind in ("conv", "dw") else 0
+            v = pe if lp.kind == "dw" else simd
+            if C and one_loop_swg(lp.dense, simd) and C % lp.IPB == 0 and C % v == 0:
+                u.IPB = v  # the plan converts the input words for the one-loop generator (codegen.plan)
             if lp.kind == "conv":
                 u.OPB = simd
             elif lp.kind == "dw":

@@ -38,6 +38,9 @@ def resolve_stream_weights(model: Model, spec: Union[str, list, tuple, None]) ->
             k = key[5:] if key.startswith("layer") else key
             if k.isascii() and k.isdigit() and int(k) < len(layers):
                 d = layers[int(k)]
+        if d is None and key == "auto":
+            raise A2QError("--stream-weights: auto must stand alone (it picks the layers itself); "
+                           "give either auto or a list of layers")
         if d is None:
             raise A2QError(f"--stream-weights: unknown layer '{key}' (layers: {', '.join(by_name)}, or layer0..layer{len(layers) - 1}, or auto)")
         if getattr(d, "depthwise", False):

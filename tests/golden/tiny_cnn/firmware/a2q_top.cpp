@@ -16,10 +16,14 @@
 // layer0_swg: sliding windows over the 4x4x1 (HxWxC) input of 'conv0':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 9 values q - (1) in (ky, kx, c) order (padding: 0, the zero-point), 3 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (64 cycles per image at II=1);
+//   lb (48 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   3 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer0_swg(hls::stream<layer0_in_word> &in, hls::stream<layer0_win_word> &out) {
 #pragma HLS INLINE off
     layer0_win_t lb[3][4][1];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer0_rows:
     for (int oy = 0; oy < 4; oy++) {
@@ -184,10 +188,14 @@ layer0_loop:
 // layer1_swg: sliding windows over the 4x4x2 (HxWxC) input of 'conv1':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 18 values q - (0) in the depthwise unit's order (channel group nf, tap group sf, then tap s, channel pe) (padding: 0, the zero-point), 3 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (112 cycles per image at II=1);
+//   lb (48 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   3 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer1_swg(hls::stream<layer1_in_word> &in, hls::stream<layer1_win_word> &out) {
 #pragma HLS INLINE off
     layer1_win_t lb[3][4][2];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer1_rows:
     for (int oy = 0; oy < 4; oy++) {

@@ -106,3 +106,26 @@ def bm_export_exact(m, path, dynamo):
     from a2qhls.frontend.brevitas import export_brevitas_qonnx
 
     return export_brevitas_qonnx(m, torch.zeros(1, 64), path, dynamo=dynamo)
+
+
+def test_model_returning_a_quanttensor_is_refused_with_the_fix(tmp_path):
+    """TorchScript export of a Brevitas model whose last module returns a QuantTensor writes its
+    scale, zero-point and bit width as extra (constant) graph outputs: one line saying so and what
+    to change (return .value, or the dynamo exporter)."""
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas.nn import QuantConv2d, QuantReLU
+
+    from a2qhls.errors import A2QError
+    from a2qhls.importer import load_qonnx
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(QuantReLU(return_quant_tensor=True), QuantConv2d(3, 4, 3, bias=False),
+                            QuantReLU(return_quant_tensor=True))
+    m.eval()
+    path = tmp_path / "qt.onnx"
+    export_qonnx(m, torch.rand(1, 3, 8, 8), str(path), dynamo=False)
+    with pytest.raises(A2QError) as e:
+        load_qonnx(str(path))
+    msg = str(e.value)
+    assert "returns a QuantTensor" in msg and ".value" in msg and "\n" not in msg

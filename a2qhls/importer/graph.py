@@ -171,6 +171,10 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
             outputs.append(st.layer.outputs[0])
         elif isinstance(st, IntState) and not st.relu:
             outputs.append(st.tensor)
+        elif o.name in ctx.consts or st is None:
+            raise A2QError(f"{path}: graph output '{o.name}' is a constant, not computed from the input; a Brevitas model that "
+                           "returns a QuantTensor exports its scale, zero-point and bit width as extra outputs: return "
+                           "the tensor's .value (or export with dynamo=True)")
         else:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
         out_names.append(o.name)

@@ -163,9 +163,9 @@ def size_add(op: Add, model: Model) -> AccumulatorReport:
         from ..errors import A2QError
 
         raise A2QError(
-            f"{op.name}: the exact sum of its inputs aligned to a common scale needs a {rep.acc_bits}-bit accumulator "
+            f"{op.op} '{op.name}': the exact sum of its inputs aligned to a common scale needs a {rep.acc_bits}-bit accumulator "
             f"(multipliers of {alignment[0]['multiplier_bits']} and {alignment[1]['multiplier_bits']} bits), above 64 bits; "
-            "quantize both branches with a shared quantizer (same scale) or scales in a power-of-two ratio"
+            "quantize both branches with one shared quantizer (same scale), or with scales closer together"
         )
     return rep
 

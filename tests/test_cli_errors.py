@@ -57,23 +57,35 @@ def test_closed_stdout_exits_141_quietly(tmp_path):
 
 
 def test_ctrl_c_during_startup_is_one_line_130(tmp_path):
-    """SIGINT while the command imports its libraries (numpy mapped, model not yet read)."""
-    p = subprocess.Popen(A2QHLS + ["inspect", _model(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    maps = Path(f"/proc/{p.pid}/maps")
-    if not maps.exists():
-        p.kill()
-        pytest.skip("needs /proc")
-    t0 = time.monotonic()
-    while p.poll() is None and time.monotonic() - t0 < 60:
-        try:
-            if "numpy" in maps.read_text():
+    """SIGINT while the command imports its libraries (numpy mapped, model not yet read).
+
+    On a loaded machine the command can finish before this process gets to send the signal; such
+    a run says nothing about Ctrl-C and is tried again (at most 5 times)."""
+    model = _model(tmp_path)
+    for _ in range(5):
+        p = subprocess.Popen(A2QHLS + ["inspect", model], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        maps = Path(f"/proc/{p.pid}/maps")
+        if not maps.exists():
+            p.kill()
+            pytest.skip("needs /proc")
+        t0 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < 60:
+            try:
+                if "numpy" in maps.read_text():
+                    break
+            except OSError:
                 break
-        except OSError:
-            break
-        time.sleep(0.002)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate()
-    assert p.returncode == EXIT_INTERRUPTED and err.decode() == "a2qhls: interrupted\n", err.decode()
+            time.sleep(0.002)
+        if p.poll() is not None:  # finished before the signal could be sent
+            p.communicate()
+            continue
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate()
+        if p.returncode == 0 and not err:  # the signal arrived after the command had finished
+            continue
+        assert p.returncode == EXIT_INTERRUPTED and err.decode() == "a2qhls: interrupted\n", err.decode()
+        return
+    pytest.skip("the command finished before SIGINT could reach it in 5 tries")
 
 
 @pytest.mark.parametrize("extra, needle", [

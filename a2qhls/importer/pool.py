@@ -14,6 +14,17 @@ from .context import AccState, Ctx, IntState, attr, const_array, finalize_acc, n
 from .conv import feature_map, spatial_attrs
 from .quant import ROUNDING_MODES
 
+def pool_geometry(ctx, node, shape: tuple) -> tuple:
+    """``(kernel, stride, pads, flattened)`` of a pooling node over an ``[H, W, C]`` map: the whole
+    map for GlobalAveragePool/ReduceMean (``flattened``: a ReduceMean with keepdims 0), else the
+    node's kernel, strides and pads."""
+    flattened = node.op_type == "ReduceMean" and not global_mean_axes(ctx, node)
+    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
+        return (shape[0], shape[1]), (1, 1), (0, 0, 0, 0), flattened
+    kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    return kernel, stride, pads, flattened
+
+
 def on_pool(ctx: Ctx, node) -> None:
     st = ctx.state.get(node.input[0])
     if isinstance(st, AccState) and node.op_type == "MaxPool":
@@ -27,13 +38,7 @@ def on_pool(ctx: Ctx, node) -> None:
                        "quantized tensor or a layer output")
     no_pending_relu(ctx, node, st)
     x = feature_map(ctx, node, per_channel=True)
-    flattened = False
-    if node.op_type == "ReduceMean":
-        flattened = not global_mean_axes(ctx, node)
-    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
-        kernel, stride, pads = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
-    else:
-        kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    kernel, stride, pads, flattened = pool_geometry(ctx, node, x.shape)
     mode = "max" if node.op_type == "MaxPool" else "avg"
     if mode == "max" and any(pads):
         raise A2QError(f"{ctx.where(node)}: padded MaxPool is not supported")
@@ -125,13 +130,7 @@ def avg_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
     info = ctx.tensors[st.layer.outputs[0]]
     if len(info.shape) != 3:
         raise A2QError(f"{ctx.where(node)}: expects a [batch, C, H, W] or [batch, C, L] input")
-    flattened = False
-    if node.op_type == "ReduceMean":
-        flattened = not global_mean_axes(ctx, node)
-    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
-        kernel, stride, pads = (info.shape[0], info.shape[1]), (1, 1), (0, 0, 0, 0)
-    else:
-        kernel, stride, pads = spatial_attrs(ctx, node, attr(node, "kernel_shape"))
+    kernel, stride, pads, flattened = pool_geometry(ctx, node, info.shape)
     if any(pads) and int(attr(node, "count_include_pad", 0)) != 1:
         raise A2QError(f"{ctx.where(node)}: padded AveragePool needs count_include_pad=1")
     if any(pads) and np.any(st.offset != 0):

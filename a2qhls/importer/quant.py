@@ -14,6 +14,27 @@ from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_ar
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
+def add_input_quant(ctx: Ctx, node, st: FloatInput, scale, zp, dtype: IntType, rounding: str) -> None:
+    """The graph's input quantizer ``node`` (a Quant or BipolarQuant of the float input ``st``): an
+    :class:`InputQuant` reading the graph input itself (reshapes and float preprocessing folded in
+    as ``pre``), per-tensor ``scale`` and zero-point ``zp``, stored type ``dtype``."""
+    out = node.output[0]
+    ctx.ops.append(InputQuant(
+        name=node.name,
+        inputs=[ctx.input_name or node.input[0]],  # the graph input itself: reshapes and preprocessing are folded in
+        outputs=[out],
+        scale=np.asarray(scale, dtype=np.float32).reshape(()),
+        zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
+        out_type=dtype,
+        rounding_mode=rounding,
+        pre=tuple(st.pre),
+        pre_shape=tuple(st.pre_shape or st.shape),
+    ))
+    shape = input_layout(st.shape)
+    ctx.tensors[out] = TensorInfo(out, shape, dtype, scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
+    ctx.state[out] = IntState(out)
+
+
 def quant_ints(x: np.ndarray, scale, zeropt, bits: int, signed: bool, narrow: bool, rounding: str) -> np.ndarray:
     """The integers ``q`` a QONNX ``Quant`` produces, computed in the dtype qonnx uses (its
     ``quant``: divide, add the zero-point, clip to the type's range, round)."""
@@ -109,21 +130,7 @@ def on_quant(ctx: Ctx, node) -> None:
     if isinstance(st, FloatInput):
         if np.asarray(scale).size != 1:
             raise A2QError(f"{ctx.where(node)}: per-channel input quantization is not supported; use a per-tensor scale")
-        op = InputQuant(
-            name=node.name,
-            inputs=[ctx.input_name or src],  # the graph input itself: reshapes and preprocessing are folded in
-            outputs=[out],
-            scale=np.asarray(scale, dtype=np.float32).reshape(()),
-            zero_point=np.asarray(zp, dtype=np.float32).reshape(()),
-            out_type=dtype,
-            rounding_mode=rounding,
-            pre=tuple(st.pre),
-            pre_shape=tuple(st.pre_shape or st.shape),
-        )
-        ctx.ops.append(op)
-        shape = input_layout(st.shape)
-        ctx.tensors[out] = TensorInfo(out, shape, dtype, scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
-        ctx.state[out] = IntState(out)
+        add_input_quant(ctx, node, st, scale, zp, dtype, rounding)
         return
     if isinstance(st, AccState):
         requant_of_acc(ctx, node, st, scale, zp, dtype, rounding)
@@ -339,15 +346,7 @@ def on_bipolar_quant(ctx: Ctx, node) -> None:
         dtype = IntType.bipolar_type()
         zp = np.zeros(())
         if isinstance(st, FloatInput):
-            op = InputQuant(
-                name=node.name, inputs=[ctx.input_name or src], outputs=[out],
-                scale=np.asarray(scale, dtype=np.float32).reshape(()), zero_point=np.zeros((), dtype=np.float32),
-                out_type=dtype, rounding_mode="ROUND", pre=tuple(st.pre), pre_shape=tuple(st.pre_shape or st.shape),
-            )
-            ctx.ops.append(op)
-            shape = input_layout(st.shape)
-            ctx.tensors[out] = TensorInfo(out, shape, dtype, scale_vec(scale, shape[-1]), np.zeros(shape[-1]))
-            ctx.state[out] = IntState(out)
+            add_input_quant(ctx, node, st, scale, zp, dtype, "ROUND")
             return
         if isinstance(st, AccState):
             requant_of_acc(ctx, node, st, scale, zp, dtype, "ROUND")

@@ -63,7 +63,11 @@ def test_ctrl_c_during_startup_is_one_line_130(tmp_path):
     a run says nothing about Ctrl-C and is tried again (at most 5 times)."""
     model = _model(tmp_path)
     for _ in range(5):
-        p = subprocess.Popen(A2QHLS + ["inspect", model], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # the child starts with SIGINT's default action, as from a shell: an earlier test in this
+        # process may have left SIGINT ignored, which a child would inherit (then Python installs
+        # no KeyboardInterrupt handler and the signal is lost)
+        p = subprocess.Popen(A2QHLS + ["inspect", model], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         maps = Path(f"/proc/{p.pid}/maps")
         if not maps.exists():
             p.kill()

@@ -18,10 +18,14 @@
 // layer0_swg: sliding windows over the 4x4x1 (HxWxC) input of '/enc1/Conv':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 9 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 3 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (64 cycles per image at II=1);
+//   lb (96 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   3 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer0_swg(hls::stream<layer0_in_word> &in, hls::stream<layer0_win_word> &out) {
 #pragma HLS INLINE off
     layer0_win_t lb[3][4][1];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer0_rows:
     for (int oy = 0; oy < 4; oy++) {
@@ -463,10 +467,14 @@ zins0_loop:
 // layer2_swg: sliding windows over the 3x3x4 (HxWxC) input of '/up/ConvTranspose':
 //   kernel 2x2, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 16 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 16 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (25 cycles per image at II=1);
+//   lb (96 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   16 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer2_swg(hls::stream<layer2_in_word> &in, hls::stream<layer2_win_word> &out) {
 #pragma HLS INLINE off
     layer2_win_t lb[2][3][4];  // line buffer: 2 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer2_rows:
     for (int oy = 0; oy < 4; oy++) {
@@ -882,10 +890,14 @@ cat0_loop:
 // layer4_swg: sliding windows over the 4x4x4 (HxWxC) input of '/dec/Conv':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 36 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 12 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (112 cycles per image at II=1);
+//   lb (192 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   12 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer4_swg(hls::stream<layer4_in_word> &in, hls::stream<layer4_win_word> &out) {
 #pragma HLS INLINE off
     layer4_win_t lb[3][4][4];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer4_rows:
     for (int oy = 0; oy < 4; oy++) {

@@ -18,10 +18,14 @@
 // layer0_swg: sliding windows over the 4x4x1 (HxWxC) input of '/enc1/Conv':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 9 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 3 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (64 cycles per image at II=1);
+//   lb (96 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   3 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer0_swg(hls::stream<layer0_in_word> &in, hls::stream<layer0_win_word> &out) {
 #pragma HLS INLINE off
     layer0_win_t lb[3][4][1];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer0_rows:
     for (int oy = 0; oy < 4; oy++) {
@@ -947,10 +951,14 @@ cat0_loop:
 // layer4_swg: sliding windows over the 4x4x6 (HxWxC) input of '/dec/Conv':
 //   kernel 3x3, stride 1x1, pads (t,l,b,r) 1,1,1,1 -> 4x4 windows,
 //   each 54 values q - (0) in (ky, kx, c) order (padding: 0, the zero-point), 9 per word.
+//   Row buffer: reads the rows a window row needs, then emits its windows (192 cycles per image at II=1);
+//   lb (288 bits) is registers (complete partition), any number of reads per cycle, so each word's
+//   9 values are read at dynamic indices through multiplexers.
+//   accesses per memory bank per iteration: lb: registers (complete partition), any number of reads per cycle
 void layer4_swg(hls::stream<layer4_in_word> &in, hls::stream<layer4_win_word> &out) {
 #pragma HLS INLINE off
     layer4_win_t lb[3][4][6];  // line buffer: 3 input rows
-#pragma HLS ARRAY_PARTITION variable=lb complete dim=1
+#pragma HLS ARRAY_PARTITION variable=lb complete
     int rows = 0;  // input rows read so far
 layer4_rows:
     for (int oy = 0; oy < 4; oy++) {

@@ -631,9 +631,6 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     out_f32 = np.zeros(n, dtype=bool)  # output differences within QONNX's float32 accumulation error
     if ctx is not None:
         ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m)
-        # QONNX computes a float output in float32: where a quarter of the output's LSB (scale) is
-        # below float32's resolution of the value itself (|acc| near or above 2^22), a difference of
-        # a few float32 ulps of the value is QONNX's rounding, not a different integer
         ulps = OUTPUT_F32_ULPS * np.spacing(np.abs(ref_out).astype(np.float32)).astype(np.float64)
         diff = np.abs(model_real[:m] - ref_out)
         out_bad[:m] = np.any(diff > tol, axis=1)

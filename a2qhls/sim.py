@@ -31,17 +31,31 @@ transposes to channels-last. A Dense on a feature map consumes it flattened in
 Graph outputs are integer tensors (an accumulator, or a requantized activation);
 :func:`to_real` gives their real value ``scale * (q - zero_point) + offset``.
 
-The dot products run on BLAS in float32 or float64 when that is exact: every
-partial sum is an integer bounded by ``max_j sum_i |w[j, i]| * max|x|``, and a float
-holds such integers exactly below ``2^24`` (float32) or ``2^53`` (float64); wider
-layers fall back to int64 or Python integers. An accumulator that does not wrap and that only a
-Requant reads stays float (bias added in float, within the same bound) and indexes the threshold
-lookup table directly; a depthwise conv of few channels runs as one block-diagonal GEMM.
-``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers): the plain path the
-tests compare this one with.
+Fast paths, each exact (integer arithmetic, or floats holding integers exactly):
+
+* The dot products of a layer whose weights fit int8 and whose input values span at most 256
+  integers run as torch's integer GEMM (``torch._int_mm``: int8 x int8 with int32 sums, VNNI on
+  x86) on ``value - shift`` in int8, the shift's ``shift * sum(w)`` added back with the bias, when
+  every partial sum is below ``2^31``. Otherwise on BLAS in float32 or float64 when that is exact:
+  every partial sum is an integer bounded by ``max_j sum_i |w[j, i]| * max|x|``, and a float holds
+  such integers exactly below ``2^24`` (float32) or ``2^53`` (float64); wider layers fall back to
+  int64 or Python integers. Wrapping is applied after the sum (only the final sum matters).
+* An accumulator that does not wrap and that only a Requant reads stays int32 or float and
+  indexes the threshold lookup table directly. The table holds every reachable accumulator value
+  of each channel or, where that is too large, each channel's thresholds' span (accumulators
+  clipped to it first; it counts the same); beyond that, a binary search.
+* A residual add whose bound fits runs in int32; a depthwise conv of few channels runs as one
+  block-diagonal GEMM.
+* :meth:`BitSim.run` splits a large batch into chunks that run in parallel threads.
+
+``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers) and counts thresholds
+one by one: the plain path the tests compare the fast ones with.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -174,7 +188,7 @@ def _kind(bound: int) -> str:
     return "obj"
 
 
-_DTYPE = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
+_DTYPE = {"i8": np.int8, "i32": np.int32, "f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
 
 
 def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
@@ -203,6 +217,50 @@ def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
     return a if kind == "obj" else a.astype(np.int64)
 
 
+def int8_gemm():
+    """torch's integer GEMM ``torch._int_mm`` (int8 x int8 -> int32, exact integer arithmetic; on x86
+    oneDNN's VNNI kernels), or ``None`` where torch or the op is missing."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency of the front end
+        return None
+    return getattr(torch, "_int_mm", None)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _single_threaded_kernels(controller):
+    """BLAS (``controller``: a threadpoolctl ``ThreadpoolController``) and torch's intra-op pool on one
+    thread each while chunks run in parallel threads; restored after."""
+    torch = sys.modules.get("torch")  # only if loaded: the int8 GEMM imports it
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        with controller.limit(limits=1):
+            if torch is not None:
+                torch.set_num_threads(1)
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+def _int8_values(x, off: int, mul: int = 1) -> np.ndarray:
+    """Stored integers ``q`` -> ``mul * q - off`` as C-contiguous int8 (the caller checked the range)."""
+    v = np.asarray(x)
+    if v.dtype == np.int8 and mul == 1 and off == 0:
+        return np.ascontiguousarray(v) if v.flags.writeable else v.copy()
+    if v.dtype.kind == "f":  # integer-valued float32 from the input quantizer: exact below 2^24
+        v = v * np.float32(mul) if mul != 1 else v
+        v = v - np.float32(off) if off else v
+        return v.astype(np.int8)
+    v = v.astype(np.int16)
+    v = v * mul if mul != 1 else v
+    return (v - off if off else v).astype(np.int8)
+
+
 def _pad(v: np.ndarray, pads, fill=0) -> np.ndarray:
     """``[B, H, W, C]`` padded by ``(top, left, bottom, right)`` with ``fill`` (one allocation, one copy)."""
     t, l, b, r = pads
@@ -224,6 +282,18 @@ def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
     return win[:, : (OH - 1) * sh + 1 : sh, : (OW - 1) * sw + 1 : sw]
 
 
+def im2col(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
+    """``[B, H, W, C]`` -> a C-contiguous ``[B, OH, OW, kh * kw * C]`` copy of the windows, in
+    ``(kh, kw, C)`` order (padding = ``fill``)."""
+    win = windows(v, kernel, stride, pads, fill)  # [B, OH, OW, C, kh, kw]
+    if v.shape[-1] == 1:  # one channel: kh * kw strided copies beat one transposing copy of 1-element runs
+        out = np.empty(win.shape[:3] + (kernel[0] * kernel[1],), dtype=v.dtype)
+        for t, (dy, dx) in enumerate(np.ndindex(*kernel)):
+            out[..., t] = win[..., 0, dy, dx]
+        return out
+    return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(win.shape[:3] + (-1,))
+
+
 def taps(v: np.ndarray, kernel, stride, pads, fill=0):
     """Yield ``(dy, dx, view)``: for each kernel tap, the ``[B, OH, OW, C]`` strided view of the
     (padded with ``fill``) map that the tap sees at every output pixel."""
@@ -236,15 +306,20 @@ def taps(v: np.ndarray, kernel, stride, pads, fill=0):
             yield dy, dx, v[:, dy : dy + (OH - 1) * sh + 1 : sh, dx : dx + (OW - 1) * sw + 1 : sw]
 
 
-def threshold_lut(T: np.ndarray, lo: int, R: int, qmin: int, qmax: int) -> np.ndarray:
-    """``lut[j * R + (a - lo)] = qmin + #{t : a >= T[j, t]}`` for every accumulator ``a`` in
-    ``[lo, lo + R)``: one increment per threshold, then a running sum (no search)."""
-    C = T.shape[0]
+def threshold_lut(T: np.ndarray, lo: np.ndarray, R: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """``lut[start_j + (a - lo[j])] = qmin + #{t : a >= T[j, t]}`` for every accumulator ``a`` of channel
+    ``j`` in ``[lo[j], lo[j] + R[j])``, channel after channel (``start_j = R[0] + ... + R[j - 1]``;
+    ``T[j, t] >= lo[j]``; a threshold past the channel's last value is never reached): one increment per
+    threshold, one running sum, less the sum before each channel (no search)."""
+    C, NT = T.shape
     dt = np.int8 if -128 <= qmin and qmax <= 127 else np.int16 if -(2**15) <= qmin and qmax < 2**15 else np.int64
-    steps = np.zeros((C, R + 1), dtype=dt)
-    np.add.at(steps, (np.repeat(np.arange(C), T.shape[1]), (T - lo).reshape(-1)), 1)
-    steps[:, 0] += dt(qmin)
-    return np.cumsum(steps[:, :R], axis=1, dtype=dt).reshape(-1)
+    starts = np.concatenate([[0], np.cumsum(R)[:-1]]).astype(np.int64)
+    rel = T - lo[:, None]
+    pos = (starts[:, None] + rel)[rel < R[:, None]]
+    steps = np.bincount(pos, minlength=int(R.sum()))
+    cs = np.cumsum(steps)
+    before = np.concatenate([[0], cs])[starts]  # the running sum before each channel's first value
+    return (cs - np.repeat(before, R) + qmin).astype(dt)
 
 
 @dataclass
@@ -254,9 +329,10 @@ class _DenseStage:
     zp: int
     w_t: np.ndarray  # [K, C] in the compute dtype
     bias: Optional[np.ndarray]
-    kind: str  # "f32", "f64", "i64", "obj"
-    bias_f: Optional[np.ndarray] = None  # the bias in the compute dtype (f32/f64)
+    kind: str  # "i8" (torch int8 GEMM, int32 sums), "f32", "f64", "i64", "obj"
+    bias_f: Optional[np.ndarray] = None  # the bias in the compute dtype (f32/f64; i8: int32, shift correction added)
     mul: int = 1  # value = mul * q - zp (2, 1 for a bipolar input)
+    shift: int = 0  # i8: the GEMM reads u = value - shift (int8)
 
 
 @dataclass
@@ -269,6 +345,7 @@ class _ConvStage:
     kind: str
     bias_f: Optional[np.ndarray] = None
     mul: int = 1
+    shift: int = 0
 
 
 @dataclass
@@ -299,6 +376,9 @@ class _RequantStage:
     NT: int
     T: np.ndarray
     lut: Optional[np.ndarray] = None  # [C * R] outputs for every (channel, accumulator value)
+    lo: Optional[np.ndarray] = None  # [C]: each channel's values in the table / search: [lo, hi]
+    hi: Optional[np.ndarray] = None
+    clip: bool = True  # accumulators clipped to [lo, hi] first (False: [lo, hi] is every reachable value)
 
 
 class BitSim:
@@ -312,11 +392,16 @@ class BitSim:
     LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
     DW_AS_GEMM = 16  # a depthwise conv of at most this many channels runs as a (block-diagonal) GEMM
 
-    def __init__(self, model: Model, *, blas: bool = True):
+    def __init__(self, model: Model, *, blas: bool = True, int_gemm: bool = True):
         """``blas=False``: every sum in int64 (or Python integers), no float path: the plain
-        reference the tests compare the BLAS path with."""
+        reference the tests compare the BLAS path with. ``int_gemm=False``: no int8 GEMM (the
+        float32/float64 BLAS path for every layer that fits it)."""
         self.model = model
         self.blas = blas
+        self._int_mm = int8_gemm() if blas and int_gemm else None
+        self._threadpools = None
+        self._pool = None
+        self._tiles: dict = {}
         self.acc_bits = built_acc_bits(model)
         compute_thresholds(model)
         # an accumulator whose exact range fits its width never wraps: skip the (no-op) wrap there
@@ -353,8 +438,9 @@ class BitSim:
                     m = op.multiplier(k)
                     mults.append(m)
                     bound += max(int(mj) * max(abs(int(a)), abs(int(b))) for mj, a, b in zip(m, lo, hi))
-                kind = "i64" if bound < 2**62 else "obj"
-                mults = [m.astype(np.int64) if kind == "i64" else m for m in mults]
+                # int32 where every term and sum fits with room (|mul * q| <= |value| + |zp|)
+                kind = "i32" if self.blas and bound < 2**30 and max(abs(z) for z in zps) < 2**20 else "i64" if bound < 2**62 else "obj"
+                mults = [m.astype(_DTYPE[kind]) if kind != "obj" else m for m in mults]
                 self.stages[op.name] = _AddStage(op, self.acc_bits[op.name], tuple(zps), kind, tuple(mults), tuple(muls))
             elif isinstance(op, Requant):
                 self.stages[op.name] = self._requant_stage(op)
@@ -376,19 +462,58 @@ class BitSim:
     def _bias_f(self, op, kind):
         return None if op.bias is None or kind not in ("f32", "f64") else np.asarray(op.bias).astype(_DTYPE[kind])
 
+    def _int8_shift(self, op, w: np.ndarray) -> Optional[int]:
+        """The shift ``s`` with which the int8 GEMM is exact for this layer, or ``None``.
+
+        ``w`` is ``[C_out, K]``. The GEMM reads ``u = value - s`` in int8 (the input's values span at
+        most 256 integers; ``s`` as near 0 as that allows: 0 when they fit int8, e.g. 4-bit activations,
+        128 for uint8; a padded conv also needs its padding, the value 0, as ``u = -s`` in int8) and
+        weights in int8, sums in int32; ``s * sum_i w[j, i]`` is added back with the bias. Exact when
+        every partial sum is below ``2^31`` in magnitude: ``max_j sum_i |w[j, i]| * max|u|``, plus the
+        correction and the bias."""
+        if self._int_mm is None or w.dtype == object or w.size == 0 or w.min() < -128 or w.max() > 127:
+            return None
+        t = self.model.tensors[op.inputs[0]].dtype
+        lo, hi = int(t.vmin), int(t.vmax)
+        if hi - lo > 255:
+            return None
+        s = min(max(0, hi - 127), lo + 128)  # u = value - s in [-128, 127], s as near 0 as that allows
+        if isinstance(op, Conv) and any(op.pads) and not -128 <= -s <= 127:  # zero padding enters as u = -s
+            return None
+        pos, neg = channel_sums(w)
+        umax = max(abs(lo - s), abs(hi - s), abs(s))
+        bias = 0 if op.bias is None else int(np.abs(np.asarray(op.bias).astype(object)).max())
+        corr = abs(s) * int(np.abs(pos + neg).max())
+        return s if int((pos - neg).max()) * umax + corr + bias < 2**31 else None
+
+    def _int8_bias(self, op, w: np.ndarray, s: int) -> Optional[np.ndarray]:
+        """``[C_out]`` int32: the bias plus the shift's correction ``s * sum_i w[j, i]`` (``None`` if all 0)."""
+        b = np.zeros(w.shape[0], dtype=np.int64) if op.bias is None else np.asarray(op.bias).astype(np.int64)
+        b = b + s * w.astype(np.int64).sum(axis=1)
+        return b.astype(np.int32) if b.any() else None
+
     def _dense_stage(self, op: Dense) -> _DenseStage:
         t = self.model.tensors[op.inputs[0]].dtype
         w = np.asarray(op.weight)
+        mul, zp = _value_map(t)
+        s = self._int8_shift(op, w)
+        if s is not None:
+            import torch
+
+            wt = torch.from_numpy(np.ascontiguousarray(w.T.astype(np.int8)))
+            return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, "i64"), "i8", self._int8_bias(op, w, s), mul, s)
         kind = self._weights_kind(op, w)
         wt = np.ascontiguousarray(w.T.astype(_DTYPE[kind]))
-        mul, zp = _value_map(t)
         return _DenseStage(op, self.acc_bits[op.name], zp, wt, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _conv_stage(self, op: Conv) -> _ConvStage:
         t = self.model.tensors[op.inputs[0]].dtype
         w = np.asarray(op.weight)
         kind = self._weights_kind(op, w.reshape(op.channels, -1))
-        if op.depthwise and op.channels <= self.DW_AS_GEMM and kind in ("f32", "f64"):
+        s = self._int8_shift(op, w.reshape(op.channels, -1)) if not op.depthwise or op.channels <= self.DW_AS_GEMM else None
+        if s is not None:
+            kind = "i8"
+        if op.depthwise and op.channels <= self.DW_AS_GEMM and kind in ("f32", "f64", "i8"):
             # a few channels: the depthwise conv as one BLAS GEMM with a block-diagonal [kh*kw*C, C] matrix
             # (C times the multiplies, all exact: the off-diagonal zeros add nothing to the bounded sums)
             kh, kw = op.kernel
@@ -401,26 +526,44 @@ class BitSim:
         else:
             wc = np.ascontiguousarray(w.reshape(op.channels, -1).T.astype(_DTYPE[kind]))
         mul, zp = _value_map(t)
+        if kind == "i8":
+            import torch
+
+            wc = torch.from_numpy(np.ascontiguousarray(wc))
+            return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, "i64"), kind,
+                              self._int8_bias(op, w.reshape(op.channels, -1), s), mul, s)
         return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
         C, NT = T.shape
         qmin = op.out_type.qmin
-        if T.dtype == object or NT == 0:
-            return _RequantStage(op, qmin, None, None, NT, T)
-        lo, hi = int(T.min()), int(T.max())
         P = self.acc_bits[self.model.producer(op.inputs[0]).name]
-        lo = min(lo, -(1 << (P - 1)))
-        hi = max(hi, 1 << (P - 1))
-        R = hi - lo + 1
-        if C * R >= 2**62:
+        if NT == 0 or not self.blas or P > 62:  # blas=False: the plain count of thresholds (see requant)
             return _RequantStage(op, qmin, None, None, NT, T)
-        offsets = (np.arange(C, dtype=np.int64) * R) - lo
-        T_flat = (T + offsets[:, None]).reshape(-1)
-        st = _RequantStage(op, qmin, T_flat, offsets, NT, T)
-        if C * R <= self.LUT_MAX:  # a lookup table of every accumulator value: one gather per element
-            st.lut = threshold_lut(T, lo, R, qmin, op.out_type.qmax)
+        # every accumulator lies in [amin, amax]; a threshold below amin always counts, one above amax
+        # never: clipped to [amin, amax + 1] they count the same. With lo_j = (channel j's smallest clipped
+        # threshold) - 1 and hi_j its largest, clip(acc, lo_j, hi_j) counts the same too: the table and the
+        # search span only each channel's thresholds, R_j = hi_j - lo_j + 1 values, one channel after another
+        # (when the table of every reachable accumulator value fits, it is that table and needs no clip)
+        prod = self.model.producer(op.inputs[0])
+        amin, amax = -(1 << (P - 1)), (1 << (P - 1)) - 1
+        if not self.wraps.get(prod.name, True):
+            amin, amax = acc_range(self.model, prod)
+        Tc = np.clip(T.astype(object), amin, amax + 1).astype(np.int64)
+        if C * (amax - amin + 1) <= self.LUT_MAX:
+            lo, hi = np.full(C, amin, dtype=np.int64), np.full(C, amax, dtype=np.int64)
+            clip = False
+        else:
+            lo, hi = Tc.min(axis=1) - 1, Tc.max(axis=1)
+            clip = True
+        R = hi - lo + 1
+        starts = np.concatenate([[0], np.cumsum(R)[:-1]])
+        offsets = starts - lo  # channel j's value a sits at a + offsets[j] in [starts[j], starts[j] + R[j])
+        T_flat = (Tc + offsets[:, None]).reshape(-1)
+        st = _RequantStage(op, qmin, T_flat, offsets, NT, Tc, lo=lo, hi=hi, clip=clip)
+        if int(R.sum()) <= self.LUT_MAX:  # a lookup table of every accumulator value: one gather per element
+            st.lut = threshold_lut(Tc, lo, R, qmin, op.out_type.qmax)
         return st
 
     # ------------------------------------------------------------------ ops
@@ -429,6 +572,13 @@ class BitSim:
         """Bias, then the integer accumulator (wrapped unless ``exact``); ``as_float``: a float
         accumulator stays float (bias added in float, exact: the bound that chose the float type
         includes the bias) when the op does not wrap."""
+        if st.kind == "i8":  # int32 sums; the shift's correction comes with the bias
+            if st.bias_f is not None:
+                acc.reshape(acc.shape[0], -1)[...] += self._row(st.bias_f, acc.shape)
+            if as_float and not self.wraps[st.op.name]:
+                return acc
+            acc = acc.astype(np.int64)
+            return acc if exact else self._wrap(st, acc)
         if as_float and st.kind in ("f32", "f64") and not self.wraps[st.op.name]:
             if st.bias is not None:
                 acc += st.bias_f
@@ -441,12 +591,25 @@ class BitSim:
     def dense(self, st: _DenseStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """The layer's accumulator (``exact``: the unwrapped sum, as an infinitely wide accumulator)."""
         x = np.asarray(x)
+        if st.kind == "i8":
+            import torch
+
+            u = _int8_values(x.reshape(x.shape[0], -1), st.zp + st.shift, st.mul)
+            return self._finish(st, self._int_mm(torch.from_numpy(u), st.w_t).numpy(), exact, as_float)
         v = _values(x.reshape(x.shape[0], -1), st.zp, st.kind, st.mul)
         return self._finish(st, v @ st.w_t if st.kind != "obj" else v.dot(st.w_t), exact, as_float)
 
     def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
         op = st.op
+        if st.kind == "i8":  # im2col in int8 (the padding value 0 is u = -shift), one int8 GEMM
+            import torch
+
+            cols = im2col(_int8_values(x, st.zp + st.shift, st.mul), op.kernel, op.stride, op.pads, fill=-st.shift)
+            B, OH, OW = cols.shape[:3]
+            cols = cols.reshape(B * OH * OW, -1)
+            acc = self._int_mm(torch.from_numpy(cols), st.w).numpy().reshape(B, OH, OW, -1)
+            return self._finish(st, acc, exact, as_float)
         v = _values(x, st.zp, st.kind, st.mul)
         if op.depthwise and st.w.ndim == 3:  # kh*kw vectorized multiply-adds, in place
             acc = tmp = None
@@ -459,9 +622,9 @@ class BitSim:
                     tmp = np.multiply(view, st.w[:, dy, dx], out=tmp)
                     acc += tmp
         else:
-            win = windows(v, op.kernel, op.stride, op.pads)  # [B, OH, OW, C, kh, kw]
-            B, OH, OW = win.shape[:3]
-            cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(B * OH * OW, -1)
+            cols = im2col(v, op.kernel, op.stride, op.pads)
+            B, OH, OW = cols.shape[:3]
+            cols = cols.reshape(B * OH * OW, -1)
             acc = (cols @ st.w if st.kind != "obj" else cols.dot(st.w)).reshape(B, OH, OW, -1)
         return self._finish(st, acc, exact, as_float)
 
@@ -469,8 +632,8 @@ class BitSim:
         op = st.op
         x = np.asarray(x)
         acc = None
-        if op.mode == "max":
-            for _, _, view in taps(x.astype(np.int64, copy=False), op.kernel, op.stride, op.pads):
+        if op.mode == "max":  # in the stored integers' own dtype (no padding enters a max pool's windows)
+            for _, _, view in taps(x, op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
         v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) * st.mul - st.zp
@@ -479,9 +642,17 @@ class BitSim:
         return acc if exact else self._wrap(st, acc)
 
     def add(self, st: _AddStage, a: np.ndarray, b: np.ndarray, *, exact: bool = False) -> np.ndarray:
-        ma, mb = st.mults  # [C], broadcast over the last (channel) axis
-        dt = object if st.kind == "obj" else np.int64
-        acc = ma * (np.asarray(a).astype(dt) * st.muls[0] - st.zps[0]) + mb * (np.asarray(b).astype(dt) * st.muls[1] - st.zps[1])
+        dt = _DTYPE[st.kind]
+        acc = None
+        for x, m, mul, zp in zip((a, b), st.mults, st.muls, st.zps):  # m: [C], over the last (channel) axis
+            v = np.asarray(x).astype(dt)  # a fresh array: the steps below work in place
+            if mul != 1:
+                v *= mul
+            if zp:
+                v -= zp
+            if st.kind == "obj" or np.any(m != 1):
+                v = v * m if st.kind == "obj" else np.multiply(v, m, out=v)
+            acc = v if acc is None else np.add(acc, v, out=acc) if st.kind != "obj" else acc + v
         return acc if exact else self._wrap(st, acc)
 
     def _wrap(self, st, acc: np.ndarray) -> np.ndarray:
@@ -507,14 +678,25 @@ class BitSim:
             return np.full(np.shape(acc), st.qmin, dtype=np.int64)
         acc = np.asarray(acc)
         if st.lut is not None:
-            if acc.dtype.kind == "f":  # acc + offset is an integer in [0, C * R) <= LUT_MAX = 2^24: exact in float32
-                return st.lut[(acc + st.offsets.astype(acc.dtype)).astype(np.intp)]
-            return st.lut[acc.astype(np.int64, copy=False) + st.offsets]
+            # int64 indices (np.take converts any other type first), one flat gather; the per-channel
+            # vectors tiled over whole rows (a short innermost axis makes numpy's loops slow)
+            shape = acc.shape
+            idx = acc.astype(np.int64) if acc.dtype.kind == "f" else acc  # float integers: exact
+            idx = idx.reshape(shape[0], -1) if acc.ndim > 1 else idx
+            if st.clip:
+                idx = np.minimum(idx, self._row(st.hi, shape))  # int64 (as the bounds are), a new array
+                np.maximum(idx, self._row(st.lo, shape), out=idx)
+                idx += self._row(st.offsets, shape)
+            else:
+                idx = idx + self._row(st.offsets, shape)
+            return np.take(st.lut, idx).reshape(shape)
         if st.T_flat is not None:
-            keys = acc.astype(np.int64) + st.offsets
+            keys = (np.clip(acc, st.lo, st.hi) if st.clip else acc).astype(np.int64) + st.offsets
             cnt = np.searchsorted(st.T_flat, keys.reshape(-1), side="right").reshape(keys.shape)
             cnt = cnt - np.arange(keys.shape[-1], dtype=np.int64) * st.NT
             return st.qmin + cnt
+        if acc.dtype != object and st.T.dtype != object:  # the plain count of the thresholds each value reaches
+            return st.qmin + (acc.astype(np.int64)[..., None] >= st.T).sum(axis=-1)
         a = np.asarray(acc).astype(object)
         out = np.empty(a.shape, dtype=np.int64)
         for j in range(a.shape[-1]):
@@ -525,19 +707,67 @@ class BitSim:
 
     # ------------------------------------------------------------------ running
 
-    CHUNK = 1024  # rows per batch chunk: a first-layer input chunk stays in cache (measured best of 256..10000)
+    CHUNK_BYTES = 1 << 23  # ~8 MB for a chunk's largest array (bench/bench_model.py: MLP, digits CNN, ResNet18)
 
-    def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False, stop: str | None = None) -> dict:
-        """Like :meth:`run_batch`; large batches go in cache-sized chunks (the same integers either way)."""
+    def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False, stop: str | None = None,
+            threads: int | None = None) -> dict:
+        """Like :meth:`run_batch`; large batches go in cache-sized chunks (the same integers either way),
+        run by ``threads`` Python threads (default: the cores this process may use; numpy and torch release
+        the GIL in their loops), each chunk's GEMMs on one BLAS/torch thread meanwhile."""
         if isinstance(x, dict):
             return self.run_batch(x, start=start, keep=keep, stop=stop)
         x = np.asarray(x)
         n = x.shape[0] if x.ndim else 0
-        chunk = self.CHUNK if len(self.model.tensors[self.model.ops[0].outputs[0]].shape) == 1 else 256
+        threads = threads or _usable_cores()
+        # as many chunks as threads (or a multiple of it, when a thread's share would exceed CHUNK_BYTES)
+        k = max(threads, -(-n // max(1, self.CHUNK_BYTES // self._bytes_per_sample())))
+        chunk = max(1, -(-n // (-(-k // threads) * threads)))
         if n <= chunk:
             return self.run_batch(x, start=start, keep=keep, stop=stop)
-        outs = [self.run_batch(x[i : i + chunk], start=start, keep=keep, stop=stop) for i in range(0, n, chunk)]
+        parts = [x[i : i + chunk] for i in range(0, n, chunk)]
+        if threads > 1:
+            if self._threadpools is None:  # introspecting the loaded BLAS libraries takes ~1 ms: once
+                from threadpoolctl import ThreadpoolController
+
+                self._threadpools = ThreadpoolController()
+            if self._pool is None or self._pool._max_workers != threads:
+                # kept: fresh threads cost ~1 ms each time (numpy's and torch's per-thread set-up)
+                from concurrent.futures import ThreadPoolExecutor
+
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="a2qhls-sim")
+            with _single_threaded_kernels(self._threadpools):
+                outs = list(self._pool.map(lambda p: self.run_batch(p, start=start, keep=keep, stop=stop), parts))
+        else:
+            outs = [self.run_batch(p, start=start, keep=keep, stop=stop) for p in parts]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _row(self, vec: np.ndarray, shape) -> np.ndarray:
+        """A per-channel vector ``[C]`` (the last axis of ``shape``) tiled over a flattened sample
+        ``shape[1:]`` (cached): row-wide operands where ``C`` alone would be numpy's innermost loop."""
+        n = int(np.prod(shape[1:])) if len(shape) > 1 else len(vec)
+        if n == len(vec):
+            return vec
+        key = (id(vec), n)
+        tiled = self._tiles.get(key)
+        if tiled is None:
+            tiled = self._tiles[key] = np.tile(vec, n // len(vec))
+        return tiled
+
+    def _bytes_per_sample(self) -> int:
+        """The largest working array per sample, in bytes: a tensor in 4-byte elements (float32 input,
+        int32 sums), or a conv's im2col rows (int8 for the int8 GEMM, else 4 or 8 bytes)."""
+        if getattr(self, "_per_sample", None) is None:
+            sizes = [4 * int(np.prod(t.shape or (1,))) for t in self.model.tensors.values()]
+            for op in self.model.ops:
+                if isinstance(op, Conv):
+                    oh, ow = self.model.tensors[op.outputs[0]].shape[:2]
+                    k = op.kernel[0] * op.kernel[1] * self.model.tensors[op.inputs[0]].shape[-1]
+                    kind = self.stages[op.name].kind
+                    sizes.append(oh * ow * k * (1 if kind == "i8" else 4 if kind == "f32" else 8))
+            self._per_sample = max(sizes + [1])
+        return self._per_sample
 
     def _shaped(self, tensor: str, q) -> np.ndarray:
         q = np.asarray(q)

@@ -6,14 +6,16 @@ For each net (the 784-64-64-10 Brevitas A2Q+ MLP of bench_sim.py, the digits CNN
 paper's full-size quant_resnet18 A2Q+ P=16 of bench/paper_nets.py with ``--input-quant uint8:0.00392``):
 images per second of
 
-* ``BitSim.run`` on a batch (integers out, bit-exact; the dot products on BLAS where exact),
+* ``BitSim.run`` on a batch (integers out, bit-exact; the dot products as torch's int8 GEMM with int32 sums,
+  or on BLAS, where exact; chunks of the batch in ``--threads`` parallel threads),
 * torch's float forward of the same architecture (the Brevitas net with every quantized layer
   replaced by its float torch layer: same shapes, same weights, no quantizers; for ResNet18
   brevitas_examples' ``float_resnet18``), ``torch.no_grad``,
 * QONNX's executor on the batch (``a2qhls.cosimulation.QonnxReference``, a batch-resized graph),
   on a subset of the batch (it is slow), with the agreement of the two on that subset.
 
-numpy's BLAS and torch run with the same thread count (``--threads``, default all cores; threadpoolctl).
+numpy's BLAS, torch and the model's chunks run with the same thread count (``--threads``, default all cores;
+threadpoolctl).
 Goals (issue 12): model/torch >= 1x on all three, model/qonnx >= 10x on the MLP and the CNN.
 Times are best of --repeat, wall and CPU time of this process (with one thread, CPU time is the steadier
 figure on a shared machine); load average printed.
@@ -141,7 +143,7 @@ def main() -> int:
             sim = BitSim(model)
             out = model.outputs[0]
             sim.run(x[:8])
-            t_sim = best(lambda: sim.run(x), args.repeat)
+            t_sim = best(lambda: sim.run(x, threads=args.threads), args.repeat)
             fm = float_twin(tm)
             xt = torch.from_numpy(x.reshape((len(x),) + tuple(model.input_shape)))
             with torch.no_grad():

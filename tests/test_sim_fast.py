@@ -1,7 +1,7 @@
-"""The numpy model's fast path (integer sums as float32/float64 BLAS GEMMs where exact, float
-accumulators handed to the threshold lookup, a small depthwise conv as a block-diagonal GEMM) gives
-the same integers as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at
-their safe widths and narrower ones (wrapping)."""
+"""The numpy model's fast paths (integer sums as torch int8 GEMMs with int32 sums, or as float32/float64
+BLAS GEMMs, where exact; accumulators handed to the threshold lookup; a small depthwise conv as a
+block-diagonal GEMM) give the same integers as its plain int64 path (``BitSim(blas=False)``), on
+random MLPs and CNNs at their safe widths and narrower ones (wrapping), with and without the int8 GEMM."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,11 +13,12 @@ from a2qhls.passes.acc_bits import apply_acc_bits
 from a2qhls.sim import BitSim
 
 
-def _same(model, x):
+def _same(model, x, int_gemm=True):
     plain = BitSim(model, blas=False)
     assert all(st.kind in ("i64", "obj") for st in plain.stages.values() if hasattr(st, "kind"))
     want = plain.run(x, keep=True)
-    fast = BitSim(model)
+    fast = BitSim(model, int_gemm=int_gemm)
+    assert int_gemm or all(st.kind != "i8" for st in fast.stages.values() if hasattr(st, "kind"))
     got = fast.run(x)  # the fused path: float accumulators straight into the lookup
     for t in model.outputs:
         assert np.array_equal(np.asarray(got[t]).astype(np.int64), np.asarray(want[t]).astype(np.int64)), t
@@ -29,13 +30,38 @@ def _same(model, x):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), narrower=st.integers(0, 4), relu=st.booleans(), float_bias=st.booleans(),
-       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]))
-def test_mlp_fast_path_equals_plain_integers(seed, narrower, relu, float_bias, sizes):
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans())
+def test_mlp_fast_path_equals_plain_integers(seed, narrower, relu, float_bias, sizes, int_gemm):
     model = hand_models.mlp(sizes, seed=seed, act_type=IntType(3, False, False, 0), relu=relu, float_bias=float_bias)
     model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
     x = np.random.default_rng(seed).uniform(-0.3, 1.3, size=(9, sizes[0])).astype(np.float32)
-    fast = _same(model, x)
-    assert any(st.kind in ("f32", "f64") for st in fast.stages.values() if hasattr(st, "kind"))
+    fast = _same(model, x, int_gemm)
+    kinds = {st.kind for st in fast.stages.values() if hasattr(st, "kind")}
+    assert kinds & ({"i8"} if int_gemm else {"f32", "f64"})
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), bits=st.integers(5, 8), signed=st.booleans(), zp=st.integers(-40, 40),
+       narrower=st.integers(0, 3), cnn=st.booleans())
+def test_int8_gemm_shifted_inputs_equal_plain_integers(seed, bits, signed, zp, narrower, cnn):
+    """Inputs whose values do not fit int8 (up to 8 bits with any zero-point): the int8 GEMM reads
+    ``value - shift`` and adds ``shift * sum(w)`` back (a conv's zero padding enters as ``-shift``)."""
+    t = IntType(bits, signed, False, zp)
+    if cnn:
+        m = hand_models.cnn(seed=seed, in_type=t)
+        x = np.random.default_rng(seed).uniform(-3, 3, size=(5, 2, 6, 6)).astype(np.float32)
+    else:
+        m = hand_models.mlp((20, 7, 3), seed=seed, in_type=t, act_type=IntType(4, False, False, 0))
+        x = np.random.default_rng(seed).uniform(-3, 3, size=(9, 20)).astype(np.float32)
+    m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - narrower) for op in m.accumulating_ops()})
+    fast = _same(m, x)
+    first = fast.stages[m.accumulating_ops()[0].name]
+    fits = -128 <= t.vmin and t.vmax <= 127
+    if first.kind == "i8":
+        assert (first.shift == 0) == fits
+        assert -128 <= t.vmin - first.shift and t.vmax - first.shift <= 127
+    else:  # refused only where a padded conv's zero (u = -shift) cannot be int8: every value above 255
+        assert cnn and t.vmin > 0 and t.vmax > 255
 
 
 spec = st.fixed_dictionaries({
@@ -48,8 +74,8 @@ spec = st.fixed_dictionaries({
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)), conv0=spec, dw=spec,
        in_zp=st.integers(-3, 3), in_signed=st.booleans(), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
-       dw_gemm=st.booleans())
-def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm):
+       dw_gemm=st.booleans(), int_gemm=st.booleans())
+def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm):
     from hypothesis import note
 
     H0 = (hw[0] + conv0["pads"][0] + conv0["pads"][2] - conv0["kernel"][0]) // conv0["stride"][0] + 1
@@ -65,15 +91,15 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
     BitSim.DW_AS_GEMM = 16 if dw_gemm else 0  # both depthwise paths: block-diagonal GEMM and per-tap
     try:
         note(f"DW_AS_GEMM={BitSim.DW_AS_GEMM}")
-        _same(m, x)
+        _same(m, x, int_gemm)
     finally:
         BitSim.DW_AS_GEMM = old
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), narrower=st.integers(0, 3), float_bias=st.booleans(), binary=st.booleans(),
-       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]))
-def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes):
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans())
+def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes, int_gemm):
     """Bipolar input and activations (stored bit q, value 2q - 1): the float fast path equals the int64 one."""
     bp = IntType.bipolar_type()
     model = hand_models.mlp(sizes, seed=seed, in_type=bp, in_scale=0.5, w_bits=2 if binary else 4, act_type=bp,
@@ -84,14 +110,15 @@ def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias,
         model = hand_models.size_accumulators(model)
     model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
     x = np.random.default_rng(seed).uniform(-1, 1, size=(9, sizes[0])).astype(np.float32)
-    fast = _same(model, x)
-    assert any(st.kind in ("f32", "f64") for st in fast.stages.values() if hasattr(st, "kind"))
+    fast = _same(model, x, int_gemm)
+    assert any(st.kind in (("i8",) if int_gemm else ("f32", "f64")) for st in fast.stages.values() if hasattr(st, "kind"))
     assert any(getattr(st, "mul", 1) == 2 for st in fast.stages.values())
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 2), min_size=6, max_size=6), dw_gemm=st.booleans())
-def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm):
+@given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 2), min_size=6, max_size=6), dw_gemm=st.booleans(),
+       int_gemm=st.booleans())
+def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm, int_gemm):
     """A CNN whose input and activations are bipolar (convolutions incl. padding and depthwise, max pool of
     bits, residual add and average pool of 2q - 1 values): fast path == int64 path."""
     bp = IntType.bipolar_type()
@@ -104,6 +131,39 @@ def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm):
     old = BitSim.DW_AS_GEMM
     BitSim.DW_AS_GEMM = 16 if dw_gemm else 0
     try:
-        _same(m, x)
+        _same(m, x, int_gemm)
     finally:
         BitSim.DW_AS_GEMM = old
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+       mode=st.sampled_from(["search", "span", "full"]))
+def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode):
+    """Requantization by a table of every reachable accumulator value (``full``), by a table of each
+    channel's thresholds' span with accumulators clipped to it first (``span``), or by a search (no table):
+    the same integers as the plain count of the thresholds each accumulator reaches, on CNNs whose layers,
+    add and pool may wrap."""
+    m = hand_models.cnn(seed=seed)
+    m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
+    x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(7, 2, 6, 6)).astype(np.float32)
+    full = BitSim(m)
+    req = {n: st for n, st in full.stages.items() if hasattr(st, "lut") and st.NT}
+    assert all(st.lut is not None and not st.clip for st in req.values())  # small layers: full tables
+    span = {n: int((st.T.max(axis=1) - st.T.min(axis=1) + 2).sum()) for n, st in req.items()}
+    size = {n: len(st.lut) for n, st in req.items()}
+    old = BitSim.LUT_MAX
+    if mode == "span":  # a table size that one requantization's span fits and its full table does not
+        assume(any(span[n] < size[n] for n in req))
+        name = min((n for n in req if span[n] < size[n]), key=lambda n: span[n])
+        BitSim.LUT_MAX = span[name]
+    BitSim.LUT_MAX = {"search": 0, "span": BitSim.LUT_MAX, "full": old}[mode]
+    try:
+        fast = _same(m, x)
+    finally:
+        BitSim.LUT_MAX = old
+    if mode == "search":
+        assert all(fast.stages[n].lut is None for n in req)
+    elif mode == "span":
+        assert fast.stages[name].lut is not None and fast.stages[name].clip
+    assert any(st.kind == "i32" for st in fast.stages.values() if hasattr(st, "mults"))  # the residual add in int32

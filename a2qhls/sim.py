@@ -54,6 +54,7 @@ one by one: the plain path the tests compare the fast ones with.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -217,14 +218,31 @@ def _to_int(a: np.ndarray, kind: str) -> np.ndarray:
     return a if kind == "obj" else a.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1)
 def int8_gemm():
     """torch's integer GEMM ``torch._int_mm`` (int8 x int8 -> int32, exact integer arithmetic; on x86
-    oneDNN's VNNI kernels), or ``None`` where torch or the op is missing."""
+    oneDNN's VNNI kernels), or ``None`` where torch or the op is missing, or where it fails a check
+    against numpy's int64 product on odd shapes and extreme values (it is a private torch function:
+    checked once per process, not trusted)."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency of the front end
         return None
-    return getattr(torch, "_int_mm", None)
+    mm = getattr(torch, "_int_mm", None)
+    if mm is None:  # pragma: no cover - older torch
+        return None
+    rng = np.random.default_rng(0)
+    try:
+        for m, k, n in ((1, 1, 1), (37, 300, 10), (129, 17, 64)):
+            a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+            b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+            a[0], b[:, 0] = -128, -128  # the extreme products
+            got = mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            if got.dtype != np.int32 or not np.array_equal(got, a.astype(np.int64) @ b.astype(np.int64)):
+                return None
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - unsupported on this build
+        return None
+    return mm
 
 
 def _usable_cores() -> int:

@@ -167,3 +167,24 @@ def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode):
     elif mode == "span":
         assert fast.stages[name].lut is not None and fast.stages[name].clip
     assert any(st.kind == "i32" for st in fast.stages.values() if hasattr(st, "mults"))  # the residual add in int32
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), threads=st.integers(1, 3), cnn=st.booleans())
+def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
+    """A batch split into chunks (forced small here) run by 1-3 threads: the same integers as the
+    plain path on the whole batch, every tensor kept; the thread settings of torch are restored."""
+    import torch
+
+    m = hand_models.cnn(seed=seed) if cnn else hand_models.mlp((30, 12, 12, 4), seed=seed, act_type=IntType(3, False, False, 0))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.6, 1.3, size=(n, 2, 6, 6) if cnn else (n, 30)).astype(np.float32)
+    want = BitSim(m, blas=False).run_batch(x, keep=True)
+    sim = BitSim(m)
+    sim.CHUNK_BYTES = 1  # one sample per chunk
+    before = torch.get_num_threads()
+    for keep in (False, True):
+        got = sim.run(x, threads=threads, keep=keep)
+        for t in (want if keep else m.outputs):
+            assert np.array_equal(np.asarray(got[t]).astype(np.int64), np.asarray(want[t]).astype(np.int64)), t
+    assert torch.get_num_threads() == before

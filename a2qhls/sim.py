@@ -116,26 +116,53 @@ def unpreprocess_input(op: InputQuant, y: np.ndarray) -> np.ndarray:
     return x.reshape(shape)
 
 
-def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False) -> np.ndarray:
-    """Float input -> integer ``q`` (int64; ``as_float``: the same integers as float32), as QONNX
-    computes it in float32 (any float preprocessing ``op.pre`` first, then ``x / scale + zp``, clip,
-    round; clipping before rounding to the integer bounds is the same as after)."""
+_QUANT_BLOCK = 1 << 18  # float32 elements per block of the input quantizer (1 MB: stays in a core's L2)
+
+
+def narrow_int_dtype(qmin: int, qmax: int):
+    """The narrowest numpy integer dtype holding ``[qmin, qmax]`` (uint8 for unsigned 8-bit values)."""
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64):
+        if np.iinfo(dt).min <= qmin and qmax <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise A2QError(f"integers in [{qmin}, {qmax}] do not fit 64 bits")
+
+
+def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False, narrow: bool = False) -> np.ndarray:
+    """Float input -> integer ``q`` (int64; ``as_float``: the same integers as float32; ``narrow``: in
+    the narrowest integer dtype that holds them, e.g. uint8), as QONNX computes it in float32 (any float
+    preprocessing ``op.pre`` first, then ``x / scale + zp``, clip, round; clipping before rounding to the
+    integer bounds is the same as after)."""
     x = preprocess_input(op, x) if op.pre else np.asarray(x, dtype=np.float32)
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
+    m = str(op.rounding_mode).upper()
+    lo, hi = op.out_type.qmin, op.out_type.qmax
+    if narrow and m in ("ROUND", "HALF_EVEN") and not op.out_type.bipolar and scale.size == 1 and zp.size == 1:
+        # the same steps in cache-sized blocks, each rounded straight into the narrow integers
+        q = np.empty(x.shape, dtype=narrow_int_dtype(lo, hi))
+        xf, qf = np.ascontiguousarray(x).reshape(-1), q.reshape(-1)
+        buf = np.empty(min(xf.size, _QUANT_BLOCK), dtype=np.float32)
+        for i in range(0, xf.size, _QUANT_BLOCK):
+            yb = buf[: min(_QUANT_BLOCK, xf.size - i)]
+            np.divide(xf[i : i + len(yb)], scale.reshape(()), out=yb)
+            if zp != 0:
+                yb += zp.reshape(())
+            np.clip(yb, np.float32(lo), np.float32(hi), out=yb)
+            np.rint(yb, out=qf[i : i + len(yb)], casting="unsafe")  # in range: clipped above
+        return q
     y = np.divide(x, scale)
     if op.out_type.bipolar:  # QONNX BipolarQuant: +1 (stored 1) iff x / scale >= 0
         b = (y >= 0)
-        return b.astype(np.float32) if as_float else b.astype(np.int64)
+        return b.view(np.uint8) if narrow else b.astype(np.float32) if as_float else b.astype(np.int64)
     if zp != 0:
         y += zp
-    lo, hi = op.out_type.qmin, op.out_type.qmax
     np.clip(y, np.float32(lo), np.float32(hi), out=y)
-    m = str(op.rounding_mode).upper()
     if m in ("ROUND", "HALF_EVEN"):
         np.round(y, out=y)
     else:
         y = round_like_qonnx(y, m).astype(np.float32)
+    if narrow:
+        return y.astype(narrow_int_dtype(lo, hi))
     return y if as_float else y.astype(np.int64)
 
 
@@ -270,6 +297,10 @@ def _int8_values(x, off: int, mul: int = 1) -> np.ndarray:
     v = np.asarray(x)
     if v.dtype == np.int8 and mul == 1 and off == 0:
         return np.ascontiguousarray(v) if v.flags.writeable else v.copy()
+    if v.dtype in (np.int8, np.uint8) and mul == 1:  # (q - off) mod 256 in int8 arithmetic: exact, as it fits
+        u = v.astype(np.int8)  # a copy; uint8 -> int8 wraps
+        np.subtract(u, np.int8(((off + 128) % 256) - 128), out=u)
+        return u
     if v.dtype.kind == "f":  # integer-valued float32 from the input quantizer: exact below 2^24
         v = v * np.float32(mul) if mul != 1 else v
         v = v - np.float32(off) if off else v
@@ -330,7 +361,7 @@ def threshold_lut(T: np.ndarray, lo: np.ndarray, R: np.ndarray, qmin: int, qmax:
     ``T[j, t] >= lo[j]``; a threshold past the channel's last value is never reached): one increment per
     threshold, one running sum, less the sum before each channel (no search)."""
     C, NT = T.shape
-    dt = np.int8 if -128 <= qmin and qmax <= 127 else np.int16 if -(2**15) <= qmin and qmax < 2**15 else np.int64
+    dt = narrow_int_dtype(qmin, qmax)
     starts = np.concatenate([[0], np.cumsum(R)[:-1]]).astype(np.int64)
     rel = T - lo[:, None]
     pos = (starts[:, None] + rel)[rel < R[:, None]]
@@ -827,7 +858,8 @@ class BitSim:
             if isinstance(op, InputQuant):
                 fmap = len(self.model.tensors[op.outputs[0]].shape) == 3
                 # integer-valued float32 feeds the BLAS path directly; int64 when kept or exotic
-                out = quantize_input(op, src, as_float=not keep and op.out_type.bits <= 24)
+                # uint8 for an 8-bit input: a quarter of float32's bytes (the plain path: int64, one whole-array pass each)
+                out = quantize_input(op, src, narrow=not keep and self.blas)
                 if fmap:  # NCHW (or [B, C, L], a map of height 1) -> NHWC
                     H, W, C = self.model.tensors[op.outputs[0]].shape
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))

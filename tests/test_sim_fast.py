@@ -5,7 +5,7 @@ random MLPs and CNNs at their safe widths and narrower ones (wrapping), with and
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 import hand_models
 from a2qhls.ir import IntType
@@ -188,3 +188,24 @@ def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
         for t in (want if keep else m.outputs):
             assert np.array_equal(np.asarray(got[t]).astype(np.int64), np.asarray(want[t]).astype(np.int64)), t
     assert torch.get_num_threads() == before
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), bits=st.integers(1, 16), signed=st.booleans(), zp=st.integers(-3, 3),
+       scale=st.sampled_from([0.5383791, 0.25, 1.0, 3.0, 1e-3]), n=st.integers(1, 700_000),
+       rounding=st.sampled_from(["ROUND", "HALF_EVEN", "FLOOR", "CEIL", "DOWN", "HALF_UP"]))
+@example(seed=1, bits=8, signed=False, zp=2, scale=0.5383791, n=600_001, rounding="ROUND")  # three blocks
+def test_narrow_blocked_input_quantizer_equals_whole_array(seed, bits, signed, zp, scale, n, rounding):
+    """The input quantizer in cache-sized blocks, rounded straight into the narrowest integer dtype: the same
+    integers as the whole-array float32 steps, on inputs with exact ties (k + 1/2) and far out of range."""
+    from a2qhls.ir import InputQuant
+    from a2qhls.sim import quantize_input
+
+    t = IntType(bits, signed, False, zp)
+    op = InputQuant("iq", ["x"], ["q"], np.float32(scale), np.float32(zp), t, rounding)
+    rng = np.random.default_rng(seed)
+    k = rng.integers(t.qmin - 3, t.qmax + 3, size=n)
+    x = np.where(rng.random(n) < 0.3, (k + 0.5) * np.float32(scale), rng.normal(0, 2 ** bits * scale, n)).astype(np.float32)
+    got = quantize_input(op, x, narrow=True)
+    assert got.dtype.itemsize <= np.dtype(np.int64).itemsize and got.dtype.kind in "iu"
+    assert np.array_equal(got.astype(np.int64), quantize_input(op, x))

@@ -37,16 +37,18 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 
-def best(fn, n: int) -> tuple:
-    """``(best wall s, best CPU s of this process)`` over ``n`` calls: on a loaded machine the CPU time of a
-    single-threaded run is the steadier figure (wall includes the time other processes hold the cores)."""
-    walls, cpus = [], []
+def best(fns, n: int) -> list:
+    """``[(best wall s, best CPU s of this process)]`` per function over ``n`` rounds, the functions
+    interleaved in each round (a slow spell of a shared machine then hits both sides alike): on a loaded
+    machine the CPU time of a single-threaded run is the steadier figure."""
+    walls, cpus = [[] for _ in fns], [[] for _ in fns]
     for _ in range(n):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return min(walls), min(cpus)
+        for k, fn in enumerate(fns):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
+    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 def float_twin(model):
@@ -125,7 +127,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="mlp,cnn,resnet18")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
 
     import torch
@@ -143,15 +145,14 @@ def main() -> int:
             sim = BitSim(model)
             out = model.outputs[0]
             sim.run(x[:8])
-            t_sim = best(lambda: sim.run(x, threads=args.threads), args.repeat)
             fm = float_twin(tm)
             xt = torch.from_numpy(x.reshape((len(x),) + tuple(model.input_shape)))
             with torch.no_grad():
                 fm(xt[:8])
-                t_torch = best(lambda: fm(xt), args.repeat)
+                t_sim, t_torch = best([lambda: sim.run(x, threads=args.threads), lambda: fm(xt)], args.repeat)
             ref = QonnxReference(path, input_quant=iq)
             ref.run(x[:nq])
-            t_q = best(lambda: ref.run(x[:nq]), min(args.repeat, 3))
+            (t_q,) = best([lambda: ref.run(x[:nq])], min(args.repeat, 3))
             got = to_real(model, out, sim.run(x[:nq])[out])
             want = ref.run(x[:nq])[model.output_names[0]].reshape(got.shape)
             agree = int(np.sum(np.all(np.abs(got - want) <= 0.25 * np.asarray(model.tensors[out].scale), axis=1)))

@@ -441,12 +441,16 @@ class BitSim:
     LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
     DW_AS_GEMM = 16  # a depthwise conv of at most this many channels runs as a (block-diagonal) GEMM
 
-    def __init__(self, model: Model, *, blas: bool = True, int_gemm: bool = True):
+    def __init__(self, model: Model, *, blas: bool = True, int_gemm: Optional[bool] = None):
         """``blas=False``: every sum in int64 (or Python integers), no float path: the plain
-        reference the tests compare the BLAS path with. ``int_gemm=False``: no int8 GEMM (the
-        float32/float64 BLAS path for every layer that fits it)."""
+        reference the tests compare the BLAS path with. ``int_gemm``: the int8 GEMM of torch where
+        exact (``True``), never (``False``: the float32/float64 BLAS path for every layer that fits it),
+        or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
+        than the GEMMs of a build's test vectors or a small model's co-simulation save."""
         self.model = model
         self.blas = blas
+        if int_gemm is None:
+            int_gemm = "torch" in sys.modules
         self._int_mm = int8_gemm() if blas and int_gemm else None
         self._threadpools = None
         self._pool = None

@@ -180,7 +180,7 @@ def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-0.6, 1.3, size=(n, 2, 6, 6) if cnn else (n, 30)).astype(np.float32)
     want = BitSim(m, blas=False).run_batch(x, keep=True)
-    sim = BitSim(m)
+    sim = BitSim(m, int_gemm=True)
     sim.CHUNK_BYTES = 1  # one sample per chunk
     before = torch.get_num_threads()
     for keep in (False, True):
@@ -209,3 +209,26 @@ def test_narrow_blocked_input_quantizer_equals_whole_array(seed, bits, signed, z
     got = quantize_input(op, x, narrow=True)
     assert got.dtype.itemsize <= np.dtype(np.int64).itemsize and got.dtype.kind in "iu"
     assert np.array_equal(got.astype(np.int64), quantize_input(op, x))
+
+
+def test_torch_not_imported_unless_loaded_or_asked():
+    """By default the model uses torch's int8 GEMM only when torch is already imported: a fresh process
+    (as `a2qhls build` runs the test vectors) never pays torch's import; with torch loaded it is used."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "import numpy as np, hand_models\n"
+        "from a2qhls.sim import BitSim\n"
+        "m = hand_models.cnn(seed=1)\n"
+        "x = np.random.default_rng(0).uniform(-0.6, 1.3, size=(9, 2, 6, 6)).astype(np.float32)\n"
+        "sim = BitSim(m); sim.run(x)\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert not any(getattr(st, 'kind', '') == 'i8' for st in sim.stages.values())\n"
+        "import torch\n"
+        "assert any(getattr(st, 'kind', '') == 'i8' for st in BitSim(m).stages.values())\n"
+    ) % str(Path(__file__).parent)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -297,6 +297,9 @@ def _int8_values(x, off: int, mul: int = 1) -> np.ndarray:
     v = np.asarray(x)
     if v.dtype == np.int8 and mul == 1 and off == 0:
         return np.ascontiguousarray(v) if v.flags.writeable else v.copy()
+    if v.dtype == np.uint8 and mul == 1 and off == 0:  # q = u in [0, 127]: the same bytes as int8
+        u = np.ascontiguousarray(v).view(np.int8)
+        return u if u.flags.writeable else u.copy()
     if v.dtype in (np.int8, np.uint8) and mul == 1:  # (q - off) mod 256 in int8 arithmetic: exact, as it fits
         u = v.astype(np.int8)  # a copy; uint8 -> int8 wraps
         np.subtract(u, np.int8(((off + 128) % 256) - 128), out=u)

@@ -772,8 +772,10 @@ class BitSim:
     def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False, stop: str | None = None,
             threads: int | None = None) -> dict:
         """Like :meth:`run_batch`; large batches go in cache-sized chunks (the same integers either way),
-        run by ``threads`` Python threads (default: the cores this process may use; numpy and torch release
-        the GIL in their loops), each chunk's GEMMs on one BLAS/torch thread meanwhile."""
+        run by ``threads`` Python threads (default: the cores this process may use, at most
+        ``OMP_NUM_THREADS``; numpy and torch release the GIL in their loops), each chunk's GEMMs on one
+        BLAS/torch thread meanwhile (process-wide settings, restored after: do not call ``run`` from
+        several threads at once while also relying on torch's thread count)."""
         if isinstance(x, dict):
             return self.run_batch(x, start=start, keep=keep, stop=stop)
         x = np.asarray(x)

@@ -57,6 +57,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -116,6 +117,11 @@ def unpreprocess_input(op: InputQuant, y: np.ndarray) -> np.ndarray:
     return x.reshape(shape)
 
 
+def _nan_input(op: InputQuant, flat: np.ndarray, start: int):
+    k = start + int(np.flatnonzero(np.isnan(flat[start:]))[0])
+    raise A2QError(f"{op.name}: the input has NaN at flat index {k}; quantizing needs numbers (infinities clip)")
+
+
 _QUANT_BLOCK = 1 << 18  # float32 elements per block of the input quantizer (1 MB: stays in a core's L2)
 
 
@@ -148,6 +154,8 @@ def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False, nar
             if zp != 0:
                 yb += zp.reshape(())
             np.clip(yb, np.float32(lo), np.float32(hi), out=yb)
+            if np.isnan(yb.max()):  # NaN survives the clip (and has no integer)
+                _nan_input(op, xf, i)
             np.rint(yb, out=qf[i : i + len(yb)], casting="unsafe")  # in range: clipped above
         return q
     y = np.divide(x, scale)
@@ -157,6 +165,8 @@ def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False, nar
     if zp != 0:
         y += zp
     np.clip(y, np.float32(lo), np.float32(hi), out=y)
+    if y.size and np.isnan(y.max()):
+        _nan_input(op, y.reshape(-1), 0)
     if m in ("ROUND", "HALF_EVEN"):
         np.round(y, out=y)
     else:
@@ -296,6 +306,13 @@ def _single_threaded_kernels(controller):
             torch.set_num_threads(before)
 
 
+def _wide(q: np.ndarray) -> np.ndarray:
+    """Integers handed back to the caller as int64 (the narrow dtypes inside would wrap the caller's
+    arithmetic: uint8 ``q - 5``); object (Python integers) and float inputs kept as given."""
+    q = np.asarray(q)
+    return q.astype(np.int64) if q.dtype.kind in "iub" and q.dtype != np.int64 else q
+
+
 def _int8_values(x, off: int, mul: int = 1) -> np.ndarray:
     """Stored integers ``q`` -> ``mul * q - off`` as C-contiguous int8 (the caller checked the range)."""
     v = np.asarray(x)
@@ -340,7 +357,9 @@ def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
 
 def im2col(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
     """``[B, H, W, C]`` -> a C-contiguous ``[B, OH, OW, kh * kw * C]`` copy of the windows, in
-    ``(kh, kw, C)`` order (padding = ``fill``)."""
+    ``(kh, kw, C)`` order (padding = ``fill``); a 1x1 kernel at stride 1 without padding: ``v`` itself."""
+    if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(pads):
+        return np.ascontiguousarray(v)
     win = windows(v, kernel, stride, pads, fill)  # [B, OH, OW, C, kh, kw]
     if v.shape[-1] == 1:  # one channel: kh * kw strided copies beat one transposing copy of 1-element runs
         out = np.empty(win.shape[:3] + (kernel[0] * kernel[1],), dtype=v.dtype)
@@ -460,7 +479,8 @@ class BitSim:
             int_gemm = "torch" in sys.modules
         self._int_mm = int8_gemm() if blas and int_gemm else None
         self._threadpools = None
-        self._pool = None
+        self._pool = self._pool_key = None
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._tiles: dict = {}
         self.acc_bits = built_acc_bits(model)
         compute_thresholds(model)
@@ -601,15 +621,13 @@ class BitSim:
         P = self.acc_bits[self.model.producer(op.inputs[0]).name]
         if NT == 0 or not self.blas or P > 62:  # blas=False: the plain count of thresholds (see requant)
             return _RequantStage(op, qmin, None, None, NT, T)
-        # every accumulator lies in [amin, amax]; a threshold below amin always counts, one above amax
-        # never: clipped to [amin, amax + 1] they count the same. With lo_j = (channel j's smallest clipped
-        # threshold) - 1 and hi_j its largest, clip(acc, lo_j, hi_j) counts the same too: the table and the
-        # search span only each channel's thresholds, R_j = hi_j - lo_j + 1 values, one channel after another
-        # (when the table of every reachable accumulator value fits, it is that table and needs no clip)
-        prod = self.model.producer(op.inputs[0])
+        # every accumulator lies in [amin, amax], its P-bit range (fed tensors are checked, see run_batch);
+        # a threshold below amin always counts, one above amax never: clipped to [amin, amax + 1] they count
+        # the same. With lo_j = (channel j's smallest clipped threshold) - 1 and hi_j its largest,
+        # clip(acc, lo_j, hi_j) counts the same too: the table and the search span only each channel's
+        # thresholds, R_j = hi_j - lo_j + 1 values, one channel after another (when the table of every
+        # P-bit value fits, it is that table and needs no clip)
         amin, amax = -(1 << (P - 1)), (1 << (P - 1)) - 1
-        if not self.wraps.get(prod.name, True):
-            amin, amax = acc_range(self.model, prod)
         Tc = np.clip(T.astype(object), amin, amax + 1).astype(np.int64)
         if C * (amax - amin + 1) <= self.LUT_MAX:
             lo, hi = np.full(C, amin, dtype=np.int64), np.full(C, amax, dtype=np.int64)
@@ -753,7 +771,8 @@ class BitSim:
         if st.T_flat is not None:
             keys = (np.clip(acc, st.lo, st.hi) if st.clip else acc).astype(np.int64) + st.offsets
             cnt = np.searchsorted(st.T_flat, keys.reshape(-1), side="right").reshape(keys.shape)
-            cnt = cnt - np.arange(keys.shape[-1], dtype=np.int64) * st.NT
+            if st.T.shape[0] > 1:  # one row of thresholds per channel (else one row for all)
+                cnt = cnt - np.arange(keys.shape[-1], dtype=np.int64) * st.NT
             return st.qmin + cnt
         if acc.dtype != object and st.T.dtype != object:  # the plain count of the thresholds each value reaches
             return st.qmin + (acc.astype(np.int64)[..., None] >= st.T).sum(axis=-1)
@@ -775,11 +794,15 @@ class BitSim:
         run by ``threads`` Python threads (default: the cores this process may use, at most
         ``OMP_NUM_THREADS``; numpy and torch release the GIL in their loops), each chunk's GEMMs on one
         BLAS/torch thread meanwhile (process-wide settings, restored after: do not call ``run`` from
-        several threads at once while also relying on torch's thread count)."""
+        several threads at once while also relying on torch's thread count; concurrent calls on one
+        ``BitSim`` take turns)."""
         if isinstance(x, dict):
             return self.run_batch(x, start=start, keep=keep, stop=stop)
         x = np.asarray(x)
         n = x.shape[0] if x.ndim else 0
+        if x.ndim and n == 0:  # an empty batch: empty tensors of the right shapes
+            names = [o for op in self.model.ops for o in op.outputs] if keep else self.model.outputs
+            return {t: np.zeros((0,) + tuple(self.model.tensors[t].shape), dtype=np.int64) for t in names}
         threads = threads or _usable_cores()
         # as many chunks as threads (or a multiple of it, when a thread's share would exceed CHUNK_BYTES)
         k = max(threads, -(-n // max(1, self.CHUNK_BYTES // self._bytes_per_sample())))
@@ -788,22 +811,43 @@ class BitSim:
             return self.run_batch(x, start=start, keep=keep, stop=stop)
         parts = [x[i : i + chunk] for i in range(0, n, chunk)]
         if threads > 1:
-            if self._threadpools is None:  # introspecting the loaded BLAS libraries takes ~1 ms: once
-                from threadpoolctl import ThreadpoolController
-
-                self._threadpools = ThreadpoolController()
-            if self._pool is None or self._pool._max_workers != threads:
-                # kept: fresh threads cost ~1 ms each time (numpy's and torch's per-thread set-up)
-                from concurrent.futures import ThreadPoolExecutor
-
-                if self._pool is not None:
-                    self._pool.shutdown()
-                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="a2qhls-sim")
-            with _single_threaded_kernels(self._threadpools):
-                outs = list(self._pool.map(lambda p: self.run_batch(p, start=start, keep=keep, stop=stop), parts))
+            if self._lock_pid != os.getpid():  # a forked child: a lock held by a parent's thread stays held
+                self._lock, self._lock_pid = threading.Lock(), os.getpid()
+            with self._lock:  # one threaded run at a time per BitSim: the pool and the thread settings are shared
+                pool = self._thread_pool(threads)
+                with _single_threaded_kernels(self._threadpools):
+                    outs = list(pool.map(lambda p: self.run_batch(p, start=start, keep=keep, stop=stop), parts))
         else:
             outs = [self.run_batch(p, start=start, keep=keep, stop=stop) for p in parts]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _thread_pool(self, threads: int):
+        """The kept pool of ``threads`` workers (fresh threads cost ~1 ms each time: numpy's and torch's
+        per-thread set-up); a new one in a forked child, which inherits the pool but not its threads."""
+        if self._threadpools is None:  # introspecting the loaded BLAS libraries takes ~1 ms: once
+            from threadpoolctl import ThreadpoolController
+
+            self._threadpools = ThreadpoolController()
+        if self._pool is None or self._pool_key != (os.getpid(), threads):
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._pool is not None and self._pool_key[0] == os.getpid():
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="a2qhls-sim")
+            self._pool_key = (os.getpid(), threads)
+        return self._pool
+
+    def __getstate__(self) -> dict:
+        """Picklable (for Ray or spawned workers): the thread pool, its lock, the BLAS controller, the
+        tiled-vector cache and torch's GEMM function are rebuilt on the other side."""
+        state = dict(self.__dict__)
+        state.update(_pool=None, _pool_key=None, _lock=None, _threadpools=None, _tiles={}, _int_mm=self._int_mm is not None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._int_mm = int8_gemm() if state["_int_mm"] else None
 
     def _row(self, vec: np.ndarray, shape) -> np.ndarray:
         """A per-channel vector ``[C]`` (the last axis of ``shape``) tiled over a flattened sample
@@ -831,6 +875,31 @@ class BitSim:
             self._per_sample = max(sizes + [1])
         return self._per_sample
 
+    def _fed(self, tensor: str, q) -> np.ndarray:
+        """A tensor given to :meth:`run_batch` (``start`` or a dict): shaped, and checked to hold integers
+        the tensor can hold (its type's range, or an accumulator's built width), else :class:`A2QError`."""
+        q = self._shaped(tensor, q)
+        info = self.model.tensors[tensor]
+        if info.dtype is not None:
+            lo, hi = info.dtype.qmin, info.dtype.qmax
+            what = f"its type {info.dtype}"
+        else:
+            prod = self.model.producer(tensor)
+            P = self.acc_bits.get(prod.name) if prod is not None else None
+            if P is None:
+                return q
+            lo, hi = -(1 << (P - 1)), (1 << (P - 1)) - 1
+            what = f"a {P}-bit accumulator"
+        if q.size and q.dtype != object:
+            bad = ~np.isfinite(q) if q.dtype.kind == "f" else np.zeros(q.shape, dtype=bool)
+            bad |= (q < lo) | (q > hi)
+            if q.dtype.kind == "f":
+                bad |= np.not_equal(q, np.round(q))
+            if bad.any():
+                v = q.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+                raise A2QError(f"tensor '{tensor}' given {v}: it holds integers in [{lo}, {hi}] ({what})")
+        return q
+
     def _shaped(self, tensor: str, q) -> np.ndarray:
         q = np.asarray(q)
         shape = tuple(self.model.tensors[tensor].shape)
@@ -852,7 +921,7 @@ class BitSim:
             for t, q in x.items():
                 if t not in self.model.tensors:
                     raise A2QError(f"unknown tensor '{t}'")
-                vals[t] = self._shaped(t, q)
+                vals[t] = self._fed(t, q)
         elif start is None:
             x = np.asarray(x)
             iq = ops[0]
@@ -863,7 +932,7 @@ class BitSim:
         else:
             if start not in self.model.tensors:
                 raise A2QError(f"unknown tensor '{start}'")
-            vals[start] = self._shaped(start, x)
+            vals[start] = self._fed(start, x)
         for op in ops:
             if op.outputs[0] in vals or not all(t in vals for t in op.inputs):
                 continue
@@ -893,11 +962,11 @@ class BitSim:
             if stop is not None and op.name == stop:
                 break
         if keep:
-            return vals
+            return {t: _wide(v) for t, v in vals.items()}
         missing = [t for t in self.model.outputs if t not in vals]
         if missing:
             raise A2QError(f"the graph output '{missing[0]}' cannot be computed from the given tensors")
-        return {t: vals[t] for t in self.model.outputs}
+        return {t: _wide(vals[t]) for t in self.model.outputs}
 
 
 def depth_to_space(op: DepthToSpace, q: np.ndarray) -> np.ndarray:

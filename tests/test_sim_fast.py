@@ -232,3 +232,114 @@ def test_torch_not_imported_unless_loaded_or_asked():
     ) % str(Path(__file__).parent)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_fed_accumulators_anywhere_in_their_width_equal_plain_and_beyond_it_are_refused():
+    """Accumulators given to ``run(start=...)`` anywhere in their built width (beyond what any input
+    reaches) requantize as the plain count does; a value the width cannot hold, or a non-integer, is a
+    one-line error naming the tensor."""
+    import pytest
+
+    from a2qhls.errors import A2QError
+
+    m = hand_models.cnn(seed=2)
+    fast, plain = BitSim(m), BitSim(m, blas=False)
+    P = fast.acc_bits["avgpool"]
+    q = np.arange(-(1 << (P - 1)), 1 << (P - 1)).reshape(-1, 1, 1, 1).repeat(4, axis=3)
+    got, want = fast.run(q, start="acc_avg", keep=True), plain.run(q, start="acc_avg", keep=True)
+    assert np.array_equal(got["act4"], want["act4"])
+    P0 = fast.acc_bits[m.producer("acc0").name]
+    q0 = np.full((2, 6, 6, 4), (1 << (P0 - 1)) - 1)  # the largest value of the width, above the reachable range
+    assert np.array_equal(fast.run(q0, start="acc0")["out"], plain.run(q0, start="acc0")["out"])
+    for bad in ((1 << (P0 - 1)), -(1 << (P0 - 1)) - 1, 0.5, np.nan):
+        with pytest.raises(A2QError, match="acc0"):
+            fast.run(np.full((2, 6, 6, 4), bad), start="acc0")
+
+
+def test_per_tensor_threshold_row_on_table_and_search():
+    """One scale for all channels (thresholds ``[1, NT]``, a hand-built IR): table and search give the plain count."""
+    m = hand_models.mlp((20, 6, 3), seed=1)
+    acc = m.tensors["acc0"]
+    acc.scale, acc.offset = np.asarray(acc.scale[:1]), np.asarray(acc.offset[:1])
+    x = np.random.default_rng(0).uniform(-1, 2, (9, 20)).astype(np.float32)
+    old = BitSim.LUT_MAX
+    try:
+        for lut_max in (0, old):
+            BitSim.LUT_MAX = lut_max
+            assert BitSim(m).stages["act0"].T.shape[0] == 1
+            _same(m, x)
+    finally:
+        BitSim.LUT_MAX = old
+
+
+def test_outputs_int64_nan_refused_empty_batch_and_no_torch_warning():
+    """What a caller gets back: int64 integers (narrow dtypes would wrap the caller's arithmetic), a one-line
+    error for a NaN input, empty outputs for an empty batch, and no warning from a 1x1 conv's int8 GEMM."""
+    import warnings
+
+    import pytest
+
+    from a2qhls.errors import A2QError
+
+    m = hand_models.cnn(seed=3, conv0={"kernel": (1, 1), "stride": (1, 1), "pads": (0, 0, 0, 0)})
+    sim = BitSim(m, int_gemm=True)
+    assert sim.stages[m.accumulating_ops()[0].name].kind == "i8"  # the 1x1 conv: its input itself is the GEMM's
+    x = np.random.default_rng(0).uniform(-0.6, 1.3, size=(5, 2, 6, 6)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sim.run(x, keep=True)
+    assert all(v.dtype == np.int64 for t, v in out.items() if t != m.input_name)
+    x[2, 1, 3, 3] = np.nan
+    with pytest.raises(A2QError, match="NaN"):
+        sim.run(x)
+    empty = sim.run(x[:0])
+    assert [v.shape for v in empty.values()] == [(0,) + tuple(m.tensors[t].shape) for t in m.outputs]
+    mlp = hand_models.mlp((30, 12, 4), seed=0, act_type=IntType(4, False, False, 0))
+    w = BitSim(mlp, int_gemm=True)
+    assert w.stages[mlp.layers()[1].name].kind == "i8"
+    assert w.run(np.random.default_rng(1).uniform(0, 1, (6, 30)).astype(np.float32))[mlp.outputs[0]].dtype == np.int64
+
+
+def _child_run(sim, x, q):
+    q.put(np.asarray(sim.run(x, threads=2)[sim.model.outputs[0]]).tolist())
+
+
+def test_threaded_model_after_fork_pickle_and_concurrent_calls():
+    """The kept thread pool: a forked child (which inherits no threads) runs; a pickled copy runs; two
+    Python threads calling run with different thread counts both finish; all exact, torch's count restored."""
+    import multiprocessing
+    import pickle
+    import threading
+
+    import torch
+
+    m = hand_models.cnn(seed=4)
+    x = np.random.default_rng(0).uniform(-0.6, 1.3, size=(24, 2, 6, 6)).astype(np.float32)
+    want = BitSim(m, blas=False).run(x)[m.outputs[0]]
+    sim = BitSim(m, int_gemm=True)
+    sim.CHUNK_BYTES = 1
+    assert np.array_equal(sim.run(x, threads=2)[m.outputs[0]], want)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_run, args=(sim, x, q))
+    p.start()
+    got = q.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0 and np.array_equal(np.asarray(got), want)
+    copy = pickle.loads(pickle.dumps(sim))
+    assert np.array_equal(copy.run(x, threads=2)[m.outputs[0]], want)
+    before = torch.get_num_threads()
+    results, errors = {}, []
+
+    def call(k):
+        try:
+            for _ in range(5):
+                results[k] = sim.run(x, threads=k)[m.outputs[0]]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=call, args=(k,)) for k in (2, 3)]
+    [t.start() for t in ts]
+    [t.join(timeout=120) for t in ts]
+    assert not errors and all(np.array_equal(v, want) for v in results.values()) and len(results) == 2
+    assert torch.get_num_threads() == before

@@ -385,16 +385,27 @@ def threshold_lut(T: np.ndarray, lo: np.ndarray, R: np.ndarray, qmin: int, qmax:
     """``lut[start_j + (a - lo[j])] = qmin + #{t : a >= T[j, t]}`` for every accumulator ``a`` of channel
     ``j`` in ``[lo[j], lo[j] + R[j])``, channel after channel (``start_j = R[0] + ... + R[j - 1]``;
     ``T[j, t] >= lo[j]``; a threshold past the channel's last value is never reached): one increment per
-    threshold, one running sum, less the sum before each channel (no search)."""
+    threshold, one running sum, all in the output's narrow dtype (one byte per entry for 8-bit outputs:
+    the counts run from ``qmin`` to at most ``qmax``)."""
     C, NT = T.shape
     dt = narrow_int_dtype(qmin, qmax)
-    starts = np.concatenate([[0], np.cumsum(R)[:-1]]).astype(np.int64)
     rel = T - lo[:, None]
-    pos = (starts[:, None] + rel)[rel < R[:, None]]
-    steps = np.bincount(pos, minlength=int(R.sum()))
-    cs = np.cumsum(steps)
-    before = np.concatenate([[0], cs])[starts]  # the running sum before each channel's first value
-    return (cs - np.repeat(before, R) + qmin).astype(dt)
+    if np.all(R == R[0]):  # every channel the same length: one [C, R] table
+        r = int(R[0])
+        steps = np.zeros((C, r + 1), dtype=dt)
+        np.add.at(steps, (np.repeat(np.arange(C), NT), np.minimum(rel, r).reshape(-1)), 1)  # r: never reached
+        steps[:, 0] += dt.type(qmin)
+        return np.cumsum(steps[:, :r], axis=1, dtype=dt).reshape(-1)
+    out = np.empty(int(R.sum()), dtype=dt)
+    start = 0
+    for j in range(C):
+        r = int(R[j])
+        steps = np.zeros(r + 1, dtype=dt)
+        np.add.at(steps, np.minimum(rel[j], r), 1)
+        steps[0] += dt.type(qmin)
+        np.cumsum(steps[:r], dtype=dt, out=out[start : start + r])
+        start += r
+    return out
 
 
 @dataclass

@@ -41,8 +41,8 @@ Fast paths, each exact (integer arithmetic, or floats holding integers exactly):
   such integers exactly below ``2^24`` (float32) or ``2^53`` (float64); wider layers fall back to
   int64 or Python integers. Wrapping is applied after the sum (only the final sum matters).
 * An accumulator that does not wrap and that only a Requant reads stays int32 or float and
-  indexes the threshold lookup table directly. The table holds every reachable accumulator value
-  of each channel or, where that is too large, each channel's thresholds' span (accumulators
+  indexes the threshold lookup table directly. The table holds every value of each channel's
+  accumulator width or, where that is too large, each channel's thresholds' span (accumulators
   clipped to it first; it counts the same); beyond that, a binary search.
 * A residual add whose bound fits runs in int32; a depthwise conv of few channels runs as one
   block-diagonal GEMM.
@@ -65,7 +65,7 @@ import numpy as np
 
 from .errors import A2QError
 from .ir import Add, Concat, Conv, Dense, DepthToSpace, InputQuant, Model, Pool, Requant, Upsample, ZeroInsert, round_like_qonnx
-from .bounds import channel_sums
+from .bounds import channel_sums, int_range
 from .passes.acc_bits import built_acc_bits
 from .passes.accumulator import acc_range, operand_range
 from .passes.thresholds import compute_thresholds
@@ -117,11 +117,6 @@ def unpreprocess_input(op: InputQuant, y: np.ndarray) -> np.ndarray:
     return x.reshape(shape)
 
 
-def _nan_input(op: InputQuant, flat: np.ndarray, start: int):
-    k = start + int(np.flatnonzero(np.isnan(flat[start:]))[0])
-    raise A2QError(f"{op.name}: the input has NaN at flat index {k}; quantizing needs numbers (infinities clip)")
-
-
 _QUANT_BLOCK = 1 << 18  # float32 elements per block of the input quantizer (1 MB: stays in a core's L2)
 
 
@@ -133,47 +128,47 @@ def narrow_int_dtype(qmin: int, qmax: int):
     raise A2QError(f"integers in [{qmin}, {qmax}] do not fit 64 bits")
 
 
-def quantize_input(op: InputQuant, x: np.ndarray, *, as_float: bool = False, narrow: bool = False) -> np.ndarray:
-    """Float input -> integer ``q`` (int64; ``as_float``: the same integers as float32; ``narrow``: in
-    the narrowest integer dtype that holds them, e.g. uint8), as QONNX computes it in float32 (any float
-    preprocessing ``op.pre`` first, then ``x / scale + zp``, clip, round; clipping before rounding to the
-    integer bounds is the same as after)."""
+def _scaled_clipped(op: InputQuant, x: np.ndarray, scale, zp, out=None, offset: int = 0) -> np.ndarray:
+    """``clip(x / scale + zp, qmin, qmax)`` in float32, as QONNX computes it (into ``out`` if given).
+    Raises :class:`A2QError` for a NaN (it survives the clip and has no integer); ``offset``: the flat
+    index of ``x[0]`` in the whole input, for the message."""
+    y = np.divide(x, scale, out=out)
+    if zp != 0:
+        y += zp
+    np.clip(y, np.float32(op.out_type.qmin), np.float32(op.out_type.qmax), out=y)
+    if y.size and np.isnan(y.max()):
+        k = offset + int(np.flatnonzero(np.isnan(y.reshape(-1)))[0])
+        raise A2QError(f"{op.name}: the input has NaN at flat index {k}; quantizing needs numbers (infinities clip)")
+    return y
+
+
+def quantize_input(op: InputQuant, x: np.ndarray, *, narrow: bool = False) -> np.ndarray:
+    """Float input -> integer ``q`` (int64; ``narrow``: in the narrowest integer dtype that holds them,
+    e.g. uint8), as QONNX computes it in float32 (any float preprocessing ``op.pre`` first, then
+    ``x / scale + zp``, clip, round; clipping before rounding to the integer bounds is the same as after)."""
     x = preprocess_input(op, x) if op.pre else np.asarray(x, dtype=np.float32)
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
     m = str(op.rounding_mode).upper()
-    lo, hi = op.out_type.qmin, op.out_type.qmax
-    if narrow and m in ("ROUND", "HALF_EVEN") and not op.out_type.bipolar and scale.size == 1 and zp.size == 1:
+    dt = narrow_int_dtype(op.out_type.qmin, op.out_type.qmax) if narrow else np.dtype(np.int64)
+    if op.out_type.bipolar:  # QONNX BipolarQuant: +1 (stored 1) iff x / scale >= 0
+        return (np.divide(x, scale) >= 0).astype(dt)
+    if narrow and m in ("ROUND", "HALF_EVEN") and scale.size == 1 and zp.size == 1:
         # the same steps in cache-sized blocks, each rounded straight into the narrow integers
-        q = np.empty(x.shape, dtype=narrow_int_dtype(lo, hi))
+        q = np.empty(x.shape, dtype=dt)
         xf, qf = np.ascontiguousarray(x).reshape(-1), q.reshape(-1)
         buf = np.empty(min(xf.size, _QUANT_BLOCK), dtype=np.float32)
         for i in range(0, xf.size, _QUANT_BLOCK):
-            yb = buf[: min(_QUANT_BLOCK, xf.size - i)]
-            np.divide(xf[i : i + len(yb)], scale.reshape(()), out=yb)
-            if zp != 0:
-                yb += zp.reshape(())
-            np.clip(yb, np.float32(lo), np.float32(hi), out=yb)
-            if np.isnan(yb.max()):  # NaN survives the clip (and has no integer)
-                _nan_input(op, xf, i)
-            np.rint(yb, out=qf[i : i + len(yb)], casting="unsafe")  # in range: clipped above
+            n = min(_QUANT_BLOCK, xf.size - i)
+            yb = _scaled_clipped(op, xf[i : i + n], scale.reshape(()), zp.reshape(()), out=buf[:n], offset=i)
+            np.rint(yb, out=qf[i : i + n], casting="unsafe")  # in range: clipped
         return q
-    y = np.divide(x, scale)
-    if op.out_type.bipolar:  # QONNX BipolarQuant: +1 (stored 1) iff x / scale >= 0
-        b = (y >= 0)
-        return b.view(np.uint8) if narrow else b.astype(np.float32) if as_float else b.astype(np.int64)
-    if zp != 0:
-        y += zp
-    np.clip(y, np.float32(lo), np.float32(hi), out=y)
-    if y.size and np.isnan(y.max()):
-        _nan_input(op, y.reshape(-1), 0)
+    y = _scaled_clipped(op, x, scale, zp)
     if m in ("ROUND", "HALF_EVEN"):
         np.round(y, out=y)
     else:
         y = round_like_qonnx(y, m).astype(np.float32)
-    if narrow:
-        return y.astype(narrow_int_dtype(lo, hi))
-    return y if as_float else y.astype(np.int64)
+    return y.astype(dt)
 
 
 def dequantize_input(op: InputQuant, q: np.ndarray) -> np.ndarray:
@@ -464,7 +459,7 @@ class _RequantStage:
     lut: Optional[np.ndarray] = None  # [C * R] outputs for every (channel, accumulator value)
     lo: Optional[np.ndarray] = None  # [C]: each channel's values in the table / search: [lo, hi]
     hi: Optional[np.ndarray] = None
-    clip: bool = True  # accumulators clipped to [lo, hi] first (False: [lo, hi] is every reachable value)
+    clip: bool = True  # accumulators clipped to [lo, hi] first (False: [lo, hi] is the accumulator's whole width)
 
 
 class BitSim:
@@ -537,6 +532,7 @@ class BitSim:
                 self.stages[op.name] = self._requant_stage(op)
             elif not isinstance(op, (InputQuant, DepthToSpace, Upsample, ZeroInsert, Concat)):
                 raise A2QError(f"{op.name}: op {op.op} is not supported by the simulator")
+        self._per_sample = self._bytes_per_sample()  # sizes the batch chunks of run()
 
     def _weights_kind(self, op, w: np.ndarray) -> str:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -579,9 +575,9 @@ class BitSim:
 
     def _int8_bias(self, op, w: np.ndarray, s: int) -> Optional[np.ndarray]:
         """``[C_out]`` int32: the bias plus the shift's correction ``s * sum_i w[j, i]`` (``None`` if all 0)."""
-        b = np.zeros(w.shape[0], dtype=np.int64) if op.bias is None else np.asarray(op.bias).astype(np.int64)
-        b = b + s * w.astype(np.int64).sum(axis=1)
-        return b.astype(np.int32) if b.any() else None
+        pos, neg = channel_sums(w)
+        b = s * (pos + neg) + (0 if op.bias is None else np.asarray(op.bias).astype(np.int64))
+        return b.astype(np.int32) if np.any(b) else None
 
     def _dense_stage(self, op: Dense) -> _DenseStage:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -638,7 +634,7 @@ class BitSim:
         # clip(acc, lo_j, hi_j) counts the same too: the table and the search span only each channel's
         # thresholds, R_j = hi_j - lo_j + 1 values, one channel after another (when the table of every
         # P-bit value fits, it is that table and needs no clip)
-        amin, amax = -(1 << (P - 1)), (1 << (P - 1)) - 1
+        amin, amax = int_range(P, True)
         Tc = np.clip(T.astype(object), amin, amax + 1).astype(np.int64)
         if C * (amax - amin + 1) <= self.LUT_MAX:
             lo, hi = np.full(C, amin, dtype=np.int64), np.full(C, amax, dtype=np.int64)
@@ -816,7 +812,7 @@ class BitSim:
             return {t: np.zeros((0,) + tuple(self.model.tensors[t].shape), dtype=np.int64) for t in names}
         threads = threads or _usable_cores()
         # as many chunks as threads (or a multiple of it, when a thread's share would exceed CHUNK_BYTES)
-        k = max(threads, -(-n // max(1, self.CHUNK_BYTES // self._bytes_per_sample())))
+        k = max(threads, -(-n // max(1, self.CHUNK_BYTES // self._per_sample)))
         chunk = max(1, -(-n // (-(-k // threads) * threads)))
         if n <= chunk:
             return self.run_batch(x, start=start, keep=keep, stop=stop)
@@ -875,16 +871,14 @@ class BitSim:
     def _bytes_per_sample(self) -> int:
         """The largest working array per sample, in bytes: a tensor in 4-byte elements (float32 input,
         int32 sums), or a conv's im2col rows (int8 for the int8 GEMM, else 4 or 8 bytes)."""
-        if getattr(self, "_per_sample", None) is None:
-            sizes = [4 * int(np.prod(t.shape or (1,))) for t in self.model.tensors.values()]
-            for op in self.model.ops:
-                if isinstance(op, Conv):
-                    oh, ow = self.model.tensors[op.outputs[0]].shape[:2]
-                    k = op.kernel[0] * op.kernel[1] * self.model.tensors[op.inputs[0]].shape[-1]
-                    kind = self.stages[op.name].kind
-                    sizes.append(oh * ow * k * (1 if kind == "i8" else 4 if kind == "f32" else 8))
-            self._per_sample = max(sizes + [1])
-        return self._per_sample
+        sizes = [4 * int(np.prod(t.shape or (1,))) for t in self.model.tensors.values()]
+        for op in self.model.ops:
+            if isinstance(op, Conv):
+                oh, ow = self.model.tensors[op.outputs[0]].shape[:2]
+                k = op.kernel[0] * op.kernel[1] * self.model.tensors[op.inputs[0]].shape[-1]
+                kind = self.stages[op.name].kind
+                sizes.append(oh * ow * k * (1 if kind == "i8" else 4 if kind == "f32" else 8))
+        return max(sizes + [1])
 
     def _fed(self, tensor: str, q) -> np.ndarray:
         """A tensor given to :meth:`run_batch` (``start`` or a dict): shaped, and checked to hold integers
@@ -899,7 +893,7 @@ class BitSim:
             P = self.acc_bits.get(prod.name) if prod is not None else None
             if P is None:
                 return q
-            lo, hi = -(1 << (P - 1)), (1 << (P - 1)) - 1
+            lo, hi = int_range(P, True)
             what = f"a {P}-bit accumulator"
         if q.size and q.dtype != object:
             bad = ~np.isfinite(q) if q.dtype.kind == "f" else np.zeros(q.shape, dtype=bool)
@@ -950,8 +944,8 @@ class BitSim:
             src = vals[op.inputs[0]]
             if isinstance(op, InputQuant):
                 fmap = len(self.model.tensors[op.outputs[0]].shape) == 3
-                # integer-valued float32 feeds the BLAS path directly; int64 when kept or exotic
-                # uint8 for an 8-bit input: a quarter of float32's bytes (the plain path: int64, one whole-array pass each)
+                # narrow integers (uint8 for an 8-bit input: a quarter of float32's bytes); int64 when kept
+                # and on the plain path (one whole-array pass per step)
                 out = quantize_input(op, src, narrow=not keep and self.blas)
                 if fmap:  # NCHW (or [B, C, L], a map of height 1) -> NHWC
                     H, W, C = self.model.tensors[op.outputs[0]].shape

@@ -26,29 +26,15 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from timing import best_interleaved  # bench/timing.py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-
-
-def best(fns, n: int) -> list:
-    """``[(best wall s, best CPU s of this process)]`` per function over ``n`` rounds, the functions
-    interleaved in each round (a slow spell of a shared machine then hits both sides alike): on a loaded
-    machine the CPU time of a single-threaded run is the steadier figure."""
-    walls, cpus = [[] for _ in fns], [[] for _ in fns]
-    for _ in range(n):
-        for k, fn in enumerate(fns):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            walls[k].append(time.perf_counter() - t0)
-            cpus[k].append(time.process_time() - c0)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 def float_twin(model):
@@ -149,10 +135,10 @@ def main() -> int:
             xt = torch.from_numpy(x.reshape((len(x),) + tuple(model.input_shape)))
             with torch.no_grad():
                 fm(xt[:8])
-                t_sim, t_torch = best([lambda: sim.run(x, threads=args.threads), lambda: fm(xt)], args.repeat)
+                t_sim, t_torch = best_interleaved([lambda: sim.run(x, threads=args.threads), lambda: fm(xt)], args.repeat)
             ref = QonnxReference(path, input_quant=iq)
             ref.run(x[:nq])
-            (t_q,) = best([lambda: ref.run(x[:nq])], min(args.repeat, 3))
+            (t_q,) = best_interleaved([lambda: ref.run(x[:nq])], min(args.repeat, 3))
             got = to_real(model, out, sim.run(x[:nq])[out])
             want = ref.run(x[:nq])[model.output_names[0]].reshape(got.shape)
             agree = int(np.sum(np.all(np.abs(got - want) <= 0.25 * np.asarray(model.tensors[out].scale), axis=1)))

@@ -586,11 +586,9 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         cmp_t = out_t
         onnx_names = {t for nd in ref.proto.graph.node for t in nd.output}
         nxt = model.consumers(out_t)
-        if out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "Pool" and nxt[0].mode == "max":
-            # a max pool the importer moved after the activation: QONNX has the pooled tensor only
-            stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
-        elif out_t not in onnx_names and len(nxt) == 1 and nxt[0].op == "DepthToSpace":
-            # an activation the importer moved before a DepthToSpace: QONNX has the reordered tensor only
+        if out_t not in onnx_names and len(nxt) == 1 and (nxt[0].op == "DepthToSpace" or nxt[0].op == "Pool" and nxt[0].mode == "max"):
+            # a max pool the importer moved after the activation, or an activation it moved before a
+            # DepthToSpace: QONNX has the pooled / reordered tensor only
             stop, cmp_t = nxt[0].name, nxt[0].outputs[0]
         vals = sim.run(feeds, keep=True, stop=stop)
         cpp = run_csim(binary, np.concatenate([_flat(q, n) for q in qs], axis=1), workdir, unit=ly["unit"], tag=g.name)
@@ -837,7 +835,7 @@ def adversarial_groups(project: Project) -> list:
                 dt = model.tensors[t].dtype
                 stored = dt.stored if dt is not None else (lambda v: v)  # values -> stored (2q - 1 bipolar); an accumulator: as is
                 prod = model.producer(t)
-                if model.tensors[t].dtype is None and prod.acc_bits is not None:  # what the producer's width can carry
+                if dt is None and prod.acc_bits is not None:  # what the producer's width can carry
                     half = 1 << (int(prod.acc_bits) - 1)
                     lo = [max(int(v), -half) for v in lo]
                     hi = [min(int(v), half - 1) for v in hi]
@@ -911,12 +909,14 @@ def cosimulate(project_dir, *, random: int = 0, adversarial: bool = False, input
                ref_samples: Optional[int] = None) -> dict:
     """Compile, run and compare; returns the report (see module doc). ``ref_samples``: QONNX runs on at
     most that many samples of each group (default: :func:`reference_samples`)."""
-    if ref_samples is not None and (isinstance(ref_samples, bool) or not isinstance(ref_samples, (int, np.integer))
-                                    or not 0 <= int(ref_samples) <= MAX_SAMPLES):
+    def int_in(v, hi: int) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and 0 <= int(v) <= hi
+
+    if ref_samples is not None and not int_in(ref_samples, MAX_SAMPLES):
         raise A2QError(f"--ref-samples {ref_samples}: must be an integer in 0..{MAX_SAMPLES}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+    if not int_in(seed, 2**64 - 1):
         raise A2QError(f"--seed {seed}: must be an integer in 0..2^64-1")
-    if isinstance(random, bool) or not isinstance(random, (int, np.integer)) or not 0 <= int(random) <= MAX_SAMPLES:
+    if not int_in(random, MAX_SAMPLES):
         raise A2QError(f"--random {random}: must be an integer in 0..{MAX_SAMPLES} (see README, Limits; run several seeds for more)")
     x_in = None  # checked before anything is compiled
     if isinstance(inputs, np.ndarray):

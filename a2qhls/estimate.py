@@ -104,6 +104,10 @@ class Cost:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
 
+# a plan's ROM binding (LayerPlan.w_impl / t_impl) -> the :func:`memory` style it is costed as
+_STYLE = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
+
+
 def part_capacity(part: str) -> tuple[str, dict]:
     """``(table name, {"LUT", "FF", "BRAM18", "URAM", "DSP"})`` of a part: a key of :data:`PARTS`
     or a full part name starting with one (``xczu3eg-sbva484-1-e``). Raises ``KeyError``."""
@@ -588,13 +592,12 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
         if u.bias_t is not None:
             bias = P if acc_bits is not None else u.bias_t.bits
         # a plan that binds its ROMs (packed SIMD/threshold words per PE, w_impl/t_impl) is costed as bound
-        styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
         packed = hasattr(u, "w_impl")
         kw = dict(weights_packed=packed, thresholds_packed=hasattr(u, "t_impl"))
         if packed:
-            kw["weight_style"] = styles.get(u.w_impl, "auto")
+            kw["weight_style"] = _STYLE.get(u.w_impl, "auto")
         if hasattr(u, "t_impl"):
-            kw["threshold_style"] = styles.get(u.t_impl, "auto")
+            kw["threshold_style"] = _STYLE.get(u.t_impl, "auto")
         c = mvu_cost(u.MH, u.MW, u.PE, u.SIMD, u.w_t.bits, val.bits, P, nt, T, bias_bits=bias,
                      buffer_input=u.kind != "dw", asigned=val.signed, weights_on_chip=not getattr(u, "w_stream", False),
                      thresholds_search=bool(getattr(u, "thr_binary", False)), **kw)
@@ -634,10 +637,9 @@ def unit_cost(u, acc_bits: int | None = None, thr_bits: int | None = None) -> Co
 def _thr_kw(u) -> dict:
     """An add or pool plan's threshold implementation: binary search or not, and its ROMs'
     :func:`memory` styles as the plan binds them (``t_impl``; per stage ``thr_stage_impl``)."""
-    styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
     if getattr(u, "thr_binary", False):
-        return {"thr_search": True, "thr_styles": [styles.get(u.thr_stage_impl(k), "auto") for k in range(u.thr_stages)]}
-    return {"thr_search": False, "thr_styles": styles.get(getattr(u, "t_impl", None), "auto")}
+        return {"thr_search": True, "thr_styles": [_STYLE.get(u.thr_stage_impl(k), "auto") for k in range(u.thr_stages)]}
+    return {"thr_search": False, "thr_styles": _STYLE.get(getattr(u, "t_impl", None), "auto")}
 
 
 def weight_memory_cost(u) -> Cost:
@@ -646,8 +648,7 @@ def weight_memory_cost(u) -> Cost:
     binds them (:func:`memory`); zero for a unit without weights or already streamed."""
     if not u.has_weights or getattr(u, "w_stream", False):
         return Cost()
-    styles = {None: "auto", "lutram": "distributed", "bram": "block", "uram": "ultra"}
-    return memory(u.SIMD * u.w_t.bits, u.NF * u.SF, u.PE, style=styles.get(u.w_impl, "auto"), rom=True)
+    return memory(u.SIMD * u.w_t.bits, u.NF * u.SF, u.PE, style=_STYLE.get(u.w_impl, "auto"), rom=True)
 
 
 def _stream_bits(u) -> int:

@@ -31,11 +31,6 @@ sys.path.insert(0, str(HERE.parent))
 CLOCK_MHZ = 200.0
 
 
-def _cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def _row(label: str, s: dict) -> str:
     c = s["cost"]
     return (f"  {label:<28} {s['cycles_per_image']:>9} cyc {CLOCK_MHZ * 1e6 / s['cycles_per_image']:>11.1f} fps "
@@ -47,7 +42,7 @@ def run_net(name: str, path: str, input_quant) -> None:
     import a2qhls
     from a2qhls.errors import A2QError
 
-    t0, c0 = time.perf_counter(), _cpu()
+    t0, c0 = time.perf_counter(), time.process_time()
     base = a2qhls.estimate_cost(path, input_quant=input_quant)
     layers = base["layers"]
     widths = [ly["acc_bits"] for ly in layers]
@@ -70,7 +65,7 @@ def run_net(name: str, path: str, input_quant) -> None:
     if base["cost"]["utilization_percent"].get("BRAM18", 0) > 100:
         s = a2qhls.estimate_cost(path, input_quant=input_quant, stream_weights="auto")
         print(_row("--stream-weights auto", s) + f"  streams {len(s['stream_weights'])} layers: {', '.join(s['stream_weights'])}")
-    print(f"  ({time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU for these estimates; load {os.getloadavg()[0]:.1f})")
+    print(f"  ({time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU for these estimates; load {os.getloadavg()[0]:.1f})")
 
 
 def main(argv=None) -> int:

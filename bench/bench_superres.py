@@ -15,30 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from a2qhls.frontend.pipeline import TrainRun, train_run  # noqa: E402
+from timing import timed  # noqa: E402  (bench/timing.py)
 
 
 QUANTS = ("a2q", "a2q+")
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def _timed(run: TrainRun) -> tuple:
-    w0, c0 = time.perf_counter(), _cpu()
-    r = train_run(run)
-    return r, {"wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(_cpu() - c0, 1),
-               "load": [round(x, 2) for x in os.getloadavg()]}
+    r, wall, cpu = timed(lambda: train_run(run))
+    return r, {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> int:

@@ -15,10 +15,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from timing import timed as _timed  # noqa: E402  (bench/timing.py)
 
 EXPORTERS = ("a2qhls_dynamo", "a2qhls_torchscript", "brevitas_dynamo", "brevitas_torchscript")
 
@@ -34,12 +34,6 @@ def export(model, x, path: str, how: str) -> None:
             export_brevitas_qonnx(model, x, path, dynamo=how.endswith("dynamo"))
         else:
             export_qonnx(model, x, export_path=path, dynamo=how.endswith("dynamo"))
-
-
-def _timed(fn):
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None) -> int:

@@ -233,7 +233,7 @@ def _swg_cycles_bound(u) -> int:
     fallback reads (``IPB`` per word, as planned) and then emits, so it takes their sum."""
     H, W, C = u.in_shape
     kh, kw = u.kernel
-    if u.kind == "conv" and C % u.SIMD == 0 or u.kind == "dw" and u.SIMD == 1:
+    if one_loop_swg(u.dense, u.SIMD):
         V = u.SIMD if u.kind == "conv" else u.PE
         return max(H * W * C // V, u.pixels * kh * kw * C // V)
     return H * W * C // u.IPB + u.pixels * kh * kw * C // u.OPB

@@ -67,8 +67,8 @@ def auto_stream_weights(model: Model, part: str) -> list:
         cands = [u for u in units if u.kind in ("mvu", "conv") and not u.w_stream]
         if not cands:
             return chosen
-        big = max(cands, key=lambda u: (estimate.weight_memory_cost(u).BRAM18, u.MH * u.MW))
-        if estimate.weight_memory_cost(big).BRAM18 == 0:
+        bram, big = max(((estimate.weight_memory_cost(u).BRAM18, u) for u in cands), key=lambda p: (p[0], p[1].MH * p[1].MW))
+        if bram == 0:
             return chosen
         big.dense.weights_external = True
         chosen.append(big.dense.name)

@@ -47,6 +47,9 @@ Fast paths, each exact (integer arithmetic, or floats holding integers exactly):
 * A residual add whose bound fits runs in int32; a depthwise conv of few channels runs as one
   block-diagonal GEMM.
 * :meth:`BitSim.run` splits a large batch into chunks that run in parallel threads.
+* On large batches (``jit``), numba's fused loops (:mod:`a2qhls._jit`) quantize the input (divide, add,
+  clip and round per element in float32, one pass) and read the threshold tables (clip, offset and
+  lookup per element, one pass) where numpy takes three or four passes over memory.
 
 ``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers) and counts thresholds
 one by one: the plain path the tests compare the fast ones with.
@@ -137,15 +140,20 @@ def _scaled_clipped(op: InputQuant, x: np.ndarray, scale, zp, out=None, offset: 
         y += zp
     np.clip(y, np.float32(op.out_type.qmin), np.float32(op.out_type.qmax), out=y)
     if y.size and np.isnan(y.max()):
-        k = offset + int(np.flatnonzero(np.isnan(y.reshape(-1)))[0])
-        raise A2QError(f"{op.name}: the input has NaN at flat index {k}; quantizing needs numbers (infinities clip)")
+        raise _nan_input(op, offset + int(np.flatnonzero(np.isnan(y.reshape(-1)))[0]))
     return y
 
 
-def quantize_input(op: InputQuant, x: np.ndarray, *, narrow: bool = False) -> np.ndarray:
+def _nan_input(op: InputQuant, k: int) -> A2QError:
+    return A2QError(f"{op.name}: the input has NaN at flat index {k}; quantizing needs numbers (infinities clip)")
+
+
+def quantize_input(op: InputQuant, x: np.ndarray, *, narrow: bool = False, kernels=None) -> np.ndarray:
     """Float input -> integer ``q`` (int64; ``narrow``: in the narrowest integer dtype that holds them,
     e.g. uint8), as QONNX computes it in float32 (any float preprocessing ``op.pre`` first, then
-    ``x / scale + zp``, clip, round; clipping before rounding to the integer bounds is the same as after)."""
+    ``x / scale + zp``, clip, round; clipping before rounding to the integer bounds is the same as after).
+    ``kernels``: :func:`jit_kernels`' module, for the narrow per-tensor ``ROUND`` case in one fused pass.
+    Raises :class:`A2QError` for a NaN input."""
     x = preprocess_input(op, x) if op.pre else np.asarray(x, dtype=np.float32)
     scale = np.asarray(op.scale, dtype=np.float32)
     zp = np.asarray(op.zero_point, dtype=np.float32)
@@ -157,6 +165,12 @@ def quantize_input(op: InputQuant, x: np.ndarray, *, narrow: bool = False) -> np
         # the same steps in cache-sized blocks, each rounded straight into the narrow integers
         q = np.empty(x.shape, dtype=dt)
         xf, qf = np.ascontiguousarray(x).reshape(-1), q.reshape(-1)
+        if kernels is not None and max(-op.out_type.qmin, op.out_type.qmax) <= 1 << 22:  # one fused pass
+            f32 = np.float32
+            if kernels.quantize_round(xf, f32(scale.reshape(())), f32(zp.reshape(())), f32(op.out_type.qmin),
+                                      f32(op.out_type.qmax), qf):
+                _scaled_clipped(op, xf, scale.reshape(()), zp.reshape(()))  # raises, naming the first NaN
+            return q
         buf = np.empty(min(xf.size, _QUANT_BLOCK), dtype=np.float32)
         for i in range(0, xf.size, _QUANT_BLOCK):
             n = min(_QUANT_BLOCK, xf.size - i)
@@ -222,6 +236,7 @@ def _kind(bound: int) -> str:
 
 
 _DTYPE = {"i8": np.int8, "i32": np.int32, "f32": np.float32, "f64": np.float64, "i64": np.int64, "obj": object}
+_NARROW = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16))  # stored integers of at most 16 bits
 
 
 def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
@@ -275,6 +290,18 @@ def int8_gemm():
     except (RuntimeError, TypeError, ValueError):  # pragma: no cover - unsupported on this build
         return None
     return mm
+
+
+@functools.lru_cache(maxsize=1)
+def jit_kernels():
+    """The fused loops of :mod:`a2qhls._jit` (numba), or ``None`` where numba is not installed or cannot
+    load. Importing numba takes ~0.5 s and compiling a loop ~1 s the first time on a machine (then read
+    from numba's cache): :class:`BitSim` uses them for large batches only, unless told otherwise."""
+    try:
+        from . import _jit
+    except ImportError:  # numba missing, or built against another numpy
+        return None
+    return _jit
 
 
 def _usable_cores() -> int:
@@ -473,17 +500,27 @@ class BitSim:
     LUT_MAX = 1 << 24  # requantization by table lookup when channels * accumulator range fits
     DW_AS_GEMM = 16  # a depthwise conv of at most this many channels runs as a (block-diagonal) GEMM
 
-    def __init__(self, model: Model, *, blas: bool = True, int_gemm: Optional[bool] = None):
+    def __init__(self, model: Model, *, blas: bool = True, int_gemm: Optional[bool] = None, jit: Optional[bool] = None):
         """``blas=False``: every sum in int64 (or Python integers), no float path: the plain
         reference the tests compare the BLAS path with. ``int_gemm``: the int8 GEMM of torch where
         exact (``True``), never (``False``: the float32/float64 BLAS path for every layer that fits it),
         or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
-        than the GEMMs of a build's test vectors or a small model's co-simulation save."""
+        than the GEMMs of a build's test vectors or a small model's co-simulation save.
+        ``jit``: numba's fused loops (:mod:`a2qhls._jit`: the input quantizer and the threshold-table
+        lookup) always (``True``; :class:`A2QError` if numba is missing), never (``False``), or
+        (``None``) from the first :meth:`run` on a batch of at least :attr:`CHUNK_BYTES` working bytes
+        where numba is installed (loading and compiling them costs more than a small batch gains)."""
         self.model = model
         self.blas = blas
         if int_gemm is None:
             int_gemm = "torch" in sys.modules
         self._int_mm = int8_gemm() if blas and int_gemm else None
+        self.jit = jit if blas else False
+        self._k = None  # the kernels module once in use
+        if self.jit:
+            self._k = jit_kernels()
+            if self._k is None:
+                raise A2QError("BitSim(jit=True) needs numba (pip install numba)")
         self._threadpools = None
         self._pool = self._pool_key = None
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
@@ -721,6 +758,17 @@ class BitSim:
             for _, _, view in taps(x, op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
             return acc
+        if self.blas and st.kind != "obj" and not any(op.pads) and x.dtype in _NARROW and op.K < 1 << 15:
+            # no padding: every window has K taps, sum(mul * q - zp) = mul * sum(q) - K * zp; the sums of
+            # 8- or 16-bit integers over K < 2^15 taps fit int32
+            for _, _, view in taps(x, op.kernel, op.stride, op.pads):
+                acc = view.astype(np.int32) if acc is None else np.add(acc, view, out=acc)
+            acc = acc.astype(np.int64)
+            if st.mul != 1:
+                acc *= st.mul
+            if st.zp:
+                acc -= op.K * st.zp
+            return acc if exact else self._wrap(st, acc)
         v = (x.astype(object) if st.kind == "obj" else x.astype(np.int64)) * st.mul - st.zp
         for _, _, view in taps(v, op.kernel, op.stride, op.pads):
             acc = view.copy() if acc is None else np.add(acc, view, out=acc)
@@ -762,6 +810,11 @@ class BitSim:
         if st.NT == 0:
             return np.full(np.shape(acc), st.qmin, dtype=np.int64)
         acc = np.asarray(acc)
+        if st.lut is not None and self._k is not None and acc.ndim > 1 and acc.dtype != object:
+            a2 = np.ascontiguousarray(acc).reshape(-1, acc.shape[-1])
+            out = np.empty(a2.shape, dtype=st.lut.dtype)
+            if self._k.requant_lut(a2, st.lut, st.offsets, st.lo, st.hi, out) < 0:
+                return out.reshape(acc.shape)
         if st.lut is not None:
             # int64 indices (np.take converts any other type first), one flat gather; the per-channel
             # vectors tiled over whole rows (a short innermost axis makes numpy's loops slow)
@@ -810,6 +863,8 @@ class BitSim:
         if x.ndim and n == 0:  # an empty batch: empty tensors of the right shapes
             names = [o for op in self.model.ops for o in op.outputs] if keep else self.model.outputs
             return {t: np.zeros((0,) + tuple(self.model.tensors[t].shape), dtype=np.int64) for t in names}
+        if self._k is None and self.jit is None and n * self._per_sample >= self.CHUNK_BYTES:
+            self._k = jit_kernels()
         threads = threads or _usable_cores()
         # as many chunks as threads (or a multiple of it, when a thread's share would exceed CHUNK_BYTES)
         k = max(threads, -(-n // max(1, self.CHUNK_BYTES // self._per_sample)))
@@ -848,13 +903,15 @@ class BitSim:
         """Picklable (for Ray or spawned workers): the thread pool, its lock, the BLAS controller, the
         tiled-vector cache and torch's GEMM function are rebuilt on the other side."""
         state = dict(self.__dict__)
-        state.update(_pool=None, _pool_key=None, _lock=None, _threadpools=None, _tiles={}, _int_mm=self._int_mm is not None)
+        state.update(_pool=None, _pool_key=None, _lock=None, _threadpools=None, _tiles={}, _int_mm=self._int_mm is not None,
+                     _k=self._k is not None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._int_mm = int8_gemm() if state["_int_mm"] else None
+        self._k = jit_kernels() if state["_k"] else None
 
     def _row(self, vec: np.ndarray, shape) -> np.ndarray:
         """A per-channel vector ``[C]`` (the last axis of ``shape``) tiled over a flattened sample
@@ -946,7 +1003,7 @@ class BitSim:
                 fmap = len(self.model.tensors[op.outputs[0]].shape) == 3
                 # narrow integers (uint8 for an 8-bit input: a quarter of float32's bytes); int64 when kept
                 # and on the plain path (one whole-array pass per step)
-                out = quantize_input(op, src, narrow=not keep and self.blas)
+                out = quantize_input(op, src, narrow=not keep and self.blas, kernels=self._k)
                 if fmap:  # NCHW (or [B, C, L], a map of height 1) -> NHWC
                     H, W, C = self.model.tensors[op.outputs[0]].shape
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))

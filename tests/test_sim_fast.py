@@ -1,7 +1,8 @@
 """The numpy model's fast paths (integer sums as torch int8 GEMMs with int32 sums, or as float32/float64
 BLAS GEMMs, where exact; accumulators handed to the threshold lookup; a small depthwise conv as a
-block-diagonal GEMM) give the same integers as its plain int64 path (``BitSim(blas=False)``), on
-random MLPs and CNNs at their safe widths and narrower ones (wrapping), with and without the int8 GEMM."""
+block-diagonal GEMM; numba's fused input quantizer and threshold-table loop, ``jit``) give the same integers
+as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at their safe widths and narrower
+ones (wrapping), with and without the int8 GEMM and the numba loops."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,11 +14,12 @@ from a2qhls.passes.acc_bits import apply_acc_bits
 from a2qhls.sim import BitSim
 
 
-def _same(model, x, int_gemm=True):
+def _same(model, x, int_gemm=True, jit=False):
     plain = BitSim(model, blas=False)
     assert all(st.kind in ("i64", "obj") for st in plain.stages.values() if hasattr(st, "kind"))
     want = plain.run(x, keep=True)
-    fast = BitSim(model, int_gemm=int_gemm)
+    fast = BitSim(model, int_gemm=int_gemm, jit=jit)
+    assert (fast._k is not None) == jit
     assert int_gemm or all(st.kind != "i8" for st in fast.stages.values() if hasattr(st, "kind"))
     got = fast.run(x)  # the fused path: float accumulators straight into the lookup
     for t in model.outputs:
@@ -30,20 +32,20 @@ def _same(model, x, int_gemm=True):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), narrower=st.integers(0, 4), relu=st.booleans(), float_bias=st.booleans(),
-       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans())
-def test_mlp_fast_path_equals_plain_integers(seed, narrower, relu, float_bias, sizes, int_gemm):
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans(), jit=st.booleans())
+def test_mlp_fast_path_equals_plain_integers(seed, narrower, relu, float_bias, sizes, int_gemm, jit):
     model = hand_models.mlp(sizes, seed=seed, act_type=IntType(3, False, False, 0), relu=relu, float_bias=float_bias)
     model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
     x = np.random.default_rng(seed).uniform(-0.3, 1.3, size=(9, sizes[0])).astype(np.float32)
-    fast = _same(model, x, int_gemm)
+    fast = _same(model, x, int_gemm, jit)
     kinds = {st.kind for st in fast.stages.values() if hasattr(st, "kind")}
     assert kinds & ({"i8"} if int_gemm else {"f32", "f64"})
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), bits=st.integers(5, 8), signed=st.booleans(), zp=st.integers(-40, 40),
-       narrower=st.integers(0, 3), cnn=st.booleans())
-def test_int8_gemm_shifted_inputs_equal_plain_integers(seed, bits, signed, zp, narrower, cnn):
+       narrower=st.integers(0, 3), cnn=st.booleans(), jit=st.booleans())
+def test_int8_gemm_shifted_inputs_equal_plain_integers(seed, bits, signed, zp, narrower, cnn, jit):
     """Inputs whose values do not fit int8 (up to 8 bits with any zero-point): the int8 GEMM reads
     ``value - shift`` and adds ``shift * sum(w)`` back (a conv's zero padding enters as ``-shift``)."""
     t = IntType(bits, signed, False, zp)
@@ -54,7 +56,7 @@ def test_int8_gemm_shifted_inputs_equal_plain_integers(seed, bits, signed, zp, n
         m = hand_models.mlp((20, 7, 3), seed=seed, in_type=t, act_type=IntType(4, False, False, 0))
         x = np.random.default_rng(seed).uniform(-3, 3, size=(9, 20)).astype(np.float32)
     m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - narrower) for op in m.accumulating_ops()})
-    fast = _same(m, x)
+    fast = _same(m, x, jit=jit)
     first = fast.stages[m.accumulating_ops()[0].name]
     fits = -128 <= t.vmin and t.vmax <= 127
     if first.kind == "i8":
@@ -74,8 +76,8 @@ spec = st.fixed_dictionaries({
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)), conv0=spec, dw=spec,
        in_zp=st.integers(-3, 3), in_signed=st.booleans(), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
-       dw_gemm=st.booleans(), int_gemm=st.booleans())
-def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm):
+       dw_gemm=st.booleans(), int_gemm=st.booleans(), jit=st.booleans())
+def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm, jit):
     from hypothesis import note
 
     H0 = (hw[0] + conv0["pads"][0] + conv0["pads"][2] - conv0["kernel"][0]) // conv0["stride"][0] + 1
@@ -91,15 +93,15 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
     BitSim.DW_AS_GEMM = 16 if dw_gemm else 0  # both depthwise paths: block-diagonal GEMM and per-tap
     try:
         note(f"DW_AS_GEMM={BitSim.DW_AS_GEMM}")
-        _same(m, x, int_gemm)
+        _same(m, x, int_gemm, jit)
     finally:
         BitSim.DW_AS_GEMM = old
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), narrower=st.integers(0, 3), float_bias=st.booleans(), binary=st.booleans(),
-       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans())
-def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes, int_gemm):
+       sizes=st.sampled_from([(7, 5, 3), (30, 12, 12, 4), (64, 9, 2)]), int_gemm=st.booleans(), jit=st.booleans())
+def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias, binary, sizes, int_gemm, jit):
     """Bipolar input and activations (stored bit q, value 2q - 1): the float fast path equals the int64 one."""
     bp = IntType.bipolar_type()
     model = hand_models.mlp(sizes, seed=seed, in_type=bp, in_scale=0.5, w_bits=2 if binary else 4, act_type=bp,
@@ -110,15 +112,15 @@ def test_bipolar_mlp_fast_path_equals_plain_integers(seed, narrower, float_bias,
         model = hand_models.size_accumulators(model)
     model = apply_acc_bits(model, {d.name: max(2, d.acc.acc_bits - narrower) for d in model.layers()})
     x = np.random.default_rng(seed).uniform(-1, 1, size=(9, sizes[0])).astype(np.float32)
-    fast = _same(model, x, int_gemm)
+    fast = _same(model, x, int_gemm, jit)
     assert any(st.kind in (("i8",) if int_gemm else ("f32", "f64")) for st in fast.stages.values() if hasattr(st, "kind"))
     assert any(getattr(st, "mul", 1) == 2 for st in fast.stages.values())
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 2), min_size=6, max_size=6), dw_gemm=st.booleans(),
-       int_gemm=st.booleans())
-def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm, int_gemm):
+       int_gemm=st.booleans(), jit=st.booleans())
+def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm, int_gemm, jit):
     """A CNN whose input and activations are bipolar (convolutions incl. padding and depthwise, max pool of
     bits, residual add and average pool of 2q - 1 values): fast path == int64 path."""
     bp = IntType.bipolar_type()
@@ -131,15 +133,15 @@ def test_bipolar_cnn_fast_path_equals_plain_integers(seed, shrink, dw_gemm, int_
     old = BitSim.DW_AS_GEMM
     BitSim.DW_AS_GEMM = 16 if dw_gemm else 0
     try:
-        _same(m, x, int_gemm)
+        _same(m, x, int_gemm, jit)
     finally:
         BitSim.DW_AS_GEMM = old
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
-       mode=st.sampled_from(["search", "span", "full"]))
-def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode):
+       mode=st.sampled_from(["search", "span", "full"]), jit=st.booleans())
+def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode, jit):
     """Requantization by a table of every reachable accumulator value (``full``), by a table of each
     channel's thresholds' span with accumulators clipped to it first (``span``), or by a search (no table):
     the same integers as the plain count of the thresholds each accumulator reaches, on CNNs whose layers,
@@ -159,7 +161,7 @@ def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode):
         BitSim.LUT_MAX = span[name]
     BitSim.LUT_MAX = {"search": 0, "span": BitSim.LUT_MAX, "full": old}[mode]
     try:
-        fast = _same(m, x)
+        fast = _same(m, x, jit=jit)
     finally:
         BitSim.LUT_MAX = old
     if mode == "search":
@@ -193,27 +195,33 @@ def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), bits=st.integers(1, 16), signed=st.booleans(), zp=st.integers(-3, 3),
        scale=st.sampled_from([0.5383791, 0.25, 1.0, 3.0, 1e-3]), n=st.integers(1, 700_000),
-       rounding=st.sampled_from(["ROUND", "HALF_EVEN", "FLOOR", "CEIL", "DOWN", "HALF_UP"]))
-@example(seed=1, bits=8, signed=False, zp=2, scale=0.5383791, n=600_001, rounding="ROUND")  # three blocks
-def test_narrow_blocked_input_quantizer_equals_whole_array(seed, bits, signed, zp, scale, n, rounding):
-    """The input quantizer in cache-sized blocks, rounded straight into the narrowest integer dtype: the same
-    integers as the whole-array float32 steps, on inputs with exact ties (k + 1/2) and far out of range."""
+       rounding=st.sampled_from(["ROUND", "HALF_EVEN", "FLOOR", "CEIL", "DOWN", "HALF_UP"]), jit=st.booleans())
+@example(seed=1, bits=8, signed=False, zp=2, scale=0.5383791, n=600_001, rounding="ROUND", jit=False)  # three blocks
+@example(seed=1, bits=16, signed=True, zp=3, scale=1e-3, n=100_000, rounding="ROUND", jit=True)
+def test_narrow_blocked_input_quantizer_equals_whole_array(seed, bits, signed, zp, scale, n, rounding, jit):
+    """The input quantizer in cache-sized blocks, rounded straight into the narrowest integer dtype, or in
+    numba's one fused loop (``jit``): the same integers as the whole-array float32 steps, on inputs with
+    exact ties (k + 1/2), far out of range, and infinite."""
     from a2qhls.ir import InputQuant
-    from a2qhls.sim import quantize_input
+    from a2qhls.sim import jit_kernels, quantize_input
 
     t = IntType(bits, signed, False, zp)
     op = InputQuant("iq", ["x"], ["q"], np.float32(scale), np.float32(zp), t, rounding)
     rng = np.random.default_rng(seed)
     k = rng.integers(t.qmin - 3, t.qmax + 3, size=n)
     x = np.where(rng.random(n) < 0.3, (k + 0.5) * np.float32(scale), rng.normal(0, 2 ** bits * scale, n)).astype(np.float32)
-    got = quantize_input(op, x, narrow=True)
+    x[rng.random(n) < 0.01] = np.inf
+    x[rng.random(n) < 0.01] = -np.inf
+    got = quantize_input(op, x, narrow=True, kernels=jit_kernels() if jit else None)
     assert got.dtype.itemsize <= np.dtype(np.int64).itemsize and got.dtype.kind in "iu"
     assert np.array_equal(got.astype(np.int64), quantize_input(op, x))
 
 
-def test_torch_not_imported_unless_loaded_or_asked():
-    """By default the model uses torch's int8 GEMM only when torch is already imported: a fresh process
-    (as `a2qhls build` runs the test vectors) never pays torch's import; with torch loaded it is used."""
+def test_torch_and_numba_not_imported_unless_loaded_or_asked():
+    """By default the model uses torch's int8 GEMM only when torch is already imported, and numba's loops
+    from the first batch of at least ``CHUNK_BYTES`` working bytes: a fresh process running a few samples
+    (as `a2qhls build` runs the test vectors) pays neither import; with torch loaded, or a large batch,
+    they are used."""
     import subprocess
     import sys
     from pathlib import Path
@@ -226,7 +234,11 @@ def test_torch_not_imported_unless_loaded_or_asked():
         "x = np.random.default_rng(0).uniform(-0.6, 1.3, size=(9, 2, 6, 6)).astype(np.float32)\n"
         "sim = BitSim(m); sim.run(x)\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'numba' not in sys.modules and sim._k is None, 'numba imported'\n"
         "assert not any(getattr(st, 'kind', '') == 'i8' for st in sim.stages.values())\n"
+        "sim.CHUNK_BYTES = 1; y = sim.run(x)\n"
+        "assert 'numba' in sys.modules and sim._k is not None, 'numba not used'\n"
+        "assert all((y[t] == BitSim(m, blas=False).run(x)[t]).all() for t in y)\n"
         "import torch\n"
         "assert any(getattr(st, 'kind', '') == 'i8' for st in BitSim(m).stages.values())\n"
     ) % str(Path(__file__).parent)
@@ -243,17 +255,26 @@ def test_fed_accumulators_anywhere_in_their_width_equal_plain_and_beyond_it_are_
     from a2qhls.errors import A2QError
 
     m = hand_models.cnn(seed=2)
-    fast, plain = BitSim(m), BitSim(m, blas=False)
-    P = fast.acc_bits["avgpool"]
-    q = np.arange(-(1 << (P - 1)), 1 << (P - 1)).reshape(-1, 1, 1, 1).repeat(4, axis=3)
-    got, want = fast.run(q, start="acc_avg", keep=True), plain.run(q, start="acc_avg", keep=True)
-    assert np.array_equal(got["act4"], want["act4"])
-    P0 = fast.acc_bits[m.producer("acc0").name]
-    q0 = np.full((2, 6, 6, 4), (1 << (P0 - 1)) - 1)  # the largest value of the width, above the reachable range
-    assert np.array_equal(fast.run(q0, start="acc0")["out"], plain.run(q0, start="acc0")["out"])
-    for bad in ((1 << (P0 - 1)), -(1 << (P0 - 1)) - 1, 0.5, np.nan):
-        with pytest.raises(A2QError, match="acc0"):
-            fast.run(np.full((2, 6, 6, 4), bad), start="acc0")
+    plain = BitSim(m, blas=False)
+    for fast in (BitSim(m), BitSim(m, jit=True)):
+        P = fast.acc_bits["avgpool"]
+        q = np.arange(-(1 << (P - 1)), 1 << (P - 1)).reshape(-1, 1, 1, 1).repeat(4, axis=3)
+        got, want = fast.run(q, start="acc_avg", keep=True), plain.run(q, start="acc_avg", keep=True)
+        assert np.array_equal(got["act4"], want["act4"])
+        P0 = fast.acc_bits[m.producer("acc0").name]
+        q0 = np.full((2, 6, 6, 4), (1 << (P0 - 1)) - 1)  # the largest value of the width, above the reachable range
+        assert np.array_equal(fast.run(q0, start="acc0")["out"], plain.run(q0, start="acc0")["out"])
+        for bad in ((1 << (P0 - 1)), -(1 << (P0 - 1)) - 1, 0.5, np.nan):
+            with pytest.raises(A2QError, match="acc0"):
+                fast.run(np.full((2, 6, 6, 4), bad), start="acc0")
+    # numba's table loop itself never reads outside the table: it reports the first such value
+    from a2qhls.sim import jit_kernels
+
+    lut, out = np.arange(8, dtype=np.uint8), np.zeros((2, 2), dtype=np.uint8)
+    lo, hi, off = np.array([0, 0]), np.array([9, 3]), np.array([0, 4])  # channel 0 unclipped up to 9 > 7
+    assert jit_kernels().requant_lut(np.array([[1, 2], [8, 3]], dtype=np.int32), lut, off, lo, hi, out) == 2
+    assert jit_kernels().requant_lut(np.array([[1, 9], [7, -5]], dtype=np.int32), lut, off, lo, hi, out) == -1
+    assert out.tolist() == [[1, 7], [7, 4]]
 
 
 def test_per_tensor_threshold_row_on_table_and_search():
@@ -290,8 +311,11 @@ def test_outputs_int64_nan_refused_empty_batch_and_no_torch_warning():
         out = sim.run(x, keep=True)
     assert all(v.dtype == np.int64 for t, v in out.items() if t != m.input_name)
     x[2, 1, 3, 3] = np.nan
-    with pytest.raises(A2QError, match="NaN"):
+    with pytest.raises(A2QError, match="NaN") as plain:
         sim.run(x)
+    with pytest.raises(A2QError, match="NaN") as fused:  # numba's quantizer loop: the same message
+        BitSim(m, jit=True).run(x)
+    assert str(fused.value) == str(plain.value)
     empty = sim.run(x[:0])
     assert [v.shape for v in empty.values()] == [(0,) + tuple(m.tensors[t].shape) for t in m.outputs]
     mlp = hand_models.mlp((30, 12, 4), seed=0, act_type=IntType(4, False, False, 0))

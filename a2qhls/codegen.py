@@ -45,6 +45,7 @@ per iteration from an extra AXI-stream port of the top (:class:`WeightPort`).
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 import re
@@ -664,10 +665,28 @@ def plan(model: Model) -> list[LayerPlan]:
     units: list[LayerPlan] = []
     epw: dict = {}  # tensor -> elements per stream word
     etype: dict = {}  # tensor -> its stored element type (an accumulator's: ap_int<P>)
-    n_layers = n_pool = n_add = n_dup = n_dwc = n_d2s = n_up = n_zi = n_cat = 0
-    # unit names are generated (never taken from the model's names) and unique C++ identifiers
+    # unit names are generated (never taken from the model's names) and unique C++ identifiers:
+    # a prefix per kind numbered in dataflow order (layer0, pool0, dup0, ...)
     ids = Identifiers(reserved={TOP, "a2q_in_word", "a2q_out_word", "a2q_axis_in", "a2q_axis_out", "a2q_axis_word",
                                 "a2q_in_adapter", "a2q_out_adapter", "a2q_cycle_count", "a2q_process_name"})
+    named: collections.Counter = collections.Counter()  # prefix -> units named with it so far
+
+    def cname(prefix: str) -> str:
+        """The next unit name with ``prefix``."""
+        named[prefix] += 1
+        return ids.claim(f"{prefix}{named[prefix] - 1}")
+
+    def append(u: LayerPlan) -> None:
+        """Appends a unit, numbered by its place in dataflow order (the units are built with ``index=0``)."""
+        u.index = len(units)
+        units.append(u)
+
+    def record(u: LayerPlan) -> None:
+        """Appends a unit that produces a new tensor: notes the tensor's words and element type, then
+        copies it for each consumer when it has more than one."""
+        append(u)
+        epw[u.out_tensor], etype[u.out_tensor] = u.PE, u.out_t
+        fork(u.out_tensor)
     iq = ops[0]
     first_layer = next((o for o in ops if isinstance(o, (Dense, Conv))), None)
 
@@ -681,23 +700,20 @@ def plan(model: Model) -> list[LayerPlan]:
     fused = set()
 
     def fork(tensor: str) -> None:
-        nonlocal n_dup
         cons = model.consumers(tensor)
         if len(cons) > 1:
             t = model.tensors[tensor]
             it = etype[tensor]
-            units.append(LayerPlan(
-                index=len(units), cname=ids.claim(f"dup{n_dup}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
+            append(LayerPlan(
+                index=0, cname=cname("dup"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
                 bias_t=None, out_t=it, thr_t=None, NT=0, qmin=0, kind="dup", inputs=[tensor], outputs=[tensor],
                 in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=len(cons),
             ))
-            n_dup += 1
 
     def convert(tensor: str, to_epw: int) -> None:
         """Width converters in front of a consumer that wants ``to_epw`` elements per word: one when
         one count divides the other, else two through their least common multiple."""
-        nonlocal n_dwc
         src = epw[tensor]
         if src == to_epw:
             return
@@ -706,13 +722,12 @@ def plan(model: Model) -> list[LayerPlan]:
         lcm = src * to_epw // math.gcd(src, to_epw)
         steps = [(src, to_epw)] if lcm in (src, to_epw) else [(src, lcm), (lcm, to_epw)]
         for a, b in steps:
-            units.append(LayerPlan(
-                index=len(units), cname=ids.claim(f"dwc{n_dwc}"), dense=None, requant=None, MW=t.channels, MH=t.channels,
+            append(LayerPlan(
+                index=0, cname=cname("dwc"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=b, SIMD=1, IPB=a, P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None, bias_t=None, out_t=it,
                 thr_t=None, NT=0, qmin=0, kind="dwc", inputs=[tensor], outputs=[tensor],
                 in_shape=_shape3(t.shape), out_shape=_shape3(t.shape),
             ))
-            n_dwc += 1
 
     # the top input: one word per pixel for a feature map, the first layer's SIMD for a vector
     etype[iq.outputs[0]] = IntT(in_info.dtype.bits, in_info.dtype.signed)
@@ -733,12 +748,7 @@ def plan(model: Model) -> list[LayerPlan]:
             if t not in epw:
                 raise A2QError(f"code generation: op '{op.name}' ({op.op}) reads '{t}', which no unit produces")
         if isinstance(op, DepthToSpace):
-            u = _d2s_unit(op, ids.claim(f"d2s{n_d2s}"), epw, etype, convert)
-            u.index = len(units)  # after any width converter in front of it
-            units.append(u)
-            n_d2s += 1
-            epw[op.outputs[0]], etype[op.outputs[0]] = units[-1].PE, units[-1].out_t
-            fork(op.outputs[0])
+            record(_d2s_unit(op, cname("d2s"), epw, etype, convert))  # after any width converter in front of it
             continue
         x = model.tensors[op.inputs[0]]
         in_dt = dtype_of(op.inputs[0])
@@ -766,11 +776,7 @@ def plan(model: Model) -> list[LayerPlan]:
             ipb0 = E
         in_t = IntT(in_dt.bits, in_dt.signed)
         if isinstance(op, (Upsample, ZeroInsert, Concat)):
-            u = _reorder_plan(model, op, ids, len(units), ipb0, in_t, (n_up, n_zi, n_cat))
-            n_up, n_zi, n_cat = n_up + (u.kind == "upsample"), n_zi + (u.kind == "zeroins"), n_cat + (u.kind == "concat")
-            units.append(u)
-            epw[u.out_tensor], etype[u.out_tensor] = u.PE, u.out_t
-            fork(u.out_tensor)
+            record(_reorder_plan(model, op, cname, ipb0, in_t))
             continue
         rq = _requant_of(model, op) if not (isinstance(op, Pool) and op.mode == "max") else None
         if rq is not None:
@@ -783,7 +789,7 @@ def plan(model: Model) -> list[LayerPlan]:
         thr_binary = NT >= BINARY_SEARCH_MIN_NT and bool(np.all(np.diff(np.asarray(rq.thresholds, dtype=object), axis=1) >= 0))
         out_tensor = (rq or op).outputs[0]
         common = dict(
-            index=len(units), dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
+            index=0, dense=op, requant=rq, IPB=ipb0, P=P, safe_bits=safe, in_t=in_t,
             zp=int(in_dt.zero_point), val_t=IntT.for_range(in_dt.vmin, in_dt.vmax), out_t=out_t, thr_t=thr_t, NT=NT,
             qmin=qmin, inputs=list(op.inputs), outputs=[out_tensor], in_shape=_shape3(x.shape),
             out_shape=_shape3(model.tensors[out_tensor].shape), thr_binary=thr_binary, bipolar=bool(in_dt.bipolar),
@@ -800,11 +806,10 @@ def plan(model: Model) -> list[LayerPlan]:
             if op.bias is not None:
                 b = np.asarray(op.bias)
                 bias_t = IntT(int(bounds.signed_bits_for_range(min(int(b.min()), 0), max(int(b.max()), 0))), True)
-            u = LayerPlan(cname=ids.claim(f"layer{n_layers}"), MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
+            u = LayerPlan(cname=cname("layer"), MW=op.K, MH=op.channels, PE=PE, SIMD=SIMD, w_t=w_t, bias_t=bias_t, **common)
             u.w_stream = bool(getattr(op, "weights_external", False))
             if u.w_stream and getattr(op, "depthwise", False):
                 raise A2QError(f"layer '{op.name}': a depthwise layer cannot stream its weights (Dense and Conv layers can)")
-            n_layers += 1
             if xnor:  # stored bits flow unchanged into the unit; the sum is 2 * popcount(XNOR) - K
                 u.xnor, u.bipolar, u.zp, u.val_t = True, False, 0, IntT(1, False)
             if isinstance(op, Conv):
@@ -816,8 +821,7 @@ def plan(model: Model) -> list[LayerPlan]:
                     raise A2QError(f"layer '{op.name}': input words of {u.IPB} elements do not divide its {u.in_shape[2]} channels")
         elif isinstance(op, Pool):
             C = op.channels
-            u = LayerPlan(cname=ids.claim(f"pool{n_pool}"), MW=op.K, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
-            n_pool += 1
+            u = LayerPlan(cname=cname("pool"), MW=op.K, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             u.kind = "maxpool" if op.mode == "max" else "avgpool"
             u.kernel, u.stride, u.pads = tuple(op.kernel), tuple(op.stride), tuple(op.pads)
             if u.kind == "maxpool":
@@ -830,8 +834,7 @@ def plan(model: Model) -> list[LayerPlan]:
         elif isinstance(op, Add):
             C = op.channels
             tb = dtype_of(op.inputs[1])
-            u = LayerPlan(cname=ids.claim(f"add{n_add}"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
-            n_add += 1
+            u = LayerPlan(cname=cname("add"), MW=2, MH=C, PE=epw[op.inputs[0]], SIMD=1, w_t=None, bias_t=None, **common)
             u.kind = "add"
             u.IPB_b = u.IPB
             u.in_t_b = IntT(tb.bits, tb.signed)
@@ -848,10 +851,7 @@ def plan(model: Model) -> list[LayerPlan]:
             raise A2QError(f"code generation does not support op '{op.name}' ({op.op})")
         if u.out_shape and u.MH % u.PE:
             raise A2QError(f"'{op.name}': {u.PE} elements per word do not divide its {u.MH} channels")
-        units.append(u)
-        epw[out_tensor] = u.PE
-        etype[out_tensor] = u.out_t
-        fork(out_tensor)
+        record(u)
     if model.outputs[0] not in epw:
         raise A2QError(f"code generation: the graph output '{model.outputs[0]}' is not produced by any unit")
     last = units[-1]
@@ -875,24 +875,24 @@ def plan(model: Model) -> list[LayerPlan]:
     return units
 
 
-def _reorder_plan(model: Model, op, ids, index: int, ipb: int, in_t: IntT, counts: tuple) -> LayerPlan:
+def _reorder_plan(model: Model, op, cname, ipb: int, in_t: IntT) -> LayerPlan:
     """The unit of an op that moves integers without an accumulator: ``upsample`` (nearest
     neighbour, a row buffer), ``zeroins`` (zero insertion of a transposed convolution, no memory),
-    ``concat`` (channel concatenation of two streams, values shifted to a common scale)."""
+    ``concat`` (channel concatenation of two streams, values shifted to a common scale).
+    ``cname(prefix)`` names the unit; its ``index`` is set when the plan records it."""
     x = model.tensors[op.inputs[0]]
     out = model.tensors[op.outputs[0]]
     if len(x.shape) != 3:
         raise A2QError(f"'{op.name}': code generation supports {op.op} on [H, W, C] feature maps only")
     ot = out.dtype
-    common = dict(index=index, dense=op, requant=None, MW=1, MH=out.channels, PE=ipb, SIMD=1, IPB=ipb, P=0, safe_bits=0,
+    common = dict(index=0, dense=op, requant=None, MW=1, MH=out.channels, PE=ipb, SIMD=1, IPB=ipb, P=0, safe_bits=0,
                   in_t=in_t, zp=int(x.dtype.zero_point), val_t=in_t, w_t=None, bias_t=None, out_t=IntT(ot.bits, ot.signed),
                   thr_t=None, NT=0, qmin=0, inputs=list(op.inputs), outputs=list(op.outputs), in_shape=_shape3(x.shape),
                   out_shape=_shape3(out.shape))
-    n_up, n_zi, n_cat = counts
     if isinstance(op, Upsample):
-        return LayerPlan(cname=ids.claim(f"up{n_up}"), kind="upsample", scale=tuple(op.scale), **common)
+        return LayerPlan(cname=cname("up"), kind="upsample", scale=tuple(op.scale), **common)
     if isinstance(op, ZeroInsert):
-        return LayerPlan(cname=ids.claim(f"zins{n_zi}"), kind="zeroins", scale=tuple(op.factor), **common)
+        return LayerPlan(cname=cname("zins"), kind="zeroins", scale=tuple(op.factor), **common)
     b = model.tensors[op.inputs[1]]
     tb = b.dtype
     ta = x.dtype
@@ -901,7 +901,7 @@ def _reorder_plan(model: Model, op, ids, index: int, ipb: int, in_t: IntT, count
     va, vb = IntT.for_range(ta.vmin, ta.vmax), IntT.for_range(tb.vmin, tb.vmax)
     win = IntT.for_range(min(lo, -1), hi)  # q - zp, shifted, plus the output zero-point: signed
     win = IntT(max(win.bits, va.bits + 1, vb.bits + 1) + 1, True)
-    return LayerPlan(cname=ids.claim(f"cat{n_cat}"), kind="concat", IPB_b=ipb, in_t_b=IntT(tb.bits, tb.signed),
+    return LayerPlan(cname=cname("cat"), kind="concat", IPB_b=ipb, in_t_b=IntT(tb.bits, tb.signed),
                      zp_b=int(tb.zero_point), in_shape_b=_shape3(b.shape), shifts=tuple(int(k) for k in op.shifts),
                      out_zp=int(ot.zero_point), win_t=win, **common)
 

@@ -171,10 +171,10 @@ def step_folding(s: BuildState) -> None:
 
 def step_memories(s: BuildState) -> None:
     from . import codegen
-    from .passes.memories import apply_stream_weights
+    from .passes.memories import apply_stream_weights, wants_auto
 
     names = apply_stream_weights(s.model, s.config.stream_weights, s.config.part or codegen.DEFAULT_PART)
-    if names and isinstance(s.config.stream_weights, str) and s.config.stream_weights.strip() == "auto":
+    if names and wants_auto(s.config.stream_weights):
         s.config.warn(f"--stream-weights auto: the weights of {', '.join(names)} stream in from outside "
                       "(the on-chip estimate exceeds the part's memories); a2qhls.json interface.weights gives the ports' layout")
 
@@ -364,21 +364,16 @@ CLOCK_MHZ_RANGE = (1.0, 2000.0)  # --clock-mhz: what an FPGA fabric clock can be
 
 def check_options(*, part=None, clock_mhz=None, stream_weights=None) -> None:
     """Option values checked before anything is read or written: ``clock_mhz`` within
-    :data:`CLOCK_MHZ_RANGE`, ``part`` and ``stream_weights`` not empty, ``auto`` alone. Raises
-    :class:`A2QError` (one line)."""
+    :data:`CLOCK_MHZ_RANGE`, ``part`` not empty, ``stream_weights`` as
+    :func:`a2qhls.passes.memories.check_stream_weights` checks it. Raises :class:`A2QError` (one line)."""
+    from .passes.memories import check_stream_weights
+
     lo, hi = CLOCK_MHZ_RANGE
     if clock_mhz is not None and not (isinstance(clock_mhz, (int, float)) and lo <= clock_mhz <= hi):
         raise A2QError(f"--clock-mhz {clock_mhz}: expected a clock between {lo:g} and {hi:g} MHz")
     if part is not None and not str(part).strip():
         raise A2QError("--part: empty value (expected a part such as xczu3eg)")
-    if stream_weights is not None:
-        items = stream_weights.split(",") if isinstance(stream_weights, str) else [str(x) for x in stream_weights]
-        items = [x.strip() for x in items]
-        if not items or any(not x for x in items):
-            raise A2QError("--stream-weights: empty layer name (expected LAYER[,LAYER...] or auto)")
-        if "auto" in items and len(items) > 1:
-            raise A2QError("--stream-weights: auto must stand alone (it picks the layers itself); "
-                           "give either auto or a list of layers")
+    check_stream_weights(stream_weights)
 
 
 def layer_record(model: Model, op, per_channel: bool = True) -> dict:
@@ -442,6 +437,7 @@ def estimate_cost(model, *, folding=None, acc_bits=None, part=None, target_fps=N
     Arguments as for :func:`build`. Raises :class:`A2QError` on bad input."""
     from . import codegen
 
+    check_options(part=part, clock_mhz=clock_mhz, stream_weights=stream_weights)
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, part=part, target_fps=target_fps, clock_mhz=clock_mhz, budget=budget,
                       input_quant=input_quant, stream_weights=stream_weights)
     if isinstance(model, Model):  # the steps record decisions on the IR: leave the caller's Model unchanged

@@ -273,6 +273,20 @@ def test_python_api_estimate_cost_and_build_with_a_target(tmp_path):
     assert b["cost"]["total"]["LUT"] <= 4000
 
 
+@pytest.mark.parametrize("kw, needle", [
+    ({"clock_mhz": float("inf"), "target_fps": 1e6}, "--clock-mhz inf: expected a clock between 1 and 2000 MHz"),
+    ({"part": ""}, "--part: empty value"),
+    ({"stream_weights": "layer0,,layer1"}, "--stream-weights: empty layer name"),
+])
+def test_python_api_estimate_cost_checks_options_as_build_does(kw, needle):
+    """estimate_cost refuses the option values build refuses, with the same one-line error (it had
+    raised OverflowError for an infinite clock and ignored an empty part or layer name)."""
+    import a2qhls
+
+    with pytest.raises(A2QError, match=needle):
+        a2qhls.estimate_cost(MLP, **kw)
+
+
 def test_folding_to_a_target_gives_a_design_that_simulates_bit_exact(tmp_path):
     """The hand CNN folded to a throughput target (uneven PE x SIMD such as 1 x 9): the generated
     C++ equals the bit-accurate model, and its cycles per image meet the target."""

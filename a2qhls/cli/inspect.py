@@ -78,10 +78,9 @@ def render_text(doc: dict, per_channel: bool) -> str:
 
 
 def run(args) -> int:
-    from ..flow import estimate_cost
+    from ..flow import check_options, estimate_cost
 
-    if args.part is not None and not args.part.strip():
-        raise A2QError("--part: empty value (expected a part such as xczu3eg)")
+    check_options(part=args.part)
     if (args.part or args.folding) and not args.cost:
         raise A2QError("--part and --folding need --cost")
     if args.plot is not None:

@@ -16,7 +16,35 @@ from typing import Optional, Union
 from ..errors import A2QError
 from ..ir import Model
 
-__all__ = ["resolve_stream_weights", "auto_stream_weights", "apply_stream_weights"]
+__all__ = ["AUTO", "wants_auto", "check_stream_weights", "resolve_stream_weights", "auto_stream_weights",
+           "apply_stream_weights"]
+
+AUTO = "auto"  # the --stream-weights value that lets the estimate pick the layers
+_AUTO_ALONE = ("--stream-weights: auto must stand alone (it picks the layers itself); "
+               "give either auto or a list of layers")
+
+
+def _items(spec: Union[str, list, tuple]) -> list:
+    """The names of a ``--stream-weights`` specification: split at commas (a string), stripped."""
+    return [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+
+
+def wants_auto(spec: Union[str, list, tuple, None]) -> bool:
+    """Whether a ``--stream-weights`` specification is ``"auto"`` (a string, spaces around allowed):
+    the layers are then chosen by :func:`auto_stream_weights`."""
+    return isinstance(spec, str) and spec.strip() == AUTO
+
+
+def check_stream_weights(spec: Union[str, list, tuple, None]) -> None:
+    """The model-free checks of a ``--stream-weights`` specification (before anything is read): no
+    empty layer name, ``auto`` alone. Raises :class:`A2QError` (one line)."""
+    if spec is None:
+        return
+    items = _items(spec)
+    if not items or any(not x for x in items):
+        raise A2QError(f"--stream-weights: empty layer name (expected LAYER[,LAYER...] or {AUTO})")
+    if AUTO in items and len(items) > 1:
+        raise A2QError(_AUTO_ALONE)
 
 
 def resolve_stream_weights(model: Model, spec: Union[str, list, tuple, None]) -> list:
@@ -26,7 +54,7 @@ def resolve_stream_weights(model: Model, spec: Union[str, list, tuple, None]) ->
     or a depthwise layer (its vector unit keeps its taps on chip)."""
     if spec is None:
         return []
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    items = _items(spec)
     layers = model.layers()
     by_name = {d.name: d for d in layers}
     out = []
@@ -38,9 +66,8 @@ def resolve_stream_weights(model: Model, spec: Union[str, list, tuple, None]) ->
             k = key[5:] if key.startswith("layer") else key
             if k.isascii() and k.isdigit() and int(k) < len(layers):
                 d = layers[int(k)]
-        if d is None and key == "auto":
-            raise A2QError("--stream-weights: auto must stand alone (it picks the layers itself); "
-                           "give either auto or a list of layers")
+        if d is None and key == AUTO:  # a direct call without check_stream_weights, or a list ["auto"] (auto is a string)
+            raise A2QError(_AUTO_ALONE)
         if d is None:
             raise A2QError(f"--stream-weights: unknown layer '{key}' (layers: {', '.join(by_name)}, or layer0..layer{len(layers) - 1}, or auto)")
         if getattr(d, "depthwise", False):
@@ -80,7 +107,7 @@ def apply_stream_weights(model: Model, spec: Union[str, list, tuple, None], part
     Every other layer keeps its weights on chip. Returns the streamed layers' names."""
     for d in model.layers():
         d.weights_external = False
-    if isinstance(spec, str) and spec.strip() == "auto":
+    if wants_auto(spec):
         from ..codegen import DEFAULT_PART
 
         return auto_stream_weights(model, part or DEFAULT_PART)

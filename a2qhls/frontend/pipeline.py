@@ -304,7 +304,7 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
 
     from .export import export_qonnx
     from .init import init_from_float
-    from .superres import build_superres, evaluate_psnr, fit_superres, load_superres, psnr_per_image
+    from .superres import build_superres, fit_superres, load_superres, mean_psnr, psnr_per_image
     from .train import TrainConfig, layer_report, resolve_device
 
     torch.set_num_threads(run.threads)
@@ -314,11 +314,13 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
     def build(quant):
         return build_superres(run.arch, run.upscale, quant, run.weight_bits, run.act_bits, run.acc_bits, run.constrain)
 
-    bicubic = evaluate_psnr(None, data)
+    # each model runs over the held-out images once: the means are of the per-image values
+    bicubic_per_image = psnr_per_image(None, data)
+    bicubic = mean_psnr(bicubic_per_image)
     result = {"task": "superres", "dataset": "skimage+sklearn", "upscale": run.upscale, "quant": run.quant,
               "seed": run.seed, "device": str(device), "arch": run.arch, "input_shape": list(data.sample_shape),
               "test_images": list(data.test_names), "bicubic_psnr": round(bicubic, 4),
-              "bicubic_psnr_per_image": _rounded(psnr_per_image(None, data))}
+              "bicubic_psnr_per_image": _rounded(bicubic_per_image)}
     float_epochs = run.epochs if run.float_epochs is None else run.float_epochs
     key = {"a2qhls_float": 1, "task": "superres", "arch": run.arch, "upscale": run.upscale}
     if run.from_:
@@ -333,16 +335,18 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
                            "super-resolution (write one with --task superres --quant float)")
         fmodel = build("float")
         fmodel.load_state_dict(ck["state_dict"])
-        result["float_psnr"] = round(evaluate_psnr(fmodel, data), 4)
+        float_per_image = psnr_per_image(fmodel, data)
+        result["float_psnr"] = round(mean_psnr(float_per_image), 4)
     else:
         torch.manual_seed(run.seed)
         fmodel = build("float")
         r = fit_superres(fmodel, data, TrainConfig(epochs=float_epochs, lr=run.lr, batch_size=run.batch_size,
                                                    seed=run.seed, progress=progress, desc="float"), device)
+        float_per_image = r.test_psnr_per_image
         result["float_psnr"] = round(r.test_psnr, 4)
         result["float_train_seconds"] = round(r.seconds, 3)
     fmodel.cpu()
-    result["float_psnr_per_image"] = _rounded(psnr_per_image(fmodel, data))
+    result["float_psnr_per_image"] = _rounded(float_per_image)
     ck = dict(key, state_dict=fmodel.state_dict())
     if run.save_float:
         torch.save(ck, run.save_float)
@@ -359,7 +363,7 @@ def _train_superres(run: TrainRun, progress: bool) -> dict:
                                                desc=run.quant), device)
     qmodel.cpu()
     export_qonnx(qmodel, run.out, data.sample_shape)
-    result.update({"psnr": round(r.test_psnr, 4), "psnr_per_image": _rounded(psnr_per_image(qmodel, data)),
+    result.update({"psnr": round(r.test_psnr, 4), "psnr_per_image": _rounded(r.test_psnr_per_image),
                    "psnr_vs_bicubic": round(r.test_psnr - bicubic, 4),
                    "psnr_vs_float": round(r.test_psnr - result["float_psnr"], 4), "train_mse": r.train_loss,
                    "train_seconds": round(r.seconds, 3), "out": run.out, "weight_bits": run.weight_bits,

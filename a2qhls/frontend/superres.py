@@ -43,7 +43,7 @@ from .layers import QuantConcatSkip, QuantConv2d, QuantIdentity, QuantReLU
 from .quantizers import A2QWeightQuant, IntWeightQuant
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "SRData", "load_superres", "build_espcn", "parse_espcn", "psnr",
-           "evaluate_psnr", "psnr_per_image", "bicubic_up", "ESPCN_HELP", "DEFAULT_ESPCN", "build_unet", "parse_unet",
+           "evaluate_psnr", "mean_psnr", "psnr_per_image", "bicubic_up", "ESPCN_HELP", "DEFAULT_ESPCN", "build_unet", "parse_unet",
            "UNET_HELP", "build_superres", "parse_superres_arch", "SUPERRES_HELP"]
 
 # skimage.data images that are files inside the package (no pooch download), and sklearn's two
@@ -214,9 +214,14 @@ def psnr_per_image(model, data: SRData, device=None) -> dict:
     return vals
 
 
+def mean_psnr(per_image: dict) -> float:
+    """The mean (dB) of :func:`psnr_per_image`'s values."""
+    return float(np.mean(list(per_image.values())))
+
+
 def evaluate_psnr(model, data: SRData, device=None) -> float:
     """Mean PSNR (dB) of ``model`` on the held-out images (``model=None``: bicubic upsampling)."""
-    return float(np.mean(list(psnr_per_image(model, data, device).values())))
+    return mean_psnr(psnr_per_image(model, data, device))
 
 
 def build_espcn(spec: str, upscale: int, quant: str = "a2q+", weight_bits: int = 4, act_bits: int = 4,
@@ -305,10 +310,11 @@ def build_superres(spec: str, upscale: int, *args, **kw) -> nn.Sequential:
 
 @dataclass
 class SRTrainResult:
-    test_psnr: float
+    test_psnr: float  # the mean of test_psnr_per_image
     train_loss: float
     seconds: float
     losses: list
+    test_psnr_per_image: dict  # held-out image name -> PSNR (dB) after training
 
 
 def fit_superres(model: nn.Module, data: SRData, cfg, device: torch.device | None = None) -> SRTrainResult:
@@ -352,4 +358,5 @@ def fit_superres(model: nn.Module, data: SRData, cfg, device: torch.device | Non
     if bar is not None:
         bar.close()
     secs = time.perf_counter() - t0
-    return SRTrainResult(evaluate_psnr(model, data, device), losses[-1] if losses else float("nan"), secs, losses)
+    per_image = psnr_per_image(model, data, device)
+    return SRTrainResult(mean_psnr(per_image), losses[-1] if losses else float("nan"), secs, losses, per_image)

@@ -44,7 +44,7 @@ def task_default(name: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     try:
         from ..frontend.superres import SUPERRES_HELP
-        from ..frontend.train import CNN_SPEC_HELP
+        from ..frontend.train import CNN_SPEC_HELP, CONSTRAIN_POLICIES, QUANT_KINDS
     except ImportError as e:
         raise A2QError(f"a2qhls train needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
     p.formatter_class = HelpFormatter
@@ -64,13 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", type=arch_arg, default=None,
                    help="MLP hidden sizes, comma separated, or a " + CNN_SPEC_HELP.replace("%", "%%")
                    + "; with --task superres an " + SUPERRES_HELP + " " + task_default("arch"))
-    p.add_argument("--quant", choices=("float", "baseline", "a2q", "a2q+"), default="a2q+",
+    p.add_argument("--quant", choices=QUANT_KINDS, default="a2q+",
                    help="weight quantizer; 'float' trains and saves only the float model (a torch checkpoint)")
     p.add_argument("--weight-bits", type=int, default=4, help="weight bit width M")
     p.add_argument("--act-bits", type=int, default=4, help="activation bit width N")
     p.add_argument("--acc-bits", type=int, default=None,
                    help="target accumulator width P of constrained layers " + task_default("acc_bits"))
-    p.add_argument("--constrain", choices=("all", "inner"), default=None,
+    p.add_argument("--constrain", choices=CONSTRAIN_POLICIES, default=None,
                    help=_CONSTRAIN_HELP + " " + task_default("constrain"))
     p.add_argument("--init", choices=("ep", "default"), default="ep",
                    help="initialization of A2Q/A2Q+ from the float model: Euclidean projection (EP-init) "

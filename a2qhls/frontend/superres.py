@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import A2QError
 from .layers import QuantConcatSkip, QuantConv2d, QuantIdentity, QuantReLU
-from .quantizers import A2QWeightQuant, IntWeightQuant
+from .train import EDGE_BITS, check_recipe, weight_quant
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "SRData", "load_superres", "build_espcn", "parse_espcn", "psnr",
            "evaluate_psnr", "mean_psnr", "psnr_per_image", "bicubic_up", "ESPCN_HELP", "DEFAULT_ESPCN", "build_unet", "parse_unet",
@@ -59,7 +59,6 @@ UNET_HELP = ("UNet spec 'unet' (16,32 channels) or 'unet:A,B' (conv 3x3 to A -> 
              "(nearest) -> conv 3x3 to 1)")
 SUPERRES_HELP = ESPCN_HELP + ", or a " + UNET_HELP
 _UNET = re.compile(r"^unet(?::(\d+),(\d+))?$")
-_EDGE_BITS = 8
 #: the hidden activation quantizers' scales start at this percentile of the calibration batch
 #: (not its maximum): measured on A2Q+ at P=13 from the same float model, 1,000 QAT steps in,
 #: 25.37 dB against 24.95 dB with max calibration (bicubic 25.36)
@@ -231,27 +230,15 @@ def build_espcn(spec: str, upscale: int, quant: str = "a2q+", weight_bits: int =
     Float and quantized models share the module layout (float: ``nn.Identity``/``nn.ReLU``
     in place of the activation quantizers), so a float checkpoint loads by key.
     """
-    from .train import CONSTRAIN_POLICIES, QUANT_KINDS
-
-    if quant not in QUANT_KINDS:
-        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
-    if constrain not in CONSTRAIN_POLICIES:
-        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    check_recipe(quant, constrain)
     a, b, c = parse_espcn(spec)
     is_float = quant == "float"
     edge = constrain == "inner"
-    in_bits = _EDGE_BITS if edge else act_bits
+    in_bits = EDGE_BITS if edge else act_bits
     sizes = [(channels, a, 5), (a, b, 3), (b, c, 3), (c, channels * upscale * upscale, 3)]
     mods: list = [nn.Identity() if is_float else QuantIdentity(in_bits, signed=False)]
     for i, (cin, cout, k) in enumerate(sizes):
-        is_edge = edge and i in (0, len(sizes) - 1)
-        if is_float:
-            wq = None
-        elif quant == "baseline" or is_edge:
-            wq = IntWeightQuant(_EDGE_BITS if is_edge else weight_bits)
-        else:
-            wq = A2QWeightQuant(weight_bits, acc_bits, input_bits=in_bits, input_signed=False,
-                                zero_center=(quant == "a2q+"))
+        wq = weight_quant(quant, weight_bits, acc_bits, in_bits, edge and i in (0, len(sizes) - 1))
         mods.append(QuantConv2d(cin, cout, k, stride=1, padding=k // 2, bias=True, weight_quant=wq))
         if i < len(sizes) - 1:
             mods.append(nn.ReLU() if is_float else QuantReLU(act_bits, init_percentile=ACT_INIT_PERCENTILE))
@@ -269,24 +256,14 @@ def build_unet(spec: str, upscale: int, quant: str = "a2q+", weight_bits: int = 
     upsampling by ``upscale`` and an output convolution. Inputs must have even height and width.
     Quantizers and ``constrain`` policies as :func:`build_espcn`; float and quantized models share
     the module layout."""
-    from .train import CONSTRAIN_POLICIES, QUANT_KINDS
-
-    if quant not in QUANT_KINDS:
-        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
-    if constrain not in CONSTRAIN_POLICIES:
-        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    check_recipe(quant, constrain)
     a, b = parse_unet(spec)
     is_float = quant == "float"
     edge = constrain == "inner"
-    in_bits = _EDGE_BITS if edge else act_bits
+    in_bits = EDGE_BITS if edge else act_bits
 
     def conv(cin, cout, first_or_last=False, bits_in=act_bits):
-        if is_float:
-            wq = None
-        elif quant == "baseline" or (edge and first_or_last):
-            wq = IntWeightQuant(_EDGE_BITS if edge and first_or_last else weight_bits)
-        else:
-            wq = A2QWeightQuant(weight_bits, acc_bits, input_bits=bits_in, input_signed=False, zero_center=(quant == "a2q+"))
+        wq = weight_quant(quant, weight_bits, acc_bits, bits_in, edge and first_or_last)
         return QuantConv2d(cin, cout, 3, stride=1, padding=1, bias=True, weight_quant=wq)
 
     def act(shared=None):

@@ -34,12 +34,34 @@ from .data import Dataset
 from .layers import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, QuantResidual, penalty, weight_layers
 from .quantizers import A2QWeightQuant, IntWeightQuant
 
-__all__ = ["QUANT_KINDS", "CONSTRAIN_POLICIES", "CNN_SPEC_HELP", "build_mlp", "build_cnn", "parse_cnn_spec", "fit",
-           "evaluate", "TrainConfig", "resolve_device"]
+__all__ = ["QUANT_KINDS", "CONSTRAIN_POLICIES", "EDGE_BITS", "check_recipe", "weight_quant", "CNN_SPEC_HELP", "build_mlp",
+           "build_cnn", "parse_cnn_spec", "fit", "evaluate", "TrainConfig", "resolve_device"]
 
 QUANT_KINDS = ("float", "baseline", "a2q", "a2q+")
 CONSTRAIN_POLICIES = ("all", "inner")
 EDGE_BITS = 8  # bit width of unconstrained first/last layers and the input under constrain="inner"
+
+
+def check_recipe(quant: str, constrain: str) -> None:
+    """Raises :class:`A2QError` (one line) for a ``quant`` not in :data:`QUANT_KINDS` or a
+    ``constrain`` policy not in :data:`CONSTRAIN_POLICIES`."""
+    if quant not in QUANT_KINDS:
+        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
+    if constrain not in CONSTRAIN_POLICIES:
+        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+
+
+def weight_quant(quant: str, weight_bits: int, acc_bits: int, in_bits: int, is_edge: bool = False):
+    """The weight quantizer of one layer under the recipe ``quant``: None (float); for an edge
+    layer (first or last under ``constrain="inner"``) :class:`IntWeightQuant` of :data:`EDGE_BITS`;
+    for ``baseline`` :class:`IntWeightQuant` of ``weight_bits``; else :class:`A2QWeightQuant` of
+    ``weight_bits`` bounded for ``acc_bits``-bit accumulation of unsigned ``in_bits``-bit inputs
+    (zero-centred for ``a2q+``)."""
+    if quant == "float":
+        return None
+    if quant == "baseline" or is_edge:
+        return IntWeightQuant(EDGE_BITS if is_edge else weight_bits)
+    return A2QWeightQuant(weight_bits, acc_bits, input_bits=in_bits, input_signed=False, zero_center=(quant == "a2q+"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,10 +77,7 @@ def resolve_device(name: str) -> torch.device:
 def build_mlp(in_features: int, hidden: list, classes: int, quant: str = "a2q+", weight_bits: int = 4,
               act_bits: int = 4, acc_bits: int = 12, constrain: str = "all") -> nn.Sequential:
     """An MLP ``in_features -> hidden... -> classes`` with the quantizers of ``quant``."""
-    if quant not in QUANT_KINDS:
-        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
-    if constrain not in CONSTRAIN_POLICIES:
-        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    check_recipe(quant, constrain)
     if not hidden or any((not isinstance(h, int)) or h < 1 for h in hidden):
         raise A2QError(f"--arch must list positive hidden sizes, got {hidden!r}")
     sizes = [int(in_features)] + [int(h) for h in hidden] + [int(classes)]
@@ -71,13 +90,7 @@ def build_mlp(in_features: int, hidden: list, classes: int, quant: str = "a2q+",
     for i in range(n_layers):
         is_edge = edge and (i == 0 or i == n_layers - 1)
         in_bits = EDGE_BITS if (edge and i == 0) else act_bits
-        if quant == "float":
-            wq = None
-        elif quant == "baseline" or is_edge:
-            wq = IntWeightQuant(EDGE_BITS if is_edge else weight_bits)
-        else:
-            wq = A2QWeightQuant(weight_bits, acc_bits, input_bits=in_bits, input_signed=False,
-                                zero_center=(quant == "a2q+"))
+        wq = weight_quant(quant, weight_bits, acc_bits, in_bits, is_edge)
         mods.append(QuantLinear(sizes[i], sizes[i + 1], bias=True, weight_quant=wq))
         if i < n_layers - 1:
             mods.append(nn.ReLU() if quant == "float" else QuantReLU(act_bits))
@@ -124,10 +137,7 @@ def build_cnn(spec: str, input_shape: tuple, classes: int, quant: str = "a2q+", 
     convolution and the classifier keep 8-bit unconstrained weights and the input is
     quantized to 8 bits.
     """
-    if quant not in QUANT_KINDS:
-        raise A2QError(f"unknown quantizer '{quant}' (supported: {', '.join(QUANT_KINDS)})")
-    if constrain not in CONSTRAIN_POLICIES:
-        raise A2QError(f"unknown --constrain policy '{constrain}' (supported: {', '.join(CONSTRAIN_POLICIES)})")
+    check_recipe(quant, constrain)
     tokens = parse_cnn_spec(spec)
     C, H, W = (int(d) for d in input_shape)
     is_float = quant == "float"
@@ -138,13 +148,7 @@ def build_cnn(spec: str, input_shape: tuple, classes: int, quant: str = "a2q+", 
     def wquant(is_last: bool):
         i = state["layer"]
         state["layer"] += 1
-        is_edge = edge and (i == 0 or is_last)
-        if is_float:
-            return None
-        if quant == "baseline" or is_edge:
-            return IntWeightQuant(EDGE_BITS if is_edge else weight_bits)
-        return A2QWeightQuant(weight_bits, acc_bits, input_bits=state["in_bits"], input_signed=False,
-                              zero_center=(quant == "a2q+"))
+        return weight_quant(quant, weight_bits, acc_bits, state["in_bits"], edge and (i == 0 or is_last))
 
     def act(shared=None):
         state["in_bits"] = act_bits

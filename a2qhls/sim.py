@@ -297,11 +297,18 @@ def jit_kernels():
     """The fused loops of :mod:`a2qhls._jit` (numba), or ``None`` where numba is not installed or cannot
     load. Importing numba takes ~0.5 s and compiling a loop ~1 s the first time on a machine (then read
     from numba's cache): :class:`BitSim` uses them for large batches only, unless told otherwise."""
+    return _load_jit()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _load_jit():
+    """``(module, None)``, or ``(None, why)`` with the import error's text (numba missing, or built for
+    another numpy)."""
     try:
         from . import _jit
-    except ImportError:  # numba missing, or built against another numpy
-        return None
-    return _jit
+    except ImportError as e:
+        return None, str(e)
+    return _jit, None
 
 
 def _usable_cores() -> int:
@@ -506,7 +513,7 @@ class BitSim:
         exact (``True``), never (``False``: the float32/float64 BLAS path for every layer that fits it),
         or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
         than the GEMMs of a build's test vectors or a small model's co-simulation save.
-        ``jit``: numba's fused loops (:mod:`a2qhls._jit`: the input quantizer and the threshold-table
+        ``jit`` (ignored with ``blas=False``, which takes no fast path): numba's fused loops (:mod:`a2qhls._jit`: the input quantizer and the threshold-table
         lookup) always (``True``; :class:`A2QError` if numba is missing), never (``False``), or
         (``None``) from the first :meth:`run` on a batch of at least :attr:`CHUNK_BYTES` working bytes
         where numba is installed (loading and compiling them costs more than a small batch gains)."""
@@ -518,9 +525,9 @@ class BitSim:
         self.jit = jit if blas else False
         self._k = None  # the kernels module once in use
         if self.jit:
-            self._k = jit_kernels()
+            self._k, why = _load_jit()
             if self._k is None:
-                raise A2QError("BitSim(jit=True) needs numba (pip install numba)")
+                raise A2QError(f"BitSim(jit=True) needs numba, which does not load here ({why}); pip install numba")
         self._threadpools = None
         self._pool = self._pool_key = None
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
@@ -813,7 +820,10 @@ class BitSim:
         if st.lut is not None and self._k is not None and acc.ndim > 1 and acc.dtype != object:
             a2 = np.ascontiguousarray(acc).reshape(-1, acc.shape[-1])
             out = np.empty(a2.shape, dtype=st.lut.dtype)
-            if self._k.requant_lut(a2, st.lut, st.offsets, st.lo, st.hi, out) < 0:
+            # the loop reads [C] vectors: one scale for all channels (a single row of thresholds) repeated
+            C = a2.shape[1]
+            vec = [v if len(v) == C else np.repeat(v, C) for v in (st.offsets, st.lo, st.hi) if len(v) in (1, C)]
+            if len(vec) == 3 and self._k.requant_lut(a2, st.lut, *vec, out) < 0:
                 return out.reshape(acc.shape)
         if st.lut is not None:
             # int64 indices (np.take converts any other type first), one flat gather; the per-channel

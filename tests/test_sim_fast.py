@@ -278,7 +278,8 @@ def test_fed_accumulators_anywhere_in_their_width_equal_plain_and_beyond_it_are_
 
 
 def test_per_tensor_threshold_row_on_table_and_search():
-    """One scale for all channels (thresholds ``[1, NT]``, a hand-built IR): table and search give the plain count."""
+    """One scale for all channels (thresholds ``[1, NT]``, a hand-built IR): table (numpy's gather or
+    numba's loop) and search give the plain count."""
     m = hand_models.mlp((20, 6, 3), seed=1)
     acc = m.tensors["acc0"]
     acc.scale, acc.offset = np.asarray(acc.scale[:1]), np.asarray(acc.offset[:1])
@@ -289,6 +290,7 @@ def test_per_tensor_threshold_row_on_table_and_search():
             BitSim.LUT_MAX = lut_max
             assert BitSim(m).stages["act0"].T.shape[0] == 1
             _same(m, x)
+            _same(m, x, jit=True)
     finally:
         BitSim.LUT_MAX = old
 
@@ -367,3 +369,73 @@ def test_threaded_model_after_fork_pickle_and_concurrent_calls():
     [t.join(timeout=120) for t in ts]
     assert not errors and all(np.array_equal(v, want) for v in results.values()) and len(results) == 2
     assert torch.get_num_threads() == before
+
+
+def test_quantizer_loop_divides_by_zero_as_numpy_does():
+    """A zero scale (only a hand-built IR has one; the importer refuses it): numba's loop gives numpy's
+    float32 answers (x / 0 is +-inf, clipped), and 0 / 0 the same one-line NaN error."""
+    import pytest
+
+    from a2qhls.errors import A2QError
+    from a2qhls.ir import InputQuant
+    from a2qhls.sim import jit_kernels, quantize_input
+
+    op = InputQuant("iq", ["x"], ["q"], np.float32(0), np.float32(0), IntType(8, True, False, 0), "ROUND")
+    x = np.array([1.5, -2.0, np.inf], dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        assert quantize_input(op, x, narrow=True, kernels=jit_kernels()).tolist() == quantize_input(op, x).tolist() == [127, -128, 127]
+    x[1] = 0
+    with pytest.raises(A2QError, match="NaN at flat index 1") as plain, np.errstate(invalid="ignore", divide="ignore"):
+        quantize_input(op, x)
+    with pytest.raises(A2QError, match="NaN at flat index 1") as fused, np.errstate(invalid="ignore", divide="ignore"):
+        quantize_input(op, x, narrow=True, kernels=jit_kernels())
+    assert str(fused.value) == str(plain.value)
+
+
+def test_numba_without_a_writable_cache_compiles_per_process(tmp_path_factory):
+    """a2qhls installed read-only and run by a user with no writable cache directory (containers, Ray
+    workers): numba refuses its on-disk cache, and the loops compile in the process instead (the model's
+    default and ``jit=True`` both run, exact). Needs root (to run as ``nobody``) and ``setpriv``."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pytest
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run as an unprivileged user")
+    as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    root = Path(tempfile.mkdtemp(prefix="a2q-ro-"))  # /tmp itself: readable by nobody, unlike pytest's tmp
+    try:
+        repo = Path(__file__).resolve().parent.parent
+        shutil.copytree(repo / "a2qhls", root / "a2qhls", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(repo / "tests" / "hand_models.py", root)
+        (root / "home").mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        env.update(HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "home"), PYTHONDONTWRITEBYTECODE="1")
+        if subprocess.run(as_nobody + [sys.executable, "-c", "pass"], env=env).returncode != 0:
+            pytest.skip("this Python is not readable by an unprivileged user")
+        for p in sorted(root.rglob("*"), reverse=True) + [root]:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        code = (
+            "import sys; sys.path.insert(0, %r)\n"
+            "import numpy as np, hand_models\n"
+            "from a2qhls.sim import BitSim\n"
+            "m = hand_models.mlp((64, 32, 10))\n"
+            "x = np.random.default_rng(0).uniform(-1, 2, (40000, 64)).astype(np.float32)\n"
+            "want = BitSim(m, blas=False).run(x)\n"
+            "for jit in (None, True):\n"
+            "    sim = BitSim(m, jit=jit); got = sim.run(x)\n"
+            "    assert sim._k is not None and all((got[t] == want[t]).all() for t in want), jit\n"
+        ) % str(root)
+        r = subprocess.run(as_nobody + [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    finally:
+        for p in [root] + list(root.rglob("*")):
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(root)

@@ -121,7 +121,7 @@ def _operand(ctx: Ctx, node, name: str, st) -> tuple:
     """``(tensor, scale [C], offset [C])`` of one input of a residual add: an integer activation, or a
     layer's accumulator seen through its float post-ops (BatchNormalization, Mul, a constant Add)."""
     if isinstance(st, AccState):
-        if st.pending_pool is not None:
+        if st.deferred is not None:
             raise A2QError(f"{ctx.where(node)}: adding a MaxPool of a layer output '{name}' before its activation Quant is not "
                            "supported; supported: the pool after the Add's activation")
         if st.relu:

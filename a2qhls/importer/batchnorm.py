@@ -32,9 +32,9 @@ def on_batchnorm(ctx: Ctx, node) -> None:
     b = beta - mean * a
     scale, offset = st.scale * a, st.offset * a + b
     neg = np.flatnonzero(scale < 0)
-    if neg.size and st.pending_pool is not None:
+    if neg.size and st.deferred is not None:
         raise A2QError(
-            f"{ctx.where(node)}: a negative scale after the MaxPool '{st.pending_pool.name}' turns the max into a min, "
+            f"{ctx.where(node)}: a negative scale after the MaxPool '{st.deferred.name}' turns the max into a min, "
             "which a2qhls cannot build exactly; put the BatchNormalization before the MaxPool"
         )
     if neg.size:

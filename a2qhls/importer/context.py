@@ -44,9 +44,11 @@ class AccState:
     offset: np.ndarray  # [channels], float64
     relu: bool = False
     flattened: bool = False  # an [H, W, C] accumulator the graph sees as [batch, C*H*W] (see IntState)
-    # a MaxPool of the accumulator before its activation (Conv -> MaxPool -> Relu -> Quant): the max commutes
-    # with the monotone non-decreasing activation, so it is applied to the Requant's output (see importer.pool)
-    pending_pool: Optional[object] = None
+    # an op between the accumulator and its activation that commutes with the activation, so that
+    # requant_of_acc places it after the Requant, on the quantized integers: a MaxPool (Conv -> MaxPool ->
+    # Relu -> Quant, the max commutes with the monotone non-decreasing activation; see importer.pool), or a
+    # DepthToSpace that only the Quant reads (set by on_quant; see importer.quant.requant_before_depth_to_space)
+    deferred: Optional[object] = None
 
 
 @dataclass

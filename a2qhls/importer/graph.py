@@ -163,7 +163,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
     for o in graph.output:
         st = ctx.state.get(o.name)
         if isinstance(st, AccState):
-            if st.pending_pool is not None:
+            if st.deferred is not None:
                 raise A2QError(f"{path}: graph output '{o.name}' is a MaxPool of a layer output without an activation Quant; add one")
             if st.relu:
                 raise A2QError(f"{path}: graph output '{o.name}' is a Relu without a Quant; supported: a layer output or a Quant")

@@ -80,7 +80,7 @@ def global_mean_axes(ctx: Ctx, node) -> bool:
 def on_trunc(ctx: Ctx, node) -> None:
     """QONNX Trunc (v2) on an accumulator, e.g. Brevitas's TruncAvgPool2d after an AveragePool."""
     st = ctx.state.get(node.input[0])
-    if not isinstance(st, AccState) or st.pending_pool is not None:
+    if not isinstance(st, AccState) or st.deferred is not None:
         raise A2QError(f"{ctx.where(node)}: Trunc is supported on an accumulator (e.g. after AveragePool) only")
     vals = [np.asarray(const_array(ctx, i), dtype=np.float32) for i in node.input[1:]]
     if any(v.size != 1 for v in vals):
@@ -121,8 +121,8 @@ def avg_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
     tensor); the average of ``v = scale * acc + offset`` over ``K`` taps is ``scale / K * sum(acc) + offset``
     exactly, so the divide goes into the following thresholds. Padding adds the real value 0, which is
     the accumulator 0 only without an offset."""
-    if st.pending_pool is not None or st.relu:
-        raise A2QError(f"{ctx.where(node)}: {node.op_type} after a {'MaxPool' if st.pending_pool is not None else 'Relu'} "
+    if st.deferred is not None or st.relu:
+        raise A2QError(f"{ctx.where(node)}: {node.op_type} after a {'MaxPool' if st.deferred is not None else 'Relu'} "
                        "of a layer output without a Quant is not supported; supported: Conv -> [BatchNormalization] -> "
                        "AveragePool -> [Relu ->] Quant")
     if st.flattened:
@@ -156,7 +156,7 @@ def max_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
     (``qmin + #{t : acc >= T[t]}``), so the max over a window commutes with it exactly (in QONNX's
     float32 too: multiplying and adding constants is monotone in float). The importer keeps the pool
     pending and places it after the Requant, on the quantized integers."""
-    if st.pending_pool is not None:
+    if st.deferred is not None:
         raise A2QError(f"{ctx.where(node)}: two MaxPools before one activation Quant are not supported")
     if np.any(st.scale <= 0):
         raise A2QError(f"{ctx.where(node)}: MaxPool of an accumulator with a negative scale is not supported")
@@ -167,4 +167,4 @@ def max_pool_of_accumulator(ctx: Ctx, node, st: AccState) -> None:
     if any(pads):
         raise A2QError(f"{ctx.where(node)}: padded MaxPool is not supported")
     pool = Pool(node.name, [], [], "max", kernel, stride, pads, tuple(info.shape), source_op=node.op_type)
-    ctx.state[node.output[0]] = replace(st, pending_pool=pool)
+    ctx.state[node.output[0]] = replace(st, deferred=pool)

@@ -165,44 +165,49 @@ def requant_before_depth_to_space(ctx: Ctx, node, st: IntState, d2s, scale, zp, 
     ``c`` of DepthToSpace, which reads each input channel into exactly one output channel
     (``src[i, j, c]``, :func:`~a2qhls.ir.depth_to_space_sources`), so applying it before the reorder,
     with the scale of input channel ``src[i, j, c]`` set to that of ``c``, gives the same integers.
-    The layer's unit then thresholds its accumulator and the reorder moves activations, not accumulators."""
+    The layer's unit then thresholds its accumulator and the reorder moves activations, not accumulators:
+    the DepthToSpace already placed on the accumulator is taken back and deferred, as a MaxPool is, to
+    :func:`requant_of_acc`, which places it after the Requant."""
     acc_name = d2s.inputs[0]
     acc = ctx.tensors[acc_name]
     layer = next(op for op in ctx.ops if acc_name in op.outputs)
     C = acc.channels
-    co = C // (d2s.blocksize ** 2)
-    s = np.asarray(scale, dtype=np.float64).reshape(-1)
-    if s.size not in (1, co):
-        raise A2QError(f"{ctx.where(node)}: scale has {s.size} values for {co} channels")
-    src_scale = np.empty(C)
-    src_scale[d2s.sources()] = np.broadcast_to(s, (co,))[None, None, :]  # source channel src[i, j, c] <- scale[c]
     acc_scale = np.broadcast_to(np.asarray(acc.scale, dtype=np.float64).reshape(-1), (C,))
     acc_offset = np.broadcast_to(np.asarray(acc.offset, dtype=np.float64).reshape(-1), (C,))
     ctx.ops.remove(d2s)
     del ctx.tensors[st.tensor]
-    quant_scale = src_scale if s.size > 1 else s.reshape(())
-    pre = f"{node.output[0]}__a2qhls_pre_d2s"
-    requant_of_acc(ctx, node, AccState(layer=layer, scale=acc_scale.copy(), offset=acc_offset.copy(), relu=st.relu),
-                   quant_scale, zp, dtype, rounding)
-    rq = ctx.ops[-1]
-    rq.outputs = [pre]
-    ctx.tensors[pre] = ctx.tensors.pop(node.output[0])
-    ctx.tensors[pre].name = pre
-    d2s.inputs, d2s.outputs = [pre], [node.output[0]]
-    ctx.ops.append(d2s)
-    out = node.output[0]
-    ctx.tensors[out] = TensorInfo(out, d2s.out_shape, dtype, np.broadcast_to(s, (co,)).astype(np.float64).copy(), np.zeros(co))
-    ctx.state[out] = IntState(out)
-    ctx.state.pop(pre, None)
+    requant_of_acc(ctx, node, AccState(layer=layer, scale=acc_scale.copy(), offset=acc_offset.copy(), relu=st.relu,
+                                       deferred=d2s), scale, zp, dtype, rounding)
+
+
+def _scale_before_depth_to_space(ctx: Ctx, node, d2s, scale):
+    """The scale ``[co]`` (or one value) of a Quant after ``d2s`` as the scale of the Requant before it:
+    input channel ``src[i, j, c]`` takes the scale of output channel ``c``."""
+    co = d2s.out_shape[-1]
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if s.size not in (1, co):
+        raise A2QError(f"{ctx.where(node)}: scale has {s.size} values for {co} channels")
+    if s.size == 1:
+        return s.reshape(())
+    src_scale = np.empty(d2s.in_shape[-1])
+    src_scale[d2s.sources()] = s[None, None, :]  # source channel src[i, j, c] <- scale[c]
+    return src_scale
 
 
 def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, rounding: str) -> None:
-    """A Quant (after an optional Relu) on an accumulator: a :class:`~a2qhls.ir.Requant`."""
+    """A Quant (after an optional Relu) on an accumulator: a :class:`~a2qhls.ir.Requant`, followed by
+    the op ``st.deferred`` (a MaxPool or DepthToSpace that commutes with the activation) when there is one."""
+    from ..ir import DepthToSpace
+
     out = node.output[0]
     acc_name = st.layer.outputs[0]
     finalize_acc(ctx, ctx.where(node), st)
     acc_shape = ctx.tensors[acc_name].shape
     C = acc_shape[-1]
+    later = st.deferred
+    out_scale = scale  # per channel of ``out``: of the deferred op's output
+    if isinstance(later, DepthToSpace):
+        scale = _scale_before_depth_to_space(ctx, node, later, scale)
     op = Requant(
         name=node.name,
         inputs=[acc_name],
@@ -216,15 +221,15 @@ def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, roun
     if op.scale.ndim == 1 and op.scale.size != C:
         raise A2QError(f"{ctx.where(node)}: scale has {op.scale.size} values for {C} channels")
     ctx.ops.append(op)
-    pool = st.pending_pool
-    if pool is not None:  # max over windows of a monotone non-decreasing map == that map of the max: pool after it
-        pre = f"{out}__a2qhls_prepool"
+    if later is not None:  # the activation commutes with it (see AccState.deferred): on the Requant's output
+        pre = f"{out}__a2qhls_{'pre_d2s' if isinstance(later, DepthToSpace) else 'prepool'}"
         op.outputs = [pre]
         ctx.tensors[pre] = TensorInfo(pre, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
-        pool.inputs, pool.outputs = [pre], [out]
-        ctx.ops.append(pool)
-        acc_shape = pool.out_shape
-    ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(scale, C), np.zeros(C))
+        later.inputs, later.outputs = [pre], [out]
+        ctx.ops.append(later)
+        acc_shape = later.out_shape
+    C = acc_shape[-1]
+    ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(out_scale, C), np.zeros(C))
     ctx.state[out] = IntState(out, flattened=st.flattened)
 
 

@@ -64,13 +64,10 @@ def size_layer(op, in_type) -> AccumulatorReport:
         up, down = h_m > hi, l_m < lo
         hi, lo = np.where(up, h_m, hi), np.where(down, l_m, lo)
         best_mask_hi[up], best_mask_lo[down] = k, k
-    per_bits = bounds.signed_bits_for_range(lo, hi)
-    acc_bits = int(per_bits.max())
-    # the worst channel: widest, ties broken by the larger magnitude it reaches
-    reach = [max(int(h), -int(l) - 1) for l, h in zip(lo, hi)]
-    worst = int(max(range(len(reach)), key=lambda j: (int(per_bits[j]), reach[j], -j)))
-    adv_max, _ = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_hi[worst]], per_pos), x_min, x_max)
-    _, adv_min = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_lo[worst]], per_pos), x_min, x_max)
+    rep = _report(lo, hi)
+    worst = rep.worst_channel
+    rep.adversarial_max, _ = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_hi[worst]], per_pos), x_min, x_max)
+    _, rep.adversarial_min = bounds.adversarial_inputs(w[worst] * np.repeat(masks[best_mask_lo[worst]], per_pos), x_min, x_max)
     pos, neg = pos_t.sum(axis=1), neg_t.sum(axis=1)
     l1 = int((pos - neg).max())  # the largest channel l1 norm
     l1_plus = int((2 * np.maximum(pos, -neg)).max())  # = bounds.a2qplus_effective_l1(w).max()
@@ -79,21 +76,11 @@ def size_layer(op, in_type) -> AccumulatorReport:
     # the comparison bounds take an N-bit input; a bipolar input {-1, +1} enters them as 2-bit signed
     # (its values lie in that type's range), the exact range above uses {-1, +1} itself
     n_bits, n_signed = (2, True) if getattr(in_type, "bipolar", False) else (in_type.bits, in_type.signed)
-    return AccumulatorReport(
-        acc_bits=acc_bits,
-        acc_min=int(min(int(v) for v in lo)),
-        acc_max=int(max(int(v) for v in hi)),
-        per_channel_bits=np.asarray(per_bits, dtype=np.int64),
-        per_channel_min=np.asarray([int(v) for v in lo], dtype=object),
-        per_channel_max=np.asarray([int(v) for v in hi], dtype=object),
-        datatype_bits=bounds.datatype_acc_bits(op.K, n_bits, n_signed, w_bits),
-        a2q_bits=bounds.a2q_acc_bits(l1, n_bits, n_signed),
-        a2qplus_bits=bounds.a2qplus_acc_bits(l1_plus, n_bits),
-        worst_channel=worst,
-        adversarial_max=adv_max,
-        adversarial_min=adv_min,
-        exceeds_target=target is not None and acc_bits > target,
-    )
+    rep.datatype_bits = bounds.datatype_acc_bits(op.K, n_bits, n_signed, w_bits)
+    rep.a2q_bits = bounds.a2q_acc_bits(l1, n_bits, n_signed)
+    rep.a2qplus_bits = bounds.a2qplus_acc_bits(l1_plus, n_bits)
+    rep.exceeds_target = target is not None and rep.acc_bits > target
+    return rep
 
 
 def operand_range(model: Model, tensor: str, built: bool = False) -> tuple:
@@ -116,9 +103,12 @@ def operand_range(model: Model, tensor: str, built: bool = False) -> tuple:
     return lo, hi
 
 
-def _report(lo, hi, adv_max, adv_min, alignment=()) -> AccumulatorReport:
-    """The report of an op without weights (average pool of accumulators, residual add): the exact range is all
-    there is, so the data-type, A2Q and A2Q+ columns show it too."""
+def _report(lo, hi, alignment=()) -> AccumulatorReport:
+    """The report of the exact per-channel range ``[lo_j, hi_j]``: per-channel and layer widths, extremes, and
+    the worst channel (widest, ties broken by the larger magnitude it reaches). The data-type, A2Q and A2Q+
+    columns show the exact width, which is all there is for an op without weights (average pool of
+    accumulators, residual add); the caller sets the adversarial inputs of the worst channel (and, for a
+    layer with weights, the comparison columns)."""
     per_bits = bounds.signed_bits_for_range(lo, hi)
     reach = [max(int(h), -int(l) - 1) for l, h in zip(lo, hi)]
     worst = int(max(range(len(reach)), key=lambda j: (int(per_bits[j]), reach[j], -j)))
@@ -129,7 +119,7 @@ def _report(lo, hi, adv_max, adv_min, alignment=()) -> AccumulatorReport:
         per_channel_min=np.asarray([int(v) for v in lo], dtype=object),
         per_channel_max=np.asarray([int(v) for v in hi], dtype=object),
         datatype_bits=bits, a2q_bits=bits, a2qplus_bits=bits, worst_channel=worst,
-        adversarial_max=np.asarray(adv_max, dtype=object), adversarial_min=np.asarray(adv_min, dtype=object),
+        adversarial_max=np.zeros(0, dtype=object), adversarial_min=np.zeros(0, dtype=object),
         alignment=tuple(alignment),
     )
 
@@ -155,7 +145,7 @@ def size_add(op: Add, model: Model) -> AccumulatorReport:
             "shift": int(shift),
             "aligned_bits": int(bounds.signed_bits_for_range(mults[k] * ranges[k][0], mults[k] * ranges[k][1]).max()),
         })
-    rep = _report(lo, hi, [0, 0], [0, 0], alignment)
+    rep = _report(lo, hi, alignment)
     w = rep.worst_channel
     rep.adversarial_max = np.asarray([ranges[0][1][w], ranges[1][1][w]], dtype=object)
     rep.adversarial_min = np.asarray([ranges[0][0][w], ranges[1][0][w]], dtype=object)
@@ -177,7 +167,7 @@ def size_pool_of_acc(op, model: Model) -> AccumulatorReport:
     counts = sorted({int(m.sum()) for m in op.window_masks()})
     lo = np.asarray([min(n * int(v) for n in counts) for v in lo_in], dtype=object)
     hi = np.asarray([max(n * int(v) for n in counts) for v in hi_in], dtype=object)
-    rep = _report(lo, hi, [], [])
+    rep = _report(lo, hi)
     w = rep.worst_channel
     rep.adversarial_max = np.full(op.K, hi_in[w], dtype=object)
     rep.adversarial_min = np.full(op.K, lo_in[w], dtype=object)

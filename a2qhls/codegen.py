@@ -513,30 +513,7 @@ def swg_max_lead(u: "LayerPlan") -> int:
     iteration, ``read - G * done * (H * W) / (OH * OW)`` with ``done`` whole output pixels emitted
     (``G`` words per input pixel). A bypass FIFO beside it must hold this many words (in its words
     of ``V`` channels), which :func:`_lag_rows`'s row count bounds."""
-    H, W, C = u.in_shape
-    OH, OW = u.out_shape[0], u.out_shape[1]
-    KH, KW = u.kernel
-    SH, _ = u.stride
-    G = C // u.swg_V
-    R = u.swg_rows
-    total_rd = H * W * G
-    per_px = KH * KW * G
-    ratio = (H * W) / (OH * OW)
-    rd = done = lead = 0
-    for oy in range(OH):
-        top = oy * SH - u.pads[0]
-        for ox in range(OW):
-            need = u.swg_need(oy, ox)
-            emitted = 0
-            while emitted < per_px:
-                can_emit = rd >= need
-                if rd < total_rd and rd // (W * G) < top + R:
-                    rd += 1
-                if can_emit:
-                    emitted += 1
-                lead = max(lead, rd - int(G * done * ratio))
-            done += 1
-    return lead
+    return _swg_run(u, lead=True)[1]
 
 
 def swg_schedule(u: "LayerPlan") -> int:
@@ -547,18 +524,24 @@ def swg_schedule(u: "LayerPlan") -> int:
     - to read the next input word when its row is less than ``swg_rows`` rows below the current
       output pixel's top row (rows above the top are free);
     and stops when all words are read and emitted. The template makes the same decisions."""
+    return _swg_run(u)[0]
+
+
+def _swg_run(u: "LayerPlan", lead: bool = False) -> tuple[int, int]:
+    """``(iterations per image, most words read ahead)`` of the streaming window generator's schedule:
+    :func:`swg_schedule`, :func:`swg_max_lead` (the lead only when ``lead``, else 0)."""
     H, W, C = u.in_shape
     OH, OW = u.out_shape[0], u.out_shape[1]
     KH, KW = u.kernel
-    SH, SW = u.stride
-    pt = u.pads[0]
+    SH, _ = u.stride
     G = C // u.swg_V
     R = u.swg_rows
     total_rd = H * W * G
     per_px = KH * KW * G
-    rd = it = 0
+    ratio = (H * W) / (OH * OW)
+    rd = it = most = 0
     for oy in range(OH):
-        top = oy * SH - pt
+        top = oy * SH - u.pads[0]
         for ox in range(OW):
             need = u.swg_need(oy, ox)
             emitted = 0
@@ -569,10 +552,9 @@ def swg_schedule(u: "LayerPlan") -> int:
                     rd += 1
                 if can_emit:
                     emitted += 1
-    while rd < total_rd:  # rows below the last window
-        it += 1
-        rd += 1
-    return it
+            if lead:  # the words read grow within an output pixel's iterations: its last one leads most
+                most = max(most, rd - int(G * (oy * OW + ox) * ratio))
+    return it + total_rd - rd, most  # then one word read per iteration: the rows below the last window
 
 
 def uses_xnor_popcount(op, in_type) -> bool:

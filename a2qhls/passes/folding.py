@@ -278,13 +278,13 @@ def _plan(model: Model, folding: dict) -> list:
     return codegen.plan(model)
 
 
-def _layer_units(model: Model) -> list:
-    """The code generator's units of the Dense/Conv layers at the default folding: their types and
-    shapes, which do not depend on their own folding."""
-    return [u for u in _plan(model, default_folding(model)) if u.has_weights]
+def _layer_candidates(units: list) -> dict:
+    """Layer name -> ``(unit, its candidates)`` for the Dense/Conv units of ``units``, a plan at the
+    default folding: their types and shapes, which do not depend on their own folding."""
+    return {u.dense.name: (u, _candidates(u)) for u in units if u.has_weights}
 
 
-def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None, _cands: dict | None = None) -> dict:
+def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None) -> dict:
     """Per layer, the cheapest folding (by :mod:`a2qhls.estimate`: LUTs, then BRAM18, DSP, FF;
     ties: larger SIMD) whose cycles per image are at most ``target``; every legal ``PE``/``SIMD``
     (divisors of MH/MW), no cap. Every layer meeting one target balances the pipeline; a layer's
@@ -296,11 +296,16 @@ def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None,
     ``{layer: {"PE", "SIMD"}}``. Raises :class:`A2QError` naming the first layer that cannot reach
     ``target`` and the best it can do (in images/s too, given ``clock_mhz``).
     """
+    return _fold_to_cycles(model, target, clock_mhz, _layer_candidates(_plan(model, default_folding(model))))[0]
+
+
+def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: dict) -> tuple[dict, list]:
+    """:func:`fold_to_cycles` from the layers' candidates ``cands`` (:func:`_layer_candidates`);
+    returns the folding and the code generator's units at it."""
 
     def best(cycles: int) -> str:
         return f"{cycles}" + (f" ({clock_mhz * 1e6 / cycles:.6g} images/s at {clock_mhz:g} MHz)" if clock_mhz else "")
 
-    cands = _cands if _cands is not None else {u.dense.name: (u, _candidates(u)) for u in _layer_units(model)}
     out = {}
     excluded: dict = {}  # layer -> foldings whose exact cycles (window generator schedule) missed the target
     min_pe: dict = {}  # layer -> least PE: its output words feed a unit that must read them within the target
@@ -316,7 +321,7 @@ def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None,
         units = _plan(model, out)
         slow = [u for u in units if u.stage_cycles > target]
         if not slow:
-            return out
+            return out, units
         producer = {u.out_tensor: u for u in units if u.kind not in ("dup", "dwc")}  # those two pass a tensor on
         retry = False
         for u in slow:
@@ -363,26 +368,25 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     """
     from .. import codegen, estimate
 
-    cands = {u.dense.name: (u, _candidates(u)) for u in _layer_units(model)}
-    first = _plan(model, default_folding(model))[0]
+    units = _plan(model, default_folding(model))
+    cands = _layer_candidates(units)
+    first = units[0]
     floor = max([min(c[0] for c in cs) for _, cs in cands.values()] + ([first.in_elems // first.IPB] if first.kind != "mvu" else []))
     levels = sorted({c[0] for _, cs in cands.values() for c in cs if c[0] >= floor})
     if max_cycles is not None:
         levels = [t for t in levels if t <= max_cycles]
         if not levels:
-            fold_to_cycles(model, max_cycles, clock_mhz=clock_mhz, _cands=cands)  # names the layer that cannot
+            _fold_to_cycles(model, max_cycles, clock_mhz, cands)  # names the layer that cannot
     cache: dict = {}
 
     def total(t):
         if t not in cache:
             try:
-                f = fold_to_cycles(model, t, _cands=cands)
+                f, units_t = _fold_to_cycles(model, t, None, cands)
             except A2QError:
                 cache[t] = None  # no folding reaches t (a unit's exact schedule): as if over budget
                 return None
-            units = codegen.plan(model)
-            d = codegen.design_estimate(units)
-            cache[t] = (f, d)
+            cache[t] = (f, codegen.design_estimate(units_t))
         return cache[t]
 
     def fits(t):
@@ -392,7 +396,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         return all(tot[k] <= v for k, v in budget.items())
 
     if total(levels[-1]) is None:
-        fold_to_cycles(model, levels[-1], clock_mhz=clock_mhz, _cands=cands)  # raises, naming the unit
+        _fold_to_cycles(model, levels[-1], clock_mhz, cands)  # raises, naming the unit
     if not fits(levels[-1]):
         f, d = total(levels[-1])
         res = next(k for k, v in budget.items() if d["total"][k] > v)

@@ -16,7 +16,7 @@ Default policy (:func:`default_folding`), balanced dataflow at bounded cost:
    ``SIMD`` dividing ``C_in``; depthwise: ``SIMD = 1``, PE over channels), since the row-buffer
    fallback keeps its rows in registers (refused above ``SWG_REGISTER_BITS_MAX`` bits, and then
    never chosen: the fastest one-loop folding is taken even when slower than ``target``). A
-   (non-depthwise) convolution's ``SIMD`` dividing ``C_in`` (:func:`simd_divides_channels`):
+   (non-depthwise) convolution's ``SIMD`` dividing ``C_in`` (:func:`one_loop_swg`):
    its window words then never straddle two pixels and the one-loop sliding-window generator
    applies (finn-hlslib's ``ConvolutionInputGenerator`` asserts the same); only when no such
    folding meets ``target`` (e.g. ``C_in = 1`` on the slowest layer) is the cheapest other taken.
@@ -46,7 +46,7 @@ MAX_PAR = 16
 # folding needing more is refused (:func:`fallback_buffer_bits`, :func:`a2qhls.codegen.plan`).
 SWG_REGISTER_BITS_MAX = 16384
 
-__all__ = ["MAX_PAR", "SWG_REGISTER_BITS_MAX", "divisors", "default_folding", "simd_divides_channels", "one_loop_swg", "fallback_buffer_bits", "validate_folding", "load_folding", "apply_folding", "folding_of",
+__all__ = ["MAX_PAR", "SWG_REGISTER_BITS_MAX", "divisors", "default_folding", "one_loop_swg", "fallback_buffer_bits", "validate_folding", "load_folding", "apply_folding", "folding_of",
            "cycles", "layer_cycles", "fold_to_cycles", "fold_to_budget", "fps_to_cycles"]
 
 
@@ -67,15 +67,6 @@ def pixels(layer) -> int:
 def layer_cycles(layer, pe: int, simd: int) -> int:
     """Compute cycles per image of a Dense or Conv layer at this folding (II=1)."""
     return pixels(layer) * cycles(layer.channels, layer.K, pe, simd)
-
-
-def simd_divides_channels(layer, simd: int) -> bool:
-    """True when ``simd`` suits a layer's window generator: a non-depthwise Conv whose ``C_in`` it
-    divides (the one-loop generator's condition, :attr:`a2qhls.codegen.LayerPlan.swg_streaming`),
-    and always for Dense and depthwise layers."""
-    if not hasattr(layer, "kernel") or getattr(layer, "depthwise", False):
-        return True
-    return int(layer.in_shape[2]) % int(simd) == 0
 
 
 def one_loop_swg(layer, simd: int) -> bool:

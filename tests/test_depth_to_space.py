@@ -281,3 +281,20 @@ def test_quant_of_reordered_accumulator_read_elsewhere_is_one_line_error(tmp_pat
     with pytest.raises(A2QError, match="a reordered layer output that is also read elsewhere") as e:
         load_qonnx(path)
     assert "\n" not in str(e.value)
+
+
+def test_depth_to_space_of_a_max_pooled_accumulator_is_one_line_error(tmp_path):
+    """layer -> MaxPool -> DepthToSpace: the pool of an accumulator waits for its activation Quant, which
+    the reorder would come before; refused in one line (it used to be dropped, the output unpooled)."""
+    m = _graph("CRD", relu_quant=False, H=4, W=4)
+    g = m.graph
+    d2s = next(n for n in g.node if n.op_type == "DepthToSpace")
+    d2s.input[0] = "mp"
+    g.node.insert(len(g.node) - 1, helper.make_node("MaxPool", ["acc"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]))
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])])
+    path = str(tmp_path / "pool_d2s.onnx")
+    onnx.save(m, path)
+    with pytest.raises(A2QError, match="DepthToSpace of the MaxPool .* is not supported") as e:
+        load_qonnx(path)
+    assert "\n" not in str(e.value)

@@ -15,6 +15,9 @@ def on_depth_to_space(ctx: Ctx, node) -> None:
     if isinstance(st, AccState):
         if st.relu:
             raise A2QError(f"{ctx.where(node)}: a Relu of an accumulator must be followed by a Quant before DepthToSpace")
+        if st.deferred is not None:  # the MaxPool waits for the Requant, which the reorder would come before
+            raise A2QError(f"{ctx.where(node)}: DepthToSpace of the MaxPool '{st.deferred.name}' of a layer output is not "
+                           "supported; supported: an activation Quant between the MaxPool and the DepthToSpace")
         finalize_acc(ctx, ctx.where(node), st)
         x = ctx.tensors[st.layer.outputs[0]]
     elif isinstance(st, IntState):

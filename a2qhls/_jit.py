@@ -66,11 +66,7 @@ def requant_lut(acc, lut, offsets, lo, hi, out):
     size = lut.shape[0]
     for n in range(N):
         for c in range(C):
-            a = np.int64(acc[n, c])
-            if a < lo[c]:
-                a = lo[c]
-            elif a > hi[c]:
-                a = hi[c]
+            a = min(max(np.int64(acc[n, c]), lo[c]), hi[c])  # selects, not branches: often clipped
             k = a + offsets[c]
             if k < 0 or k >= size:
                 return n * C + c

@@ -49,7 +49,8 @@ Fast paths, each exact (integer arithmetic, or floats holding integers exactly):
 * :meth:`BitSim.run` splits a large batch into chunks that run in parallel threads.
 * On large batches (``jit``), numba's fused loops (:mod:`a2qhls._jit`) quantize the input (divide, add,
   clip and round per element in float32, one pass) and read the threshold tables (clip, offset and
-  lookup per element, one pass) where numpy takes three or four passes over memory.
+  lookup per element, one pass, in the table of each channel's thresholds' span, which stays in cache)
+  where numpy takes three or four passes over memory.
 
 ``BitSim(model, blas=False)`` runs every sum in int64 (or Python integers) and counts thresholds
 one by one: the plain path the tests compare the fast ones with.
@@ -494,6 +495,15 @@ class _RequantStage:
     lo: Optional[np.ndarray] = None  # [C]: each channel's values in the table / search: [lo, hi]
     hi: Optional[np.ndarray] = None
     clip: bool = True  # accumulators clipped to [lo, hi] first (False: [lo, hi] is the accumulator's whole width)
+    span: Optional[tuple] = None  # (lut, offsets, lo, hi) over each channel's thresholds' span, for numba's loop
+
+
+def _table_layout(lo: np.ndarray, hi: np.ndarray) -> tuple:
+    """``(R, offsets)`` of a table holding channel ``j``'s values ``[lo[j], hi[j]]`` one channel after
+    another: ``R[j] = hi[j] - lo[j] + 1`` entries, value ``a`` at ``a + offsets[j]``."""
+    R = hi - lo + 1
+    starts = np.concatenate([[0], np.cumsum(R)[:-1]])
+    return R, starts - lo
 
 
 class BitSim:
@@ -680,19 +690,21 @@ class BitSim:
         # P-bit value fits, it is that table and needs no clip)
         amin, amax = int_range(P, True)
         Tc = np.clip(T.astype(object), amin, amax + 1).astype(np.int64)
-        if C * (amax - amin + 1) <= self.LUT_MAX:
+        span_lo, span_hi = Tc.min(axis=1) - 1, Tc.max(axis=1)
+        full = C * (amax - amin + 1) <= self.LUT_MAX
+        if full:
             lo, hi = np.full(C, amin, dtype=np.int64), np.full(C, amax, dtype=np.int64)
-            clip = False
         else:
-            lo, hi = Tc.min(axis=1) - 1, Tc.max(axis=1)
-            clip = True
-        R = hi - lo + 1
-        starts = np.concatenate([[0], np.cumsum(R)[:-1]])
-        offsets = starts - lo  # channel j's value a sits at a + offsets[j] in [starts[j], starts[j] + R[j])
+            lo, hi = span_lo, span_hi
+        R, offsets = _table_layout(lo, hi)
         T_flat = (Tc + offsets[:, None]).reshape(-1)
-        st = _RequantStage(op, qmin, T_flat, offsets, NT, Tc, lo=lo, hi=hi, clip=clip)
+        st = _RequantStage(op, qmin, T_flat, offsets, NT, Tc, lo=lo, hi=hi, clip=not full)
         if int(R.sum()) <= self.LUT_MAX:  # a lookup table of every accumulator value: one gather per element
             st.lut = threshold_lut(Tc, lo, R, qmin, op.out_type.qmax)
+            st.span = (st.lut, offsets, lo, hi)
+            if full:  # numba's loop clips for free: the thresholds' span, a table that stays in cache
+                Rs, offs = _table_layout(span_lo, span_hi)
+                st.span = (threshold_lut(Tc, span_lo, Rs, qmin, op.out_type.qmax), offs, span_lo, span_hi)
         return st
 
     # ------------------------------------------------------------------ ops
@@ -822,8 +834,9 @@ class BitSim:
             out = np.empty(a2.shape, dtype=st.lut.dtype)
             # the loop reads [C] vectors: one scale for all channels (a single row of thresholds) repeated
             C = a2.shape[1]
-            vec = [v if len(v) == C else np.repeat(v, C) for v in (st.offsets, st.lo, st.hi) if len(v) in (1, C)]
-            if len(vec) == 3 and self._k.requant_lut(a2, st.lut, *vec, out) < 0:
+            lut, *vecs = st.span
+            vec = [v if len(v) == C else np.repeat(v, C) for v in vecs if len(v) in (1, C)]
+            if len(vec) == 3 and self._k.requant_lut(a2, lut, *vec, out) < 0:
                 return out.reshape(acc.shape)
         if st.lut is not None:
             # int64 indices (np.take converts any other type first), one flat gather; the per-channel

@@ -47,7 +47,7 @@ Fast paths, each exact (integer arithmetic, or floats holding integers exactly):
 * A residual add whose bound fits runs in int32; a depthwise conv of few channels runs as one
   block-diagonal GEMM.
 * :meth:`BitSim.run` splits a large batch into chunks that run in parallel threads.
-* On large batches (``jit``), numba's fused loops (:mod:`a2qhls._jit`) quantize the input (divide, add,
+* With ``jit`` (``BitSim(model, jit=True)``, or by default on very large batches), numba's fused loops (:mod:`a2qhls._jit`) quantize the input (divide, add,
   clip and round per element in float32, one pass) and read the threshold tables (clip, offset and
   lookup per element, one pass, in the table of each channel's thresholds' span, which stays in cache)
   where numpy takes three or four passes over memory.
@@ -297,7 +297,7 @@ def int8_gemm():
 def jit_kernels():
     """The fused loops of :mod:`a2qhls._jit` (numba), or ``None`` where numba is not installed or cannot
     load. Importing numba takes ~0.5 s and compiling a loop ~1 s the first time on a machine (then read
-    from numba's cache): :class:`BitSim` uses them for large batches only, unless told otherwise."""
+    from numba's cache): :class:`BitSim` uses them for very large batches only, unless told otherwise."""
     return _load_jit()[0]
 
 
@@ -523,10 +523,14 @@ class BitSim:
         exact (``True``), never (``False``: the float32/float64 BLAS path for every layer that fits it),
         or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
         than the GEMMs of a build's test vectors or a small model's co-simulation save.
-        ``jit`` (ignored with ``blas=False``, which takes no fast path): numba's fused loops (:mod:`a2qhls._jit`: the input quantizer and the threshold-table
-        lookup) always (``True``; :class:`A2QError` if numba is missing), never (``False``), or
-        (``None``) from the first :meth:`run` on a batch of at least :attr:`CHUNK_BYTES` working bytes
-        where numba is installed (loading and compiling them costs more than a small batch gains)."""
+        ``jit`` (ignored with ``blas=False``, which takes no fast path): numba's fused loops
+        (:mod:`a2qhls._jit`: the input quantizer and the threshold-table lookup; the ``fast`` extra)
+        always (``True``; :class:`A2QError` if numba does not load), never (``False``), or (``None``,
+        the default) from the first :meth:`run` whose batch holds at least :attr:`JIT_MIN_ELEMENTS`
+        input and requantized values, where numba is installed. They save about 1 ns per such value and
+        cost about 1 s per process to load (import and numba's cache; more to compile the first time on
+        a machine): worth it for large or repeated batches (``jit=True``), not for a build's test
+        vectors or a co-simulation."""
         self.model = model
         self.blas = blas
         if int_gemm is None:
@@ -587,6 +591,9 @@ class BitSim:
             elif not isinstance(op, (InputQuant, DepthToSpace, Upsample, ZeroInsert, Concat)):
                 raise A2QError(f"{op.name}: op {op.op} is not supported by the simulator")
         self._per_sample = self._bytes_per_sample()  # sizes the batch chunks of run()
+        # values per sample that numba's loops would handle: the float input and every requantized tensor
+        self._jit_per_sample = sum(int(np.prod(model.tensors[op.outputs[0]].shape or (1,)))
+                                   for op in model.ops if isinstance(op, (InputQuant, Requant)))
 
     def _weights_kind(self, op, w: np.ndarray) -> str:
         t = self.model.tensors[op.inputs[0]].dtype
@@ -869,6 +876,7 @@ class BitSim:
 
     # ------------------------------------------------------------------ running
 
+    JIT_MIN_ELEMENTS = 1 << 30  # jit=None: numba's loops for a batch of this many values (~1 s saved: their cost)
     CHUNK_BYTES = 1 << 23  # ~8 MB for a chunk's largest array (bench/bench_model.py: MLP, digits CNN, ResNet18)
 
     def run(self, x: np.ndarray, *, start: str | None = None, keep: bool = False, stop: str | None = None,
@@ -886,7 +894,7 @@ class BitSim:
         if x.ndim and n == 0:  # an empty batch: empty tensors of the right shapes
             names = [o for op in self.model.ops for o in op.outputs] if keep else self.model.outputs
             return {t: np.zeros((0,) + tuple(self.model.tensors[t].shape), dtype=np.int64) for t in names}
-        if self._k is None and self.jit is None and n * self._per_sample >= self.CHUNK_BYTES:
+        if self._k is None and self.jit is None and n * self._jit_per_sample >= self.JIT_MIN_ELEMENTS:
             self._k = jit_kernels()
         threads = threads or _usable_cores()
         # as many chunks as threads (or a multiple of it, when a thread's share would exceed CHUNK_BYTES)

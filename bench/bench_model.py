@@ -7,7 +7,9 @@ paper's full-size quant_resnet18 A2Q+ P=16 of bench/paper_nets.py with ``--input
 images per second of
 
 * ``BitSim.run`` on a batch (integers out, bit-exact; the dot products as torch's int8 GEMM with int32 sums,
-  or on BLAS, where exact; chunks of the batch in ``--threads`` parallel threads),
+  or on BLAS, where exact; chunks of the batch in ``--threads`` parallel threads), as numpy only
+  (``jit=False``, what the default gives below ``BitSim.JIT_MIN_ELEMENTS`` values) and with numba's fused
+  loops for the input quantizer and the threshold tables (``jit=True``, the ``fast`` extra),
 * torch's float forward of the same architecture (the Brevitas net with every quantized layer
   replaced by its float torch layer: same shapes, same weights, no quantizers; for ResNet18
   brevitas_examples' ``float_resnet18``), ``torch.no_grad``,
@@ -128,25 +130,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="a2q-bench-model-") as d, threadpool_limits(args.threads):
         for name, path, iq, tm, x, nq in nets(args.nets.split(","), Path(d)):
             model = size_accumulators(load_qonnx(str(path), input_quant=iq))
-            sim = BitSim(model)
+            sim, fused = BitSim(model, jit=False), BitSim(model, jit=True)
             out = model.outputs[0]
             sim.run(x[:8])
+            fused.run(x[:8])  # numba's loops loaded (and compiled, the first time on this machine)
             fm = float_twin(tm)
             xt = torch.from_numpy(x.reshape((len(x),) + tuple(model.input_shape)))
             with torch.no_grad():
                 fm(xt[:8])
-                t_sim, t_torch = best_interleaved([lambda: sim.run(x, threads=args.threads), lambda: fm(xt)], args.repeat)
+                t_sim, t_jit, t_torch = best_interleaved(
+                    [lambda: sim.run(x, threads=args.threads), lambda: fused.run(x, threads=args.threads), lambda: fm(xt)],
+                    args.repeat)
             ref = QonnxReference(path, input_quant=iq)
             ref.run(x[:nq])
             (t_q,) = best_interleaved([lambda: ref.run(x[:nq])], min(args.repeat, 3))
-            got = to_real(model, out, sim.run(x[:nq])[out])
+            got = to_real(model, out, fused.run(x[:nq])[out])
+            assert np.array_equal(fused.run(x)[out], sim.run(x)[out]), "numba's loops changed an integer"
             want = ref.run(x[:nq])[model.output_names[0]].reshape(got.shape)
             agree = int(np.sum(np.all(np.abs(got - want) <= 0.25 * np.asarray(model.tensors[out].scale), axis=1)))
             for k, what in enumerate(("wall", "CPU")):
-                sim_r, t_r, q_r = len(x) / t_sim[k], len(x) / t_torch[k], nq / t_q[k]
-                print(f"{name:9s} {what:4s} model {sim_r:9.0f} img/s | torch float {t_r:9.0f} img/s | qonnx {q_r:8.1f} img/s "
-                      f"(on {nq} of {len(x)}; model within 1/4 LSB on {agree}/{nq}) | model/torch {sim_r / t_r:5.2f}x "
-                      f"(goal >= 1) | model/qonnx {sim_r / q_r:6.1f}x" + (" (goal >= 10)" if name != "resnet18" else ""),
+                sim_r, jit_r, t_r, q_r = len(x) / t_sim[k], len(x) / t_jit[k], len(x) / t_torch[k], nq / t_q[k]
+                print(f"{name:9s} {what:4s} model numpy {sim_r:9.0f} img/s, with numba {jit_r:9.0f} img/s | torch float "
+                      f"{t_r:9.0f} img/s | qonnx {q_r:8.1f} img/s (on {nq} of {len(x)}; model within 1/4 LSB on {agree}/{nq}) | "
+                      f"model/torch {sim_r / t_r:5.2f}x, with numba {jit_r / t_r:5.2f}x (goal >= 1) | model/qonnx "
+                      f"{sim_r / q_r:6.1f}x, with numba {jit_r / q_r:6.1f}x" + (" (goal >= 10)" if name != "resnet18" else ""),
                       flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     return 0

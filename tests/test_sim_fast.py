@@ -172,8 +172,8 @@ def test_threshold_tables_and_search_equal_plain_count(seed, shrink, mode, jit):
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), threads=st.integers(1, 3), cnn=st.booleans())
-def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), threads=st.integers(1, 3), cnn=st.booleans(), jit=st.booleans())
+def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn, jit):
     """A batch split into chunks (forced small here) run by 1-3 threads: the same integers as the
     plain path on the whole batch, every tensor kept; the thread settings of torch are restored."""
     import torch
@@ -182,7 +182,7 @@ def test_chunks_in_threads_equal_one_batch(seed, n, threads, cnn):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-0.6, 1.3, size=(n, 2, 6, 6) if cnn else (n, 30)).astype(np.float32)
     want = BitSim(m, blas=False).run_batch(x, keep=True)
-    sim = BitSim(m, int_gemm=True)
+    sim = BitSim(m, int_gemm=True, jit=jit)  # numba's loops release the GIL: they run in the threads too
     sim.CHUNK_BYTES = 1  # one sample per chunk
     before = torch.get_num_threads()
     for keep in (False, True):
@@ -219,9 +219,9 @@ def test_narrow_blocked_input_quantizer_equals_whole_array(seed, bits, signed, z
 
 def test_torch_and_numba_not_imported_unless_loaded_or_asked():
     """By default the model uses torch's int8 GEMM only when torch is already imported, and numba's loops
-    from the first batch of at least ``CHUNK_BYTES`` working bytes: a fresh process running a few samples
-    (as `a2qhls build` runs the test vectors) pays neither import; with torch loaded, or a large batch,
-    they are used."""
+    from the first batch of at least ``JIT_MIN_ELEMENTS`` values: a fresh process running a few samples
+    (as `a2qhls build` runs the test vectors) pays neither import; with torch loaded, or a batch that
+    large (here the bar lowered to one value), they are used."""
     import subprocess
     import sys
     from pathlib import Path
@@ -236,7 +236,7 @@ def test_torch_and_numba_not_imported_unless_loaded_or_asked():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "assert 'numba' not in sys.modules and sim._k is None, 'numba imported'\n"
         "assert not any(getattr(st, 'kind', '') == 'i8' for st in sim.stages.values())\n"
-        "sim.CHUNK_BYTES = 1; y = sim.run(x)\n"
+        "sim.JIT_MIN_ELEMENTS = 1; y = sim.run(x)\n"
         "assert 'numba' in sys.modules and sim._k is not None, 'numba not used'\n"
         "assert all((y[t] == BitSim(m, blas=False).run(x)[t]).all() for t in y)\n"
         "import torch\n"
@@ -426,10 +426,10 @@ def test_numba_without_a_writable_cache_compiles_per_process(tmp_path_factory):
             "import numpy as np, hand_models\n"
             "from a2qhls.sim import BitSim\n"
             "m = hand_models.mlp((64, 32, 10))\n"
-            "x = np.random.default_rng(0).uniform(-1, 2, (40000, 64)).astype(np.float32)\n"
+            "x = np.random.default_rng(0).uniform(-1, 2, (2000, 64)).astype(np.float32)\n"
             "want = BitSim(m, blas=False).run(x)\n"
             "for jit in (None, True):\n"
-            "    sim = BitSim(m, jit=jit); got = sim.run(x)\n"
+            "    sim = BitSim(m, jit=jit); sim.JIT_MIN_ELEMENTS = 1; got = sim.run(x)\n"
             "    assert sim._k is not None and all((got[t] == want[t]).all() for t in want), jit\n"
         ) % str(root)
         r = subprocess.run(as_nobody + [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

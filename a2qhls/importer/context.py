@@ -75,6 +75,9 @@ class Ctx:
     finalized: set = field(default_factory=set)  # accumulators whose scale/offset are fixed
     input_name: str = ""  # the float graph input
     graph_outputs: set = field(default_factory=set)  # the graph's output names
+    # DepthToSpace outputs whose reorder of an accumulator moved after the Quants reading them -> the op
+    # (see importer.quant.requant_before_depth_to_space)
+    moved_d2s: dict = field(default_factory=dict)
 
     def where(self, node) -> str:
         return f"{self.path}: node '{node.name}' ({node.op_type})"

@@ -2,6 +2,7 @@
 accumulator or of another activation; and ``Relu`` before a Quant."""
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -136,7 +137,7 @@ def on_quant(ctx: Ctx, node) -> None:
         requant_of_acc(ctx, node, st, scale, zp, dtype, rounding)
         return
     if isinstance(st, IntState):
-        d2s = _d2s_of_accumulator(ctx, st, src)
+        d2s = _d2s_of_accumulator(ctx, st)
         if d2s is not None:
             requant_before_depth_to_space(ctx, node, st, d2s, scale, zp, dtype, rounding)
             return
@@ -145,18 +146,40 @@ def on_quant(ctx: Ctx, node) -> None:
     raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
 
 
-def _d2s_of_accumulator(ctx: Ctx, st: IntState, quant_input: str):
-    """The :class:`~a2qhls.ir.DepthToSpace` that produced ``st`` from a layer's accumulator, when
-    nothing else reads its output (nor the accumulator); else None."""
+def _d2s_of_accumulator(ctx: Ctx, st: IntState):
+    """The :class:`~a2qhls.ir.DepthToSpace` that produced ``st`` from a layer's accumulator, when the
+    accumulator is read by it alone and its output only by activation Quants (through any Relu, Identity
+    and Flatten nodes, e.g. ``Relu -> {Identity -> Quant, Quant}``): then each Quant becomes a Requant of the
+    accumulator followed by its own copy of the reorder (:func:`requant_before_depth_to_space`). Else None."""
     from ..ir import DepthToSpace
 
-    d2s = next((op for op in ctx.ops if isinstance(op, DepthToSpace) and op.outputs[0] == st.tensor), None)
+    d2s = ctx.moved_d2s.get(st.tensor) or next(
+        (op for op in ctx.ops if isinstance(op, DepthToSpace) and op.outputs[0] == st.tensor), None)
     if d2s is None or ctx.tensors[d2s.inputs[0]].dtype is not None:
         return None
-    for t in {st.tensor, quant_input, d2s.inputs[0]}:  # the Quant's input may be a Relu of it
-        if len(ctx.consumers.get(t, [])) != 1 or t in ctx.graph_outputs:
-            return None
+    acc = d2s.inputs[0]
+    if len(ctx.consumers.get(acc, [])) != 1 or acc in ctx.graph_outputs or not _read_by_quants_only(ctx, st.tensor):
+        return None
     return d2s
+
+
+def _read_by_quants_only(ctx: Ctx, tensor: str) -> bool:
+    """Whether every reader of ``tensor``, followed through Relu, Identity and Flatten/Reshape nodes, is the data input of
+    a Quant or BipolarQuant (and none of these tensors is a graph output)."""
+    todo, seen = [tensor], set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in ctx.graph_outputs or not ctx.consumers.get(t):
+            return False
+        for n in ctx.consumers[t]:
+            if n.op_type in ("Relu", "Identity", "Flatten", "Reshape"):  # the importer checks a Flatten's shape
+                todo.append(n.output[0])
+            elif n.op_type not in ("Quant", "BipolarQuant") or t in n.input[1:]:
+                return False
+    return True
 
 
 def requant_before_depth_to_space(ctx: Ctx, node, st: IntState, d2s, scale, zp, dtype: IntType, rounding: str) -> None:
@@ -167,17 +190,20 @@ def requant_before_depth_to_space(ctx: Ctx, node, st: IntState, d2s, scale, zp, 
     with the scale of input channel ``src[i, j, c]`` set to that of ``c``, gives the same integers.
     The layer's unit then thresholds its accumulator and the reorder moves activations, not accumulators:
     the DepthToSpace already placed on the accumulator is taken back and deferred, as a MaxPool is, to
-    :func:`requant_of_acc`, which places it after the Requant."""
+    :func:`requant_of_acc`, which places it after the Requant. Several Quants may read the reorder (see
+    :func:`_d2s_of_accumulator`): the first takes the op back, and each gets its own Requant and copy."""
     acc_name = d2s.inputs[0]
     acc = ctx.tensors[acc_name]
     layer = next(op for op in ctx.ops if acc_name in op.outputs)
     C = acc.channels
     acc_scale = np.broadcast_to(np.asarray(acc.scale, dtype=np.float64).reshape(-1), (C,))
     acc_offset = np.broadcast_to(np.asarray(acc.offset, dtype=np.float64).reshape(-1), (C,))
-    ctx.ops.remove(d2s)
-    del ctx.tensors[st.tensor]
+    if st.tensor not in ctx.moved_d2s:  # the first Quant reading it: the reorder of the accumulator is taken back
+        ctx.ops.remove(d2s)
+        del ctx.tensors[st.tensor]
+        ctx.moved_d2s[st.tensor] = d2s
     requant_of_acc(ctx, node, AccState(layer=layer, scale=acc_scale.copy(), offset=acc_offset.copy(), relu=st.relu,
-                                       deferred=d2s), scale, zp, dtype, rounding)
+                                       flattened=st.flattened, deferred=d2s), scale, zp, dtype, rounding)
 
 
 def _scale_before_depth_to_space(ctx: Ctx, node, d2s, scale):
@@ -204,7 +230,7 @@ def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, roun
     finalize_acc(ctx, ctx.where(node), st)
     acc_shape = ctx.tensors[acc_name].shape
     C = acc_shape[-1]
-    later = st.deferred
+    later = None if st.deferred is None else _own_copy(ctx, st.deferred, node)
     out_scale = scale  # per channel of ``out``: of the deferred op's output
     if isinstance(later, DepthToSpace):
         scale = _scale_before_depth_to_space(ctx, node, later, scale)
@@ -231,6 +257,16 @@ def requant_of_acc(ctx: Ctx, node, st: AccState, scale, zp, dtype: IntType, roun
     C = acc_shape[-1]
     ctx.tensors[out] = TensorInfo(out, acc_shape, dtype, scale_vec(out_scale, C), np.zeros(C))
     ctx.state[out] = IntState(out, flattened=st.flattened)
+
+
+def _own_copy(ctx: Ctx, op, node):
+    """A copy of the deferred op ``op`` for the Quant ``node``: an accumulator may reach several Quants
+    through it (``Conv -> MaxPool -> Relu -> {Quant, Quant}``), and each gets its own pool or reorder
+    after its own Requant; the first keeps the ONNX node's name, later ones add the Quant's name."""
+    own = copy.copy(op)
+    if any(o.name == op.name for o in ctx.ops):
+        own.name = f"{op.name}__{node.name}"
+    return own
 
 
 def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: IntType, rounding: str) -> None:
@@ -306,8 +342,8 @@ def requant_through_identity(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     info = ctx.tensors[st.tensor]
     if info.dtype is None:  # an accumulator reordered (DepthToSpace) that something else also reads
         raise A2QError(f"{ctx.where(node)}: a Quant of '{node.input[0]}', a reordered layer output that is also read "
-                       "elsewhere, is not supported; supported: layer -> DepthToSpace -> [Relu ->] Quant with nothing else "
-                       "reading the DepthToSpace output")
+                       "elsewhere, is not supported; supported: layer -> DepthToSpace -> [Relu ->] Quant with only Quants "
+                       "(through Relu/Identity/Flatten) reading the DepthToSpace output")
     if np.unique(info.scale).size != 1 or np.any(info.offset != 0):
         raise A2QError(f"{ctx.where(node)}: re-quantizing '{node.input[0]}', which has per-channel scales, is not supported")
     C = info.channels
@@ -357,6 +393,10 @@ def on_bipolar_quant(ctx: Ctx, node) -> None:
             requant_of_acc(ctx, node, st, scale, zp, dtype, "ROUND")
             return
         if isinstance(st, IntState):
+            d2s = _d2s_of_accumulator(ctx, st)
+            if d2s is not None:
+                requant_before_depth_to_space(ctx, node, st, d2s, scale, zp, dtype, "ROUND")
+                return
             on_requant_of_activation(ctx, node, st, scale, zp, dtype, "ROUND")
             return
         raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")

@@ -1009,6 +1009,12 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
                                                  ("out", last.out_t, last.out_elems, last.PE, last.out_shape)):
         slot = 8 * ((t.bits + 7) // 8)
         bus = bus_bits if bus_bits is not None else per_word * slot
+        if bus_bits is None and bus > 4096:  # the default bus: one unit word, each element in whole bytes
+            u = first if direction == "in" else last
+            raise A2QError(f"the AXI-stream {direction}put port would carry {per_word} {t.bits}-bit elements a beat in whole "
+                           f"bytes ({bus} bits), above the 4096-bit limit: fold unit {u.cname} "
+                           f"('{u.dense.name if u.dense is not None else u.inputs[0]}') to fewer elements a word "
+                           f"({'SIMD' if direction == 'in' else 'PE'}) or give --bus-bits to repack them")
         if bus % 8 or bus < slot or bus > 4096:
             raise A2QError(f"--bus-bits {bus}: the AXI-stream width must be a multiple of 8 from {slot} (one {t.bits}-bit "
                            f"{direction}put element in whole bytes) to 4096")

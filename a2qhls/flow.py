@@ -160,7 +160,7 @@ def step_folding(s: BuildState) -> None:
     max_cycles = F.fps_to_cycles(c.target_fps, clock) if c.target_fps is not None else None
     try:
         if budget:
-            F.fold_to_budget(s.model, budget, max_cycles=max_cycles, clock_mhz=clock)
+            F.fold_to_budget(s.model, budget, max_cycles=max_cycles, clock_mhz=clock, bus_bits=c.bus_bits)
         else:
             F.fold_to_cycles(s.model, max_cycles, clock_mhz=clock)
     except A2QError as e:

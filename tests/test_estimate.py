@@ -393,3 +393,44 @@ def test_add_and_avgpool_thresholds_priced_as_the_plan_builds_them():
     s1 = estimate.pool_stream_cost(8, 8, 64, 2, 2, 2, 8, 1, "avg", 12, 255, 12)
     s2 = estimate.pool_stream_cost(8, 8, 64, 2, 2, 2, 8, 1, "avg", 12, 255, 12, thr_search=True)
     assert s2.LUT < s1.LUT
+
+
+def _wide_mlp(tmp_path) -> str:
+    """784 4-bit inputs (MNIST-sized): a first layer folded wider than 512 inputs a word has an input port
+    (each element in a whole byte) above the AXI-stream limit of 4096 bits with the default bus, though its
+    packed word (4 bits an input) is not, so its fastest foldings cannot be built."""
+    import qonnx_graphs
+
+    m, _, _ = qonnx_graphs.mlp(sizes=(784, 16, 10), in_bits=4)
+    return qonnx_graphs.save(m, tmp_path / "mlp784.onnx")
+
+
+def test_budget_skips_foldings_that_cannot_be_built(tmp_path, capsys):
+    """A budget every level fits: the fastest folding that can be built (an input port of at most 4096
+    bits), not an error about --bus-bits, which the user did not give."""
+    model = _wide_mlp(tmp_path)
+    out = tmp_path / "hls"
+    assert main(["build", model, "--out", str(out), "--lut-budget", str(10**9)]) == 0, capsys.readouterr().err
+    s = json.loads((out / "a2qhls.json").read_text())
+    assert s["interface"]["input"]["bus_bits"] <= 4096
+    assert s["folding"]["layer0"]["SIMD"] < 512 and s["cycles_per_image"] < 784 // 4  # faster than one tile a cycle less
+    # with a bus given, the input adapter repacks 4-bit elements: the whole row a word can be built
+    out2 = tmp_path / "hls2"
+    assert main(["build", model, "--out", str(out2), "--lut-budget", str(10**9), "--bus-bits", "512"]) == 0
+    assert json.loads((out2 / "a2qhls.json").read_text())["folding"]["layer0"]["SIMD"] == 784
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--lut-budget", "100"], "the budget cannot be met: no folding fits LUT <= 100; the cheapest that can be built"),
+    (["--folding", "wide.json"], "the AXI-stream input port would carry 784 4-bit elements a beat in whole bytes (6272 bits)"),
+])
+def test_unbuildable_design_names_the_cause_not_an_option_not_given(tmp_path, capsys, args, expect):
+    model = _wide_mlp(tmp_path)
+    (tmp_path / "wide.json").write_text(json.dumps({"layer0": {"PE": 1, "SIMD": 784}}))
+    args = [str(tmp_path / a) if a.endswith(".json") else a for a in args]
+    out = tmp_path / "hls"
+    assert main(["build", model, "--out", str(out)] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0] and "--bus-bits 6272" not in err[0], err
+    assert not out.exists()

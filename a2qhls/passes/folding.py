@@ -348,14 +348,18 @@ def fps_to_cycles(fps: float, clock_mhz: float) -> int:
     return int(math.floor(clock_mhz * 1e6 / fps))
 
 
-def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None, clock_mhz: float | None = None) -> tuple[dict, dict]:
+def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None, clock_mhz: float | None = None,
+                   bus_bits: int | None = None) -> tuple[dict, dict]:
     """The fastest folding whose whole-design estimate fits ``budget`` (``{"LUT": n, "BRAM18": n,
     "DSP": n}``, any subset): the least cycles per image ``T`` (among the cycle counts the layers
     can take) such that :func:`fold_to_cycles` at ``T`` fits; ``max_cycles`` (a throughput target)
-    bounds ``T``. Records the folding on the IR; returns ``(folding, total cost dict)``.
+    bounds ``T``. A level that cannot be built (no folding reaches it, or code generation refuses its
+    design, e.g. an AXI-stream word above 4096 bits with the default bus for ``bus_bits`` None) counts
+    as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
 
-    Raises :class:`A2QError` when even the slowest (cheapest) folding does not fit, naming the
-    resource, the layer using the most of it and the best total.
+    Raises :class:`A2QError` when even the slowest (cheapest) buildable folding does not fit, naming the
+    resource, what that folding needs and the layer using the most of it; or when no level can be built,
+    with the reason for the slowest.
     """
     from .. import codegen, estimate
 
@@ -369,15 +373,19 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         if not levels:
             _fold_to_cycles(model, max_cycles, clock_mhz, cands)  # names the layer that cannot
     cache: dict = {}
+    why: dict = {}  # level -> why its design cannot be built (code generation's error)
 
     def total(t):
         if t not in cache:
+            cache[t] = None  # no folding reaches t, or its design cannot be built: as if over budget
             try:
                 f, units_t = _fold_to_cycles(model, t, None, cands)
             except A2QError:
-                cache[t] = None  # no folding reaches t (a unit's exact schedule): as if over budget
                 return None
-            cache[t] = (f, codegen.design_estimate(units_t))
+            try:
+                cache[t] = (f, codegen.design_estimate(units_t, bus_bits))
+            except A2QError as e:
+                why[t] = str(e)
         return cache[t]
 
     def fits(t):
@@ -386,14 +394,19 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         tot = total(t)[1]["total"]
         return all(tot[k] <= v for k, v in budget.items())
 
-    if total(levels[-1]) is None:
-        _fold_to_cycles(model, levels[-1], clock_mhz, cands)  # raises, naming the unit
-    if not fits(levels[-1]):
-        f, d = total(levels[-1])
+    slow = " within the throughput target" if max_cycles is not None else ""
+    cheapest = levels[-1]  # the slowest level, with the narrowest words: if it cannot be built, no level can
+    if total(cheapest) is None:
+        if levels[-1] not in why:
+            _fold_to_cycles(model, levels[-1], clock_mhz, cands)  # raises, naming the unit that cannot reach it
+        raise A2QError(f"no folding{slow} can be built for the budget {_budget_text(budget)}: the slowest one "
+                       f"({levels[-1]} cycles per image) fails: {why[levels[-1]]}")
+    if not fits(cheapest):
+        f, d = total(cheapest)
         res = next(k for k, v in budget.items() if d["total"][k] > v)
         worst = max(d["units"], key=lambda u: u["cost"][res])
-        slow = " within the throughput target" if max_cycles is not None else ""
-        raise A2QError(f"no folding{slow} fits {res} <= {budget[res]}: the cheapest needs {d['total'][res]} "
+        raise A2QError(f"the budget cannot be met: no folding{slow} fits {res} <= {budget[res]}; the cheapest that "
+                       f"can be built ({cheapest} cycles per image) needs {res} {d['total'][res]} "
                        f"({worst['cname']} the largest, {worst['cost'][res]})")
     lo, hi = 0, len(levels) - 1  # binary search: the cheapest folding per layer only gets cheaper with T
     while lo < hi:
@@ -405,3 +418,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     f, d = total(levels[lo])
     apply_folding(model, f)
     return f, d["total"]
+
+
+def _budget_text(budget: dict) -> str:
+    return ", ".join(f"{k} <= {v}" for k, v in budget.items())

@@ -1676,7 +1676,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 "bit 3 ap_ready, bit 7 auto_restart; write 0x81 once to run free, or 0x01 per image and poll ap_done"),
             "control": control,
             "input": axin.layout(),
-            "output": axout.layout(),
+            "output": _output_layout(model, axout),
             "weights": [w.layout() for w in weight_ports(units)],
         },
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
@@ -1692,6 +1692,20 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             "lut_ratio_acc32": costs["lut_ratio"],
         },
     }
+
+
+def _output_layout(model: Model, port: "AxisPort") -> dict:
+    """The output port's layout; when the graph flattens the output map (QONNX's output ``[C*H*W]``,
+    channels first) also ``onnx_shape`` and, in ``layout_note``, where each streamed element lands in it."""
+    out = port.layout()
+    onnx_shape = model.onnx_shape(model.outputs[0])
+    if len(onnx_shape) == 1 and len(port.shape) == 3:
+        H, W, C = port.shape
+        note = (f"the graph flattens this {H}x{W}x{C} map channels first: streamed element (h, w, c) is element "
+                f"c*{H * W} + h*{W} + w of QONNX's [{onnx_shape[0]}] output")
+        out["onnx_shape"] = list(onnx_shape)
+        out["layout_note"] = f"{out['layout_note']}; {note}" if out.get("layout_note") else note
+    return out
 
 
 def summary_json(data: dict) -> str:

@@ -484,19 +484,21 @@ REF_MAC_BUDGET = 5 * 10**9
 
 
 def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
-    """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map)."""
-    shape = tuple(model.tensors[tensor].shape)
-    a = np.asarray(a).reshape((len(a),) + shape)
-    if len(shape) != 3:
-        return a
-    a = a.transpose(0, 3, 1, 2)
-    return a[:, :, 0, :] if len(model.input_shape) == 2 else a  # a 1-D model's maps are [n, C, L]
+    """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map,
+    ``[n, C, L]`` in a 1-D model, a graph output as the graph shapes it: :func:`~a2qhls.sim.onnx_layout`)."""
+    from .sim import onnx_layout
+
+    return onnx_layout(model, tensor, a)
 
 
 def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
-    """A QONNX value (NCHW for a feature map) -> channels-last, flattened ``[n, size]`` float64."""
+    """A QONNX value (NCHW for a feature map) -> channels-last, flattened ``[n, size]`` float64. A graph
+    output must have the shape the model states for it (:meth:`~a2qhls.ir.Model.onnx_shape`)."""
     shape = tuple(model.tensors[tensor].shape)
     a = np.asarray(a, dtype=np.float64)
+    if tensor in model.outputs and tuple(a.shape[1:]) != model.onnx_shape(tensor):
+        raise A2QError(f"QONNX's output for '{tensor}' has shape {list(a.shape[1:])} per sample, the model's "
+                       f"{list(model.onnx_shape(tensor))}")
     if len(shape) == 3:
         H, W, C = shape
         a = a.reshape(n, C, H, W).transpose(0, 2, 3, 1)

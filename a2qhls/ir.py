@@ -570,10 +570,25 @@ class Model:
     tensors: dict  # name -> TensorInfo
     outputs: list  # tensor names that leave the graph
     output_names: list = field(default_factory=list)  # the graph's own output names
+    # per output, its per-sample shape in the ONNX graph (channels first, e.g. (C, H, W); (C*H*W,) when the graph
+    # flattens the map); empty: the channels-first form of the tensor's own shape (see onnx_shape)
+    output_shapes: list = field(default_factory=list)
     source: str = ""  # the file it was loaded from (absolute path)
     source_stat: tuple = ()  # (size, mtime_ns) of that file when loaded: a build checks it is unchanged
     # the declared input type ``--input-quant`` (e.g. "uint8:0.00392") when the file has no input quantizer
     input_quant: Optional[str] = None
+
+    def onnx_shape(self, tensor: str) -> tuple:
+        """The per-sample shape of ``tensor`` as the ONNX graph (QONNX) has it: a graph output's recorded
+        shape (:attr:`output_shapes`), else channels first: ``(C, H, W)`` for an ``(H, W, C)`` map, ``(C, L)``
+        for a 1-D model's maps (height 1), a vector as it is."""
+        if tensor in self.outputs and len(self.output_shapes) == len(self.outputs):
+            return tuple(self.output_shapes[self.outputs.index(tensor)])
+        shape = tuple(int(d) for d in self.tensors[tensor].shape)
+        if len(shape) != 3:
+            return shape
+        H, W, C = shape
+        return (C, W) if len(self.input_shape) == 2 else (C, H, W)
 
     def producer(self, tensor: str):
         for op in self.ops:

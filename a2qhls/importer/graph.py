@@ -159,7 +159,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
             raise A2QError(f"{ctx.where(node)}: Transpose of an activation is not supported (only of constant weights)")
         HANDLERS[node.op_type](ctx, node)
 
-    outputs, out_names = [], []
+    outputs, out_names, out_shapes = [], [], []
     for o in graph.output:
         st = ctx.state.get(o.name)
         if isinstance(st, AccState):
@@ -178,6 +178,7 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         else:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
         out_names.append(o.name)
+        out_shapes.append(_onnx_output_shape(ctx.tensors[outputs[-1]].shape, st.flattened, len(per_sample) == 2))
 
     if not any(isinstance(op, (Dense, Conv)) for op in ctx.ops):
         raise A2QError(f"{path}: no MatMul/Gemm/Conv layer found; a2qhls compiles models with at least one layer")
@@ -190,10 +191,21 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         tensors=ctx.tensors,
         outputs=outputs,
         output_names=out_names,
+        output_shapes=out_shapes,
         source=os.path.abspath(path),
         source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
         input_quant=input_quant,
     )
+
+
+def _onnx_output_shape(shape: tuple, flattened: bool, one_d: bool) -> tuple:
+    """The per-sample shape QONNX gives a graph output whose IR tensor has ``shape``: channels first
+    (``(C, H, W)``, or ``(C, L)`` in a 1-D model), ``(C*H*W,)`` when the graph flattened the map."""
+    if len(shape) == 3:
+        H, W, C = (int(d) for d in shape)
+        shape = (C, W) if one_d else (C, H, W)
+    shape = tuple(int(d) for d in shape)
+    return (int(np.prod(shape)),) if flattened else shape
 
 
 QCDQ_DOOR_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")  # fused into Quant by importer.qcdq

@@ -25,7 +25,7 @@ def on_depth_to_space(ctx: Ctx, node) -> None:
         x = ctx.tensors[st.tensor]
     else:
         raise A2QError(f"{ctx.where(node)}: DepthToSpace is supported on a quantized tensor or a layer output only")
-    if len(x.shape) != 3 or (isinstance(st, IntState) and st.flattened):
+    if len(x.shape) != 3 or st.flattened:
         raise A2QError(f"{ctx.where(node)}: DepthToSpace needs a [C, H, W] feature map, got {list(x.shape)}")
     r = int(attr(node, "blocksize", 0))
     mode = str(attr(node, "mode", "DCR")).upper()

@@ -2,6 +2,8 @@
 ``Reshape``, ``Flatten``, ``Identity`` evaluated on constants."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import A2QError
@@ -26,8 +28,8 @@ def on_reshape(ctx: Ctx, node) -> None:
         shape = ctx.tensors[st.tensor].shape
         ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
         return
-    if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):
-        ctx.state[out] = st
+    if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):  # flattened as an IntState is
+        ctx.state[out] = replace(st, flattened=len(ctx.tensors[st.layer.outputs[0]].shape) == 3 or st.flattened)
         return
     raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape that keeps [batch, features] is supported")
 

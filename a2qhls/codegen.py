@@ -1698,7 +1698,7 @@ def _output_layout(model: Model, port: "AxisPort") -> dict:
     """The output port's layout; when the graph flattens the output map (QONNX's output ``[C*H*W]``,
     channels first) also ``onnx_shape`` and, in ``layout_note``, where each streamed element lands in it."""
     out = port.layout()
-    onnx_shape = model.onnx_shape(model.outputs[0])
+    onnx_shape = model.output_onnx_shape(0)
     if len(onnx_shape) == 1 and len(port.shape) == 3:
         H, W, C = port.shape
         note = (f"the graph flattens this {H}x{W}x{C} map channels first: streamed element (h, w, c) is element "

@@ -51,7 +51,7 @@ from .errors import A2QError
 from .limits import MAX_SAMPLE_VALUES, MAX_SAMPLES
 from .headers import find_cxx, find_headers
 from .ir import Model, ZeroInsert
-from .sim import BitSim, dequantize_input, preprocess_input, to_real, unpreprocess_input
+from .sim import BitSim, dequantize_input, onnx_layout, preprocess_input, to_real, unpreprocess_input
 
 SUMMARY = "a2qhls.json"
 MODEL_FILE = "model.onnx"
@@ -483,22 +483,16 @@ OUTPUT_F32_ULPS = 4
 REF_MAC_BUDGET = 5 * 10**9
 
 
-def _nchw(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
-    """Channels-last ``[n, H, W, C]`` (or flattened) -> the layout QONNX uses (NCHW for a feature map,
-    ``[n, C, L]`` in a 1-D model, a graph output as the graph shapes it: :func:`~a2qhls.sim.onnx_layout`)."""
-    from .sim import onnx_layout
-
-    return onnx_layout(model, tensor, a)
-
-
-def _from_qonnx(model: Model, tensor: str, a, n: int) -> np.ndarray:
-    """A QONNX value (NCHW for a feature map) -> channels-last, flattened ``[n, size]`` float64. A graph
-    output must have the shape the model states for it (:meth:`~a2qhls.ir.Model.onnx_shape`)."""
+def _from_qonnx(model: Model, tensor: str, a, n: int, onnx_name: Optional[str] = None) -> np.ndarray:
+    """A QONNX value (NCHW for a feature map) of the IR tensor ``tensor`` -> channels-last, flattened
+    ``[n, size]`` float64. Read as a graph output (``onnx_name`` in ``model.output_names``), it must have
+    the shape the model states for that output (:meth:`~a2qhls.ir.Model.output_onnx_shape`)."""
     shape = tuple(model.tensors[tensor].shape)
     a = np.asarray(a, dtype=np.float64)
-    if tensor in model.outputs and tuple(a.shape[1:]) != model.onnx_shape(tensor):
-        raise A2QError(f"QONNX's output for '{tensor}' has shape {list(a.shape[1:])} per sample, the model's "
-                       f"{list(model.onnx_shape(tensor))}")
+    if onnx_name in model.output_names:
+        want = model.output_onnx_shape(model.output_names.index(onnx_name))
+        if tuple(a.shape[1:]) != want:
+            raise A2QError(f"QONNX's output '{onnx_name}' has shape {list(a.shape[1:])} per sample, the model's {list(want)}")
     if len(shape) == 3:
         H, W, C = shape
         a = a.reshape(n, C, H, W).transpose(0, 2, 3, 1)
@@ -562,7 +556,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
             y_ref = binary_quant(preprocess_input(iq, ref_x), np.float32(iq.scale))
         else:
             y_ref = quant(preprocess_input(iq, ref_x), iq.scale, iq.zero_point, np.float32(t.bits), t.signed, t.narrow, iq.rounding_mode)
-        q_nchw = _nchw(model, iq.outputs[0], vals[iq.outputs[0]])
+        q_nchw = onnx_layout(model, iq.outputs[0], vals[iq.outputs[0]])
         y_model = (t.values(q_nchw.astype(np.float32)) - np.float32(iq.zero_point)) * np.float32(iq.scale)
         iq_bad = np.any(y_ref.reshape(n, -1) != y_model.reshape(n, -1), axis=1)
         cpp = run_csim(binary, q_in, workdir, start=0, tag=g.name)
@@ -573,7 +567,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         q_in = np.asarray(g.x, dtype=np.int64)
         n = len(q_in)
         vals = sim.run(q_in, start=start_tensor, keep=True)
-        ref_x = _nchw(model, start_tensor, to_real(model, start_tensor, sim._shaped(start_tensor, q_in))).astype(np.float32)
+        ref_x = onnx_layout(model, start_tensor, to_real(model, start_tensor, sim._shaped(start_tensor, q_in))).astype(np.float32)
         cpp = run_csim(binary, q_in, workdir, start=L, tag=g.name)
         run_ref = lambda r, sel: r.run(ref_x[sel], start=start_tensor, full=True)  # noqa: E731
         fed = f"layer {L} ('{layers[L]['name']}') and the rest of the network, at tensor '{start_tensor}'"
@@ -605,7 +599,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
                 ref_feeds[prod.inputs[0]] = sim._shaped(t, q)[:, ::zy, ::zx]
             else:
                 ref_feeds[t] = sim._shaped(t, q)
-        ref_x = {src.get(t, t): _nchw(model, t, to_real(model, t, q)).astype(np.float32) for t, q in ref_feeds.items()}
+        ref_x = {src.get(t, t): onnx_layout(model, t, to_real(model, t, q)).astype(np.float32) for t, q in ref_feeds.items()}
         onnx_out_name = model.output_names[model.outputs.index(cmp_t)] if cmp_t in model.outputs and model.output_names else cmp_t
         if ly["activation"] is None and len(nxt) == 1 and getattr(nxt[0], "source_inputs", ()):
             # an accumulator that feeds an add or an average pool: its real value is the ONNX tensor that op reads
@@ -630,7 +624,7 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     out_bad = np.zeros(n, dtype=bool)
     out_f32 = np.zeros(n, dtype=bool)  # output differences within QONNX's float32 accumulation error
     if ctx is not None:
-        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m)
+        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m, onnx_out_name)
         ulps = OUTPUT_F32_ULPS * np.spacing(np.abs(ref_out).astype(np.float32)).astype(np.float64)
         diff = np.abs(model_real[:m] - ref_out)
         out_bad[:m] = np.any(diff > tol, axis=1)
@@ -739,7 +733,7 @@ def _reference_agrees(model: Model, layers: list, ctx, vals, idx, n: int, out_t:
     """Per selected sample: the reference context ``ctx`` (of those samples) matches the model on
     the output (within ``tol``) and on every requantized activation it computed."""
     m = len(idx)
-    ok = ~np.any(np.abs(model_real[idx] - _from_qonnx(model, out_t, ctx[onnx_out_name], m)) > tol[None, :], axis=1)
+    ok = ~np.any(np.abs(model_real[idx] - _from_qonnx(model, out_t, ctx[onnx_out_name], m, onnx_out_name)) > tol[None, :], axis=1)
     for ly in layers:
         t = ly["output_tensor"]
         if ly["activation"] is None or t not in ctx or t not in vals:

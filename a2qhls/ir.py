@@ -561,6 +561,16 @@ class AccumulatorReport:
     alignment: tuple = ()
 
 
+def channels_first(shape, one_d: bool = False) -> tuple:
+    """A per-sample IR shape as ONNX lays it out: an ``(H, W, C)`` map as ``(C, H, W)``, or ``(C, L)`` for a
+    1-D model's maps (height 1, ``one_d``); a vector as it is."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3:
+        return shape
+    H, W, C = shape
+    return (C, W) if one_d else (C, H, W)
+
+
 @dataclass
 class Model:
     name: str
@@ -570,8 +580,8 @@ class Model:
     tensors: dict  # name -> TensorInfo
     outputs: list  # tensor names that leave the graph
     output_names: list = field(default_factory=list)  # the graph's own output names
-    # per output, its per-sample shape in the ONNX graph (channels first, e.g. (C, H, W); (C*H*W,) when the graph
-    # flattens the map); empty: the channels-first form of the tensor's own shape (see onnx_shape)
+    # per graph output (output_names), its per-sample shape in the ONNX graph (channels first, e.g. (C, H, W);
+    # (C*H*W,) when the graph flattens the map); empty: the channels-first form of its tensor (see output_onnx_shape)
     output_shapes: list = field(default_factory=list)
     source: str = ""  # the file it was loaded from (absolute path)
     source_stat: tuple = ()  # (size, mtime_ns) of that file when loaded: a build checks it is unchanged
@@ -579,16 +589,18 @@ class Model:
     input_quant: Optional[str] = None
 
     def onnx_shape(self, tensor: str) -> tuple:
-        """The per-sample shape of ``tensor`` as the ONNX graph (QONNX) has it: a graph output's recorded
-        shape (:attr:`output_shapes`), else channels first: ``(C, H, W)`` for an ``(H, W, C)`` map, ``(C, L)``
-        for a 1-D model's maps (height 1), a vector as it is."""
-        if tensor in self.outputs and len(self.output_shapes) == len(self.outputs):
-            return tuple(self.output_shapes[self.outputs.index(tensor)])
-        shape = tuple(int(d) for d in self.tensors[tensor].shape)
-        if len(shape) != 3:
-            return shape
-        H, W, C = shape
-        return (C, W) if len(self.input_shape) == 2 else (C, H, W)
+        """The per-sample shape of the IR tensor ``tensor`` where the ONNX graph (QONNX) computes it under its
+        name: channels first (:func:`channels_first`). A graph output the graph reshapes after it (a Flatten)
+        has its own shape: :meth:`output_onnx_shape`."""
+        return channels_first(self.tensors[tensor].shape, one_d=len(self.input_shape) == 2)
+
+    def output_onnx_shape(self, k: int = 0) -> tuple:
+        """The per-sample shape of the ``k``-th graph output (``output_names[k]``) as QONNX gives it: recorded
+        at import (:attr:`output_shapes`; ``(C*H*W,)`` when the graph flattens the map), else
+        :meth:`onnx_shape` of its tensor."""
+        if len(self.output_shapes) == len(self.outputs):
+            return tuple(self.output_shapes[k])
+        return self.onnx_shape(self.outputs[k])
 
     def producer(self, tensor: str):
         for op in self.ops:

@@ -225,16 +225,17 @@ def to_real(model: Model, tensor: str, q: np.ndarray) -> np.ndarray:
     return np.asarray(info.scale, dtype=np.float64) * v + np.asarray(info.offset, dtype=np.float64)
 
 
-def onnx_layout(model: Model, tensor: str, a: np.ndarray) -> np.ndarray:
+def onnx_layout(model: Model, tensor: str, a: np.ndarray, output: Optional[int] = None) -> np.ndarray:
     """Values of ``tensor`` for ``n`` samples (``[n, ...]``, channels last, as :func:`simulate` gives them)
-    in the ONNX graph's layout: ``[n, *model.onnx_shape(tensor)]`` (NCHW for a map; a graph output the
-    graph flattens, ``[n, C*H*W]`` in channels-first order, as QONNX computes it)."""
+    in the ONNX graph's layout: ``[n, *model.onnx_shape(tensor)]`` (NCHW for a map), or, as the graph's
+    ``output``-th output, ``[n, *model.output_onnx_shape(output)]`` (a map the graph flattens: ``[n, C*H*W]``
+    in channels-first order, as QONNX computes it)."""
     shape = tuple(model.tensors[tensor].shape)
     a = np.asarray(a)
     a = a.reshape((len(a),) + shape)
     if len(shape) == 3:
         a = a.transpose(0, 3, 1, 2)
-    return a.reshape((len(a),) + model.onnx_shape(tensor))
+    return a.reshape((len(a),) + (model.onnx_shape(tensor) if output is None else model.output_onnx_shape(output)))
 
 
 def _kind(bound: int) -> str:

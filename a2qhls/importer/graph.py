@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..limits import check_elements
-from ..ir import Conv, Dense, Model
+from ..ir import Conv, Dense, Model, channels_first
 from .arith import on_add, on_mul, on_sub_div
 from .batchnorm import on_batchnorm
 from .context import AccState, Ctx, FloatInput, IntState, finalize_acc
@@ -178,7 +178,8 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         else:
             raise A2QError(f"{path}: graph output '{o.name}' is not produced by a layer or a Quant")
         out_names.append(o.name)
-        out_shapes.append(_onnx_output_shape(ctx.tensors[outputs[-1]].shape, st.flattened, len(per_sample) == 2))
+        cf = channels_first(ctx.tensors[outputs[-1]].shape, one_d=len(per_sample) == 2)  # as QONNX has it
+        out_shapes.append((int(np.prod(cf)),) if st.flattened else cf)
 
     if not any(isinstance(op, (Dense, Conv)) for op in ctx.ops):
         raise A2QError(f"{path}: no MatMul/Gemm/Conv layer found; a2qhls compiles models with at least one layer")
@@ -196,16 +197,6 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
         source_stat=(os.stat(path).st_size, os.stat(path).st_mtime_ns),
         input_quant=input_quant,
     )
-
-
-def _onnx_output_shape(shape: tuple, flattened: bool, one_d: bool) -> tuple:
-    """The per-sample shape QONNX gives a graph output whose IR tensor has ``shape``: channels first
-    (``(C, H, W)``, or ``(C, L)`` in a 1-D model), ``(C*H*W,)`` when the graph flattened the map."""
-    if len(shape) == 3:
-        H, W, C = (int(d) for d in shape)
-        shape = (C, W) if one_d else (C, H, W)
-    shape = tuple(int(d) for d in shape)
-    return (int(np.prod(shape)),) if flattened else shape
 
 
 QCDQ_DOOR_OPS = ("QuantizeLinear", "DequantizeLinear", "Clip")  # fused into Quant by importer.qcdq

@@ -23,15 +23,31 @@ def on_reshape(ctx: Ctx, node) -> None:
                            f"(input of {feat} features per sample, output shape {list(out_shape) if out_shape else None})")
         ctx.state[out] = FloatInput((feat,), st.pre, True, st.pre_shape or st.shape)
         return
-    if isinstance(st, IntState) and (out_shape is None or len(out_shape) == 2):
+    if isinstance(st, IntState) and _keeps_batch(out_shape, ctx.shapes.get(src)):
         no_pending_relu(ctx, node, st)
         shape = ctx.tensors[st.tensor].shape
         ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
         return
-    if isinstance(st, AccState) and (out_shape is None or len(out_shape) == 2):  # flattened as an IntState is
+    if isinstance(st, AccState) and _keeps_batch(out_shape, ctx.shapes.get(src)):
+        # flattened as an IntState is
         ctx.state[out] = replace(st, flattened=len(ctx.tensors[st.layer.outputs[0]].shape) == 3 or st.flattened)
         return
-    raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape that keeps [batch, features] is supported")
+    raise A2QError(f"{ctx.where(node)}: only a Flatten/Reshape to [batch, features] (every value of a sample in one "
+                   f"row) is supported; output shape {list(out_shape) if out_shape is not None else None}")
+
+
+def _keeps_batch(out_shape, in_shape) -> bool:
+    """A Flatten/Reshape output ``[batch, features]`` holding each sample whole: ``features`` is the size of
+    an input sample ``in_shape[1:]``, where the graph states both (not ``Flatten(axis=2)`` or
+    ``Reshape([2, -1])``, which split samples)."""
+    if out_shape is None:
+        return True
+    if len(out_shape) != 2:
+        return False
+    dims = [out_shape[1], *(in_shape[1:] if in_shape is not None else [None])]
+    if not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+        return True  # a symbolic or unknown size: nothing to compare
+    return int(out_shape[1]) == int(np.prod(dims[1:]))
 
 
 # ops evaluated when all their inputs are constants: shape ops (keeping Quant'ed integers) and the

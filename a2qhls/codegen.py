@@ -1013,7 +1013,8 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
             u = first if direction == "in" else last
             raise A2QError(f"the AXI-stream {direction}put port would carry {per_word} {t.bits}-bit elements a beat in whole "
                            f"bytes ({bus} bits), above the 4096-bit limit: fold unit {u.cname} "
-                           f"('{u.dense.name if u.dense is not None else u.inputs[0]}') to fewer elements a word "
+                           f"({f'layer {u.dense.name!r}' if u.dense is not None else f'reading tensor {u.inputs[0]!r}'}) "
+                           f"to fewer elements a word "
                            f"({'SIMD' if direction == 'in' else 'PE'}) or give --bus-bits to repack them")
         if bus % 8 or bus < slot or bus > 4096:
             raise A2QError(f"--bus-bits {bus}: the AXI-stream width must be a multiple of 8 from {slot} (one {t.bits}-bit "

@@ -4,6 +4,8 @@ accumulator, through Relu, Identity or directly: each Quant gets its own Requant
 op, and every graph output equals qonnx's executor's. When something other than a Quant reads it (a graph
 output), a one-line error names the node. (``Conv -> DepthToSpace -> Relu -> {Identity -> Quant, Quant}``
 used to raise a KeyError; with a MaxPool the two Quants shared one pool and the model lost an output.)"""
+import itertools
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from a2qhls import load_qonnx
 from a2qhls.errors import A2QError
 from a2qhls.ir import DepthToSpace, Pool, Requant
-from a2qhls.sim import simulate, to_real
+from a2qhls.sim import onnx_layout, simulate, to_real
 
 QD = "qonnx.custom_op.general"
 C, H, W = 8, 4, 4
@@ -34,6 +36,12 @@ FANS = {
                               _quant("i2", "s_out", "y", signed=1), _quant("i1", "s_pc", "y2", signed=1)], ["y", "y2"]),
     "quant+bipolar": ([_quant("d", "s_out", "y", signed=1),
                        helper.make_node("BipolarQuant", ["d", "s_out"], ["y2"], domain=QD)], ["y", "y2"]),
+    # the second output is flattened ([1, C*H*W], "yf" in the name: see _model)
+    "quant+flatten_quant": ([_quant("d", "s_out", "y", signed=1), helper.make_node("Flatten", ["d"], ["f"]),
+                             _quant("f", "s_out", "yf2", "b8", signed=1)], ["y", "yf2"]),
+    "relu_quant+identity_flatten_quant": ([helper.make_node("Relu", ["d"], ["r"]), _quant("r", "s_out", "y"),
+                                           helper.make_node("Identity", ["d"], ["i"]), helper.make_node("Flatten", ["i"], ["f"]),
+                                           _quant("f", "s_out", "yf2", signed=1)], ["y", "yf2"]),
 }
 
 
@@ -55,8 +63,9 @@ def _model(deferred, readers, outs):
         nodes.append(helper.make_node("MaxPool", ["acc"], ["d"], kernel_shape=[2, 2], strides=[2, 2]))
     else:
         nodes.append(helper.make_node("Identity", ["acc"], ["d"]))
+    out_shape = {o: [1, int(np.prod(shape[1:]))] if "yf" in o else shape for o in outs}  # "yf...": a flattened output
     g = helper.make_graph(nodes + readers, "fanout", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, H, W])],
-                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, shape) for o in outs], initializer=inits)
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, out_shape[o]) for o in outs], initializer=inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QD, 1)])
 
 
@@ -90,8 +99,43 @@ def test_quants_reading_a_deferred_op_each_get_their_own(tmp_path, deferred, fan
     got = simulate(m, x)
     assert m.output_names == outs
     for t, name in zip(m.outputs, m.output_names):
-        real = to_real(m, t, np.asarray(got[t])).transpose(0, 3, 1, 2)
+        real = onnx_layout(m, t, to_real(m, t, np.asarray(got[t])))
         np.testing.assert_allclose(real, ref[name], rtol=0, atol=1e-6)
+
+
+def _orders(nodes):
+    """Every order of ``nodes`` in which each node comes after the nodes writing its inputs (a sorted graph)."""
+    for perm in itertools.permutations(nodes):
+        written = set()
+        ok = True
+        for n in perm:
+            ok = ok and all(i in written for i in n.input if any(i in o.output for o in nodes))
+            written.update(n.output)
+        if ok:
+            yield list(perm)
+
+
+@pytest.mark.parametrize("fan", sorted(FANS))
+@pytest.mark.parametrize("deferred", ["DepthToSpace", "MaxPool"])
+def test_every_order_of_the_readers_imports_the_same(tmp_path, deferred, fan):
+    """The readers of the deferred op's output listed in every sorted order (e.g. the plain Quant before
+    ``Flatten -> Quant``, which raised KeyError 'd': the first Quant takes the reorder back and the Flatten
+    read its tensor): the same ops, and every output equals qonnx's executor's."""
+    readers, outs = FANS[fan]
+    x = np.random.default_rng(1).uniform(0, 2, size=(1, 2, H, W)).astype(np.float32)
+    kinds = None
+    for i, order in enumerate(_orders(readers)):
+        path = str(tmp_path / f"m{i}.onnx")
+        onnx.save(_model(deferred, order, outs), path)
+        m = load_qonnx(path)
+        assert kinds is None or sorted(type(op).__name__ for op in m.ops) == kinds
+        kinds = sorted(type(op).__name__ for op in m.ops)
+        assert kinds.count("Requant") == 2 and kinds.count({"DepthToSpace": "DepthToSpace", "MaxPool": "Pool"}[deferred]) == 2
+        ref = _qonnx(path, x)
+        got = simulate(m, x)
+        for t, name in zip(m.outputs, m.output_names):
+            np.testing.assert_allclose(onnx_layout(m, t, to_real(m, t, np.asarray(got[t]))), ref[name], rtol=0, atol=1e-6)
+    assert kinds is not None
 
 
 @pytest.mark.parametrize("deferred", ["DepthToSpace", "MaxPool"])

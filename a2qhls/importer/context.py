@@ -131,6 +131,13 @@ def finalize_acc(ctx: Ctx, where: str, st: AccState, graph_output: bool = False)
     ctx.finalized.add(name)
 
 
+def int_shape(ctx: Ctx, name: str) -> tuple:
+    """The IR shape of the integer tensor ``name``; for a DepthToSpace output whose reorder moved after the
+    Quants reading it (:func:`~a2qhls.importer.quant.requant_before_depth_to_space`), the reorder's output shape."""
+    moved = ctx.moved_d2s.get(name)
+    return tuple(moved.out_shape) if moved is not None else tuple(ctx.tensors[name].shape)
+
+
 def no_pending_relu(ctx: Ctx, node, *states) -> None:
     if any(isinstance(st, IntState) and st.relu for st in states):
         raise A2QError(f"{ctx.where(node)}: a Relu of an activation must be followed by a Quant before {node.op_type}")

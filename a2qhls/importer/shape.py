@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import A2QError
-from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, int_shape, no_pending_relu
 
 def on_reshape(ctx: Ctx, node) -> None:
     src, out = node.input[0], node.output[0]
@@ -25,7 +25,7 @@ def on_reshape(ctx: Ctx, node) -> None:
         return
     if isinstance(st, IntState) and _keeps_batch(out_shape, ctx.shapes.get(src)):
         no_pending_relu(ctx, node, st)
-        shape = ctx.tensors[st.tensor].shape
+        shape = int_shape(ctx, st.tensor)  # a DepthToSpace moved after its Quants has no tensor of its own
         ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
         return
     if isinstance(st, AccState) and _keeps_batch(out_shape, ctx.shapes.get(src)):

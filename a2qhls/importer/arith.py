@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Add, Conv, Dense, TensorInfo
-from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, finalize_acc, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, finalize_acc, no_pending_relu, sole_reader
 
 MAX_ALIGN_BITS = 62  # a larger multiplier cannot give a sum within 64 bits (the widest accumulator)
 
@@ -30,7 +30,9 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
         bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
         same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
-        sole_use = len(ctx.consumers.get(st.layer.outputs[0], [])) <= 1
+        # the accumulator before the bias is needed nowhere else (a Gemm/Conv's own bias input: it is the node's output)
+        acc = st.layer.outputs[0]
+        sole_use = len(ctx.consumers.get(acc, [])) <= 1 and (acc == out or sole_reader(ctx, acc))
         if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
             st.layer.bias = np.asarray(ints, dtype=np.int64).copy()

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Conv, Dense
-from .context import AccState, Ctx, attr, const_array
+from .context import AccState, Ctx, attr, const_array, sole_reader
 
 def on_batchnorm(ctx: Ctx, node) -> None:
     """Inference BatchNormalization on a layer's accumulator: a per-channel positive affine map,
@@ -41,11 +41,11 @@ def on_batchnorm(ctx: Ctx, node) -> None:
         # v = scale_j * acc + offset_j with scale_j < 0: negate channel j's weights and bias, so that the
         # accumulator -acc grows with v and the thresholds stay ">= T" (the sizing pass sizes what is computed)
         layer = st.layer
-        sole_use = len(ctx.consumers.get(layer.outputs[0], [])) <= 1
+        sole_use = sole_reader(ctx, layer.outputs[0])
         if not isinstance(layer, (Dense, Conv)) or not sole_use or layer.negated_channels:
             raise A2QError(
                 f"{ctx.where(node)}: a negative scale is supported only directly after a Conv/Gemm/MatMul "
-                "whose output feeds this BatchNormalization alone"
+                "whose output feeds this BatchNormalization alone (and is not a graph output)"
             )
         layer.weight = layer.weight.copy()
         layer.weight[neg] *= -1

@@ -131,6 +131,13 @@ def finalize_acc(ctx: Ctx, where: str, st: AccState, graph_output: bool = False)
     ctx.finalized.add(name)
 
 
+def sole_reader(ctx: Ctx, name: str) -> bool:
+    """Whether one node alone reads the tensor ``name`` and it is not a graph output: only then may the
+    importer fold it into what reads it (a bias into the layer, one Quant into the next), since its own
+    value is needed nowhere else."""
+    return len(ctx.consumers.get(name, [])) <= 1 and name not in ctx.graph_outputs
+
+
 def int_shape(ctx: Ctx, name: str) -> tuple:
     """The IR shape of the integer tensor ``name``; for a DepthToSpace output whose reorder moved after the
     Quants reading it (:func:`~a2qhls.importer.quant.requant_before_depth_to_space`), the reorder's output shape."""

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import A2QError
 from ..bounds import int_range
 from ..ir import InputQuant, IntType, Requant, TensorInfo, round_like_qonnx
-from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, finalize_acc, scale_vec
+from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, finalize_acc, scale_vec, sole_reader
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -271,12 +271,14 @@ def _own_copy(ctx: Ctx, op, node):
 
 def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: IntType, rounding: str) -> None:
     """A Quant right after another activation Quant (e.g. QuantReLU -> QuantIdentity, or a layer's
-    input quantizer): folded into the first one's thresholds when nothing else reads the first."""
+    input quantizer): folded into the first one's thresholds when nothing else reads the first and it is
+    not a graph output (else the first keeps its output and this Quant re-quantizes it,
+    :func:`requant_through_identity`)."""
     src = node.input[0]
     first = next((op for op in ctx.ops if isinstance(op, Requant) and op.outputs[0] == st.tensor), None)
     onnx_src = st.tensor  # the first Quant's output (a Relu may stand between)
-    if first is None or len(ctx.consumers.get(onnx_src, [])) != 1 or (not st.relu and src != onnx_src) \
-            or (st.relu and len(ctx.consumers.get(src, [])) != 1):
+    if first is None or len(ctx.consumers.get(onnx_src, [])) != 1 or not sole_reader(ctx, onnx_src) \
+            or (not st.relu and src != onnx_src) or (st.relu and not sole_reader(ctx, src)):
         requant_through_identity(ctx, node, st, scale, zp, dtype, rounding)
         return
     info = ctx.tensors.pop(first.outputs[0])

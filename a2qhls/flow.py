@@ -156,13 +156,17 @@ def step_folding(s: BuildState) -> None:
     if not targeted:
         F.apply_folding(s.model, F.load_folding(s.model, f) if isinstance(f, (str, os.PathLike)) else f)
         return
+    if c.bus_bits is not None:  # the option's own error, before a folding search could report it as unbuildable
+        from . import codegen
+
+        codegen.axis_ports(F._plan(s.model, F.default_folding(s.model)), c.bus_bits)
     clock = c.clock_mhz or 200.0
     max_cycles = F.fps_to_cycles(c.target_fps, clock) if c.target_fps is not None else None
     try:
         if budget:
             F.fold_to_budget(s.model, budget, max_cycles=max_cycles, clock_mhz=clock, bus_bits=c.bus_bits)
         else:
-            F.fold_to_cycles(s.model, max_cycles, clock_mhz=clock)
+            F.fold_to_cycles(s.model, max_cycles, clock_mhz=clock, bus_bits=c.bus_bits)
     except A2QError as e:
         if max_cycles is None:
             raise
@@ -347,7 +351,7 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
     from .files import check_out_dir
 
     out = Path(out_dir)
-    check_options(part=part, clock_mhz=clock_mhz, stream_weights=stream_weights)
+    check_options(part=part, clock_mhz=clock_mhz, stream_weights=stream_weights, bus_bits=bus_bits)
     folding_file = folding if isinstance(folding, (str, os.PathLike)) else None
     check_out_dir(out_dir, force=force, inputs=[model if not isinstance(model, Model) else model.source, folding_file])
     cfg = BuildConfig(folding=folding, acc_bits=acc_bits, save_steps=save_steps, warn=warn, part=part, target_fps=target_fps,
@@ -362,9 +366,10 @@ def build(model, out_dir, *, folding=None, acc_bits=None, force: bool = False, s
 CLOCK_MHZ_RANGE = (1.0, 2000.0)  # --clock-mhz: what an FPGA fabric clock can be (the Tcl's create_clock period)
 
 
-def check_options(*, part=None, clock_mhz=None, stream_weights=None) -> None:
+def check_options(*, part=None, clock_mhz=None, stream_weights=None, bus_bits=None) -> None:
     """Option values checked before anything is read or written: ``clock_mhz`` within
-    :data:`CLOCK_MHZ_RANGE`, ``part`` not empty, ``stream_weights`` as
+    :data:`CLOCK_MHZ_RANGE`, ``part`` not empty, ``bus_bits`` an integer multiple of 8 from 8 to 4096
+    (the model's element widths are checked against it before folding), ``stream_weights`` as
     :func:`a2qhls.passes.memories.check_stream_weights` checks it. Raises :class:`A2QError` (one line)."""
     from .passes.memories import check_stream_weights
 
@@ -373,6 +378,9 @@ def check_options(*, part=None, clock_mhz=None, stream_weights=None) -> None:
         raise A2QError(f"--clock-mhz {clock_mhz}: expected a clock between {lo:g} and {hi:g} MHz")
     if part is not None and not str(part).strip():
         raise A2QError("--part: empty value (expected a part such as xczu3eg)")
+    if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int) or bus_bits % 8
+                                 or not 8 <= bus_bits <= 4096):
+        raise A2QError(f"--bus-bits {bus_bits}: the AXI-stream width must be a multiple of 8 from 8 to 4096")
     check_stream_weights(stream_weights)
 
 

@@ -434,3 +434,80 @@ def test_unbuildable_design_names_the_cause_not_an_option_not_given(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0] and "--bus-bits 6272" not in err[0], err
     assert not out.exists()
+
+
+def _mlp784_8bit(tmp_path) -> str:
+    """784 8-bit inputs: any folding of the first layer with more than 512 inputs a word has a stream word
+    (and a default-bus input port) above 4096 bits."""
+    import qonnx_graphs
+
+    m, _, _ = qonnx_graphs.mlp(sizes=(784, 16, 10), in_bits=8)
+    return qonnx_graphs.save(m, tmp_path / "mlp784_8b.onnx")
+
+
+def _fastest_buildable_cycles() -> int:
+    """The fewest cycles per image of the 784-16-10 MLP with 8-bit inputs whose words fit 4096 bits: the
+    first layer at PE=16 and the largest SIMD dividing 784 with SIMD * 8 <= 4096 (layer1 is faster)."""
+    from a2qhls.passes.folding import divisors
+
+    return 784 // max(s for s in divisors(784) if s * 8 <= 4096)
+
+
+def test_budget_picks_the_fastest_buildable_folding(tmp_path, capsys):
+    """A budget every level fits: fold_to_budget's search sees only buildable levels, so it returns the
+    fastest buildable folding (it returned 28 cycles when levels 8..20 could not be built)."""
+    model = _mlp784_8bit(tmp_path)
+    out = tmp_path / "hls"
+    assert main(["build", model, "--out", str(out), "--lut-budget", str(10**9)]) == 0, capsys.readouterr().err
+    s = json.loads((out / "a2qhls.json").read_text())
+    assert s["cycles_per_image"] == _fastest_buildable_cycles() == 2
+    assert s["interface"]["input"]["bus_bits"] <= 4096 and s["folding"]["layer0"]["SIMD"] * 8 <= 4096
+
+
+def test_every_folding_level_can_be_built(tmp_path):
+    """fold_to_cycles at each cycle count the layers' candidates take gives a design code generation
+    accepts (the premise of fold_to_budget's binary search)."""
+    from a2qhls import codegen, flow
+    from a2qhls.passes import folding as F
+
+    st = flow.BuildState(source=_mlp784_8bit(tmp_path), config=flow.BuildConfig())
+    flow.run_steps(st, [s for s in flow.BUILD_STEPS if s[0] in ("import", "size", "acc_bits", "thresholds")])
+    cands = F._layer_candidates(F._plan(st.model, F.default_folding(st.model)))
+    floor = max(min(c[0] for c in cs) for _, cs in cands.values())
+    levels = sorted({c[0] for _, cs in cands.values() for c in cs if c[0] >= floor})
+    assert levels[0] == _fastest_buildable_cycles()
+    for t in levels:
+        _, units = F._fold_to_cycles(st.model, t, None, cands)
+        codegen.design_estimate(units, None)  # raises A2QError when a word or port is above 4096 bits
+        assert max(u.stage_cycles for u in units if u.has_weights) <= t
+
+
+@pytest.mark.parametrize("fps", ["1e8", "1e9"])
+def test_target_fps_names_no_option_not_given(tmp_path, capsys, fps):
+    """--target-fps builds at the fastest buildable folding when the target allows it, else fails in one
+    line that names no option the user did not give (it advised --folding)."""
+    model = _mlp784_8bit(tmp_path)
+    out = tmp_path / "hls"
+    rc = main(["build", model, "--out", str(out), "--target-fps", fps])
+    err = capsys.readouterr().err.strip().splitlines()
+    if fps == "1e8":  # 2 cycles per image at 200 MHz: reachable
+        assert rc == 0, err
+        assert json.loads((out / "a2qhls.json").read_text())["cycles_per_image"] <= 200e6 / 1e8
+    else:
+        assert rc == 2 and len(err) == 1 and "cannot reach" in err[0], err
+        assert not any(o in err[0] for o in ("--folding", "--bus-bits", "budget")), err
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("bus, expect", [
+    ("12", "--bus-bits 12: the AXI-stream width must be a multiple of 8 from 8 to 4096"),
+    ("5000", "--bus-bits 5000: the AXI-stream width must be a multiple of 8 from 8 to 4096"),
+    ("8", "--bus-bits 8: the AXI-stream width must be a multiple of 8 from 16 (one 11-bit output element"),
+])
+def test_bad_bus_bits_under_a_budget_is_the_options_own_error(tmp_path, capsys, bus, expect):
+    model = _mlp784_8bit(tmp_path)
+    out = tmp_path / "hls"
+    assert main(["build", model, "--out", str(out), "--lut-budget", str(10**9), "--bus-bits", bus]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0] and "budget" not in err[0], err
+    assert not out.exists()

@@ -230,14 +230,30 @@ def _swg_cycles_bound(u) -> int:
     return H * W * C // u.IPB + u.pixels * kh * kw * C // u.OPB
 
 
-def _candidates(lp) -> list:
-    """Every legal ``(cycles, cost, PE, SIMD)`` of one Dense/Conv unit (all divisors, no cap),
-    the unit's other fields (types, input word) as planned. Cycles: compute, and for a
-    convolution its window generator's (:func:`_swg_cycles_bound`; :func:`fold_to_cycles` then
-    checks the exact schedule)."""
+def _word_bits(u, in_port_slot: int | None, out_port_slot: int | None) -> tuple:
+    """``(name, bits)`` of the widest word unit ``u``'s own folding sets: its input, window and
+    output stream words (packed, :func:`a2qhls.codegen.word_widths`), and, with the default bus, the
+    top's AXI-stream port it feeds or is fed by (``*_port_slot``: an element's whole-byte slot, else None;
+    :func:`a2qhls.codegen.axis_ports`)."""
+    words = [("input word", u.IPB * u.in_t.bits), ("output word", u.PE * u.out_t.bits)]
+    if u.kind in ("conv", "dw"):
+        words.append(("window word", u.OPB * u.win_t.bits))
+    if in_port_slot:
+        words.append(("AXI-stream input port", u.IPB * in_port_slot))
+    if out_port_slot:
+        words.append(("AXI-stream output port", u.PE * out_port_slot))
+    return max(words, key=lambda w: w[1])
+
+
+def _candidates(lp, in_port_slot: int | None = None, out_port_slot: int | None = None) -> list:
+    """Every legal ``(cycles, cost, PE, SIMD)`` of one Dense/Conv unit (all divisors, no cap) whose
+    words fit the 4096-bit limit (:data:`a2qhls.codegen.AP_INT_LIMIT_W`; :func:`_word_bits`, with the
+    ports' slots as for :func:`_word_bits`), the unit's other fields (types) as planned. Cycles: compute,
+    and for a convolution its window generator's (:func:`_swg_cycles_bound`; :func:`fold_to_cycles`
+    then checks the exact schedule)."""
     import dataclasses
 
-    from .. import estimate
+    from .. import codegen, estimate
 
     out = []
     for pe in divisors(lp.MH):
@@ -254,6 +270,10 @@ def _candidates(lp) -> list:
                 u.OPB = simd
             elif lp.kind == "dw":
                 u.OPB = pe * simd
+            elif lp.kind == "mvu":
+                u.IPB = simd  # the plan repacks the unit's input to SIMD elements a word (codegen.plan)
+            if _word_bits(u, in_port_slot, out_port_slot)[1] > codegen.AP_INT_LIMIT_W:
+                continue  # a stream word or the default bus's port above 4096 bits: cannot be built
             cyc = u.cycles
             if lp.kind in ("conv", "dw"):
                 cyc = max(cyc, _swg_cycles_bound(u))
@@ -269,16 +289,39 @@ def _plan(model: Model, folding: dict) -> list:
     return codegen.plan(model)
 
 
-def _layer_candidates(units: list) -> dict:
+def _layer_candidates(units: list, bus_bits: int | None = None) -> dict:
     """Layer name -> ``(unit, its candidates)`` for the Dense/Conv units of ``units``, a plan at the
-    default folding: their types and shapes, which do not depend on their own folding."""
-    return {u.dense.name: (u, _candidates(u)) for u in units if u.has_weights}
+    default folding: their types and shapes, which do not depend on their own folding. Only foldings
+    whose words fit 4096 bits are candidates; with the default bus (``bus_bits`` None) also the top's
+    AXI-stream port: the first unit's input word (a vector input, SIMD elements a word) and the last
+    unit's output word, each element in whole bytes (:func:`a2qhls.codegen.axis_ports`)."""
+    first, last = units[0], units[-1]
+
+    def slot(t) -> int:
+        return 8 * ((t.bits + 7) // 8)
+
+    out = {}
+    for u in units:
+        if u.has_weights:
+            in_slot = slot(u.in_t) if bus_bits is None and u is first and u.kind == "mvu" else None
+            out_slot = slot(u.out_t) if bus_bits is None and u is last else None
+            cs = _candidates(u, in_slot, out_slot)
+            if not cs:
+                import dataclasses
+
+                what, bits = _word_bits(dataclasses.replace(u, PE=1, SIMD=1, IPB=1, OPB=1), in_slot, out_slot)
+                raise A2QError(f"layer '{u.dense.name}': no PE/SIMD folding can be built: even PE=1, SIMD=1 needs a {what} "
+                               f"of {bits} bits, above the 4096-bit limit")
+            out[u.dense.name] = (u, cs)
+    return out
 
 
-def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None) -> dict:
+def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None, bus_bits: int | None = None) -> dict:
     """Per layer, the cheapest folding (by :mod:`a2qhls.estimate`: LUTs, then BRAM18, DSP, FF;
-    ties: larger SIMD) whose cycles per image are at most ``target``; every legal ``PE``/``SIMD``
-    (divisors of MH/MW), no cap. Every layer meeting one target balances the pipeline; a layer's
+    ties: larger SIMD) whose cycles per image are at most ``target``, among every legal ``PE``/``SIMD``
+    (divisors of MH/MW, no cap) whose stream words fit 4096 bits, and with the default bus
+    (``bus_bits`` None) the top's AXI-stream ports too (:func:`_layer_candidates`): a folding code
+    generation would refuse is never chosen. Every layer meeting one target balances the pipeline; a layer's
     output stream then also feeds its readers (pools, adds, forks, window generators) within the
     target, since it writes at most one word per compute cycle.
 
@@ -287,7 +330,7 @@ def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None)
     ``{layer: {"PE", "SIMD"}}``. Raises :class:`A2QError` naming the first layer that cannot reach
     ``target`` and the best it can do (in images/s too, given ``clock_mhz``).
     """
-    return _fold_to_cycles(model, target, clock_mhz, _layer_candidates(_plan(model, default_folding(model))))[0]
+    return _fold_to_cycles(model, target, clock_mhz, _layer_candidates(_plan(model, default_folding(model)), bus_bits))[0]
 
 
 def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: dict) -> tuple[dict, list]:
@@ -353,9 +396,12 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     """The fastest folding whose whole-design estimate fits ``budget`` (``{"LUT": n, "BRAM18": n,
     "DSP": n}``, any subset): the least cycles per image ``T`` (among the cycle counts the layers
     can take) such that :func:`fold_to_cycles` at ``T`` fits; ``max_cycles`` (a throughput target)
-    bounds ``T``. A level that cannot be built (no folding reaches it, or code generation refuses its
-    design, e.g. an AXI-stream word above 4096 bits with the default bus for ``bus_bits`` None) counts
-    as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
+    bounds ``T``. The levels are the cycle counts of the layers' buildable foldings (stream words and,
+    with the default bus for ``bus_bits`` None, the AXI-stream ports within 4096 bits:
+    :func:`_layer_candidates`), so every layer's choice at ``T`` is one code generation accepts and
+    only gets cheaper as ``T`` grows: the binary search over the levels relies on that. A level that
+    still cannot be built (no folding reaches it, or code generation refuses its design) counts as
+    over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
 
     Raises :class:`A2QError` when even the slowest (cheapest) buildable folding does not fit, naming the
     resource, what that folding needs and the layer using the most of it; or when no level can be built,
@@ -364,7 +410,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     from .. import codegen, estimate
 
     units = _plan(model, default_folding(model))
-    cands = _layer_candidates(units)
+    cands = _layer_candidates(units, bus_bits)
     first = units[0]
     floor = max([min(c[0] for c in cs) for _, cs in cands.values()] + ([first.in_elems // first.IPB] if first.kind != "mvu" else []))
     levels = sorted({c[0] for _, cs in cands.values() for c in cs if c[0] >= floor})
@@ -408,7 +454,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         raise A2QError(f"the budget cannot be met: no folding{slow} fits {res} <= {budget[res]}; the cheapest that "
                        f"can be built ({cheapest} cycles per image) needs {res} {d['total'][res]} "
                        f"({worst['cname']} the largest, {worst['cost'][res]})")
-    lo, hi = 0, len(levels) - 1  # binary search: the cheapest folding per layer only gets cheaper with T
+    lo, hi = 0, len(levels) - 1  # binary search: each layer's cheapest buildable folding only gets cheaper with T
     while lo < hi:
         mid = (lo + hi) // 2
         if fits(levels[mid]):

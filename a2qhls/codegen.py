@@ -173,6 +173,11 @@ class IntT:
     bits: int
     signed: bool
 
+    @property
+    def slot_bits(self) -> int:
+        """The bits of one element in whole bytes (an AXI-stream port's slot for it)."""
+        return 8 * ((self.bits + 7) // 8)
+
     @staticmethod
     def for_range(lo: int, hi: int) -> "IntT":
         if lo >= 0:
@@ -1007,9 +1012,9 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
                 f"of pixel (y/r, x/r) of the {H}x{W}x{C} map before it; PyTorch's PixelShuffle is CRD")
     for direction, t, elems, per_word, shape in (("in", first.in_t, first.in_elems, first.IPB, first.in_shape),
                                                  ("out", last.out_t, last.out_elems, last.PE, last.out_shape)):
-        slot = 8 * ((t.bits + 7) // 8)
+        slot = t.slot_bits
         bus = bus_bits if bus_bits is not None else per_word * slot
-        if bus_bits is None and bus > 4096:  # the default bus: one unit word, each element in whole bytes
+        if bus_bits is None and bus > AP_INT_LIMIT_W:  # the default bus: one unit word, each element in whole bytes
             u = first if direction == "in" else last
             raise A2QError(f"the AXI-stream {direction}put port would carry {per_word} {t.bits}-bit elements a beat in whole "
                            f"bytes ({bus} bits), above the 4096-bit limit: fold unit {u.cname} "

@@ -306,7 +306,6 @@ def int8_gemm():
     return mm
 
 
-@functools.lru_cache(maxsize=1)
 def jit_kernels():
     """The fused loops of :mod:`a2qhls._jit` (numba), or ``None`` where numba is not installed or cannot
     load. Importing numba takes ~0.5 s and compiling a loop ~1 s the first time on a machine (then read

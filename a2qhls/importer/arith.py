@@ -32,7 +32,7 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
         same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
         # the accumulator before the bias is needed nowhere else (a Gemm/Conv's own bias input: it is the node's output)
         acc = st.layer.outputs[0]
-        sole_use = len(ctx.consumers.get(acc, [])) <= 1 and (acc == out or sole_reader(ctx, acc))
+        sole_use = len(ctx.consumers.get(acc, [])) <= 1 if acc == out else sole_reader(ctx, acc)
         if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
             st.layer.bias = np.asarray(ints, dtype=np.int64).copy()

@@ -295,20 +295,16 @@ def _layer_candidates(units: list, bus_bits: int | None = None) -> dict:
     whose words fit 4096 bits are candidates; with the default bus (``bus_bits`` None) also the top's
     AXI-stream port: the first unit's input word (a vector input, SIMD elements a word) and the last
     unit's output word, each element in whole bytes (:func:`a2qhls.codegen.axis_ports`)."""
+    import dataclasses
+
     first, last = units[0], units[-1]
-
-    def slot(t) -> int:
-        return 8 * ((t.bits + 7) // 8)
-
     out = {}
     for u in units:
         if u.has_weights:
-            in_slot = slot(u.in_t) if bus_bits is None and u is first and u.kind == "mvu" else None
-            out_slot = slot(u.out_t) if bus_bits is None and u is last else None
+            in_slot = u.in_t.slot_bits if bus_bits is None and u is first and u.kind == "mvu" else None
+            out_slot = u.out_t.slot_bits if bus_bits is None and u is last else None
             cs = _candidates(u, in_slot, out_slot)
             if not cs:
-                import dataclasses
-
                 what, bits = _word_bits(dataclasses.replace(u, PE=1, SIMD=1, IPB=1, OPB=1), in_slot, out_slot)
                 raise A2QError(f"layer '{u.dense.name}': no PE/SIMD folding can be built: even PE=1, SIMD=1 needs a {what} "
                                f"of {bits} bits, above the 4096-bit limit")

@@ -72,3 +72,94 @@ def requant_lut(acc, lut, offsets, lo, hi, out):
                 return n * C + c
             out[n, c] = lut[k]
     return -1
+
+
+@_njit
+def depthwise_conv(x, mul, zp, w_rows, bias, sh, sw, pt, pl, pb, pr, out):
+    """A convolution in which each output channel reads one input channel (depthwise, ``groups ==
+    C_in == C_out``; or one input channel read by every output channel, ``C_in == 1``): ``out[b, oy,
+    ox, c] = bias[c] + sum_{ky, kx} v[b, oy * sh + ky - pt, ox * sw + kx - pl, c // m] * w[ky, kx, c]``
+    with ``v = mul * x - zp`` (0 in the padding) and ``m = C // C_in``.
+
+    ``x``: C-contiguous ``[B, H, W, C_in]`` stored integers; ``w_rows``: ``[kh, kw, R * Wp * C]``, tap
+    ``(ky, kx)``'s weights ``w[ky, kx, :]`` tiled over ``R >= 1`` rows of the padded map (``Wp = W + pl +
+    pr`` columns); ``bias``: ``[C]``; ``out``: C-contiguous ``[B, OH, OW, C]``; ``mul``, ``zp``,
+    ``w_rows``, ``bias`` and ``out`` in one float dtype in which every partial sum is exact (the
+    caller's bound: ``|sum| < 2^24`` for float32, ``2^53`` for float64; then any order of the additions
+    gives the same sum).
+
+    Per image, the padded map is laid out flat (``v``; the padding stays 0), and the window at padded
+    position ``p`` reads ``p + (ky * Wp + kx) * C`` for each tap: ``R`` consecutive output rows (stride 1;
+    one row at a time otherwise) are one loop over ``R * Wp * C`` contiguous values that vectorizes (the
+    columns past the last window read into the next row: computed, never stored). A 3x3 kernel sums
+    its 9 taps in registers. Indices are unsigned: numba then skips its negative-index wraparound,
+    which would keep the loops scalar.
+    """
+    B, H, W, Cx = x.shape
+    OH, OW, C = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw, n = w_rows.shape
+    Wp = W + pl + pr
+    row = Wp * C
+    R = n // row if sh == 1 else 1
+    m = C // Cx
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    v = np.zeros(((H + pt + pb) * Wp + kw) * C, dtype=w_rows.dtype)  # the padding stays 0 across images
+    acc = np.empty(R * row, dtype=w_rows.dtype)
+    brow = np.empty(OW * C, dtype=w_rows.dtype)  # the bias tiled over an output row
+    for i in range(OW * C):
+        brow[i] = bias[i % C]
+    c1, c2 = np.uint64(C), np.uint64(2 * C)
+    r1, r2 = np.uint64(row), np.uint64(2 * row)
+    for b in range(B):
+        for y in range(H):
+            o = np.uint64(((y + pt) * Wp + pl) * C)
+            xb = np.uint64((b * H + y) * W * Cx)
+            if m == 1:
+                for i in range(W * C):
+                    u = np.uint64(i)
+                    v[o + u] = xf[xb + u] * mul - zp
+            else:  # C_in == 1
+                for xx in range(W):
+                    q = xf[xb + np.uint64(xx)] * mul - zp
+                    ob = o + np.uint64(xx * C)
+                    for c in range(C):
+                        v[ob + np.uint64(c)] = q
+        for oy0 in range(0, OH, R):
+            r = min(R, OH - oy0)
+            cnt = r * row
+            d0 = np.uint64(oy0 * sh * row)
+            if kh == 3 and kw == 3:
+                w0, w1, w2 = w_rows[0, 0], w_rows[0, 1], w_rows[0, 2]
+                w3, w4, w5 = w_rows[1, 0], w_rows[1, 1], w_rows[1, 2]
+                w6, w7, w8 = w_rows[2, 0], w_rows[2, 1], w_rows[2, 2]
+                for i in range(cnt):
+                    u = np.uint64(i)
+                    p = d0 + u
+                    acc[u] = (v[p] * w0[u] + v[p + c1] * w1[u] + v[p + c2] * w2[u]
+                              + v[p + r1] * w3[u] + v[p + r1 + c1] * w4[u] + v[p + r1 + c2] * w5[u]
+                              + v[p + r2] * w6[u] + v[p + r2 + c1] * w7[u] + v[p + r2 + c2] * w8[u])
+            else:
+                for i in range(cnt):
+                    acc[np.uint64(i)] = 0
+                for ky in range(kh):
+                    for kx in range(kw):
+                        d = d0 + np.uint64((ky * Wp + kx) * C)
+                        wt = w_rows[ky, kx]
+                        for i in range(cnt):
+                            u = np.uint64(i)
+                            acc[u] += v[d + u] * wt[u]
+            for j in range(r):
+                ob = np.uint64((b * OH + oy0 + j) * OW * C)
+                s = np.uint64(j * row)
+                if sw == 1:
+                    for i in range(OW * C):
+                        u = np.uint64(i)
+                        of[ob + u] = acc[s + u] + brow[u]
+                else:
+                    for ox in range(OW):
+                        so = s + np.uint64(ox * sw * C)
+                        oo = ob + np.uint64(ox * C)
+                        for c in range(C):
+                            u = np.uint64(c)
+                            of[oo + u] = acc[so + u] + brow[u]

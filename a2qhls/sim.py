@@ -474,6 +474,9 @@ class _ConvStage:
     bias_f: Optional[np.ndarray] = None
     mul: int = 1
     shift: int = 0
+    # numba's loop for a conv whose output channels each read one input channel (depthwise, or one
+    # input channel): (w_rows, bias, mul, zp) in a float dtype in which every sum is exact
+    flat: Optional[tuple] = None
 
 
 @dataclass
@@ -536,7 +539,9 @@ class BitSim:
         or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
         than the GEMMs of a build's test vectors or a small model's co-simulation save.
         ``jit`` (ignored with ``blas=False``, which takes no fast path): numba's fused loops
-        (:mod:`a2qhls._jit`: the input quantizer and the threshold-table lookup; the ``fast`` extra)
+        (:mod:`a2qhls._jit`: the input quantizer, the threshold-table lookup, and the convolutions whose
+        output channels each read one input channel (depthwise, or a single input channel); the
+        ``fast`` extra)
         always (``True``; :class:`A2QError` if numba does not load), never (``False``), or (``None``,
         the default) from the first :meth:`run` whose batch holds at least :attr:`JIT_MIN_ELEMENTS`
         input and requantized values, where numba is installed. They save about 1 ns per such value and
@@ -670,6 +675,7 @@ class BitSim:
         t = self.model.tensors[op.inputs[0]].dtype
         w = np.asarray(op.weight)
         kind = self._weights_kind(op, w.reshape(op.channels, -1))
+        flat = self._flat_weights(op, w, kind)
         s = self._int8_shift(op, w.reshape(op.channels, -1)) if not op.depthwise or op.channels <= self.DW_AS_GEMM else None
         if s is not None:
             kind = "i8"
@@ -691,8 +697,29 @@ class BitSim:
 
             wc = torch.from_numpy(np.ascontiguousarray(wc))
             return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, "i64"), kind,
-                              self._int8_bias(op, w.reshape(op.channels, -1), s), mul, s)
-        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, self._bias_f(op, kind), mul)
+                              self._int8_bias(op, w.reshape(op.channels, -1), s), mul, s, flat)
+        return _ConvStage(op, self.acc_bits[op.name], zp, wc, self._bias(op, kind), kind, self._bias_f(op, kind), mul, flat=flat)
+
+    FLAT_ROW_VALUES = 4096  # numba's depthwise loop: output rows per pass, as many as fit this many values
+
+    def _flat_weights(self, op: Conv, w: np.ndarray, kind: str) -> Optional[tuple]:
+        """``(w_rows, bias, mul, zp)`` for :func:`a2qhls._jit.depthwise_conv` (its layout: each tap's
+        ``[C]`` weights tiled over ``R`` padded rows), or ``None`` where it does not apply: a conv whose
+        output channels do not each read one input channel, or sums not exact in float64 (``kind``)."""
+        H, W, C_in = op.in_shape
+        if not self.blas or kind not in ("f32", "f64") or not (op.depthwise or (C_in == 1 and op.groups == 1)):
+            return None
+        dt = _DTYPE[kind]
+        kh, kw = op.kernel
+        C = op.channels
+        Wp = W + op.pads[1] + op.pads[3]
+        OH = self.model.tensors[op.outputs[0]].shape[0]
+        R = max(1, min(OH, self.FLAT_ROW_VALUES // (Wp * C))) if op.stride[0] == 1 else 1
+        taps = w[..., 0].transpose(1, 2, 0).astype(dt)  # [kh, kw, C]
+        w_rows = np.ascontiguousarray(np.broadcast_to(taps[:, :, None, :], (kh, kw, R * Wp, C)).reshape(kh, kw, -1))
+        bias = np.zeros(C, dtype=dt) if op.bias is None else np.asarray(op.bias).astype(dt)
+        mul, zp = _value_map(self.model.tensors[op.inputs[0]].dtype)
+        return w_rows, bias, dt(mul), dt(zp)
 
     def _requant_stage(self, op: Requant) -> _RequantStage:
         T = np.asarray(op.thresholds)
@@ -762,6 +789,15 @@ class BitSim:
     def conv(self, st: _ConvStage, x: np.ndarray, *, exact: bool = False, as_float: bool = False) -> np.ndarray:
         """``[B, H, W, C_in]`` stored integers -> ``[B, OH, OW, C_out]`` accumulators."""
         op = st.op
+        x = np.asarray(x)
+        if st.flat is not None and self._k is not None and x.dtype != object:
+            w_rows, bias, mul, zp = st.flat
+            acc = np.empty((x.shape[0],) + tuple(self.model.tensors[op.outputs[0]].shape), dtype=w_rows.dtype)
+            self._k.depthwise_conv(np.ascontiguousarray(x), mul, zp, w_rows, bias, *op.stride, *op.pads, acc)
+            if as_float and not self.wraps[op.name]:
+                return acc
+            acc = acc.astype(np.int64)
+            return acc if exact else self._wrap(st, acc)
         if st.kind == "i8":  # im2col in int8 (the padding value 0 is u = -shift), one int8 GEMM
             import torch
 

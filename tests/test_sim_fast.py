@@ -1,6 +1,6 @@
 """The numpy model's fast paths (integer sums as torch int8 GEMMs with int32 sums, or as float32/float64
 BLAS GEMMs, where exact; accumulators handed to the threshold lookup; a small depthwise conv as a
-block-diagonal GEMM; numba's fused input quantizer and threshold-table loop, ``jit``) give the same integers
+block-diagonal GEMM; numba's fused input quantizer, threshold-table and depthwise-conv loops, ``jit``) give the same integers
 as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at their safe widths and narrower
 ones (wrapping), with and without the int8 GEMM and the numba loops."""
 from __future__ import annotations
@@ -76,8 +76,13 @@ spec = st.fixed_dictionaries({
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)), conv0=spec, dw=spec,
        in_zp=st.integers(-3, 3), in_signed=st.booleans(), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
-       dw_gemm=st.booleans(), int_gemm=st.booleans(), jit=st.booleans())
-def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm, jit):
+       dw_gemm=st.booleans(), int_gemm=st.booleans(), jit=st.booleans(), cin=st.sampled_from([1, 2]),
+       in_bits=st.sampled_from([4, 4, 24]))
+def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm, jit, cin, in_bits):
+    """Random CNNs (conv, depthwise conv, max pool, residual add, average pool, dense), at safe and
+    narrower (wrapping) widths. With ``jit``, numba's depthwise loop computes the depthwise conv and, with
+    one input channel (``cin=1``), the first conv; a 24-bit input puts the first conv's sums past float32's
+    exact range (float64 then)."""
     from hypothesis import note
 
     H0 = (hw[0] + conv0["pads"][0] + conv0["pads"][2] - conv0["kernel"][0]) // conv0["stride"][0] + 1
@@ -86,16 +91,63 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
     H1 = (H0 + dw["pads"][0] + dw["pads"][2] - dw["kernel"][0]) // dw["stride"][0] + 1
     W1 = (W0 + dw["pads"][1] + dw["pads"][3] - dw["kernel"][1]) // dw["stride"][1] + 1
     assume(H1 >= 2 and W1 >= 2)
-    m = hand_models.cnn(seed=seed, hw=hw, conv0=conv0, dw=dw, in_type=IntType(4, in_signed, False, in_zp))
+    m = hand_models.cnn(seed=seed, hw=hw, cin=cin, conv0=conv0, dw=dw, in_type=IntType(in_bits, in_signed, False, in_zp))
     m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
-    x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(5, 2, *hw)).astype(np.float32)
+    x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(5, cin, *hw)).astype(np.float32)
+    if in_bits > 4:
+        x *= 2.0 ** (in_bits - 4)
     old = BitSim.DW_AS_GEMM
     BitSim.DW_AS_GEMM = 16 if dw_gemm else 0  # both depthwise paths: block-diagonal GEMM and per-tap
     try:
         note(f"DW_AS_GEMM={BitSim.DW_AS_GEMM}")
-        _same(m, x, int_gemm, jit)
+        fast = _same(m, x, int_gemm, jit)
     finally:
         BitSim.DW_AS_GEMM = old
+    dw_stage = next(fast.stages[op.name] for op in m.ops if getattr(op, "depthwise", False))
+    assert dw_stage.flat is not None and dw_stage.flat[0].dtype == np.float32  # 3-bit activations, 4-bit weights
+    first = fast.stages[m.accumulating_ops()[0].name]
+    assert (first.flat is not None) == (cin == 1)
+    if cin == 1:  # float64 once a window's sum can pass 2^24: |value| up to 2^23 (2^24 unsigned) times sum |w| >= 2
+        l1 = int(np.abs(np.asarray(first.op.weight)).sum(axis=(1, 2, 3)).max())
+        assert first.flat[0].dtype == (np.float64 if in_bits > 4 and l1 >= 2 else np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), B=st.integers(0, 3), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       C=st.integers(1, 6), one_input=st.booleans(), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       rows=st.integers(1, 5), dtype=st.sampled_from([np.float32, np.float64]),
+       xdtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int64]), bipolar=st.booleans(), zp=st.integers(-5, 5))
+def test_numba_depthwise_loop_equals_direct_sum(seed, B, hw, C, one_input, kernel, stride, pads, rows, dtype, xdtype,
+                                                 bipolar, zp):
+    """numba's depthwise loop (:func:`a2qhls._jit.depthwise_conv`) against the direct int64 sum over each
+    window, for any kernel, stride and padding, ``R`` padded rows per pass (the last pass partial), one
+    input channel read by every output channel or one each, float32 and float64 sums, every stored dtype."""
+    import pytest
+
+    _jit = pytest.importorskip("a2qhls._jit")
+    rng = np.random.default_rng(seed)
+    (H, W), (kh, kw), (sh, sw), (pt, pl, pb, pr) = hw, kernel, stride, pads
+    Hp, Wp = H + pt + pb, W + pl + pr
+    assume(Hp >= kh and Wp >= kw)
+    OH, OW = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    Cx = 1 if one_input else C
+    info = np.iinfo(xdtype)
+    x = rng.integers(max(info.min, -300), min(info.max, 300) + 1, size=(B, H, W, Cx)).astype(xdtype)
+    mul, zp = (2, 1) if bipolar else (1, zp)
+    w = rng.integers(-7, 8, size=(kh, kw, C))
+    bias = rng.integers(-1000, 1001, size=C)
+    v = np.zeros((B, Hp, Wp, C), dtype=np.int64)  # values, 0 in the padding; one input channel: broadcast
+    v[:, pt : pt + H, pl : pl + W] = mul * x.astype(np.int64) - zp
+    want = np.zeros((B, OH, OW, C), dtype=np.int64) + bias
+    for ky in range(kh):
+        for kx in range(kw):
+            want += v[:, ky : ky + (OH - 1) * sh + 1 : sh, kx : kx + (OW - 1) * sw + 1 : sw] * w[ky, kx]
+    R = rows if sh == 1 else 1
+    w_rows = np.ascontiguousarray(np.broadcast_to(w[:, :, None, :], (kh, kw, R * Wp, C)).reshape(kh, kw, -1)).astype(dtype)
+    out = np.full((B, OH, OW, C), np.nan, dtype=dtype)
+    _jit.depthwise_conv(x, dtype(mul), dtype(zp), w_rows, bias.astype(dtype), sh, sw, pt, pl, pb, pr, out)
+    assert np.array_equal(out, want.astype(dtype)) and np.array_equal(out.astype(np.int64), want)
 
 
 @settings(max_examples=25, deadline=None)

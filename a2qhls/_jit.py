@@ -83,10 +83,11 @@ def depthwise_conv(x, mul, zp, w_rows, bias, sh, sw, pt, pl, pb, pr, out):
 
     ``x``: C-contiguous ``[B, H, W, C_in]`` stored integers; ``w_rows``: ``[kh, kw, R * Wp * C]``, tap
     ``(ky, kx)``'s weights ``w[ky, kx, :]`` tiled over ``R >= 1`` rows of the padded map (``Wp = W + pl +
-    pr`` columns); ``bias``: ``[C]``; ``out``: C-contiguous ``[B, OH, OW, C]``; ``mul``, ``zp``,
-    ``w_rows``, ``bias`` and ``out`` in one float dtype in which every partial sum is exact (the
-    caller's bound: ``|sum| < 2^24`` for float32, ``2^53`` for float64; then any order of the additions
-    gives the same sum).
+    pr`` columns); ``bias``: ``[C]``; ``mul``, ``zp``, ``w_rows`` and ``bias`` in one float dtype in
+    which every partial sum is exact (the caller's bound: ``|sum| < 2^24`` for float32, ``2^53`` for
+    float64; then any order of the additions gives the same sum); ``out``: C-contiguous ``[B, OH, OW,
+    C]`` of an integer dtype that holds the sums (int32 for float32 sums: the threshold lookup reads
+    integers faster than floats), or of the float dtype.
 
     Per image, the padded map is laid out flat (``v``; the padding stays 0), and the window at padded
     position ``p`` reads ``p + (ky * Wp + kx) * C`` for each tap: ``R`` consecutive output rows (stride 1;
@@ -155,7 +156,7 @@ def depthwise_conv(x, mul, zp, w_rows, bias, sh, sw, pt, pl, pb, pr, out):
                 if sw == 1:
                     for i in range(OW * C):
                         u = np.uint64(i)
-                        of[ob + u] = acc[s + u] + brow[u]
+                        of[ob + u] = acc[s + u] + brow[u]  # exact integers: converted exactly
                 else:
                     for ox in range(OW):
                         so = s + np.uint64(ox * sw * C)
@@ -163,3 +164,43 @@ def depthwise_conv(x, mul, zp, w_rows, bias, sh, sw, pt, pl, pb, pr, out):
                         for c in range(C):
                             u = np.uint64(c)
                             of[oo + u] = acc[so + u] + brow[u]
+
+
+@_njit
+def max_pool(x, kh, kw, sh, sw, out):
+    """``out[b, oy, ox, c] = max_{ky, kx} x[b, oy * sh + ky, ox * sw + kx, c]``: an unpadded max pool.
+
+    ``x``: C-contiguous ``[B, H, W, C]`` (any dtype); ``out``: C-contiguous ``[B, OH, OW, C]`` of the same
+    dtype, ``OH = (H - kh) // sh + 1``, ``OW = (W - kw) // sw + 1``. The ``kh`` input rows of an output
+    row are reduced first (contiguous ``W * C`` loops that vectorize), then each window's ``kw`` columns.
+    Indices are unsigned, as in :func:`depthwise_conv`.
+    """
+    B, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    n = W * C
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    rows = np.empty(n, dtype=x.dtype)
+    for b in range(B):
+        for oy in range(OH):
+            r0 = np.uint64((b * H + oy * sh) * n)
+            for i in range(n):
+                u = np.uint64(i)
+                rows[u] = xf[r0 + u]
+            for ky in range(1, kh):
+                rk = r0 + np.uint64(ky * n)
+                for i in range(n):
+                    u = np.uint64(i)
+                    rows[u] = max(rows[u], xf[rk + u])
+            ob = np.uint64((b * OH + oy) * OW * C)
+            for ox in range(OW):
+                s = np.uint64(ox * sw * C)
+                o = ob + np.uint64(ox * C)
+                for c in range(C):
+                    u = np.uint64(c)
+                    of[o + u] = rows[s + u]
+                for kx in range(1, kw):
+                    sk = s + np.uint64(kx * C)
+                    for c in range(C):
+                        u = np.uint64(c)
+                        of[o + u] = max(of[o + u], rows[sk + u])

@@ -576,6 +576,17 @@ class BitSim:
             for t in op.inputs:
                 readers.setdefault(t, []).append(op)
         self._requant_only = {t for t, rs in readers.items() if t not in model.outputs and all(isinstance(r, Requant) for r in rs)}
+        # a Requant whose output only an unpadded max Pool reads: pool the accumulator, then look up the
+        # thresholds (a quarter of the lookups for 2x2 windows). The same integers: the lookup, qmin plus
+        # the number of thresholds reached, is non-decreasing in the accumulator, so the max of the
+        # looked-up values is the lookup of the max (FINN streamlines the same way:
+        # MoveMaxPoolPastMultiThreshold)
+        self._pool_first = {}
+        for op in model.ops:
+            if isinstance(op, Pool) and op.mode == "max" and not any(op.pads) and op.inputs[0] not in model.outputs:
+                prod = model.producer(op.inputs[0])
+                if isinstance(prod, Requant) and len(readers[op.inputs[0]]) == 1:
+                    self._pool_first[prod.name] = op
         self.stages: dict = {}
         for op in model.ops:
             if isinstance(op, Dense):
@@ -792,7 +803,8 @@ class BitSim:
         x = np.asarray(x)
         if st.flat is not None and self._k is not None and x.dtype != object:
             w_rows, bias, mul, zp = st.flat
-            acc = np.empty((x.shape[0],) + tuple(self.model.tensors[op.outputs[0]].shape), dtype=w_rows.dtype)
+            dt = np.int32 if w_rows.dtype == np.float32 else np.int64  # holds every exact sum
+            acc = np.empty((x.shape[0],) + tuple(self.model.tensors[op.outputs[0]].shape), dtype=dt)
             self._k.depthwise_conv(np.ascontiguousarray(x), mul, zp, w_rows, bias, *op.stride, *op.pads, acc)
             if as_float and not self.wraps[op.name]:
                 return acc
@@ -828,6 +840,10 @@ class BitSim:
         op = st.op
         x = np.asarray(x)
         acc = None
+        if op.mode == "max" and self._k is not None and not any(op.pads) and x.dtype != object:
+            out = np.empty((x.shape[0],) + tuple(self.model.tensors[op.outputs[0]].shape), dtype=x.dtype)
+            self._k.max_pool(np.ascontiguousarray(x), *op.kernel, *op.stride, out)
+            return out
         if op.mode == "max":  # in the stored integers' own dtype (no padding enters a max pool's windows)
             for _, _, view in taps(x, op.kernel, op.stride, op.pads):
                 acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
@@ -1087,6 +1103,10 @@ class BitSim:
                     H, W, C = self.model.tensors[op.outputs[0]].shape
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))
             elif isinstance(op, Requant):
+                pool = self._pool_first.get(op.name) if not keep and stop is None else None
+                if pool is not None:  # its output is never needed: the pool's output straight from the accumulator
+                    vals[pool.outputs[0]] = self.requant(self.stages[op.name], self.pool(self.stages[pool.name], src))
+                    continue
                 out = self.requant(self.stages[op.name], src)
             elif isinstance(op, DepthToSpace):
                 out = depth_to_space(op, src)

@@ -77,12 +77,14 @@ spec = st.fixed_dictionaries({
 @given(seed=st.integers(0, 10_000), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)), conv0=spec, dw=spec,
        in_zp=st.integers(-3, 3), in_signed=st.booleans(), shrink=st.lists(st.integers(0, 3), min_size=6, max_size=6),
        dw_gemm=st.booleans(), int_gemm=st.booleans(), jit=st.booleans(), cin=st.sampled_from([1, 2]),
-       in_bits=st.sampled_from([4, 4, 24]))
-def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm, jit, cin, in_bits):
+       in_bits=st.sampled_from([4, 4, 24]), pool=st.sampled_from([(2, 2), (2, 1), (3, 2), (1, 1)]))
+def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_signed, shrink, dw_gemm, int_gemm, jit, cin, in_bits,
+                                             pool):
     """Random CNNs (conv, depthwise conv, max pool, residual add, average pool, dense), at safe and
-    narrower (wrapping) widths. With ``jit``, numba's depthwise loop computes the depthwise conv and, with
-    one input channel (``cin=1``), the first conv; a 24-bit input puts the first conv's sums past float32's
-    exact range (float64 then)."""
+    narrower (wrapping) widths; the max pool (its window ``pool``: size, stride) pools the accumulator
+    before the threshold lookup. With ``jit``, numba's depthwise and max pool loops compute the depthwise
+    conv and the pool, and, with one input channel (``cin=1``), the first conv; a 24-bit input puts the
+    first conv's sums past float32's exact range (float64 then)."""
     from hypothesis import note
 
     H0 = (hw[0] + conv0["pads"][0] + conv0["pads"][2] - conv0["kernel"][0]) // conv0["stride"][0] + 1
@@ -90,8 +92,9 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
     assume(H0 >= 1 and W0 >= 1)
     H1 = (H0 + dw["pads"][0] + dw["pads"][2] - dw["kernel"][0]) // dw["stride"][0] + 1
     W1 = (W0 + dw["pads"][1] + dw["pads"][3] - dw["kernel"][1]) // dw["stride"][1] + 1
-    assume(H1 >= 2 and W1 >= 2)
-    m = hand_models.cnn(seed=seed, hw=hw, cin=cin, conv0=conv0, dw=dw, in_type=IntType(in_bits, in_signed, False, in_zp))
+    assume(H1 >= pool[0] and W1 >= pool[0])
+    m = hand_models.cnn(seed=seed, hw=hw, cin=cin, conv0=conv0, dw=dw, pool={"kernel": (pool[0],) * 2, "stride": (pool[1],) * 2},
+                        in_type=IntType(in_bits, in_signed, False, in_zp))
     m = apply_acc_bits(m, {op.name: max(2, op.acc.acc_bits - s) for op, s in zip(m.accumulating_ops(), shrink)})
     x = np.random.default_rng(seed).uniform(-0.6, 1.3, size=(5, cin, *hw)).astype(np.float32)
     if in_bits > 4:
@@ -103,6 +106,7 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
         fast = _same(m, x, int_gemm, jit)
     finally:
         BitSim.DW_AS_GEMM = old
+    assert list(fast._pool_first) == [m.producer(next(op for op in m.ops if getattr(op, "mode", "") == "max").inputs[0]).name]
     dw_stage = next(fast.stages[op.name] for op in m.ops if getattr(op, "depthwise", False))
     assert dw_stage.flat is not None and dw_stage.flat[0].dtype == np.float32  # 3-bit activations, 4-bit weights
     first = fast.stages[m.accumulating_ops()[0].name]
@@ -112,17 +116,39 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
         assert first.flat[0].dtype == (np.float64 if in_bits > 4 and l1 >= 2 else np.float32)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), B=st.integers(0, 3), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       C=st.integers(1, 6), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64]))
+def test_numba_max_pool_equals_window_max(seed, B, hw, C, kernel, stride, dtype):
+    """numba's max pool loop (:func:`a2qhls._jit.max_pool`) against numpy's max over each window."""
+    import pytest
+
+    _jit = pytest.importorskip("a2qhls._jit")
+    (H, W), (kh, kw), (sh, sw) = hw, kernel, stride
+    assume(H >= kh and W >= kw)
+    OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+    x = np.random.default_rng(seed).integers(-1000, 1000, size=(B, H, W, C)).astype(dtype)
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :OH, :OW]
+    out = np.zeros((B, OH, OW, C), dtype=dtype)
+    _jit.max_pool(x, kh, kw, sh, sw, out)
+    assert np.array_equal(out, win.max(axis=(-2, -1)))
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), B=st.integers(0, 3), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
        C=st.integers(1, 6), one_input=st.booleans(), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), pads=st.tuples(*[st.integers(0, 2)] * 4),
        rows=st.integers(1, 5), dtype=st.sampled_from([np.float32, np.float64]),
-       xdtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int64]), bipolar=st.booleans(), zp=st.integers(-5, 5))
+       xdtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int64]), bipolar=st.booleans(), zp=st.integers(-5, 5),
+       int_out=st.booleans())
 def test_numba_depthwise_loop_equals_direct_sum(seed, B, hw, C, one_input, kernel, stride, pads, rows, dtype, xdtype,
-                                                 bipolar, zp):
+                                                 bipolar, zp, int_out):
     """numba's depthwise loop (:func:`a2qhls._jit.depthwise_conv`) against the direct int64 sum over each
     window, for any kernel, stride and padding, ``R`` padded rows per pass (the last pass partial), one
-    input channel read by every output channel or one each, float32 and float64 sums, every stored dtype."""
+    input channel read by every output channel or one each, float32 and float64 sums, every stored dtype,
+    integer or float output."""
     import pytest
 
     _jit = pytest.importorskip("a2qhls._jit")
@@ -145,9 +171,9 @@ def test_numba_depthwise_loop_equals_direct_sum(seed, B, hw, C, one_input, kerne
             want += v[:, ky : ky + (OH - 1) * sh + 1 : sh, kx : kx + (OW - 1) * sw + 1 : sw] * w[ky, kx]
     R = rows if sh == 1 else 1
     w_rows = np.ascontiguousarray(np.broadcast_to(w[:, :, None, :], (kh, kw, R * Wp, C)).reshape(kh, kw, -1)).astype(dtype)
-    out = np.full((B, OH, OW, C), np.nan, dtype=dtype)
+    out = np.full((B, OH, OW, C), -1, dtype=(np.int32 if dtype == np.float32 else np.int64) if int_out else dtype)
     _jit.depthwise_conv(x, dtype(mul), dtype(zp), w_rows, bias.astype(dtype), sh, sw, pt, pl, pb, pr, out)
-    assert np.array_equal(out, want.astype(dtype)) and np.array_equal(out.astype(np.int64), want)
+    assert np.array_equal(out.astype(np.int64), want)
 
 
 @settings(max_examples=25, deadline=None)

@@ -204,3 +204,39 @@ def max_pool(x, kh, kw, sh, sw, out):
                     for c in range(C):
                         u = np.uint64(c)
                         of[o + u] = max(of[o + u], rows[sk + u])
+
+
+@_njit
+def im2col(x, fill, kh, kw, sh, sw, pt, pl, pb, pr, out):
+    """``out[b, oy, ox, (ky * kw + kx) * C + c] = x[b, oy * sh + ky - pt, ox * sw + kx - pl, c]``, ``fill``
+    in the padding: :func:`a2qhls.sim.im2col`'s rows.
+
+    ``x``: C-contiguous ``[B, H, W, C]``; ``fill``: a scalar of its dtype; ``out``: C-contiguous ``[B, OH,
+    OW, kh * kw * C]`` of the same dtype. Per image the padded map is laid out flat once (the padding
+    written once per call), then each window row is one contiguous copy of ``kw * C`` values. Indices
+    are unsigned, as in :func:`depthwise_conv`.
+    """
+    B, H, W, C = x.shape
+    OH, OW, K = out.shape[1], out.shape[2], out.shape[3]
+    Wp = W + pl + pr
+    n = kw * C
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    v = np.empty((H + pt + pb) * Wp * C, dtype=x.dtype)
+    v[:] = fill
+    for b in range(B):
+        for y in range(H):
+            o = np.uint64(((y + pt) * Wp + pl) * C)
+            xb = np.uint64((b * H + y) * W * C)
+            for i in range(W * C):
+                u = np.uint64(i)
+                v[o + u] = xf[xb + u]
+        for oy in range(OH):
+            for ox in range(OW):
+                ob = np.uint64(((b * OH + oy) * OW + ox) * K)
+                for ky in range(kh):
+                    s = np.uint64(((oy * sh + ky) * Wp + ox * sw) * C)
+                    d = ob + np.uint64(ky * n)
+                    for i in range(n):
+                        u = np.uint64(i)
+                        of[d + u] = v[s + u]

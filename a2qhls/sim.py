@@ -397,11 +397,19 @@ def windows(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
     return win[:, : (OH - 1) * sh + 1 : sh, : (OW - 1) * sw + 1 : sw]
 
 
-def im2col(v: np.ndarray, kernel, stride, pads, fill=0) -> np.ndarray:
+def im2col(v: np.ndarray, kernel, stride, pads, fill=0, kernels=None) -> np.ndarray:
     """``[B, H, W, C]`` -> a C-contiguous ``[B, OH, OW, kh * kw * C]`` copy of the windows, in
-    ``(kh, kw, C)`` order (padding = ``fill``); a 1x1 kernel at stride 1 without padding: ``v`` itself."""
+    ``(kh, kw, C)`` order (padding = ``fill``); a 1x1 kernel at stride 1 without padding: ``v`` itself.
+    ``kernels``: numba's loops (:func:`jit_kernels`), whose copy is used for numeric dtypes."""
     if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(pads):
         return np.ascontiguousarray(v)
+    if kernels is not None and v.dtype != object:
+        (kh, kw), (sh, sw), (t, l, b, r) = kernel, stride, pads
+        OH = (v.shape[1] + t + b - kh) // sh + 1
+        OW = (v.shape[2] + l + r - kw) // sw + 1
+        out = np.empty((v.shape[0], OH, OW, kh * kw * v.shape[3]), dtype=v.dtype)
+        kernels.im2col(np.ascontiguousarray(v), v.dtype.type(fill), kh, kw, sh, sw, t, l, b, r, out)
+        return out
     win = windows(v, kernel, stride, pads, fill)  # [B, OH, OW, C, kh, kw]
     if v.shape[-1] == 1:  # one channel: kh * kw strided copies beat one transposing copy of 1-element runs
         out = np.empty(win.shape[:3] + (kernel[0] * kernel[1],), dtype=v.dtype)
@@ -813,7 +821,8 @@ class BitSim:
         if st.kind == "i8":  # im2col in int8 (the padding value 0 is u = -shift), one int8 GEMM
             import torch
 
-            cols = im2col(_int8_values(x, st.zp + st.shift, st.mul), op.kernel, op.stride, op.pads, fill=-st.shift)
+            cols = im2col(_int8_values(x, st.zp + st.shift, st.mul), op.kernel, op.stride, op.pads, fill=-st.shift,
+                          kernels=self._k)
             B, OH, OW = cols.shape[:3]
             cols = cols.reshape(B * OH * OW, -1)
             acc = self._int_mm(torch.from_numpy(cols), st.w).numpy().reshape(B, OH, OW, -1)
@@ -830,7 +839,7 @@ class BitSim:
                     tmp = np.multiply(view, st.w[:, dy, dx], out=tmp)
                     acc += tmp
         else:
-            cols = im2col(v, op.kernel, op.stride, op.pads)
+            cols = im2col(v, op.kernel, op.stride, op.pads, kernels=self._k)
             B, OH, OW = cols.shape[:3]
             cols = cols.reshape(B * OH * OW, -1)
             acc = (cols @ st.w if st.kind != "obj" else cols.dot(st.w)).reshape(B, OH, OW, -1)

@@ -1,8 +1,8 @@
 """The numpy model's fast paths (integer sums as torch int8 GEMMs with int32 sums, or as float32/float64
 BLAS GEMMs, where exact; accumulators handed to the threshold lookup; a small depthwise conv as a
-block-diagonal GEMM; numba's fused input quantizer, threshold-table and depthwise-conv loops, ``jit``) give the same integers
-as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at their safe widths and narrower
-ones (wrapping), with and without the int8 GEMM and the numba loops."""
+block-diagonal GEMM; numba's fused input quantizer, threshold-table, depthwise-conv, max-pool and im2col loops,
+``jit``) give the same integers as its plain int64 path (``BitSim(blas=False)``), on random MLPs and CNNs at
+their safe widths and narrower ones (wrapping), with and without the int8 GEMM and the numba loops."""
 from __future__ import annotations
 
 import numpy as np
@@ -114,6 +114,27 @@ def test_cnn_fast_path_equals_plain_integers(seed, hw, conv0, dw, in_zp, in_sign
     if cin == 1:  # float64 once a window's sum can pass 2^24: |value| up to 2^23 (2^24 unsigned) times sum |w| >= 2
         l1 = int(np.abs(np.asarray(first.op.weight)).sum(axis=(1, 2, 3)).max())
         assert first.flat[0].dtype == (np.float64 if in_bits > 4 and l1 >= 2 else np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), B=st.integers(1, 3), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       C=st.integers(1, 6), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       dtype=st.sampled_from([np.int8, np.int16, np.int64, np.float32, np.float64]), fill=st.integers(-5, 5))
+def test_numba_im2col_equals_numpy_windows(seed, B, hw, C, kernel, stride, pads, dtype, fill):
+    """numba's im2col copy equals numpy's strided one (:func:`a2qhls.sim.im2col`) for any window, stride,
+    padding and fill."""
+    import pytest
+
+    from a2qhls.sim import im2col
+
+    _jit = pytest.importorskip("a2qhls._jit")
+    (H, W), (kh, kw), (t, l, b, r) = hw, kernel, pads
+    assume(H + t + b >= kh and W + l + r >= kw)
+    x = np.random.default_rng(seed).integers(-100, 100, size=(B, H, W, C)).astype(dtype)
+    want = im2col(x, kernel, stride, pads, fill=fill)
+    got = im2col(x, kernel, stride, pads, fill=fill, kernels=_jit)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,8 +8,9 @@ images per second of
 
 * ``BitSim.run`` on a batch (integers out, bit-exact; the dot products as torch's int8 GEMM with int32 sums,
   or on BLAS, where exact; chunks of the batch in ``--threads`` parallel threads), as numpy only
-  (``jit=False``, what the default gives below ``BitSim.JIT_MIN_ELEMENTS`` values) and with numba's fused
-  loops for the input quantizer and the threshold tables (``jit=True``, the ``fast`` extra),
+  (``jit=False``, what the default gives below ``BitSim.JIT_MIN_ELEMENTS`` values) and with numba's loops
+  (``jit=True``, the ``fast`` extra: the input quantizer, the threshold tables, depthwise convolutions,
+  max pools and im2col),
 * torch's float forward of the same architecture (the Brevitas net with every quantized layer
   replaced by its float torch layer: same shapes, same weights, no quantizers; for ResNet18
   brevitas_examples' ``float_resnet18``), ``torch.no_grad``,

@@ -1,9 +1,10 @@
 """The numpy model's numba path (``BitSim(jit=True)``), its numpy-only fast path (``jit=False``) and its
-plain int64 path (``blas=False``) give the same integers, and agree with QONNX's executor, on a Brevitas
-MLP and a Brevitas CNN (depthwise conv, max pool, residual add, average pool) exported by each of
-Brevitas's two QONNX exporters (dynamo and TorchScript), on inputs that hit the input quantizer's
-rounding ties (exactly ``k + 0.5`` LSB, even and odd ``k``, negative) and its clipping (beyond the
-range, infinities, ``-0.0``)."""
+plain int64 path (``blas=False``) give the same integers (the fast paths with torch's int8 GEMM and with
+float BLAS GEMMs), and agree with QONNX's executor, on a Brevitas MLP and a Brevitas CNN (depthwise conv,
+max pool, residual add, average pool) exported by each of Brevitas's two QONNX exporters (dynamo and
+TorchScript), at the derived accumulator widths and 2 bits narrower (wrapping; paths only), on inputs
+that hit the input quantizer's rounding ties (exactly ``k + 0.5`` LSB, even and odd ``k``, negative) and
+its clipping (beyond the range, infinities, ``-0.0``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -114,10 +115,11 @@ def test_jit_numpy_and_plain_paths_agree_with_qonnx_per_exporter(exported, net, 
         plain_sim = BitSim(m, blas=False)
         assert any(plain_sim.wraps.values()) == bool(narrower)
         plain = plain_sim.run_batch(x, keep=True)
-        sims = {"jit": BitSim(m, jit=True), "numpy": BitSim(m, jit=False)}
-        assert sims["jit"]._k is not None and sims["numpy"]._k is None
+        # each with torch's int8 GEMM and with the float BLAS GEMMs
+        sims = {(jit, gemm): BitSim(m, jit=jit, int_gemm=gemm) for jit in (True, False) for gemm in (True, False)}
+        assert all((sim._k is not None) == jit for (jit, _), sim in sims.items())
         # numba's threshold loop is taken: the requantizers read tables
-        assert all(sims["jit"].stages[op.name].lut is not None for op in m.ops if isinstance(op, Requant))
+        assert all(sims[True, True].stages[op.name].lut is not None for op in m.ops if isinstance(op, Requant))
         for kind, sim in sims.items():
             got = sim.run(x)  # fused: narrow input integers, float accumulators straight into the tables
             for o in m.outputs:

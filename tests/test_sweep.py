@@ -140,6 +140,30 @@ def test_grid_lists_and_ranges():
     assert len({json.dumps(c, sort_keys=True) for c in cfgs}) == len(cfgs)
 
 
+def test_sweep_quantizers_are_trains_recipes_but_float(tmp_path, capsys):
+    """The grid's quantizers are ``a2qhls train``'s (each one a recipe train accepts, in train's order);
+    "float" is refused with the reason, by the CLI and by run_sweep, before anything is written; --help
+    lists them."""
+    from a2qhls.frontend.sweep import QUANTS, parse_quants
+    from a2qhls.frontend.train import QUANT_KINDS, check_recipe
+
+    for q in QUANTS:
+        check_recipe(q, "all")
+    assert "float" in QUANT_KINDS and [q for q in QUANT_KINDS if q in QUANTS] == list(QUANTS)
+    assert parse_quants("a2q+, baseline,a2q+") == ["a2q+", "baseline"]
+    for text in ("float", "a2q,float"):
+        with pytest.raises(A2QError, match="'float' is not a sweep quantizer.*once per seed.*supported: baseline, a2q, a2q\\+$"):
+            parse_quants(text)
+    out = tmp_path / "sw"
+    with pytest.raises(A2QError, match="'float' is not a sweep quantizer"):
+        run_sweep(SweepGrid(quants=["a2q", "float"], epochs=0), str(out), executor="serial")
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--quant QUANT quantizers: " + ", ".join(QUANTS) + " (comma separated;" in text
+
+
 def test_pareto_front_keeps_only_undominated_points():
     pts = [(10, 90.0), (12, 95.0), (11, 89.0), (12, 94.0), (20, 95.0), (25, 97.0), (9, 50.0)]
     assert pareto_front(pts) == [(9, 50.0), (10, 90.0), (12, 95.0), (25, 97.0)]
@@ -148,6 +172,7 @@ def test_pareto_front_keeps_only_undominated_points():
 @pytest.mark.parametrize("argv,needle", [
     (["--acc-bits", "12:9"], "--acc-bits: bad range"),
     (["--quant", "a2q,fp8"], "--quant: unknown value 'fp8'"),
+    (["--quant", "a2q,float"], "--quant: 'float' is not a sweep quantizer"),
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--arch", "cnn:c8,zz"], "unknown CNN token 'zz'"),
     (["--out", "/nonexistent/dir/sw"], "directory does not exist"),

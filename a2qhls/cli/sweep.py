@@ -10,6 +10,10 @@ from .train import HelpFormatter, arch_arg, task_default
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from ..frontend.sweep import QUANTS
+    except ImportError as e:
+        raise A2QError(f"a2qhls sweep needs the front-end extras (torch): pip install 'a2qhls[torch]' ({e})")
     p.formatter_class = HelpFormatter
     p.description = (
         "Train, export and inspect every configuration of a grid, each exactly as 'a2qhls train' with the same "
@@ -18,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "plots; runs are cached in OUT/runs by configuration, so a repeated or extended sweep runs only what is "
         "missing. Lists take values and ranges: 9:16 (inclusive), 9:16:2, 9,10,12.")
     g = p.add_argument_group("grid")
-    g.add_argument("--quant", default="a2q,a2q+", help="quantizers: baseline, a2q, a2q+ (comma separated)")
+    g.add_argument("--quant", default="a2q,a2q+",
+                   help=f"quantizers: {', '.join(QUANTS)} (comma separated; the float model is trained once per seed "
+                        "and reported with every run)")
     g.add_argument("--acc-bits", default="9:12", help="target accumulator widths P (not used by baseline)")
     g.add_argument("--weight-bits", default="4", help="weight bit widths M")
     g.add_argument("--act-bits", default="4", help="activation bit widths N")
@@ -59,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..frontend.sweep import INITS, QUANTS, SweepGrid, parse_choices, parse_int_list, run_sweep, summary_table
+    from ..frontend.sweep import INITS, SweepGrid, parse_choices, parse_int_list, parse_quants, run_sweep, summary_table
 
     if args.seeds < 1:
         raise A2QError(f"--seeds must be at least 1, got {args.seeds}")
@@ -72,7 +78,7 @@ def run(args) -> int:
                    float_epochs=args.float_epochs, lr=args.lr, batch_size=args.batch_size)
     arch = run.arch
     grid = SweepGrid(
-        task=args.task, upscale=args.upscale, dataset=args.dataset, arch=arch, quants=parse_choices(args.quant, QUANTS, "--quant"),
+        task=args.task, upscale=args.upscale, dataset=args.dataset, arch=arch, quants=parse_quants(args.quant),
         acc_bits=parse_int_list(args.acc_bits, "--acc-bits"), weight_bits=parse_int_list(args.weight_bits, "--weight-bits"),
         act_bits=parse_int_list(args.act_bits, "--act-bits"), inits=parse_choices(args.init, INITS, "--init"),
         seeds=list(range(args.seeds)), constrain=run.constrain, epochs=run.epochs, float_epochs=run.float_epochs,

@@ -38,12 +38,17 @@ from typing import Callable, Optional
 
 from ..errors import A2QError
 from ..plots import float_quality, quality, quality_name
+from .train import QUANT_KINDS
 
-__all__ = ["SweepGrid", "SweepResult", "parse_int_list", "parse_choices", "run_sweep", "configs", "config_key",
-           "float_key", "float_task", "run_task", "RAY_MISSING", "CSV_COLUMNS", "summary_table"]
+__all__ = ["QUANTS", "SweepGrid", "SweepResult", "parse_int_list", "parse_choices", "parse_quants", "run_sweep", "configs",
+           "config_key", "float_key", "float_task", "run_task", "RAY_MISSING", "CSV_COLUMNS", "summary_table"]
 
 SCHEMA = "a2qhls-sweep-1"
-QUANTS = ("baseline", "a2q", "a2q+")
+# The grid's quantizers: ``a2qhls train``'s recipes (:data:`~a2qhls.frontend.train.QUANT_KINDS`, in its
+# order) but "float". A sweep trains the float model itself, once per seed: every run starts from it and
+# reports its quality (float_test_accuracy / float_test_psnr, the table's "float:" line), while a
+# "float" run of train saves only a torch checkpoint: no QONNX to inspect, no accumulator, no cost.
+QUANTS = tuple(q for q in QUANT_KINDS if q != "float")
 INITS = ("ep", "default")
 RAY_MISSING = ("a2qhls sweep runs on Ray, which is not installed: pip install 'a2qhls[sweep]' "
                "(or pass --serial to run the grid in this process)")
@@ -98,6 +103,25 @@ def parse_choices(text: str, allowed: tuple, what: str) -> list:
     if not items:
         raise A2QError(f"{what}: empty list '{text}'")
     return items
+
+
+def _check_quant(q: str, what: str = "--quant") -> None:
+    """Raises :class:`A2QError` (one line) for a ``q`` not in :data:`QUANTS`; for "float", why."""
+    if q == "float":
+        raise A2QError(f"{what}: 'float' is not a sweep quantizer: the sweep trains the float model once per seed "
+                       f"and reports it with every run (float_test_accuracy, float_test_psnr); "
+                       f"supported: {', '.join(QUANTS)}")
+    if q not in QUANTS:
+        raise A2QError(f"{what}: unknown value '{q}' (supported: {', '.join(QUANTS)})")
+
+
+def parse_quants(text: str, what: str = "--quant") -> list:
+    """Comma-separated quantizers of :data:`QUANTS` (as :func:`parse_choices`); :class:`A2QError` for
+    any other, "float" included (with the reason)."""
+    for t in str(text).split(","):
+        if t.strip():
+            _check_quant(t.strip(), what)
+    return parse_choices(text, QUANTS, what)
 
 
 @dataclass
@@ -458,8 +482,7 @@ def run_sweep(grid: SweepGrid, out_dir: str, executor: str = "ray", address: Opt
     if not grid.seeds:
         raise A2QError("--seeds must be at least 1")
     for q in grid.quants:
-        if q not in QUANTS:
-            raise A2QError(f"--quant: unknown value '{q}' (supported: {', '.join(QUANTS)})")
+        _check_quant(q)
     # options shared by every run are checked once, before anything runs
     validate(TrainRun(task=grid.task, upscale=grid.upscale, dataset=grid.dataset,
                       arch=parse_arch(_arch_text(grid.arch)), epochs=grid.epochs,

@@ -6,7 +6,8 @@ only computes numbers (widths, folding, packed arrays) and hands them to the
 templates, rendered with ``StrictUndefined``. Same IR, same folding, same widths:
 byte-identical files.
 
-The supported graph starts with an input Quant and has one graph output, the last unit's.
+The supported graph starts with an input Quant and has one or more graph outputs, each streamed out of
+its own AXI-stream port of the top (``out``; with several, ``out0``, ``out1``, ... in graph-output order).
 Every accumulating op (Dense, Conv, average Pool, Add) is fused with the Requant that follows
 it (thresholds) into one streaming unit (:class:`LayerPlan`); a tensor with several consumers
 gets a stream duplicator (``dup``). Streams are channels-last, each word a fixed number of
@@ -624,22 +625,34 @@ def _thr_fields(rq: Optional[Requant], P: int) -> tuple:
     return 0, None, IntT(P, True), 0
 
 
+class Units(list):
+    """:func:`plan`'s result: the units in dataflow order (a list), and ``outputs``: the graph output
+    tensors in graph-output order, each streamed out of its own AXI-stream port (:func:`axis_ports`)."""
+
+    outputs: list = []
+
+
+def graph_outputs(units: list) -> list:
+    """The graph output tensors of a plan, in graph-output order (a plain list of units: its last unit's)."""
+    return list(getattr(units, "outputs", None) or [units[-1].out_tensor])
+
+
 def _shape3(shape) -> tuple:
     return tuple(int(v) for v in shape)
 
 
-def plan(model: Model) -> list[LayerPlan]:
+def plan(model: Model) -> Units:
     """Check the graph is supported and compute every unit's C++ types, in dataflow order.
 
     Reads the build's decisions from the IR: each layer's folding (``op.pe``/``op.simd``, from
     :func:`a2qhls.passes.folding.apply_folding`) and each accumulator's width (``op.acc_bits``).
+    Returns :class:`Units` (the units, and the graph outputs in order). A tensor that is a graph output
+    and is also read by later units gets a ``dup`` whose last copy feeds its output port.
     Raises :class:`A2QError` for a graph code generation does not support or a layer without folding.
     """
     ops = model.ops
     if not ops or not isinstance(ops[0], InputQuant):
         raise A2QError("code generation needs the graph to start with an input Quant")
-    if len(model.outputs) != 1:
-        raise A2QError(f"code generation supports one graph output, the model has {len(model.outputs)}")
     for op in ops:
         if isinstance(op, Conv) and tuple(op.zero_insert) != (1, 1):
             prod = model.producer(op.inputs[0])
@@ -687,15 +700,17 @@ def plan(model: Model) -> list[LayerPlan]:
     fused = set()
 
     def fork(tensor: str) -> None:
-        cons = model.consumers(tensor)
-        if len(cons) > 1:
+        """A dup when ``tensor`` has several readers; each graph output's AXI-stream port counts as one (two
+        graph outputs may be one IR tensor, e.g. ``a`` and ``Flatten(a)``)."""
+        n = len(model.consumers(tensor)) + model.outputs.count(tensor)
+        if n > 1:
             t = model.tensors[tensor]
             it = etype[tensor]
             append(LayerPlan(
                 index=0, cname=cname("dup"), dense=None, requant=None, MW=t.channels, MH=t.channels,
                 PE=epw[tensor], SIMD=1, IPB=epw[tensor], P=0, safe_bits=0, in_t=it, zp=0, val_t=it, w_t=None,
                 bias_t=None, out_t=it, thr_t=None, NT=0, qmin=0, kind="dup", inputs=[tensor], outputs=[tensor],
-                in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=len(cons),
+                in_shape=_shape3(t.shape), out_shape=_shape3(t.shape), n_out=n,
             ))
 
     def convert(tensor: str, to_epw: int) -> None:
@@ -839,11 +854,17 @@ def plan(model: Model) -> list[LayerPlan]:
         if u.out_shape and u.MH % u.PE:
             raise A2QError(f"'{op.name}': {u.PE} elements per word do not divide its {u.MH} channels")
         record(u)
-    if model.outputs[0] not in epw:
-        raise A2QError(f"code generation: the graph output '{model.outputs[0]}' is not produced by any unit")
-    last = units[-1]
-    if last.kind == "dup" or last.out_tensor != model.outputs[0]:
-        raise A2QError(f"code generation: the graph output '{model.outputs[0]}' must be the last unit's output")
+    for t in model.outputs:
+        if t not in epw or t == iq.outputs[0]:
+            raise A2QError(f"code generation: the graph output '{t}' is not produced by any unit"
+                           f"{' (it is the input quantizer output)' if t in epw else ''}")
+    read = {t for u in units for t in u.inputs}
+    for u in units:
+        if u.out_tensor not in read and u.out_tensor not in model.outputs:
+            raise A2QError(f"code generation: the output '{u.out_tensor}' of "
+                           f"{f'{u.dense.op} {u.dense.name!r}' if u.dense is not None else u.cname} is neither read nor a graph output")
+    units = Units(units)
+    units.outputs = list(model.outputs)
     widest_word(units)
     from .passes.folding import SWG_REGISTER_BITS_MAX
 
@@ -941,6 +962,29 @@ class AxisPort:
     per_word: int
     shape: tuple = ()  # the tensor's shape (channels last), for the layout
     reorder: str = ""  # the op that produced the output tensor, when it is a reorder (DepthToSpace)
+    sfx: str = ""  # an output port's suffix: "" for the only output, else its graph-output index ("out0", "out1", ...)
+    tensor: str = ""  # an output port's tensor
+    word: str = ""  # the C++ word type of the stream an output adapter reads
+    index: int = 0  # an output port's graph-output index
+
+    @property
+    def name(self) -> str:
+        """The top function's argument: ``in``, ``out``, or ``out<k>`` with several outputs."""
+        return self.direction + self.sfx
+
+    @property
+    def adapter(self) -> str:
+        """The adapter's function (and dataflow process) name: ``a2q_in_adapter``, ``a2q_out<k>_adapter``."""
+        return f"a2q_{self.name}_adapter"
+
+    @property
+    def stream(self) -> str:
+        """The internal stream between the design and an output adapter: ``sout``, ``sout<k>``."""
+        return f"s{self.name}"
+
+    @property
+    def t(self) -> "IntT":
+        return IntT(self.bits, self.signed)
 
     @property
     def slot_bits(self) -> int:
@@ -998,25 +1042,42 @@ class AxisPort:
         }
 
 
+def output_sources(units: list) -> list:
+    """``[(tensor, producing unit, C++ word type of the stream the port reads)]`` per graph output, in
+    graph-output order: the producer's output word, or a dup's copy when the tensor is also read by units."""
+    out = []
+    for t in graph_outputs(units):
+        prod = next(u for u in units if u.kind not in ("dup", "dwc") and u.out_tensor == t)
+        dup = next((u for u in units if u.kind == "dup" and u.inputs[0] == t), None)
+        out.append((t, prod, f"{(dup or prod).cname}_out_word"))
+    return out
+
+
 def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
-    """``(input port, output port)`` for a bus of ``bus_bits`` (a multiple of 8); default: each
-    port's first/last unit's word with every element widened to whole bytes (no repacking)."""
-    first, last = units[0], units[-1]
+    """``(input port, [output ports])`` for a bus of ``bus_bits`` (a multiple of 8); default: each
+    port as wide as its unit's word (the first unit's input word; the word of the unit producing that
+    graph output) with every element widened to whole bytes (no repacking). One output port per graph
+    output, in graph-output order."""
+    first = units[0]
+    srcs = output_sources(units)
+    sfx = [""] if len(srcs) == 1 else [str(k) for k in range(len(srcs))]
     ports = []
-    note = ""
-    if last.kind == "d2s":
-        H, W, C = last.in_shape
-        r = last.dense.blocksize
-        note = (f"DepthToSpace {last.dense.mode} output: element (y, x, c) of the {H * r}x{W * r}x{C // (r * r)} image is input "
-                f"channel {'(y%r*r + x%r)*C/r^2 + c' if last.dense.mode == 'DCR' else 'c*r^2 + (y%r)*r + x%r'} (r={r}) "
-                f"of pixel (y/r, x/r) of the {H}x{W}x{C} map before it; PyTorch's PixelShuffle is CRD")
-    for direction, t, elems, per_word, shape in (("in", first.in_t, first.in_elems, first.IPB, first.in_shape),
-                                                 ("out", last.out_t, last.out_elems, last.PE, last.out_shape)):
+    specs = [("in", first, first.in_t, first.in_elems, first.IPB, first.in_shape, "", "", "")]
+    for k, (tensor, prod, word) in enumerate(srcs):
+        specs.append(("out", prod, prod.out_t, prod.out_elems, prod.PE, prod.out_shape, sfx[k], tensor, word))
+    for k, (direction, u, t, elems, per_word, shape, suffix, tensor, word) in enumerate(specs):
+        note = ""
+        if direction == "out" and u.kind == "d2s":
+            H, W, C = u.in_shape
+            r = u.dense.blocksize
+            note = (f"DepthToSpace {u.dense.mode} output: element (y, x, c) of the {H * r}x{W * r}x{C // (r * r)} image is input "
+                    f"channel {'(y%r*r + x%r)*C/r^2 + c' if u.dense.mode == 'DCR' else 'c*r^2 + (y%r)*r + x%r'} (r={r}) "
+                    f"of pixel (y/r, x/r) of the {H}x{W}x{C} map before it; PyTorch's PixelShuffle is CRD")
         slot = t.slot_bits
         bus = bus_bits if bus_bits is not None else per_word * slot
         if bus_bits is None and bus > AP_INT_LIMIT_W:  # the default bus: one unit word, each element in whole bytes
-            u = first if direction == "in" else last
-            raise A2QError(f"the AXI-stream {direction}put port would carry {per_word} {t.bits}-bit elements a beat in whole "
+            raise A2QError(f"the AXI-stream {direction}put port{(' ' + direction + suffix) if suffix else ''} would carry "
+                           f"{per_word} {t.bits}-bit elements a beat in whole "
                            f"bytes ({bus} bits), above the 4096-bit limit: fold unit {u.cname} "
                            f"({f'layer {u.dense.name!r}' if u.dense is not None else f'reading tensor {u.inputs[0]!r}'}) "
                            f"to fewer elements a word "
@@ -1024,8 +1085,9 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
         if bus % 8 or bus < slot or bus > 4096:
             raise A2QError(f"--bus-bits {bus}: the AXI-stream width must be a multiple of 8 from {slot} (one {t.bits}-bit "
                            f"{direction}put element in whole bytes) to 4096")
-        ports.append(AxisPort(direction, bus, t.bits, t.signed, elems, per_word, tuple(shape), note if direction == "out" else ""))
-    return tuple(ports)
+        ports.append(AxisPort(direction, bus, t.bits, t.signed, elems, per_word, tuple(shape), note, suffix, tensor, word,
+                              max(k - 1, 0)))
+    return ports[0], ports[1:]
 
 
 @dataclass
@@ -1094,11 +1156,12 @@ def weight_ports(units: list) -> list:
 
 
 def adapter_costs(units: list, bus_bits: Optional[int] = None) -> list:
-    """``[(name, Cost)]`` of the top's two AXI-stream adapters (:func:`a2qhls.estimate.axis_adapter_cost`)."""
+    """``[(name, Cost)]`` of the top's AXI-stream adapters (the input's, then each output's) (:func:`a2qhls.estimate.axis_adapter_cost`)."""
     from . import estimate
 
-    return [(f"a2q_{p.direction}_adapter", estimate.axis_adapter_cost(p.direction, p.bus_bits, p.bits, p.per_beat, p.per_word))
-            for p in axis_ports(units, bus_bits)]
+    axin, axouts = axis_ports(units, bus_bits)
+    return [(p.adapter, estimate.axis_adapter_cost(p.direction, p.bus_bits, p.bits, p.per_beat, p.per_word))
+            for p in [axin, *axouts]]
 
 
 def design_estimate(units: list, bus_bits: Optional[int] = None) -> dict:
@@ -1178,16 +1241,20 @@ def netlist(units: list) -> tuple[list, list]:
 
     Returns ``(streams, calls)``: ``streams`` = ``[(name, word type, depth, comment)]`` (the top's
     ``in``/``out`` AXI-stream ports excluded); ``calls`` = ``[(function, [argument streams])]`` in
-    dataflow order, from the input adapter (``in`` -> ``sin``) to the output adapter (``sout`` -> ``out``).
+    dataflow order, from the input adapter (``in`` -> ``sin``) to the output adapters (``sout`` -> ``out``;
+    with several graph outputs ``sout<k>`` -> ``out<k>`` in graph-output order, see :class:`AxisPort`).
     Stream names: ``s<i>`` the output of unit ``i``, ``s<i>_<k>`` copy ``k`` of a dup, ``s<i>w`` a
-    sliding-window stream. FIFO depth is 2 except on a fork's copies: see :func:`fork_depths`.
+    sliding-window stream; a graph output that units also read reaches its port through the dup's last
+    copy. FIFO depth is 2 except on a fork's copies: see :func:`fork_depths`.
     """
     src: dict = {}  # tensor -> list of streams not yet consumed (a dup offers several)
     streams, calls = [], []
     reasons = fork_reasons(units)
     first_tensor = units[0].inputs[0]
     src[first_tensor] = ["sin"]
-    last = units[-1]
+    gouts = graph_outputs(units)
+    sfx = [""] if len(gouts) == 1 else [str(k) for k in range(len(gouts))]
+    direct = {t: f"sout{k}" for t, k in zip(gouts, sfx) if not any(t in u.inputs for u in units)}  # written by its producer
     streams.append(("sin", f"{units[0].cname}_in_word", 2, "the input, unpacked from the AXI-stream beats"))
     calls.append(("a2q_in_adapter", ["in", "sin"]))
     for u in units:
@@ -1207,17 +1274,19 @@ def netlist(units: list) -> tuple[list, list]:
             calls.append((u.cname, args + outs))
             src[u.inputs[0]] = list(outs)
             continue
-        out = "sout" if u is last else f"s{u.index}"
+        to_port = u.out_tensor in direct
+        out = direct[u.out_tensor] if to_port else f"s{u.index}"
         if u.kind in ("conv", "dw"):
             streams.append((f"s{u.index}w", f"{u.cname}_win_word", 2, "sliding windows"))
             calls.append((f"{u.cname}_swg", [args[0], f"s{u.index}w"]))
             args = [f"s{u.index}w"]
         if u.w_stream:
             args = args + [u.w_port]
-        streams.append((out, f"{u.cname}_out_word", 2, "the output, packed into AXI-stream beats" if u is last else ""))
+        streams.append((out, f"{u.cname}_out_word", 2, "the output, packed into AXI-stream beats" if to_port else ""))
         calls.append((u.cname, args + [out]))
         src[u.out_tensor] = [out]
-    calls.append(("a2q_out_adapter", ["sout", "out"]))
+    for t, k in zip(gouts, sfx):
+        calls.append((f"a2q_out{k}_adapter", [src[t].pop(0), f"out{k}"]))
     return streams, calls
 
 
@@ -1415,14 +1484,15 @@ def check_control(control: str) -> str:
 
 def _context(model: Model, layers: list, part: str, clock_ns: float, bus_bits: Optional[int] = None, control: str = "none") -> dict:
     streams, calls = netlist(layers)
-    axin, axout = axis_ports(layers, bus_bits)
+    axin, axouts = axis_ports(layers, bus_bits)
     wide_name, wide_bits = widest_word(layers)
     groups = unit_groups(layers)
     return dict(
         widest=(wide_name, wide_bits),
-        processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [("a2q_out_adapter", axout.iters)],
+        processes=[("a2q_in_adapter", axin.iters)] + processes(layers) + [(p.adapter, p.iters) for p in axouts],
         axin=axin,
-        axout=axout,
+        axout=axouts[0],
+        axouts=axouts,
         wports=weight_ports(layers),
         control=check_control(control),
         ap_int_max_w=wide_bits if wide_bits > AP_INT_DEFAULT_MAX_W else None,
@@ -1590,7 +1660,7 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     except KeyError:
         raise A2QError(f"part '{part}': no capacity known (known parts: {', '.join(estimate.PARTS)})") from None
     cost_of = {c["cname"]: c for c in costs["units"]}
-    axin, axout = axis_ports(units, bus_bits)
+    axin, axouts = axis_ports(units, bus_bits)
     overrides = {d.name: int(d.acc_bits) for d in sorted(model.accumulating_ops(), key=lambda d: d.name) if d.acc_bits_overridden}
     out_layers = []
     for lp in layers_of(units):
@@ -1652,9 +1722,10 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
             e["swg_cycles_per_image"] = u.swg_cycles
             e["compute_cycles_per_image"] = u.cycles
         unit_list.append(e)
-    unit_list.append({"index": None, "cname": "a2q_out_adapter", "kind": "axis_out", "op": None, "inputs": [units[-1].out_tensor],
-                      "output": units[-1].out_tensor, "cycles_per_image": axout.iters, "cost": cost_of["a2q_out_adapter"]["cost"],
-                      "processes": {"a2q_out_adapter": axout.iters}})
+    for p in axouts:
+        unit_list.append({"index": None, "cname": p.adapter, "kind": "axis_out", "op": None, "inputs": [p.tensor],
+                          "output": p.tensor, "cycles_per_image": p.iters, "cost": cost_of[p.adapter]["cost"],
+                          "processes": {p.adapter: p.iters}})
     slow = max(unit_list, key=lambda e: e["cycles_per_image"])
     first = units[0]
     streams, _ = netlist(units)
@@ -1665,7 +1736,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
         "model_name": model.name,
         "top": TOP,
         "input": {"name": model.input_name, "shape": list(model.input_shape), "tensor": first.inputs[0]},
-        "output": {"tensor": model.outputs[0], "name": (model.output_names or [None])[0]},
+        **({"output": {"tensor": model.outputs[0], "name": _output_name(model, 0)}} if len(axouts) == 1 else
+           {"outputs": [{"tensor": p.tensor, "name": _output_name(model, p.index), "port": p.name} for p in axouts]}),
         "acc_bits_overrides": overrides,
         "bus_bits": bus_bits,
         "control": check_control(control),
@@ -1682,7 +1754,8 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
                 "bit 3 ap_ready, bit 7 auto_restart; write 0x81 once to run free, or 0x01 per image and poll ap_done"),
             "control": control,
             "input": axin.layout(),
-            "output": _output_layout(model, axout),
+            **({"output": _output_layout(model, axouts[0])} if len(axouts) == 1 else
+               {"outputs": [_output_layout(model, p) for p in axouts]}),
             "weights": [w.layout() for w in weight_ports(units)],
         },
         "fifo_depths": {name: depth for name, _, depth, _ in streams if depth != 2},
@@ -1700,11 +1773,23 @@ def summary(model: Model, *, model_file: str = "model.onnx", part: str = DEFAULT
     }
 
 
+def _output_name(model: Model, k: int) -> Optional[str]:
+    """Graph output ``k``'s name in the model file (None when the model has none)."""
+    names = model.output_names or []
+    return names[k] if k < len(names) else None
+
+
 def _output_layout(model: Model, port: "AxisPort") -> dict:
-    """The output port's layout; when the graph flattens the output map (QONNX's output ``[C*H*W]``,
-    channels first) also ``onnx_shape`` and, in ``layout_note``, where each streamed element lands in it."""
+    """An output port's layout; when the graph flattens the output map (QONNX's output ``[C*H*W]``,
+    channels first) also ``onnx_shape`` and, in ``layout_note``, where each streamed element lands in it.
+    With several graph outputs, also the port's name (``out<k>``), its tensor and the output's name in the
+    model file, and always ``onnx_shape`` (QONNX's shape of that output, without the batch dimension)."""
     out = port.layout()
-    onnx_shape = model.output_onnx_shape(0)
+    k = port.index
+    onnx_shape = model.output_onnx_shape(k)
+    if port.sfx:
+        out = {"port": port.name, "tensor": port.tensor, "name": _output_name(model, k), **out,
+               "onnx_shape": list(onnx_shape)}
     if len(onnx_shape) == 1 and len(port.shape) == 3:
         H, W, C = port.shape
         note = (f"the graph flattens this {H}x{W}x{C} map channels first: streamed element (h, w, c) is element "

@@ -225,7 +225,9 @@ def step_testbench(s: BuildState) -> None:
 
     q = tb_vectors(s.model)
     sim = BitSim(s.model)
-    expected = np.asarray(sim.run(q, start=s.model.ops[0].outputs[0])[s.model.outputs[0]]).reshape(len(q), -1)
+    vals = sim.run(q, start=s.model.ops[0].outputs[0])
+    # every graph output, flattened channels-last, one line per sample in graph-output order (the testbench's)
+    expected = np.concatenate([np.asarray(vals[t]).reshape(len(q), -1) for t in s.model.outputs], axis=1)
     s.files["tb_data/inputs.txt"] = _lines(q)
     s.files["tb_data/expected.txt"] = _lines(expected)
     s.files[SUMMARY_FILE] = codegen.summary_json(s.summary)

@@ -531,6 +531,40 @@ def reference_samples(model: Model, n: int, ref_samples: Optional[int] = None) -
     return int(min(n, max(1, REF_MAC_BUDGET // max(1, macs_per_sample(model)))))
 
 
+def _compare_output(model: Model, cmp_t: str, onnx_out_name: str, vals, ctx, n: int, m: int) -> tuple:
+    """One compared output (a graph output, or a unit's output tensor): ``(out_bad, out_f32, model_real,
+    ref_out, tol)`` per sample: differs from QONNX's by more than a quarter of its step (``out_bad``), or
+    only within QONNX's float32 accumulation error (``out_f32``); QONNX runs on the first ``m`` samples."""
+    out_info = model.tensors[cmp_t]
+    model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
+    tol = 0.25 * np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1]))
+    out_bad = np.zeros(n, dtype=bool)
+    out_f32 = np.zeros(n, dtype=bool)
+    if ctx is not None:
+        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m, onnx_out_name)
+        ulps = OUTPUT_F32_ULPS * np.spacing(np.abs(ref_out).astype(np.float32)).astype(np.float64)
+        diff = np.abs(model_real[:m] - ref_out)
+        out_bad[:m] = np.any(diff > tol, axis=1)
+        # an unquantized output accumulator that QONNX sums in float32: a difference within a few
+        # float32 ulps of the value, or within the float32 dot-product error bound (Higham:
+        # (K + 1) u sum|w x|, with sum|w x| at most the channel's exact range acc_max - acc_min,
+        # times the output scale), is QONNX's rounding: counted as qonnx_float32_rounding
+        allowed = np.maximum(tol, ulps)
+        prod = model.producer(cmp_t)
+        rep = getattr(prod, "acc", None) if prod is not None else None
+        if rep is not None and getattr(prod, "K", None) and model.tensors[cmp_t].dtype is None:
+            span = np.resize(np.asarray(rep.per_channel_max, dtype=np.float64) - np.asarray(rep.per_channel_min, dtype=np.float64),
+                             model_real.shape[1])
+            scale = np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), span.shape))
+            allowed = np.maximum(allowed, (int(prod.K) + 1) * 2.0 ** -24 * span * scale)
+        within = out_bad[:m] & np.all(diff <= allowed, axis=1)
+        out_f32[:m] = within
+        out_bad[:m] &= ~within
+    else:
+        ref_out = model_real[:m]
+    return out_bad, out_f32, model_real, ref_out, tol
+
+
 def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: Group, ref64: Optional["QonnxReference"] = None,
                    ref_samples: Optional[int] = None) -> dict:
     from qonnx.custom_op.general.quant import quant
@@ -609,8 +643,18 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     if iq_bad is None:
         iq_bad = np.zeros(n, dtype=bool)
     if g.mode != "unit":
-        cmp_t = out_t
-    model_out = _flat(vals[out_t], n).astype(np.int64)
+        # every graph output, in graph-output order: the testbench writes them on one line in that order
+        names = model.output_names or [o.name for o in ref.proto.graph.output]
+        compared = [(t, names[k] if k < len(names) else t, f"out{k}" if len(model.outputs) > 1 else "out")
+                    for k, t in enumerate(model.outputs)]
+    else:
+        compared = [(cmp_t, onnx_out_name, None)]
+    # what the C++ wrote: the graph outputs, or the unit's own output tensor (before a DepthToSpace/max pool QONNX has after it)
+    written = [t for t, _, _ in compared] if g.mode != "unit" else [out_t]
+    model_out = np.concatenate([_flat(vals[t], n).astype(np.int64) for t in written], axis=1)
+    if cpp.shape != model_out.shape:
+        raise A2QError(f"C simulation wrote {cpp.shape[1]} values per sample, the model's outputs have {model_out.shape[1]}; "
+                       "rebuild the project")
     cpp_bad = np.any(cpp != model_out, axis=1)
     ref_error = None
     m = reference_samples(model, n, ref_samples)  # QONNX runs on the first m samples (C++ vs model on all n)
@@ -618,33 +662,19 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         ctx = run_ref(ref, slice(0, m)) if m else None
     except Exception as e:  # the reference's own failure: C++ vs model still stands
         ctx, ref_error = None, _reason(e)
-    out_info = model.tensors[cmp_t]
-    model_real = _flat(to_real(model, cmp_t, vals[cmp_t]), n)
-    tol = 0.25 * np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), model_real.shape[1]))
     out_bad = np.zeros(n, dtype=bool)
     out_f32 = np.zeros(n, dtype=bool)  # output differences within QONNX's float32 accumulation error
-    if ctx is not None:
-        ref_out = _from_qonnx(model, cmp_t, ctx[onnx_out_name], m, onnx_out_name)
-        ulps = OUTPUT_F32_ULPS * np.spacing(np.abs(ref_out).astype(np.float32)).astype(np.float64)
-        diff = np.abs(model_real[:m] - ref_out)
-        out_bad[:m] = np.any(diff > tol, axis=1)
-        # an unquantized output accumulator that QONNX sums in float32: a difference within a few
-        # float32 ulps of the value, or within the float32 dot-product error bound (Higham:
-        # (K + 1) u sum|w x|, with sum|w x| at most the channel's exact range acc_max - acc_min,
-        # times the output scale), is QONNX's rounding: counted as qonnx_float32_rounding
-        allowed = np.maximum(tol, ulps)
-        prod = model.producer(cmp_t)
-        rep = getattr(prod, "acc", None) if prod is not None else None
-        if rep is not None and getattr(prod, "K", None) and model.tensors[cmp_t].dtype is None:
-            span = np.resize(np.asarray(rep.per_channel_max, dtype=np.float64) - np.asarray(rep.per_channel_min, dtype=np.float64),
-                             model_real.shape[1])
-            scale = np.abs(np.resize(np.asarray(out_info.scale, dtype=np.float64), span.shape))
-            allowed = np.maximum(allowed, (int(prod.K) + 1) * 2.0 ** -24 * span * scale)
-        within = out_bad[:m] & np.all(diff <= allowed, axis=1)
-        out_f32[:m] = within
-        out_bad[:m] &= ~within
-    else:
-        ref_out = model_real[:m]
+    per_output, max_err, at = [], 0.0, 0
+    for cmp_t, onnx_out_name, port in compared:
+        width = model_out.shape[1] if port is None else _flat(vals[cmp_t], n).shape[1]  # a unit: its whole output
+        cpp_bad_k = np.any(cpp[:, at:at + width] != model_out[:, at:at + width], axis=1)
+        at += width
+        bad_k, f32_k, model_real, ref_out, tol = _compare_output(model, cmp_t, onnx_out_name, vals, ctx, n, m)
+        out_bad |= bad_k
+        out_f32 |= f32_k
+        max_err = max(max_err, float(np.max(np.abs(model_real[:m] - ref_out))) if m else 0.0)
+        per_output.append({"port": port, "tensor": cmp_t, "name": onnx_out_name, "mismatches_cpp_vs_model": int(cpp_bad_k.sum()),
+                           "output_mismatches_model_vs_qonnx": int(bad_k.sum()), "tol": tol, "model_real": model_real})
     wrapped_any = np.zeros(n, dtype=bool)
     per_layer = []
     any_bad = out_bad | iq_bad
@@ -702,7 +732,8 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
             except Exception:
                 ctx64 = None
             if ctx64 is not None:
-                f64[idx] = _reference_agrees(model, layers, ctx64, vals, idx, n, cmp_t, onnx_out_name, model_real, tol)
+                f64[idx] = np.all([_reference_agrees(model, layers, ctx64, vals, idx, n, o["tensor"], o["name"], o["model_real"], o["tol"])
+                                   for o in per_output], axis=0)
         real_bad &= ~f64
     return {
         "group": g.name,
@@ -717,7 +748,9 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
         "qonnx_error": ref_error,
         "output_mismatches_model_vs_qonnx": int(out_bad.sum()),
         "input_quant_mismatches_vs_qonnx": int(iq_bad.sum()),
-        "max_abs_output_error_vs_qonnx": float(np.max(np.abs(model_real[:m] - ref_out))) if m else 0.0,
+        "max_abs_output_error_vs_qonnx": max_err,
+        **({"outputs": [{k: v for k, v in o.items() if k not in ("tol", "model_real")} for o in per_output]}
+           if len(per_output) > 1 else {}),
         "layers": per_layer,
     }
 

@@ -49,6 +49,9 @@ def run(args) -> int:
             f"model vs QONNX (on {g['qonnx_samples']}): {g['mismatches_model_vs_qonnx']:5d} (+{g['qonnx_float32_near_ties']} QONNX float32 near-ties, "
             f"+{g['qonnx_float32_rounding']} float32 sums)   fed to {display(g['fed_to'])}"
         )
+        for o in g.get("outputs", []):  # several graph outputs: each one's counts
+            print(f"    output {o['port']} ({display(o['name'])[:40]}): C++ vs model {o['mismatches_cpp_vs_model']} mismatches, "
+                  f"model vs QONNX {o['output_mismatches_model_vs_qonnx']} output mismatches")
         for ly in g["layers"]:
             if "skipped" in ly:
                 continue

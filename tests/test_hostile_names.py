@@ -198,13 +198,26 @@ def _only_comments_differ(plain: dict, hostile: dict) -> int:
     return changed
 
 
+def _two_output_model():
+    """Outputs ``(y, a)``, ``a`` also read by the head (tests/multi_output_models.py), imported from a file."""
+    import multi_output_models
+    from a2qhls import load_qonnx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tap.onnx")
+        onnx.save(multi_output_models.tap(("y", "a")), path)
+        return load_qonnx(path)
+
+
 @settings(max_examples=15, deadline=None)
-@given(names=st.lists(hostile_text, min_size=60, max_size=60), kind=st.sampled_from(["mlp", "cnn"]))
+@given(names=st.lists(hostile_text, min_size=60, max_size=60), kind=st.sampled_from(["mlp", "cnn", "two_outputs"]))
 def test_codegen_with_hostile_names_changes_only_comments(names, kind):
     """Every op, tensor and the model named from the hostile alphabet (the CNN has every unit kind:
-    conv, depthwise, max pool, fork, residual add, average pool, dense): the project text equals the
-    ordinary one except inside comments, which stay one line of printable ASCII."""
-    make = (lambda: hand_models.mlp((6, 5, 4), seed=1)) if kind == "mlp" else (lambda: hand_models.cnn(seed=1, hw=(4, 4), cin=1, ch=2, n_out=2))
+    conv, depthwise, max pool, fork, residual add, average pool, dense; the two-output model a graph
+    output also read by a layer, two output ports): the project text equals the ordinary one except
+    inside comments, which stay one line of printable ASCII."""
+    make = {"mlp": lambda: hand_models.mlp((6, 5, 4), seed=1), "cnn": lambda: hand_models.cnn(seed=1, hw=(4, 4), cin=1, ch=2, n_out=2),
+            "two_outputs": _two_output_model}[kind]
     plain = _generate(make())
     m = make()
     _rename_ir(m, names + [f"n{k}" for k in range(200)])

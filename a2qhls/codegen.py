@@ -629,7 +629,9 @@ class Units(list):
     """:func:`plan`'s result: the units in dataflow order (a list), and ``outputs``: the graph output
     tensors in graph-output order, each streamed out of its own AXI-stream port (:func:`axis_ports`)."""
 
-    outputs: list = []
+    def __init__(self, units=(), outputs=()):
+        super().__init__(units)
+        self.outputs = list(outputs)
 
 
 def graph_outputs(units: list) -> list:
@@ -861,10 +863,11 @@ def plan(model: Model) -> Units:
     read = {t for u in units for t in u.inputs}
     for u in units:
         if u.out_tensor not in read and u.out_tensor not in model.outputs:
-            raise A2QError(f"code generation: the output '{u.out_tensor}' of "
-                           f"{f'{u.dense.op} {u.dense.name!r}' if u.dense is not None else u.cname} is neither read nor a graph output")
-    units = Units(units)
-    units.outputs = list(model.outputs)
+            outs = ", ".join(f"'{t}'" for t in model.outputs)
+            raise A2QError(f"code generation: {f'{u.dense.op} {u.dense.name!r}' if u.dense is not None else u.cname} writes "
+                           f"'{u.out_tensor}', which no unit reads and which is not a graph output "
+                           f"(graph output{'s' if len(model.outputs) > 1 else ''} {outs})")
+    units = Units(units, model.outputs)
     widest_word(units)
     from .passes.folding import SWG_REGISTER_BITS_MAX
 

@@ -573,8 +573,6 @@ def _compare_group(project: Project, ref: "QonnxReference", binary, workdir, g: 
     layers = project.summary["layers"]
     L = g.start_layer
     acc_ops = {op.name: op for op in model.accumulating_ops()}
-    out_t = model.outputs[0]
-    onnx_out_name = model.output_names[0] if model.output_names else ref.proto.graph.output[0].name
     iq_bad = None
     if g.mode == "net":
         n = len(g.x)

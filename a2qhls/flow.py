@@ -156,21 +156,14 @@ def step_folding(s: BuildState) -> None:
     if not targeted:
         F.apply_folding(s.model, F.load_folding(s.model, f) if isinstance(f, (str, os.PathLike)) else f)
         return
-    if c.bus_bits is not None:  # the option's own error, before a folding search could report it as unbuildable
-        from . import codegen
-
-        codegen.axis_ports(F._plan(s.model, F.default_folding(s.model)), c.bus_bits)
     clock = c.clock_mhz or 200.0
     max_cycles = F.fps_to_cycles(c.target_fps, clock) if c.target_fps is not None else None
-    try:
-        if budget:
-            F.fold_to_budget(s.model, budget, max_cycles=max_cycles, clock_mhz=clock, bus_bits=c.bus_bits)
-        else:
-            F.fold_to_cycles(s.model, max_cycles, clock_mhz=clock, bus_bits=c.bus_bits)
-    except A2QError as e:
-        if max_cycles is None:
-            raise
-        raise A2QError(f"--target-fps {c.target_fps:g} at {clock:g} MHz allows {max_cycles} cycles per image; {e}") from None
+    # a bad --bus-bits is its own error (checked with the candidates, before the search), not the target's
+    kw = dict(clock_mhz=clock, bus_bits=c.bus_bits, stream_weights=c.stream_weights, part=c.part, target_fps=c.target_fps)
+    if budget:
+        F.fold_to_budget(s.model, budget, max_cycles=max_cycles, **kw)
+    else:
+        F.fold_to_cycles(s.model, max_cycles, **kw)
 
 
 def step_memories(s: BuildState) -> None:

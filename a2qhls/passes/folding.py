@@ -34,6 +34,7 @@ layers it leaves out keep their default. :func:`apply_folding` records the decis
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -230,14 +231,19 @@ def _swg_cycles_bound(u) -> int:
     return H * W * C // u.IPB + u.pixels * kh * kw * C // u.OPB
 
 
+# the words of :func:`a2qhls.codegen.word_widths` (C++ type ``<unit>_<suffix>``) in an error message
+_WORD_NAMES = {"in_word": "input word", "inb_word": "second input word", "win_word": "window word",
+               "w_beat": "streamed-weight beat", "out_word": "output word"}
+
+
 def _word_bits(u, in_port_slot: int | None, out_port_slot: int | None) -> tuple:
-    """``(name, bits)`` of the widest word unit ``u``'s own folding sets: its input, window and
-    output stream words (packed, :func:`a2qhls.codegen.word_widths`), and, with the default bus, the
-    top's AXI-stream port it feeds or is fed by (``*_port_slot``: an element's whole-byte slot, else None;
-    :func:`a2qhls.codegen.axis_ports`)."""
-    words = [("input word", u.IPB * u.in_t.bits), ("output word", u.PE * u.out_t.bits)]
-    if u.kind in ("conv", "dw"):
-        words.append(("window word", u.OPB * u.win_t.bits))
+    """``(name, bits)`` of the widest word unit ``u``'s own folding sets: its packed words as code
+    generation declares them (:func:`a2qhls.codegen.word_widths`: input, window, output words and a
+    streamed-weight beat), and, with the default bus, the top's AXI-stream port it feeds or is fed by
+    (``*_port_slot``: an element's whole-byte slot, else None; :func:`a2qhls.codegen.axis_ports`)."""
+    from .. import codegen
+
+    words = [(_WORD_NAMES.get(name[len(u.cname) + 1:], name), bits) for name, bits in codegen.word_widths([u])]
     if in_port_slot:
         words.append(("AXI-stream input port", u.IPB * in_port_slot))
     if out_port_slot:
@@ -245,10 +251,11 @@ def _word_bits(u, in_port_slot: int | None, out_port_slot: int | None) -> tuple:
     return max(words, key=lambda w: w[1])
 
 
-def _candidates(lp, in_port_slot: int | None = None, out_port_slot: int | None = None) -> list:
+def _candidates(lp, in_port_slot: int | None = None, out_port_slot: int | None = None, streamed: bool = False) -> list:
     """Every legal ``(cycles, cost, PE, SIMD)`` of one Dense/Conv unit (all divisors, no cap) whose
     words fit the 4096-bit limit (:data:`a2qhls.codegen.AP_INT_LIMIT_W`; :func:`_word_bits`, with the
-    ports' slots as for :func:`_word_bits`), the unit's other fields (types) as planned. Cycles: compute,
+    ports' slots as for :func:`_word_bits`; ``streamed``: its weights may stream in, so its weight beat
+    counts too), the unit's other fields (types) as planned. Cycles: compute,
     and for a convolution its window generator's (:func:`_swg_cycles_bound`; :func:`fold_to_cycles`
     then checks the exact schedule)."""
     import dataclasses
@@ -272,7 +279,8 @@ def _candidates(lp, in_port_slot: int | None = None, out_port_slot: int | None =
                 u.OPB = pe * simd
             elif lp.kind == "mvu":
                 u.IPB = simd  # the plan repacks the unit's input to SIMD elements a word (codegen.plan)
-            if _word_bits(u, in_port_slot, out_port_slot)[1] > codegen.AP_INT_LIMIT_W:
+            wu = dataclasses.replace(u, w_stream=True) if streamed and not u.w_stream else u
+            if _word_bits(wu, in_port_slot, out_port_slot)[1] > codegen.AP_INT_LIMIT_W:
                 continue  # a stream word or the default bus's port above 4096 bits: cannot be built
             cyc = u.cycles
             if lp.kind in ("conv", "dw"):
@@ -289,66 +297,232 @@ def _plan(model: Model, folding: dict) -> list:
     return codegen.plan(model)
 
 
-def _layer_candidates(units: list, bus_bits: int | None = None) -> dict:
-    """Layer name -> ``(unit, its candidates)`` for the Dense/Conv units of ``units``, a plan at the
+def _base_plan(model: Model) -> list:
+    """The code generator's units at the default folding, or, when code generation refuses that one (a
+    word above 4096 bits), at ``PE = SIMD = 1`` everywhere (the narrowest words): the types and shapes
+    :func:`_layer_candidates` reads. Raises the default folding's :class:`A2QError` when both are refused."""
+    try:
+        return _plan(model, default_folding(model))
+    except A2QError as e:
+        try:
+            return _plan(model, {d.name: {"PE": 1, "SIMD": 1} for d in model.layers()})
+        except A2QError:
+            raise e from None
+
+
+def _buildable(model: Model, folding: dict, bus_bits: int | None) -> list:
+    """The code generator's units at ``folding``, checked as a build checks them: :func:`a2qhls.codegen.plan`
+    (every packed stream word, :func:`a2qhls.codegen.widest_word`: the units' own, the pools, adds, forks
+    and width converters their words reach, streamed-weight beats) and the top's AXI-stream ports
+    (:func:`a2qhls.codegen.axis_ports` on ``bus_bits``). Raises code generation's :class:`A2QError`."""
+    from .. import codegen
+
+    units = _plan(model, folding)
+    codegen.axis_ports(units, bus_bits)
+    return units
+
+
+def _streamed(model: Model, stream_weights) -> set:
+    """The layers whose weights stream in: those a ``--stream-weights`` list names
+    (:func:`a2qhls.passes.memories.resolve_stream_weights`; ``auto`` names none here, see
+    :func:`_with_streams`), plus those the IR already marks (``op.weights_external``)."""
+    from .memories import resolve_stream_weights, wants_auto
+
+    marked = {d.name for d in model.layers() if getattr(d, "weights_external", False)}
+    return marked if wants_auto(stream_weights) else marked | set(resolve_stream_weights(model, stream_weights))
+
+
+def _with_streams(model: Model, search, stream_weights, part: str | None):
+    """``search(streamed)`` (a folding search counting the streamed-weight beats of the layers in
+    ``streamed``, recording its folding on the IR) with the layers ``stream_weights`` streams: a list
+    is known before folding; ``auto`` is decided on the folding
+    (:func:`a2qhls.passes.memories.auto_stream_weights` on ``part``), so when the layers it streams at the
+    folding found have a beat code generation refuses (auto plans the design with them:
+    :func:`a2qhls.codegen.plan`), the search runs again counting them too, until it does not (at most
+    once per layer). Leaves ``op.weights_external`` as it found it."""
+    from .memories import apply_stream_weights, wants_auto
+
+    streamed = _streamed(model, stream_weights)
+    if not wants_auto(stream_weights):
+        return search(streamed)
+    before = {d.name: getattr(d, "weights_external", False) for d in model.layers()}
+    while True:
+        result = search(streamed)
+        try:
+            apply_stream_weights(model, stream_weights, part)  # what the memories step will choose
+            return result  # auto plans the design with each layer it streams (codegen.plan): every beat fits
+        except A2QError:  # the last layer it chose (marked) has a beat code generation refuses
+            names = {d.name for d in model.layers() if d.weights_external}
+            if names <= streamed:
+                raise
+        finally:
+            for d in model.layers():
+                d.weights_external = before[d.name]
+        streamed |= names
+
+
+def _layer_candidates(units: list, bus_bits: int | None = None, streamed=()) -> dict:
+    """Layer name -> ``(unit, its candidates)`` for the Dense/Conv units of ``units`` (``w_stream`` set for
+    a layer in ``streamed``), a plan at the
     default folding: their types and shapes, which do not depend on their own folding. Only foldings
-    whose words fit 4096 bits are candidates; with the default bus (``bus_bits`` None) also the top's
+    whose own words fit 4096 bits are candidates (a layer in ``streamed`` counting its streamed-weight
+    beat); with the default bus (``bus_bits`` None) also the top's
     AXI-stream port: the first unit's input word (a vector input, SIMD elements a word) and the last
-    unit's output word, each element in whole bytes (:func:`a2qhls.codegen.axis_ports`)."""
+    unit's output word, each element in whole bytes (:func:`a2qhls.codegen.axis_ports`). A given
+    ``bus_bits`` is checked first against the ports' element widths (:func:`a2qhls.codegen.axis_ports`,
+    whose error names ``--bus-bits``). Words that depend on several layers' foldings (a width
+    converter between two layers, a pool or add carrying a layer's words) are checked on the whole
+    design by :func:`_fold_to_cycles`."""
     import dataclasses
 
+    from .. import codegen
+
+    if bus_bits is not None:  # the option's own error, before the search could report a level as unbuildable
+        codegen.axis_ports(units, bus_bits)
     first, last = units[0], units[-1]
     out = {}
     for u in units:
         if u.has_weights:
             in_slot = u.in_t.slot_bits if bus_bits is None and u is first and u.kind == "mvu" else None
             out_slot = u.out_t.slot_bits if bus_bits is None and u is last else None
-            cs = _candidates(u, in_slot, out_slot)
+            streams = u.dense.name in streamed and u.kind != "dw"
+            cs = _candidates(u, in_slot, out_slot, streams)
             if not cs:
-                what, bits = _word_bits(dataclasses.replace(u, PE=1, SIMD=1, IPB=1, OPB=1), in_slot, out_slot)
+                u1 = dataclasses.replace(u, PE=1, SIMD=1, IPB=1, OPB=1, w_stream=u.w_stream or streams)
+                what, bits = _word_bits(u1, in_slot, out_slot)
                 raise A2QError(f"layer '{u.dense.name}': no PE/SIMD folding can be built: even PE=1, SIMD=1 needs a {what} "
                                f"of {bits} bits, above the 4096-bit limit")
-            out[u.dense.name] = (u, cs)
+            out[u.dense.name] = (dataclasses.replace(u, w_stream=True) if streams and not u.w_stream else u, cs)
     return out
 
 
-def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None, bus_bits: int | None = None) -> dict:
+def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None, bus_bits: int | None = None,
+                   stream_weights=None, part: str | None = None, target_fps: float | None = None) -> dict:
     """Per layer, the cheapest folding (by :mod:`a2qhls.estimate`: LUTs, then BRAM18, DSP, FF;
     ties: larger SIMD) whose cycles per image are at most ``target``, among every legal ``PE``/``SIMD``
     (divisors of MH/MW, no cap) whose stream words fit 4096 bits, and with the default bus
-    (``bus_bits`` None) the top's AXI-stream ports too (:func:`_layer_candidates`): a folding code
-    generation would refuse is never chosen. Every layer meeting one target balances the pipeline; a layer's
+    (``bus_bits`` None) the top's AXI-stream ports too (:func:`_layer_candidates`); the design at the
+    chosen folding is then checked as a build checks it (:func:`_buildable`: the words of width converters,
+    pools, adds and forks too), and a layer whose folding it refuses moves to its next cheapest: a
+    folding code generation would refuse is never returned. ``stream_weights`` (``--stream-weights``:
+    layers, or ``auto``, then decided on ``part``: :func:`_with_streams`) counts those layers'
+    streamed-weight beats. Every layer meeting one target balances the pipeline; a layer's
     output stream then also feeds its readers (pools, adds, forks, window generators) within the
     target, since it writes at most one word per compute cycle.
 
     Reads the built accumulator widths and thresholds from the IR (run after the ``thresholds``
     step); records the folding on the IR (:func:`apply_folding`) and returns it as
     ``{layer: {"PE", "SIMD"}}``. Raises :class:`A2QError` naming the first layer that cannot reach
-    ``target`` and the best it can do (in images/s too, given ``clock_mhz``).
+    ``target`` and the best it can do (in images/s too, given ``clock_mhz``), prefixed with the
+    throughput it came from when ``target_fps`` is given; a bad ``bus_bits`` is its own error.
     """
-    return _fold_to_cycles(model, target, clock_mhz, _layer_candidates(_plan(model, default_folding(model)), bus_bits))[0]
+
+    def search(streamed):
+        cands = _layer_candidates(_base_plan(model), bus_bits, streamed)
+        with _for_target(target_fps, clock_mhz, target):
+            return _fold_to_cycles(model, target, clock_mhz, cands, bus_bits)[0]
+
+    return _with_streams(model, search, stream_weights, part)
 
 
-def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: dict) -> tuple[dict, list]:
+@contextlib.contextmanager
+def _for_target(fps: float | None, clock_mhz: float | None, cycles: int | None):
+    """Prefixes an :class:`A2QError` raised inside with the throughput target it came from:
+    ``--target-fps F at C MHz allows N cycles per image; ...`` (nothing when ``fps`` is None)."""
+    try:
+        yield
+    except A2QError as e:
+        if fps is None:
+            raise
+        raise A2QError(f"--target-fps {fps:g} at {clock_mhz:g} MHz allows {cycles} cycles per image; {e}") from None
+
+
+def _refusals(model: Model, folding: dict, bus_bits: int | None, cands: dict) -> list:
+    """Why code generation refuses ``folding`` (:func:`_buildable`), as ``[(layer, "PE" | "SIMD" | None)]``,
+    the values one could move to build it, best first. With the layers before ``L`` (dataflow order)
+    at their folding and ``L`` and those after it at ``PE = SIMD = 1`` (the narrowest words) the design
+    builds, and with ``L`` at its folding too it does not: ``L``'s words (with those its earlier
+    layers' reach it with, through a width converter, pool or add) are refused. The candidates:
+    ``L``'s PE or SIMD, when setting it to 1 builds; then an earlier layer's PE (the producer of words
+    a width converter in front of ``L`` widens), when setting it to 1 builds; else ``(L, None)``: that
+    PE/SIMD pair. Empty when no layer's folding is the cause: the design builds with every layer at its
+    folding, or not even with every layer at ``PE = SIMD = 1``."""
+
+    def builds(f) -> bool:
+        try:
+            _buildable(model, f, bus_bits)
+        except A2QError:
+            return False
+        return True
+
+    names = list(cands)
+    one = {"PE": 1, "SIMD": 1}
+    for k in range(len(names) + 1):
+        trial = {n: (folding[n] if i < k else one) for i, n in enumerate(names)}
+        if not builds(trial):
+            break
+    else:
+        return []
+    if k == 0:
+        return []
+    L = names[k - 1]
+    out = [(L, key) for key in ("PE", "SIMD") if trial[L][key] != 1 and builds({**trial, L: {**trial[L], key: 1}})]
+    out += [(n, "PE") for n in names[:k - 1] if trial[n]["PE"] != 1 and builds({**trial, n: {**trial[n], "PE": 1}})]
+    return out or [(L, None)]
+
+
+def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: dict,
+                    bus_bits: int | None = None) -> tuple[dict, list]:
     """:func:`fold_to_cycles` from the layers' candidates ``cands`` (:func:`_layer_candidates`);
-    returns the folding and the code generator's units at it."""
+    returns the folding and the code generator's units at it (:func:`_buildable` on ``bus_bits``)."""
 
     def best(cycles: int) -> str:
         return f"{cycles}" + (f" ({clock_mhz * 1e6 / cycles:.6g} images/s at {clock_mhz:g} MHz)" if clock_mhz else "")
 
     out = {}
     excluded: dict = {}  # layer -> foldings whose exact cycles (window generator schedule) missed the target
+    refused: dict = {}  # layer -> {"PE": values, "SIMD": values} code generation refused with the others' foldings
+    refusal: dict = {}  # layer -> the last such error
     min_pe: dict = {}  # layer -> least PE: its output words feed a unit that must read them within the target
-    for _ in range(64):
+
+    def allowed(name, c) -> bool:
+        r = refused.get(name, {})
+        return (c[0] <= target and (c[2], c[3]) not in excluded.get(name, ()) and c[2] >= min_pe.get(name, 1)
+                and c[2] not in r.get("PE", ()) and c[3] not in r.get("SIMD", ()))
+
+    def leaves_one(name, key) -> bool:
+        """Whether ``name`` keeps a folding within the target once its current ``key`` value (None:
+        its PE/SIMD pair) is refused."""
+        cur = out[name]
+        return any(allowed(name, c) and ((c[2], c[3]) != (cur["PE"], cur["SIMD"]) if key is None else
+                                         c[2 if key == "PE" else 3] != cur[key]) for c in cands[name][1])
+
+    for _ in range(64 + sum(len(cs) for _, cs in cands.values())):
         for name, (u, cs) in cands.items():
-            ok = [c for c in cs if c[0] <= target and (c[2], c[3]) not in excluded.get(name, ()) and c[2] >= min_pe.get(name, 1)]
+            ok = [c for c in cs if allowed(name, c)]
             if not ok:
+                if name in refusal:
+                    raise A2QError(f"layer '{name}' cannot reach {target} cycles per image with a folding code generation "
+                                   f"accepts: {refusal[name]}")
                 fastest = min(c[0] for c in cs)
                 raise A2QError(f"layer '{name}' cannot reach {target} cycles per image: its fastest folding "
-                               f"needs {best(fastest) if not excluded.get(name) else best(target + 1) + ' or more'}")
+                               + ("with its weights streamed (a beat of PE*SIMD weights within 4096 bits) " if u.w_stream else "")
+                               + f"needs {best(fastest) if not excluded.get(name) else best(target + 1) + ' or more'}")
             _, _, pe, simd = min(ok, key=lambda c: (_cost_key(c[1]), -c[3], c[0]))
             out[name] = {"PE": pe, "SIMD": simd}
-        units = _plan(model, out)
+        try:
+            units = _buildable(model, out, bus_bits)
+        except A2QError as e:  # a word several layers' foldings make (width converter, pool, add): move one layer
+            moves = _refusals(model, out, bus_bits, cands)
+            if not moves:
+                raise
+            name, key = next((m for m in moves if leaves_one(*m)), moves[0])
+            if key is None:
+                excluded.setdefault(name, set()).add((out[name]["PE"], out[name]["SIMD"]))
+            else:
+                refused.setdefault(name, {}).setdefault(key, set()).add(out[name][key])
+            refusal[name] = str(e).split("; ")[0]  # code generation's reason, without its advice (--folding)
+            continue
         slow = [u for u in units if u.stage_cycles > target]
         if not slow:
             return out, units
@@ -377,7 +551,7 @@ def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: d
             u = slow[0]
             raise A2QError(f"unit {u.cname} ('{u.dense.name if u.dense is not None else u.inputs[0]}') cannot reach {target} "
                            f"cycles per image: it needs {best(u.stage_cycles)} (it reads {u.in_elems // u.IPB} input words)")
-    raise A2QError(f"no folding reaches {target} cycles per image (64 foldings tried)")
+    raise A2QError(f"no folding reaches {target} cycles per image ({64 + sum(len(cs) for _, cs in cands.values())} foldings tried)")
 
 
 def fps_to_cycles(fps: float, clock_mhz: float) -> int:
@@ -388,32 +562,46 @@ def fps_to_cycles(fps: float, clock_mhz: float) -> int:
 
 
 def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None, clock_mhz: float | None = None,
-                   bus_bits: int | None = None) -> tuple[dict, dict]:
+                   bus_bits: int | None = None, stream_weights=None, part: str | None = None,
+                   target_fps: float | None = None) -> tuple[dict, dict]:
     """The fastest folding whose whole-design estimate fits ``budget`` (``{"LUT": n, "BRAM18": n,
     "DSP": n}``, any subset): the least cycles per image ``T`` (among the cycle counts the layers
-    can take) such that :func:`fold_to_cycles` at ``T`` fits; ``max_cycles`` (a throughput target)
-    bounds ``T``. The levels are the cycle counts of the layers' buildable foldings (stream words and,
+    can take) such that :func:`fold_to_cycles` at ``T`` fits; ``max_cycles`` (a throughput target,
+    ``target_fps`` images/s when given, for the errors) bounds ``T``. The levels are the cycle counts of the layers' buildable foldings (stream words and,
     with the default bus for ``bus_bits`` None, the AXI-stream ports within 4096 bits:
-    :func:`_layer_candidates`), so every layer's choice at ``T`` is one code generation accepts and
-    only gets cheaper as ``T`` grows: the binary search over the levels relies on that. A level that
-    still cannot be built (no folding reaches it, or code generation refuses its design) counts as
-    over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
+    :func:`_layer_candidates`), and the folding at each level is one code generation accepts as a
+    whole (:func:`_fold_to_cycles` moves a layer whose words a width converter, pool or add would
+    widen past 4096 bits, or whose streamed-weight beat would be: ``stream_weights`` and ``part`` as for
+    :func:`fold_to_cycles`), each layer's choice only getting cheaper as ``T`` grows: the binary search
+    over the levels relies on that. A level that still cannot be built (no folding reaches it) counts
+    as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
 
     Raises :class:`A2QError` when even the slowest (cheapest) buildable folding does not fit, naming the
     resource, what that folding needs and the layer using the most of it; or when no level can be built,
-    with the reason for the slowest.
+    with the reason for the slowest; a bad ``bus_bits`` is its own error.
     """
-    from .. import codegen, estimate
 
-    units = _plan(model, default_folding(model))
-    cands = _layer_candidates(units, bus_bits)
+    def search(streamed):
+        units = _base_plan(model)
+        cands = _layer_candidates(units, bus_bits, streamed)
+        with _for_target(target_fps, clock_mhz, max_cycles):
+            return _fold_to_budget(model, budget, units, cands, max_cycles, clock_mhz, bus_bits)
+
+    return _with_streams(model, search, stream_weights, part)
+
+
+def _fold_to_budget(model: Model, budget: dict, units: list, cands: dict, max_cycles: int | None,
+                    clock_mhz: float | None, bus_bits: int | None) -> tuple[dict, dict]:
+    """:func:`fold_to_budget` from the default plan ``units`` and the layers' candidates ``cands``."""
+    from .. import codegen
+
     first = units[0]
     floor = max([min(c[0] for c in cs) for _, cs in cands.values()] + ([first.in_elems // first.IPB] if first.kind != "mvu" else []))
     levels = sorted({c[0] for _, cs in cands.values() for c in cs if c[0] >= floor})
     if max_cycles is not None:
         levels = [t for t in levels if t <= max_cycles]
         if not levels:
-            _fold_to_cycles(model, max_cycles, clock_mhz, cands)  # names the layer that cannot
+            _fold_to_cycles(model, max_cycles, clock_mhz, cands, bus_bits)  # names the layer that cannot
     cache: dict = {}
     why: dict = {}  # level -> why its design cannot be built (code generation's error)
 
@@ -421,7 +609,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
         if t not in cache:
             cache[t] = None  # no folding reaches t, or its design cannot be built: as if over budget
             try:
-                f, units_t = _fold_to_cycles(model, t, None, cands)
+                f, units_t = _fold_to_cycles(model, t, None, cands, bus_bits)
             except A2QError:
                 return None
             try:
@@ -440,7 +628,7 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     cheapest = levels[-1]  # the slowest level, with the narrowest words: if it cannot be built, no level can
     if total(cheapest) is None:
         if levels[-1] not in why:
-            _fold_to_cycles(model, levels[-1], clock_mhz, cands)  # raises, naming the unit that cannot reach it
+            _fold_to_cycles(model, levels[-1], clock_mhz, cands, bus_bits)  # raises, naming the unit that cannot reach it
         raise A2QError(f"no folding{slow} can be built for the budget {_budget_text(budget)}: the slowest one "
                        f"({levels[-1]} cycles per image) fails: {why[levels[-1]]}")
     if not fits(cheapest):

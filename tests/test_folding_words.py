@@ -60,6 +60,43 @@ def _pool_cnn(path) -> str:
     return str(path)
 
 
+def _add_cnn(path) -> str:
+    """Brevitas: 8-bit 12x12 input -> QuantConv2d(1, 1024, 3, stride 3) -> 2-bit QuantReLU a -> depthwise
+    QuantConv2d 3x3 -> the same QuantReLU b (one scale for both addends) -> b + a -> 8-bit QuantReLU ->
+    QuantLinear(16384, 10). The add reads words of the depthwise layer's PE and writes them at 8 bits:
+    PE = 1024 (the depthwise layer's fastest) makes an 8192-bit add word."""
+    import torch
+    import torch.nn as nn
+    import brevitas.nn as qnn
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.conv = qnn.QuantConv2d(1, 1024, 3, stride=3, padding=1, weight_bit_width=4, bias=False)
+            self.act = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+            self.dw = qnn.QuantConv2d(1024, 1024, 3, padding=1, groups=1024, weight_bit_width=4, bias=False)
+            self.out = qnn.QuantReLU(bit_width=8, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(1024 * 4 * 4, 10, weight_bit_width=4, bias=False)
+
+        def forward(self, x):
+            a = self.act(self.conv(self.inp(x)))
+            b = self.act(self.dw(a))
+            return self.fc(torch.flatten(self.out(b + a), 1))
+
+    net = Net()
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(16, 1, 12, 12))
+    net.eval()
+    export_qonnx(net, torch.zeros(1, 1, 12, 12), export_path=str(path))
+    return str(path)
+
+
 def _stream_mlp(path) -> str:
     """256-64-10, 4-bit weights (graph builder): with layer0's weights streamed, PE * SIMD * 4 bits a beat."""
     import qonnx_graphs
@@ -71,7 +108,8 @@ def _stream_mlp(path) -> str:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("fold_words")
-    return {"dwc": _dwc_mlp(d / "dwc.onnx"), "pool": _pool_cnn(d / "pool.onnx"), "stream": _stream_mlp(d / "stream.onnx")}
+    return {"dwc": _dwc_mlp(d / "dwc.onnx"), "pool": _pool_cnn(d / "pool.onnx"), "add": _add_cnn(d / "add.onnx"),
+            "stream": _stream_mlp(d / "stream.onnx")}
 
 
 def _state(path):
@@ -127,11 +165,12 @@ def _build(args, tmp_path, capsys, name="hls") -> tuple:
 WORDS = [("dwc", "dwc"), ("pool", "pool0_out_word")]
 
 
-@pytest.mark.parametrize("kind, word", WORDS)
+@pytest.mark.parametrize("kind, word", WORDS + [("add", "add0_out_word")])
 def test_every_level_folds_to_a_design_code_generation_accepts(models, kind, word):
-    """The layers' own candidates admit foldings code generation refuses (every layer at its fastest: a
-    width converter's word, a pool's word above 4096 bits); at every level fold_to_cycles returns one it
-    accepts, within the level, or fails in one line."""
+    """The layers' own candidates admit foldings code generation refuses (every layer at its fastest, or
+    at its cheapest for a level: a width converter's word, a pool's or an add's word above 4096 bits); at
+    every level fold_to_cycles returns one it accepts, within the level, or fails in one line (it returned
+    the refused one: code generation failed)."""
     st = _state(models[kind])
     m = st.model
     cands, levels = _levels(m)
@@ -171,6 +210,19 @@ def test_lut_budget_reaches_the_fastest_buildable_level(models, kind, word, tmp_
     rc, s, errors, _ = _build([models[kind], "--lut-budget", str(10**9)], tmp_path, capsys)
     assert rc == 0, errors
     assert s["cycles_per_image"] <= fastest
+
+
+def test_a_level_only_a_refused_folding_reaches_is_one_line(models, tmp_path, capsys):
+    """--target-fps at the fastest level of the add model the layers' candidates allow (the input stream's):
+    only the depthwise layer's PE = 1024 reaches it, whose add word code generation refuses: one line in
+    the folding step naming the layer and the word (it failed in code generation, advising --folding)."""
+    st = _state(models["add"])
+    cands, levels = _levels(st.model)
+    t = levels[0]
+    rc, _, errors, out = _build([models["add"], "--target-fps", repr(200e6 / t)], tmp_path, capsys)
+    assert rc == 2 and len(errors) == 1, errors
+    assert "cannot reach" in errors[0] and "add0_out_word" in errors[0] and "--folding" not in errors[0], errors
+    assert not out.exists()
 
 
 def test_streamed_weights_beat_is_a_word_the_search_counts(models, tmp_path, capsys):

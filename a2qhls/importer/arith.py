@@ -12,13 +12,19 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Add, Conv, Dense, TensorInfo
-from .context import AccState, Ctx, FloatInput, IntState, QConst, const_array, finalize_acc, no_pending_relu, sole_reader
+from .context import (AccState, Ctx, FloatInput, IntState, QConst, acc_view, axis1_values, channel_values, const_array, finalize_acc,
+                      no_pending_relu, sole_reader)
 
 MAX_ALIGN_BITS = 62  # a larger multiplier cannot give a sum within 64 bits (the widest accumulator)
 
 
-def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
+def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str, src: str = "", axis1: bool = False) -> AccState:
+    """The constant ``bname`` added to the accumulator ``src`` (a layer's output, seen through the state ``st``):
+    by ONNX broadcasting (an Add, a Gemm's C), or along axis 1 (``axis1``: a Conv's B, shape ``[C]``); one value or
+    one per channel (:func:`~.context.channel_values`), else a one-line error. An integer bias in accumulator units
+    on the layer's own accumulator becomes part of it; any other a float offset of its real value."""
     C = st.layer.channels
+    src = src or st.layer.outputs[0]
     b = ctx.consts.get(bname)
     if b is None:
         raise A2QError(
@@ -26,26 +32,29 @@ def add_bias(ctx: Ctx, node, st: AccState, bname: str, out: str) -> AccState:
             "supported; quantize both branches before the Add (e.g. one shared QuantReLU, as brevitas_examples' "
             "QuantBasicBlock does)"
         )
+    view = acc_view(ctx, st)
+
+    def per_channel(v) -> np.ndarray:
+        get = axis1_values if axis1 else channel_values
+        return np.broadcast_to(get(ctx, node, "bias", np.asarray(v), src, *view), (C,))
+
     if isinstance(b, QConst):
-        ints = np.broadcast_to(b.ints.reshape(-1), (C,)) if b.ints.size in (1, C) else None
-        bscale = np.broadcast_to(np.asarray(b.scale, dtype=np.float64).reshape(-1), (C,))
+        ints = per_channel(b.ints)
+        bscale = per_channel(np.broadcast_to(np.asarray(b.scale), b.ints.shape)).astype(np.float64)
+        val = per_channel(b.value)
         same_scale = np.allclose(bscale, st.scale, rtol=1e-6, atol=0)
         # the accumulator before the bias is needed nowhere else (a Gemm/Conv's own bias input: it is the node's output)
         acc = st.layer.outputs[0]
         sole_use = len(ctx.consumers.get(acc, [])) <= 1 if acc == out else sole_reader(ctx, acc)
-        if ints is not None and same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
+        if same_scale and isinstance(st.layer, (Dense, Conv)) and st.layer.bias is None and not st.relu and sole_use and np.all(st.offset == 0):
             # an integer bias in accumulator units: it becomes part of the accumulator
             st.layer.bias = np.asarray(ints, dtype=np.int64).copy()
             return replace(st)
-        val = b.value
     else:
-        val = b
-    val = np.asarray(val, dtype=np.float64).reshape(-1)
-    if val.size not in (1, C):
-        raise A2QError(f"{ctx.where(node)}: bias of {val.size} values for {C} channels")
+        val = per_channel(b)
     if st.relu:
         raise A2QError(f"{ctx.where(node)}: Add after Relu is not supported")
-    return replace(st, offset=st.offset + np.broadcast_to(val, (C,)))
+    return replace(st, offset=st.offset + np.asarray(val, dtype=np.float64))
 
 
 def on_float_input_op(ctx: Ctx, node) -> bool:
@@ -84,10 +93,9 @@ def on_sub_div(ctx: Ctx, node) -> None:
     if isinstance(st, AccState) and c is not None and not st.relu:
         # a float affine on a layer's accumulator (e.g. BNN-PYNQ's TensorNorm, (acc - mean) / sqrt(var + eps)):
         # folded exactly into the accumulator tensor's real value scale * acc + offset
-        C = st.layer.channels
-        c = np.asarray(c, dtype=np.float64).reshape(-1)
-        if c.size not in (1, C) or not np.all(np.isfinite(c)):
-            raise A2QError(f"{ctx.where(node)}: {node.op_type} of a layer output by a constant of {c.size} values for {C} channels")
+        c = channel_values(ctx, node, "constant", np.asarray(c, dtype=np.float64), node.input[0], *acc_view(ctx, st))
+        if not np.all(np.isfinite(c)):
+            raise A2QError(f"{ctx.where(node)}: {node.op_type} of a layer output by a non-finite constant")
         if node.op_type == "Sub":
             ctx.state[node.output[0]] = replace(st, offset=st.offset - c)
         else:
@@ -107,7 +115,7 @@ def on_add(ctx: Ctx, node) -> None:
         a, b = b, a
     st = ctx.state.get(a)
     if isinstance(st, AccState) and b in ctx.consts:
-        ctx.state[node.output[0]] = add_bias(ctx, node, st, b, node.output[0])
+        ctx.state[node.output[0]] = add_bias(ctx, node, st, b, node.output[0], src=a)
         return
     sb = ctx.state.get(b)
     if isinstance(st, (AccState, IntState)) and isinstance(sb, (AccState, IntState)):
@@ -197,9 +205,8 @@ def on_mul(ctx: Ctx, node) -> None:
     st = ctx.state.get(a)
     c = const_array(ctx, b)
     if isinstance(st, AccState) and c is not None:
-        C = st.layer.channels
-        c = np.asarray(c, dtype=np.float64).reshape(-1)
-        if c.size not in (1, C) or np.any(c == 0) or not np.all(np.isfinite(c)):
+        c = channel_values(ctx, node, "constant", np.asarray(c, dtype=np.float64), a, *acc_view(ctx, st))
+        if np.any(c == 0) or not np.all(np.isfinite(c)):
             raise A2QError(f"{ctx.where(node)}: only a nonzero per-tensor or per-channel constant Mul on an accumulator is supported")
         if np.any(c < 0) and st.relu:
             raise A2QError(f"{ctx.where(node)}: a negative Mul after a Relu is not supported")

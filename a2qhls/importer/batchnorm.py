@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import Conv, Dense
-from .context import AccState, Ctx, attr, const_array, sole_reader
+from .context import AccState, Ctx, acc_view, attr, axis1_values, const_array, sole_reader
 
 def on_batchnorm(ctx: Ctx, node) -> None:
     """Inference BatchNormalization on a layer's accumulator: a per-channel positive affine map,
@@ -20,11 +20,10 @@ def on_batchnorm(ctx: Ctx, node) -> None:
         v = const_array(ctx, name)
         if v is None:
             raise A2QError(f"{ctx.where(node)}: the {what} input '{name}' is not a constant")
-        params.append(np.asarray(v, dtype=np.float64).reshape(-1))
+        # one value per index of axis 1 (ONNX: shape [C]); on a flattened map [batch, C*H*W] each channel's run
+        params.append(axis1_values(ctx, node, what, np.asarray(v, dtype=np.float64), node.input[0], *acc_view(ctx, st)))
     gamma, beta, mean, var = params
     C = st.layer.channels
-    if any(p.size not in (1, C) for p in params):
-        raise A2QError(f"{ctx.where(node)}: parameters do not match the layer's {C} channels")
     a = np.broadcast_to(gamma / np.sqrt(var + float(attr(node, "epsilon", 1e-5))), (C,)).copy()
     if np.any(~np.isfinite(a)) or np.any(a == 0):
         j = int(np.argmax(~np.isfinite(a) | (a == 0)))

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import A2QError
-from ..ir import IntType, TensorInfo
+from ..ir import IntType, TensorInfo, channels_first
 
 @dataclass
 class QConst:
@@ -143,6 +143,91 @@ def int_shape(ctx: Ctx, name: str) -> tuple:
     Quants reading it (:func:`~a2qhls.importer.quant.requant_before_depth_to_space`), the reorder's output shape."""
     moved = ctx.moved_d2s.get(name)
     return tuple(moved.out_shape) if moved is not None else tuple(ctx.tensors[name].shape)
+
+
+def one_d(ctx: Ctx) -> bool:
+    """Whether the graph's float input is ``[batch, C, L]``: its maps are then 1-D (``[batch, C, L]``), which the IR
+    holds as ``(1, L, C)`` maps of height 1."""
+    st = ctx.state.get(ctx.input_name)
+    return isinstance(st, FloatInput) and len(st.pre_shape or st.shape) == 2
+
+
+def acc_view(ctx: Ctx, st: AccState) -> tuple:
+    """``(shape, flattened)`` of the tensor an :class:`AccState` stands for in the ONNX graph: the IR shape of the
+    accumulator or, with an op deferred past the activation (a MaxPool, a DepthToSpace), of that op's output."""
+    shape = st.deferred.out_shape if st.deferred is not None else ctx.tensors[st.layer.outputs[0]].shape
+    return tuple(shape), st.flattened
+
+
+def onnx_dims(ctx: Ctx, shape: tuple, flattened: bool) -> tuple:
+    """The ONNX shape ``[1, ...]`` (batch 1) of a tensor of channels-last IR shape ``shape`` (``flattened``: the
+    graph sees the map as ``[batch, C*H*W]``, see :class:`IntState`)."""
+    if flattened:
+        return (1, int(np.prod(shape)))
+    return (1, *channels_first(shape, one_d=len(shape) == 3 and one_d(ctx)))
+
+
+def _dims_text(dims: tuple) -> str:
+    return "[" + ", ".join(["batch", *(str(d) for d in dims[1:])]) + "]"
+
+
+def channel_values(ctx: Ctx, node, what: str, value, src: str, shape: tuple, flattened: bool = False) -> np.ndarray:
+    """A constant operand of an elementwise ONNX op (a Quant's scale or zero-point, a Mul/Add/Sub/Div constant, a
+    bias) as the IR takes it: one value (shape ``()``) or one per channel ``[C]`` of the other input ``src``, a tensor
+    of IR shape ``shape`` (``(C,)`` or ``(H, W, C)``; ``flattened`` as in :class:`IntState`).
+
+    The op broadcasts ``value`` against ``src`` by ONNX multidirectional (numpy) broadcasting (ONNX's
+    Broadcasting.md). Accepted only when that leaves the ONNX shape of ``src`` (:func:`onnx_dims`) unchanged and
+    the broadcast values are the same across each channel: on ``[batch, C, H, W]`` (or ``[batch, C, L]``) they
+    vary along axis 1 only (``[1, C, 1, 1]``, ``[C, 1, 1]``); on a vector ``[batch, C]`` (``[1, C]``, ``[C]``)
+    each element is a channel; on a flattened map ``[batch, C*H*W]`` (``[1, C*H*W]``) each run of ``H*W``
+    elements of one channel holds one value. (``[1, C, 1, 1]`` against ``[batch, C*H*W]`` broadcasts to
+    ``[1, C, batch, C*H*W]``: another tensor, refused.)
+
+    Raises :class:`~a2qhls.errors.A2QError` (one line: node, shapes, what is supported) otherwise."""
+    v = np.asarray(value)
+    dims = onnx_dims(ctx, shape, flattened)
+    map_note, C = "", int(shape[-1])
+    if flattened and len(shape) == 3:
+        hw = int(np.prod(shape[:-1]))
+        map_note = f" (a flattened [{', '.join(str(d) for d in channels_first(shape, one_d=one_d(ctx)))}] map)"
+        supported = (f"one value, or one per channel of the map, repeated over its {hw} elements in the flat vector "
+                     f"([1, {dims[1]}] or [{dims[1]}])")
+    elif len(dims) == 2:
+        supported = f"one value, or one per element ([1, {dims[1]}] or [{dims[1]}])"
+    else:
+        ones = ", 1" * (len(dims) - 2)
+        supported = f"one value, or one per channel along axis 1 ([1, {dims[1]}{ones}] or [{dims[1]}{ones}])"
+    try:
+        fits = np.broadcast_shapes(v.shape, dims) == dims
+    except ValueError:
+        fits = False
+    if not fits:
+        try:
+            gives = f"broadcasts to {list(np.broadcast_shapes(v.shape, dims))} for a batch of 1"
+        except ValueError:
+            gives = "does not broadcast against it"
+        raise A2QError(f"{ctx.where(node)}: the {what} of shape {list(v.shape)} against the tensor '{src}' of shape "
+                       f"{_dims_text(dims)}{map_note} {gives} (ONNX broadcasting); supported: {supported}")
+    if v.size == 1:
+        return v.reshape(())
+    per = np.broadcast_to(v, dims).reshape(C, -1)  # ONNX order: the channel is the outermost axis of a sample
+    if not np.all(per == per[:, :1]):
+        raise A2QError(f"{ctx.where(node)}: the {what} of shape {list(v.shape)} varies within a channel of the tensor '{src}' "
+                       f"of shape {_dims_text(dims)}{map_note}; supported: {supported}")
+    return per[:, 0].copy()
+
+
+def axis1_values(ctx: Ctx, node, what: str, value, src: str, shape: tuple, flattened: bool = False) -> np.ndarray:
+    """A 1-D operand that an ONNX op applies along axis 1 of ``src`` (BatchNormalization's scale, B, mean and var;
+    Conv's bias B): its ONNX shape must be ``[D]`` with ``D`` the size of axis 1 of ``src`` (``C``, or ``C*H*W`` when
+    the map is flattened); returned as :func:`channel_values` returns it."""
+    v = np.asarray(value)
+    dims = onnx_dims(ctx, shape, flattened)
+    if v.ndim != 1 or v.size != dims[1]:
+        raise A2QError(f"{ctx.where(node)}: the {what} has shape {list(v.shape)} for the tensor '{src}' of shape "
+                       f"{_dims_text(dims)}; supported: [{dims[1]}], one value per index of axis 1")
+    return channel_values(ctx, node, what, v.reshape((1, v.size) + (1,) * (len(dims) - 2)), src, shape, flattened)
 
 
 def no_pending_relu(ctx: Ctx, node, *states) -> None:

@@ -113,7 +113,7 @@ def add_conv(ctx: Ctx, node, x: TensorInfo, weight, wtype, wscale, kernel, strid
     ctx.tensors[node.output[0]] = TensorInfo(node.output[0], conv.out_shape, None, acc_scale.copy(), np.zeros(cout))
     st = AccState(layer=conv, scale=acc_scale, offset=np.zeros(cout))
     if len(node.input) > 2 and node.input[2]:
-        st = add_bias(ctx, node, st, node.input[2], node.output[0])
+        st = add_bias(ctx, node, st, node.input[2], node.output[0], axis1=True)  # ONNX: B is [C_out], along axis 1
     ctx.state[node.output[0]] = st
     return conv
 

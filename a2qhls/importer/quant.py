@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import A2QError
 from ..bounds import int_range
 from ..ir import InputQuant, IntType, Requant, TensorInfo, round_like_qonnx
-from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, finalize_acc, scale_vec, sole_reader
+from .context import (AccState, Ctx, FloatInput, IntState, QConst, acc_view, attr, channel_values, const_array, finalize_acc,
+                      int_shape, scale_vec, sole_reader)
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -126,6 +127,7 @@ def on_quant(ctx: Ctx, node) -> None:
         ctx.consts[out] = QConst(ints=ints, scale=np.asarray(scale), dtype=IntType(bits, signed, narrow, zpi), value=value)
         return
     st = ctx.state.get(src)
+    scale, zp = per_channel_params(ctx, node, st, scale=scale, **{"zero-point": zp, "bit width": const_array(ctx, node.input[3])})[:2]
     zpi = single_zero_point(ctx, node, zp)
     dtype = IntType(bits, signed, narrow, zpi)
     if isinstance(st, FloatInput):
@@ -144,6 +146,24 @@ def on_quant(ctx: Ctx, node) -> None:
         on_requant_of_activation(ctx, node, st, scale, zp, dtype, rounding)
         return
     raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+
+
+def per_channel_params(ctx: Ctx, node, st, **params) -> list:
+    """The parameters ``params`` (name -> constant) of a quantizer ``node`` reading the dynamic tensor of state
+    ``st``, each as one value or one per channel of the quantizer's output (:func:`~.context.channel_values`:
+    ONNX broadcasting of each against the input must keep the input's shape, and per-channel values vary along
+    its channel axis only); a one-line error otherwise, or when the input comes from an unsupported producer."""
+    src = node.input[0]
+    if isinstance(st, FloatInput):
+        shape, flattened = input_layout(st.shape), False
+    elif isinstance(st, AccState):
+        shape, flattened = acc_view(ctx, st)
+    elif isinstance(st, IntState):
+        d2s = _d2s_of_accumulator(ctx, st)
+        shape, flattened = (tuple(d2s.out_shape) if d2s is not None else int_shape(ctx, st.tensor)), st.flattened
+    else:
+        raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
+    return [channel_values(ctx, node, what, v, src, shape, flattened) for what, v in params.items()]
 
 
 def _d2s_of_accumulator(ctx: Ctx, st: IntState):
@@ -382,6 +402,7 @@ def on_bipolar_quant(ctx: Ctx, node) -> None:
     if scale is None or np.any(~np.isfinite(scale)) or np.any(np.asarray(scale) <= 0):
         raise A2QError(f"{ctx.where(node)}: scale must be a finite, positive constant")
     if src not in ctx.consts:
+        scale = per_channel_params(ctx, node, ctx.state.get(src), scale=scale)[0]
         if np.asarray(scale).size != 1:
             raise A2QError(f"{ctx.where(node)}: BipolarQuant of an activation with {np.asarray(scale).size} scales is not "
                            "supported; supported: one per-tensor scale")

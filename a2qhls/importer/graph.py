@@ -171,6 +171,9 @@ def load_qonnx(path: str, input_quant: str | None = None) -> Model:
             outputs.append(st.layer.outputs[0])
         elif isinstance(st, IntState) and not st.relu:
             outputs.append(st.tensor)
+        elif isinstance(st, IntState):
+            raise A2QError(f"{path}: graph output '{o.name}' is a Relu of a quantized tensor without a Quant after it; "
+                           "supported: a Quant (e.g. a QuantReLU) after the Relu")
         elif o.name in ctx.consts or st is None:
             raise A2QError(f"{path}: graph output '{o.name}' is a constant, not computed from the input; a Brevitas model that "
                            "returns a QuantTensor exports its scale, zero-point and bit width as extra outputs: return "

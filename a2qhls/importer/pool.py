@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import A2QError
 from ..ir import IntType, Pool, Requant, TensorInfo, TruncSpec
-from .context import AccState, Ctx, IntState, attr, const_array, finalize_acc, no_pending_relu
+from .context import AccState, Ctx, IntState, acc_view, attr, channel_values, const_array, finalize_acc, no_pending_relu
 from .conv import feature_map, spatial_attrs
 from .quant import ROUNDING_MODES
 
@@ -83,6 +83,8 @@ def on_trunc(ctx: Ctx, node) -> None:
     if not isinstance(st, AccState) or st.deferred is not None:
         raise A2QError(f"{ctx.where(node)}: Trunc is supported on an accumulator (e.g. after AveragePool) only")
     vals = [np.asarray(const_array(ctx, i), dtype=np.float32) for i in node.input[1:]]
+    for what, v in zip(("scale", "zero-point", "input bit width", "output scale", "output bit width"), vals):
+        channel_values(ctx, node, what, v, node.input[0], *acc_view(ctx, st))  # ONNX broadcasting keeps the input's shape
     if any(v.size != 1 for v in vals):
         raise A2QError(f"{ctx.where(node)}: per-channel Trunc parameters are not supported")
     scale, zp, _in_bits, out_scale, out_bits = (v.reshape(()) for v in vals)

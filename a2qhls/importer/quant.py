@@ -11,7 +11,7 @@ from ..errors import A2QError
 from ..bounds import int_range
 from ..ir import InputQuant, IntType, Requant, TensorInfo, round_like_qonnx
 from .context import (AccState, Ctx, FloatInput, IntState, QConst, acc_view, attr, channel_values, const_array, finalize_acc,
-                      int_shape, scale_vec, sole_reader)
+                      int_shape, scale_vec)
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -297,8 +297,7 @@ def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     src = node.input[0]
     first = next((op for op in ctx.ops if isinstance(op, Requant) and op.outputs[0] == st.tensor), None)
     onnx_src = st.tensor  # the first Quant's output (a Relu may stand between)
-    if first is None or len(ctx.consumers.get(onnx_src, [])) != 1 or not sole_reader(ctx, onnx_src) \
-            or (not st.relu and src != onnx_src) or (st.relu and not sole_reader(ctx, src)):
+    if first is None or not _sole_path(ctx, onnx_src, node) or (not st.relu and src != onnx_src):
         requant_through_identity(ctx, node, st, scale, zp, dtype, rounding)
         return
     info = ctx.tensors.pop(first.outputs[0])
@@ -315,7 +314,22 @@ def on_requant_of_activation(ctx: Ctx, node, st: IntState, scale, zp, dtype: Int
     )
     ctx.ops.append(op)
     ctx.tensors[out] = TensorInfo(out, info.shape, dtype, scale_vec(scale, C), np.zeros(C))
-    ctx.state[out] = IntState(out)
+    ctx.state[out] = IntState(out, flattened=st.flattened)
+
+
+def _sole_path(ctx: Ctx, tensor: str, node) -> bool:
+    """Whether ``node`` alone reads ``tensor``, through a chain of Relu, Identity and Flatten/Reshape nodes that
+    each have one reader, none of these tensors a graph output: only then may the Quant that wrote ``tensor`` fold
+    into ``node`` (``QuantIdentity -> Relu -> {Identity -> Quant, Quant}`` keeps it for the other reader)."""
+    t = tensor
+    while t not in ctx.graph_outputs and len(ctx.consumers.get(t, [])) == 1:
+        n = ctx.consumers[t][0]
+        if n is node:
+            return True
+        if n.op_type not in ("Relu", "Identity", "Flatten", "Reshape"):
+            return False
+        t = n.output[0]
+    return False
 
 
 def on_relu(ctx: Ctx, node) -> None:
@@ -326,10 +340,11 @@ def on_relu(ctx: Ctx, node) -> None:
     if isinstance(st, AccState):
         ctx.state[node.output[0]] = replace(st, relu=True)
         return
-    if isinstance(st, IntState) and not st.flattened:  # e.g. QuantIdentity -> QuantReLU: folds into the next Quant
-        ctx.state[node.output[0]] = IntState(st.tensor, relu=True)
+    if isinstance(st, IntState):  # e.g. QuantIdentity -> QuantReLU: folds into the next Quant
+        ctx.state[node.output[0]] = IntState(st.tensor, flattened=st.flattened, relu=True)
         return
-    raise A2QError(f"{ctx.where(node)}: Relu is supported on a layer output or an activation, followed by a Quant")
+    raise A2QError(f"{ctx.where(node)}: Relu of '{node.input[0]}' is not supported; supported: Relu of the float graph input, "
+                   "of a layer output or of an activation, followed by a Quant")
 
 
 def preprocess(ctx: Ctx, node, st: FloatInput, op: str, const) -> FloatInput:
@@ -424,6 +439,12 @@ def on_bipolar_quant(ctx: Ctx, node) -> None:
             return
         raise A2QError(f"{ctx.where(node)}: input '{src}' comes from an unsupported producer")
     x = np.asarray(const_array(ctx, src), dtype=np.float32)
+    try:
+        fits = np.broadcast_shapes(x.shape, np.shape(scale)) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise A2QError(f"{ctx.where(node)}: scale of shape {list(np.shape(scale))} does not match the input '{src}' of shape {list(x.shape)}")
     ints = np.where(x / np.asarray(scale, dtype=np.float32) >= 0, 1, -1).astype(np.int64)
     value = (ints * np.asarray(scale, dtype=np.float32)).astype(np.float32)
     # {-1, +1} inside a 2-bit narrow signed type (the exact sizing uses the integers themselves)

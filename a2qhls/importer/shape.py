@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import A2QError
-from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, int_shape, no_pending_relu
+from .context import AccState, Ctx, FloatInput, IntState, QConst, attr, const_array, int_shape
 
 def on_reshape(ctx: Ctx, node) -> None:
     src, out = node.input[0], node.output[0]
@@ -24,9 +24,9 @@ def on_reshape(ctx: Ctx, node) -> None:
         ctx.state[out] = FloatInput((feat,), st.pre, True, st.pre_shape or st.shape)
         return
     if isinstance(st, IntState) and _keeps_batch(out_shape, ctx.shapes.get(src)):
-        no_pending_relu(ctx, node, st)
         shape = int_shape(ctx, st.tensor)  # a DepthToSpace moved after its Quants has no tensor of its own
-        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened)
+        # a pending Relu (elementwise) commutes with the flatten: the Quant after it applies it
+        ctx.state[out] = IntState(st.tensor, flattened=len(shape) == 3 or st.flattened, relu=st.relu)
         return
     if isinstance(st, AccState) and _keeps_batch(out_shape, ctx.shapes.get(src)):
         # flattened as an IntState is

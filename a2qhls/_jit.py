@@ -1,8 +1,10 @@
 """Fused loops of the numpy model's fast path, compiled by numba (imported only by :func:`a2qhls.sim.jit_kernels`).
 
-Each function computes, in one pass over memory, exactly what a sequence of numpy steps in
-:mod:`a2qhls.sim` computes in several (the plain path the tests compare them with: same integers, same
-float32 arithmetic). They release the GIL (``nogil``) so that :meth:`a2qhls.sim.BitSim.run`'s chunks
+Each function computes exactly what numpy steps in :mod:`a2qhls.sim` compute (the path the tests compare
+them with: the same integers; the input quantizer in the same float32 arithmetic), in fewer passes over
+memory or in loops numba vectorizes where numpy's short innermost axes are slow: the input quantizer, the
+threshold-table lookup, convolutions whose output channels each read one input channel, unpadded max
+pools, and im2col. They release the GIL (``nogil``) so that :meth:`a2qhls.sim.BitSim.run`'s chunks
 run them in parallel threads, and are compiled once per machine where numba finds a writable cache
 (beside this file, in the user's cache directory, or ``NUMBA_CACHE_DIR``), else once per process.
 Division by zero follows numpy (``error_model="numpy"``: inf or NaN, no exception).

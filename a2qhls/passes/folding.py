@@ -572,12 +572,13 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     :func:`_layer_candidates`), and the folding at each level is one code generation accepts as a
     whole (:func:`_fold_to_cycles` moves a layer whose words a width converter, pool or add would
     widen past 4096 bits, or whose streamed-weight beat would be: ``stream_weights`` and ``part`` as for
-    :func:`fold_to_cycles`), each layer's choice only getting cheaper as ``T`` grows: the binary search
-    over the levels relies on that. A level that still cannot be built (no folding reaches it) counts
-    as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
+    :func:`fold_to_cycles`). The levels are tried fastest first and the first that fits is returned:
+    the whole-design estimate is not monotone in ``T`` (on a convolution feeding a pool, a slower level's
+    cheaper folding can cost more LUTs), so a faster level is never skipped for a slower one's cost. A
+    level that cannot be built (no folding reaches it) counts as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
 
-    Raises :class:`A2QError` when even the slowest (cheapest) buildable folding does not fit, naming the
-    resource, what that folding needs and the layer using the most of it; or when no level can be built,
+    Raises :class:`A2QError` when no level fits, naming the resource the slowest buildable folding
+    exceeds, what that folding needs and the layer using the most of it; or when no level can be built,
     with the reason for the slowest; a bad ``bus_bits`` is its own error.
     """
 
@@ -625,29 +626,26 @@ def _fold_to_budget(model: Model, budget: dict, units: list, cands: dict, max_cy
         return all(tot[k] <= v for k, v in budget.items())
 
     slow = " within the throughput target" if max_cycles is not None else ""
+    # fastest first, stopping at the first level that fits: the whole-design estimate does not fall
+    # monotonically as T grows (a layer's cheaper folding can make a pool's or width converter's words,
+    # or its memories, costlier), so no level is skipped on the strength of a slower one
+    for t in levels:
+        if fits(t):
+            f, d = total(t)
+            apply_folding(model, f)
+            return f, d["total"]
     cheapest = levels[-1]  # the slowest level, with the narrowest words: if it cannot be built, no level can
     if total(cheapest) is None:
         if levels[-1] not in why:
             _fold_to_cycles(model, levels[-1], clock_mhz, cands, bus_bits)  # raises, naming the unit that cannot reach it
         raise A2QError(f"no folding{slow} can be built for the budget {_budget_text(budget)}: the slowest one "
                        f"({levels[-1]} cycles per image) fails: {why[levels[-1]]}")
-    if not fits(cheapest):
-        f, d = total(cheapest)
-        res = next(k for k, v in budget.items() if d["total"][k] > v)
-        worst = max(d["units"], key=lambda u: u["cost"][res])
-        raise A2QError(f"the budget cannot be met: no folding{slow} fits {res} <= {budget[res]}; the cheapest that "
-                       f"can be built ({cheapest} cycles per image) needs {res} {d['total'][res]} "
-                       f"({worst['cname']} the largest, {worst['cost'][res]})")
-    lo, hi = 0, len(levels) - 1  # binary search: each layer's cheapest buildable folding only gets cheaper with T
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(levels[mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    f, d = total(levels[lo])
-    apply_folding(model, f)
-    return f, d["total"]
+    f, d = total(cheapest)
+    res = next(k for k, v in budget.items() if d["total"][k] > v)
+    worst = max(d["units"], key=lambda u: u["cost"][res])
+    raise A2QError(f"the budget cannot be met: no folding{slow} fits {res} <= {budget[res]}; the cheapest that "
+                   f"can be built ({cheapest} cycles per image) needs {res} {d['total'][res]} "
+                   f"({worst['cname']} the largest, {worst['cost'][res]})")
 
 
 def _budget_text(budget: dict) -> str:

@@ -341,3 +341,21 @@ def test_budget_folding_is_the_fastest_that_fits_on_random_cnns(ch, cin, seed, p
     _, levels = _levels(m)
     est = [e for e in _level_estimates(m, levels).values() if e is not None]
     _assert_fastest_that_fits(m, {res: est[int(pick * (len(est) - 1))][res]})
+
+
+def test_cannot_reach_names_the_fastest_level_that_builds(models, tmp_path, capsys):
+    """--target-fps faster than the pool CNN's conv can go: the one-line error's "its fastest folding needs
+    N" names the fastest level a design can be built at (it named the conv's 144 cycles, whose 8192-bit
+    pool word code generation refuses), and --target-fps at N builds."""
+    import re
+
+    st = _state(models["pool"])
+    _, levels = _levels(st.model)
+    fastest = _reached(st.model, levels, 1)[0]
+    assert fastest > levels[0]  # the layers' fastest level is refused
+    rc, _, errors, out = _build([models["pool"], "--target-fps", repr(200e6 / (levels[0] // 2))], tmp_path, capsys)
+    assert rc == 2 and len(errors) == 1 and "cannot reach" in errors[0] and not out.exists(), errors
+    n = int(re.search(r"its fastest folding needs (\d+) \(", errors[0]).group(1))
+    assert n == fastest, errors
+    rc, s, errors, _ = _build([models["pool"], "--target-fps", repr(200e6 / n)], tmp_path, capsys, "at_n")
+    assert rc == 0 and s["cycles_per_image"] <= n, errors

@@ -471,10 +471,25 @@ def _refusals(model: Model, folding: dict, bus_bits: int | None, cands: dict) ->
     return out or [(L, None)]
 
 
+def _fastest_buildable(model: Model, above: int, cands: dict, bus_bits: int | None) -> int | None:
+    """The least level (a cycle count of the layers' candidates) above ``above`` at which
+    :func:`_fold_to_cycles` finds a folding code generation accepts, or None. Leaves the IR's folding
+    to the caller (it records one at each level it tries)."""
+    for t in sorted({c[0] for _, cs in cands.values() for c in cs if c[0] > above}):
+        try:
+            _fold_to_cycles(model, t, None, cands, bus_bits, suggest=False)
+        except A2QError:
+            continue
+        return t
+    return None
+
+
 def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: dict,
-                    bus_bits: int | None = None) -> tuple[dict, list]:
+                    bus_bits: int | None = None, suggest: bool = True) -> tuple[dict, list]:
     """:func:`fold_to_cycles` from the layers' candidates ``cands`` (:func:`_layer_candidates`);
-    returns the folding and the code generator's units at it (:func:`_buildable` on ``bus_bits``)."""
+    returns the folding and the code generator's units at it (:func:`_buildable` on ``bus_bits``).
+    ``suggest``: a layer that cannot reach ``target`` is reported with the fastest level the design
+    can be built at (:func:`_fastest_buildable`; False: its own fastest candidate, without the search)."""
 
     def best(cycles: int) -> str:
         return f"{cycles}" + (f" ({clock_mhz * 1e6 / cycles:.6g} images/s at {clock_mhz:g} MHz)" if clock_mhz else "")
@@ -505,6 +520,8 @@ def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: d
                     raise A2QError(f"layer '{name}' cannot reach {target} cycles per image with a folding code generation "
                                    f"accepts: {refusal[name]}")
                 fastest = min(c[0] for c in cs)
+                if suggest and not excluded.get(name) and fastest > target:  # that folding may be refused as a whole
+                    fastest = _fastest_buildable(model, fastest - 1, cands, bus_bits) or fastest
                 raise A2QError(f"layer '{name}' cannot reach {target} cycles per image: its fastest folding "
                                + ("with its weights streamed (a beat of PE*SIMD weights within 4096 bits) " if u.w_stream else "")
                                + f"needs {best(fastest) if not excluded.get(name) else best(target + 1) + ' or more'}")
@@ -610,7 +627,7 @@ def _fold_to_budget(model: Model, budget: dict, units: list, cands: dict, max_cy
         if t not in cache:
             cache[t] = None  # no folding reaches t, or its design cannot be built: as if over budget
             try:
-                f, units_t = _fold_to_cycles(model, t, None, cands, bus_bits)
+                f, units_t = _fold_to_cycles(model, t, None, cands, bus_bits, suggest=False)
             except A2QError:
                 return None
             try:

@@ -333,32 +333,69 @@ def _streamed(model: Model, stream_weights) -> set:
 
 
 def _with_streams(model: Model, search, stream_weights, part: str | None):
-    """``search(streamed)`` (a folding search counting the streamed-weight beats of the layers in
-    ``streamed``, recording its folding on the IR) with the layers ``stream_weights`` streams: a list
-    is known before folding; ``auto`` is decided on the folding
-    (:func:`a2qhls.passes.memories.auto_stream_weights` on ``part``), so when the layers it streams at the
-    folding found have a beat code generation refuses (auto plans the design with them:
+    """``search(streamed, limit)`` (a folding search counting the streamed-weight beats of the layers in
+    ``streamed``, within ``limit`` cycles per image too when not None, recording its folding on the IR)
+    with the layers ``stream_weights`` streams: a list is known before folding; ``auto`` is decided on
+    the folding (:func:`a2qhls.passes.memories.auto_stream_weights` on ``part``), so when the layers it
+    streams at the folding found have a beat code generation refuses (auto plans the design with them:
     :func:`a2qhls.codegen.plan`), the search runs again counting them too, until it does not (at most
-    once per layer). Leaves ``op.weights_external`` as it found it."""
+    once per layer). When that fails (counting their beats, no folding is fast enough), faster foldings
+    with those layers' weights on chip are tried (each search within one cycle less than the last
+    folding found: a wider folding needs fewer, shallower weight memories, so auto may stream none);
+    the first that auto accepts is returned, else the first error is raised. Leaves
+    ``op.weights_external`` as it found it."""
+    from .. import codegen
     from .memories import apply_stream_weights, wants_auto
 
     streamed = _streamed(model, stream_weights)
     if not wants_auto(stream_weights):
-        return search(streamed)
+        return search(streamed, None)
+    on_chip = set(streamed)
     before = {d.name: getattr(d, "weights_external", False) for d in model.layers()}
-    while True:
-        result = search(streamed)
+
+    def accepted() -> bool:
+        """Whether auto streams only layers whose beat code generation accepts at the IR's folding; else
+        the layers it streams are left in ``names``, code generation's error in ``refusal``."""
+        nonlocal names, refusal
         try:
             apply_stream_weights(model, stream_weights, part)  # what the memories step will choose
-            return result  # auto plans the design with each layer it streams (codegen.plan): every beat fits
-        except A2QError:  # the last layer it chose (marked) has a beat code generation refuses
-            names = {d.name for d in model.layers() if d.weights_external}
-            if names <= streamed:
-                raise
+            return True  # auto plans the design with each layer it streams (codegen.plan): every beat fits
+        except A2QError as e:  # the last layer it chose (marked) has a beat code generation refuses
+            names, refusal = {d.name for d in model.layers() if d.weights_external}, e
+            return False
         finally:
             for d in model.layers():
                 d.weights_external = before[d.name]
-        streamed |= names
+
+    def cycles_now() -> int:
+        return max(u.stage_cycles for u in codegen.plan(model))
+
+    names: set = set()
+    refusal = None
+    result = search(streamed, None)
+    refused_at = None  # cycles per image of the first folding found, whose streamed layers' beats are refused
+    try:
+        while True:
+            if accepted():
+                return result
+            if refused_at is None:
+                refused_at = cycles_now()
+            if names <= streamed:
+                raise refusal
+            streamed |= names
+            result = search(streamed, None)
+    except A2QError as e:
+        first = e
+    limit = refused_at - 1  # faster foldings, weights on chip unless auto streams them
+    while limit >= 1:
+        try:
+            result = search(on_chip, limit)
+        except A2QError:
+            break
+        if accepted():
+            return result
+        limit = cycles_now() - 1
+    raise first
 
 
 def _layer_candidates(units: list, bus_bits: int | None = None, streamed=()) -> dict:
@@ -417,10 +454,10 @@ def fold_to_cycles(model: Model, target: int, *, clock_mhz: float | None = None,
     throughput it came from when ``target_fps`` is given; a bad ``bus_bits`` is its own error.
     """
 
-    def search(streamed):
+    def search(streamed, limit):
         cands = _layer_candidates(_base_plan(model), bus_bits, streamed)
         with _for_target(target_fps, clock_mhz, target):
-            return _fold_to_cycles(model, target, clock_mhz, cands, bus_bits)[0]
+            return _fold_to_cycles(model, target if limit is None else min(target, limit), clock_mhz, cands, bus_bits)[0]
 
     return _with_streams(model, search, stream_weights, part)
 
@@ -599,11 +636,12 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     with the reason for the slowest; a bad ``bus_bits`` is its own error.
     """
 
-    def search(streamed):
+    def search(streamed, limit):
         units = _base_plan(model)
         cands = _layer_candidates(units, bus_bits, streamed)
+        most = max_cycles if limit is None else limit if max_cycles is None else min(max_cycles, limit)
         with _for_target(target_fps, clock_mhz, max_cycles):
-            return _fold_to_budget(model, budget, units, cands, max_cycles, clock_mhz, bus_bits)
+            return _fold_to_budget(model, budget, units, cands, most, clock_mhz, bus_bits)
 
     return _with_streams(model, search, stream_weights, part)
 

@@ -509,15 +509,33 @@ def _refusals(model: Model, folding: dict, bus_bits: int | None, cands: dict) ->
 
 
 def _fastest_buildable(model: Model, above: int, cands: dict, bus_bits: int | None) -> int | None:
-    """The least level (a cycle count of the layers' candidates) above ``above`` at which
-    :func:`_fold_to_cycles` finds a folding code generation accepts, or None. Leaves the IR's folding
-    to the caller (it records one at each level it tries)."""
-    for t in sorted({c[0] for _, cs in cands.values() for c in cs if c[0] > above}):
+    """The fewest cycles per image above ``above`` that :func:`_fold_to_cycles` builds a design at
+    (code generation accepts it), or None: the first level (a cycle count of the layers' candidates) it
+    reaches, then a bisection of the targets between the level before and that one (a window generator's
+    exact schedule can land between levels); returns the cycles of the folding found there. Leaves the
+    IR's folding to the caller (it records one at each target it tries)."""
+
+    def reach(t):
         try:
-            _fold_to_cycles(model, t, None, cands, bus_bits, suggest=False)
+            return max(u.stage_cycles for u in _fold_to_cycles(model, t, None, cands, bus_bits, suggest=False)[1])
         except A2QError:
+            return None
+
+    prev = above
+    for t in sorted({c[0] for _, cs in cands.values() for c in cs if c[0] > above}):
+        got = reach(t)
+        if got is None:
+            prev = t
             continue
-        return t
+        lo, hi = prev + 1, t  # target hi is reached; the least reached target in (prev, t], if a slower one is too
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = reach(mid)
+            if at is None:
+                lo = mid + 1
+            else:
+                hi, got = mid, min(got, at)
+        return got
     return None
 
 

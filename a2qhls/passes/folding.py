@@ -543,8 +543,9 @@ def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: d
                     bus_bits: int | None = None, suggest: bool = True) -> tuple[dict, list]:
     """:func:`fold_to_cycles` from the layers' candidates ``cands`` (:func:`_layer_candidates`);
     returns the folding and the code generator's units at it (:func:`_buildable` on ``bus_bits``).
-    ``suggest``: a layer that cannot reach ``target`` is reported with the fastest level the design
-    can be built at (:func:`_fastest_buildable`; False: its own fastest candidate, without the search)."""
+    ``suggest``: a layer that cannot reach ``target`` is reported with the fewest cycles per image a
+    design can be built at (:func:`_fastest_buildable`; False: its own fastest candidate, without that
+    search)."""
 
     def best(cycles: int) -> str:
         return f"{cycles}" + (f" ({clock_mhz * 1e6 / cycles:.6g} images/s at {clock_mhz:g} MHz)" if clock_mhz else "")
@@ -647,7 +648,8 @@ def fold_to_budget(model: Model, budget: dict, *, max_cycles: int | None = None,
     :func:`fold_to_cycles`). The levels are tried fastest first and the first that fits is returned:
     the whole-design estimate is not monotone in ``T`` (on a convolution feeding a pool, a slower level's
     cheaper folding can cost more LUTs), so a faster level is never skipped for a slower one's cost. A
-    level that cannot be built (no folding reaches it) counts as over budget. Records the folding on the IR; returns ``(folding, total cost dict)``.
+    level that cannot be built (no folding reaches it) counts as over budget. Records the folding on
+    the IR; returns ``(folding, total cost dict)``.
 
     Raises :class:`A2QError` when no level fits, naming the resource the slowest buildable folding
     exceeds, what that folding needs and the layer using the most of it; or when no level can be built,

@@ -350,19 +350,29 @@ class QonnxReference:
 
 
 def _float64_accumulation(mw):
-    """A copy of the graph whose standard ONNX ops compute in float64 (see :class:`QonnxReference`)."""
+    """A copy of the graph whose standard ONNX ops compute in float64 (see :class:`QonnxReference`).
+    onnxruntime has no float64 Conv: convolutions are first lowered to QONNX's Im2Col and a MatMul
+    (qonnx's ``LowerConvsToMatMul``; the same sums, and MatMul runs in float64)."""
     import onnx
     from onnx import TensorProto, helper
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     p = onnx.ModelProto()
     p.CopyFrom(mw.model)
+    if any(n.op_type == "Conv" for n in p.graph.node):
+        p = ModelWrapper(p).transform(InferShapes()).transform(LowerConvsToMatMul()).model
     g = p.graph
     infos = {vi.name: vi for vi in list(g.input) + list(g.value_info) + list(g.output)}
     types = {k: vi.type.tensor_type.elem_type for k, vi in infos.items()}
     types.update({i.name: i.data_type for i in g.initializer})
     nodes, made = [], {}
     for n in g.node:
+        if n.op_type == "Im2Col":  # QONNX's (numpy) Im2Col of the lowered convs keeps its input's dtype
+            for o in n.output:
+                if types.get(n.input[0]) == TensorProto.DOUBLE and o in infos:
+                    infos[o].type.tensor_type.elem_type = types[o] = TensorProto.DOUBLE
         if n.domain not in ("", "ai.onnx") or n.op_type in ("Shape", "Constant", "Cast"):
             nodes.append(n)
             continue

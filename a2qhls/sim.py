@@ -260,7 +260,11 @@ def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
     if kind == "obj":
         v = v.astype(object)
         return (v * mul if mul != 1 else v) - zp
-    if kind == "f32":  # exact: |mul * q - zp| < 2^24 (the bound that chose f32)
+    if kind == "f32" and v.dtype.kind in "iu" and v.dtype.itemsize >= 4:
+        # stored integers may pass 2^24 where the values do not (a large zero-point): subtract in int64
+        v = v.astype(np.int64) * mul - zp if mul != 1 else v.astype(np.int64) - zp
+        return v.astype(np.float32)
+    if kind == "f32":  # exact: |mul * q - zp| < 2^24 (the bound that chose f32), |q| < 2^16 here (or float32 q)
         v = v.astype(np.float32, copy=False)
         v = v * np.float32(mul) if mul != 1 else v
         return v - np.float32(zp) if zp else v
@@ -268,6 +272,15 @@ def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
     v = v * mul if mul != 1 else v
     v = v - zp if zp else v
     return v.astype(np.float64) if kind == "f64" else v
+
+
+def _native(q: np.ndarray) -> np.ndarray:
+    """An array given to the model in this machine's byte order, float16 as float32 (the same values):
+    numba's loops compile for native integer and float32/float64 arrays only."""
+    dt = q.dtype
+    if dt == object or (dt.isnative and not (dt.kind == "f" and dt.itemsize < 4)):
+        return q
+    return q.astype(np.float32 if dt.kind == "f" and dt.itemsize < 4 else dt.newbyteorder("="))
 
 
 def _value_map(t) -> tuple:
@@ -1044,7 +1057,7 @@ class BitSim:
     def _fed(self, tensor: str, q) -> np.ndarray:
         """A tensor given to :meth:`run_batch` (``start`` or a dict): shaped, and checked to hold integers
         the tensor can hold (its type's range, or an accumulator's built width), else :class:`A2QError`."""
-        q = self._shaped(tensor, q)
+        q = _native(self._shaped(tensor, q))
         info = self.model.tensors[tensor]
         if info.dtype is not None:
             lo, hi = info.dtype.qmin, info.dtype.qmax
@@ -1089,7 +1102,7 @@ class BitSim:
                     raise A2QError(f"unknown tensor '{t}'")
                 vals[t] = self._fed(t, q)
         elif start is None:
-            x = np.asarray(x)
+            x = _native(np.asarray(x))
             iq = ops[0]
             fmap = len(self.model.tensors[iq.outputs[0]].shape) == 3
             vals[self.model.input_name] = x.reshape((x.shape[0],) + tuple(self.model.input_shape)) if fmap else x.reshape(x.shape[0], -1)
@@ -1113,7 +1126,7 @@ class BitSim:
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))
             elif isinstance(op, Requant):
                 pool = self._pool_first.get(op.name) if not keep and stop is None else None
-                if pool is not None:  # its output is never needed: the pool's output straight from the accumulator
+                if pool is not None and pool.outputs[0] not in vals:  # (a fed pool output is kept)  # its output is never needed: the pool's output straight from the accumulator
                     vals[pool.outputs[0]] = self.requant(self.stages[op.name], self.pool(self.stages[pool.name], src))
                     continue
                 out = self.requant(self.stages[op.name], src)

@@ -374,6 +374,11 @@ def test_fed_accumulators_anywhere_in_their_width_equal_plain_and_beyond_it_are_
     assert jit_kernels().requant_lut(np.array([[1, 2], [8, 3]], dtype=np.int32), lut, off, lo, hi, out) == 2
     assert jit_kernels().requant_lut(np.array([[1, 9], [7, -5]], dtype=np.int32), lut, off, lo, hi, out) == -1
     assert out.tolist() == [[1, 7], [7, 4]]
+    # a table that holds every clipped index (as BitSim's do): the loop without the check, clipping both ends
+    big = np.zeros((600, 2), dtype=np.uint8)
+    acc = np.array([[1, 9], [8, -5]] * 300, dtype=np.int32)
+    assert jit_kernels().requant_lut(acc, lut, off, lo, np.array([7, 3]), big) == -1
+    assert big.tolist() == [[1, 7], [7, 4]] * 300
 
 
 def test_per_tensor_threshold_row_on_table_and_search():

@@ -1045,6 +1045,12 @@ class AxisPort:
         }
 
 
+def port_suffixes(n: int) -> list:
+    """The output ports' name suffixes for ``n`` graph outputs: ``[""]`` (``out``) for one, else
+    ``["0", "1", ...]`` (``out0``, ``out1``, ...)."""
+    return [""] if n == 1 else [str(k) for k in range(n)]
+
+
 def output_sources(units: list) -> list:
     """``[(tensor, producing unit, C++ word type of the stream the port reads)]`` per graph output, in
     graph-output order: the producer's output word, or a dup's copy when the tensor is also read by units."""
@@ -1063,7 +1069,7 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
     output, in graph-output order."""
     first = units[0]
     srcs = output_sources(units)
-    sfx = [""] if len(srcs) == 1 else [str(k) for k in range(len(srcs))]
+    sfx = port_suffixes(len(srcs))
     ports = []
     specs = [("in", first, first.in_t, first.in_elems, first.IPB, first.in_shape, "", "", "")]
     for k, (tensor, prod, word) in enumerate(srcs):
@@ -1081,7 +1087,7 @@ def axis_ports(units: list, bus_bits: Optional[int] = None) -> tuple:
         if bus_bits is None and bus > AP_INT_LIMIT_W:  # the default bus: one unit word, each element in whole bytes
             raise A2QError(f"the AXI-stream {direction}put port{(' ' + direction + suffix) if suffix else ''} would carry "
                            f"{per_word} {t.bits}-bit elements a beat in whole "
-                           f"bytes ({bus} bits), above the 4096-bit limit: fold unit {u.cname} "
+                           f"bytes ({bus} bits), above the {AP_INT_LIMIT_W}-bit limit: fold unit {u.cname} "
                            f"({f'layer {u.dense.name!r}' if u.dense is not None else f'reading tensor {u.inputs[0]!r}'}) "
                            f"to fewer elements a word "
                            f"({'SIMD' if direction == 'in' else 'PE'}) or give --bus-bits to repack them")
@@ -1256,7 +1262,7 @@ def netlist(units: list) -> tuple[list, list]:
     first_tensor = units[0].inputs[0]
     src[first_tensor] = ["sin"]
     gouts = graph_outputs(units)
-    sfx = [""] if len(gouts) == 1 else [str(k) for k in range(len(gouts))]
+    sfx = port_suffixes(len(gouts))
     direct = {t: f"sout{k}" for t, k in zip(gouts, sfx) if not any(t in u.inputs for u in units)}  # written by its producer
     streams.append(("sin", f"{units[0].cname}_in_word", 2, "the input, unpacked from the AXI-stream beats"))
     calls.append(("a2q_in_adapter", ["in", "sin"]))

@@ -373,9 +373,11 @@ def check_options(*, part=None, clock_mhz=None, stream_weights=None, bus_bits=No
         raise A2QError(f"--clock-mhz {clock_mhz}: expected a clock between {lo:g} and {hi:g} MHz")
     if part is not None and not str(part).strip():
         raise A2QError("--part: empty value (expected a part such as xczu3eg)")
-    if bus_bits is not None and (isinstance(bus_bits, bool) or not isinstance(bus_bits, int) or bus_bits % 8
-                                 or not 8 <= bus_bits <= 4096):
-        raise A2QError(f"--bus-bits {bus_bits}: the AXI-stream width must be a multiple of 8 from 8 to 4096")
+    if bus_bits is not None:
+        from .codegen import AP_INT_LIMIT_W
+
+        if isinstance(bus_bits, bool) or not isinstance(bus_bits, int) or bus_bits % 8 or not 8 <= bus_bits <= AP_INT_LIMIT_W:
+            raise A2QError(f"--bus-bits {bus_bits}: the AXI-stream width must be a multiple of 8 from 8 to {AP_INT_LIMIT_W}")
     check_stream_weights(stream_weights)
 
 

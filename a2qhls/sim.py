@@ -262,8 +262,7 @@ def _values(x, zp: int, kind: str, mul: int = 1) -> np.ndarray:
         return (v * mul if mul != 1 else v) - zp
     if kind == "f32" and v.dtype.kind in "iu" and v.dtype.itemsize >= 4:
         # stored integers may pass 2^24 where the values do not (a large zero-point): subtract in int64
-        v = v.astype(np.int64) * mul - zp if mul != 1 else v.astype(np.int64) - zp
-        return v.astype(np.float32)
+        return (v.astype(np.int64) * mul - zp).astype(np.float32)
     if kind == "f32":  # exact: |mul * q - zp| < 2^24 (the bound that chose f32), |q| < 2^16 here (or float32 q)
         v = v.astype(np.float32, copy=False)
         v = v * np.float32(mul) if mul != 1 else v
@@ -560,9 +559,9 @@ class BitSim:
         or (``None``, the default) only if torch is already imported: importing it takes 2-3 s, more
         than the GEMMs of a build's test vectors or a small model's co-simulation save.
         ``jit`` (ignored with ``blas=False``, which takes no fast path): numba's fused loops
-        (:mod:`a2qhls._jit`: the input quantizer, the threshold-table lookup, and the convolutions whose
-        output channels each read one input channel (depthwise, or a single input channel); the
-        ``fast`` extra)
+        (:mod:`a2qhls._jit`: the input quantizer, the threshold-table lookup, the convolutions whose
+        output channels each read one input channel (depthwise, or a single input channel), max pools
+        and im2col; the ``fast`` extra)
         always (``True``; :class:`A2QError` if numba does not load), never (``False``), or (``None``,
         the default) from the first :meth:`run` whose batch holds at least :attr:`JIT_MIN_ELEMENTS`
         input and requantized values, where numba is installed. They save about 1 ns per such value and
@@ -738,7 +737,7 @@ class BitSim:
         """``(w_rows, bias, mul, zp)`` for :func:`a2qhls._jit.depthwise_conv` (its layout: each tap's
         ``[C]`` weights tiled over ``R`` padded rows), or ``None`` where it does not apply: a conv whose
         output channels do not each read one input channel, or sums not exact in float64 (``kind``)."""
-        H, W, C_in = op.in_shape
+        _, W, C_in = op.in_shape
         if not self.blas or kind not in ("f32", "f64") or not (op.depthwise or (C_in == 1 and op.groups == 1)):
             return None
         dt = _DTYPE[kind]
@@ -1126,7 +1125,7 @@ class BitSim:
                     out = np.ascontiguousarray(out.reshape(out.shape[0], C, H, W).transpose(0, 2, 3, 1))
             elif isinstance(op, Requant):
                 pool = self._pool_first.get(op.name) if not keep and stop is None else None
-                if pool is not None and pool.outputs[0] not in vals:  # (a fed pool output is kept)  # its output is never needed: the pool's output straight from the accumulator
+                if pool is not None and pool.outputs[0] not in vals:  # the pool's output from the accumulator (a fed one is kept)
                     vals[pool.outputs[0]] = self.requant(self.stages[op.name], self.pool(self.stages[pool.name], src))
                     continue
                 out = self.requant(self.stages[op.name], src)

@@ -568,7 +568,8 @@ def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: d
         return any(allowed(name, c) and ((c[2], c[3]) != (cur["PE"], cur["SIMD"]) if key is None else
                                          c[2 if key == "PE" else 3] != cur[key]) for c in cands[name][1])
 
-    for _ in range(64 + sum(len(cs) for _, cs in cands.values())):
+    rounds = 64 + sum(len(cs) for _, cs in cands.values())
+    for _ in range(rounds):
         for name, (u, cs) in cands.items():
             ok = [c for c in cs if allowed(name, c)]
             if not ok:
@@ -624,7 +625,7 @@ def _fold_to_cycles(model: Model, target: int, clock_mhz: float | None, cands: d
             u = slow[0]
             raise A2QError(f"unit {u.cname} ('{u.dense.name if u.dense is not None else u.inputs[0]}') cannot reach {target} "
                            f"cycles per image: it needs {best(u.stage_cycles)} (it reads {u.in_elems // u.IPB} input words)")
-    raise A2QError(f"no folding reaches {target} cycles per image ({64 + sum(len(cs) for _, cs in cands.values())} foldings tried)")
+    raise A2QError(f"no folding reaches {target} cycles per image ({rounds} foldings tried)")
 
 
 def fps_to_cycles(fps: float, clock_mhz: float) -> int:
@@ -711,10 +712,10 @@ def _fold_to_budget(model: Model, budget: dict, units: list, cands: dict, max_cy
             return f, d["total"]
     cheapest = levels[-1]  # the slowest level, with the narrowest words: if it cannot be built, no level can
     if total(cheapest) is None:
-        if levels[-1] not in why:
-            _fold_to_cycles(model, levels[-1], clock_mhz, cands, bus_bits)  # raises, naming the unit that cannot reach it
+        if cheapest not in why:
+            _fold_to_cycles(model, cheapest, clock_mhz, cands, bus_bits)  # raises, naming the unit that cannot reach it
         raise A2QError(f"no folding{slow} can be built for the budget {_budget_text(budget)}: the slowest one "
-                       f"({levels[-1]} cycles per image) fails: {why[levels[-1]]}")
+                       f"({cheapest} cycles per image) fails: {why[cheapest]}")
     f, d = total(cheapest)
     res = next(k for k, v in budget.items() if d["total"][k] > v)
     worst = max(d["units"], key=lambda u: u["cost"][res])
